@@ -1,0 +1,181 @@
+"""fODF peaks from SH coefficients (thin adapter over ``dipy.direction.peak_directions``).
+
+The fODF of every masked voxel is evaluated on a fixed hemisphere with one matrix product per
+chunk of voxels, then dipy finds the local maxima voxel by voxel. Directions are returned in the
+frame of the SH coefficients (the voxel-axis frame inside equidmri).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import numpy as np
+from dipy.core.sphere import HemiSphere
+from dipy.data import default_sphere
+from dipy.direction import peak_directions
+from tqdm import tqdm
+
+from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
+
+logger = logging.getLogger(__name__)
+
+RELATIVE_PEAK_THRESHOLD = 0.5  # fraction of the fODF range; dipy's `peak_directions` default
+MIN_SEPARATION_ANGLE = 25.0  # degrees; dipy's `peak_directions` default
+NPEAKS = 3  # peaks kept per voxel; MRtrix3 `sh2peaks -num` default
+MAX_SEPARATION_ANGLE = 90.0  # degrees; the largest angle between two axes (dipy's documented range)
+PEAK_SPHERE_SUBDIVISIONS = 1  # dipy's 362-vertex default_sphere (7.3-8.1 deg spacing) split once:
+# 1445 vertices, 3.6-4.0 deg spacing; halves the peak error on noiseless lmax-8 crossings
+# (max 4.8 -> 2.4 deg at 90 deg, 6.0 -> 3.8 deg at 60 deg) for 1.7x the time (measured, equidmri)
+CHUNK_VOXELS = 2048  # voxels evaluated per matrix product: 2048 x 1445 float64 = 24 MB
+
+
+@lru_cache(maxsize=1)
+def peak_sphere() -> HemiSphere:
+    """Hemisphere on which fODFs are searched for peaks.
+
+    Returns
+    -------
+    HemiSphere
+        dipy's ``default_sphere`` (362 vertices, z >= 0) subdivided
+        ``PEAK_SPHERE_SUBDIVISIONS`` times: 1445 unit vertices, neighbours 3.6-4.0 degrees apart.
+        Peak directions are vertices of this sphere, so their discretisation error is at most
+        about 2.3 degrees.
+    """
+    return default_sphere.subdivide(n=PEAK_SPHERE_SUBDIVISIONS)
+
+
+@lru_cache(maxsize=8)
+def _peak_sphere_basis(lmax: int) -> np.ndarray:
+    """``descoteaux07`` SH basis at the vertices of :func:`peak_sphere`, shape ``(V, K)`` float64."""
+    basis = sh_matrix(peak_sphere().vertices, lmax, "descoteaux07")
+    basis.setflags(write=False)
+    return basis
+
+
+def _check_fodf_sh(fodf_sh: np.ndarray) -> int:
+    """Validate the SH field and return its ``lmax``."""
+    if not isinstance(fodf_sh, np.ndarray):
+        raise TypeError(f"fodf_sh must be a numpy.ndarray, got {type(fodf_sh).__name__}")
+    if fodf_sh.ndim != 4:
+        raise ValueError(f"fodf_sh must have shape (X, Y, Z, K), got {fodf_sh.shape}")
+    try:
+        lmax = lmax_from_n_coeffs(fodf_sh.shape[-1])
+    except ValueError as error:
+        raise ValueError(
+            f"fodf_sh must have K = (lmax+1)(lmax+2)/2 coefficients for an even lmax (1, 6, 15, 28, 45, ...), "
+            f"got K = {fodf_sh.shape[-1]}"
+        ) from error
+    if not np.all(np.isfinite(fodf_sh)):
+        raise ValueError(f"fodf_sh must be finite, got {int(np.sum(~np.isfinite(fodf_sh)))} NaN or infinite values")
+    return lmax
+
+
+def _check_mask(mask: np.ndarray | None, spatial_shape: tuple[int, ...]) -> np.ndarray:
+    """Return ``mask`` as a boolean ``(X, Y, Z)`` array (all True when ``None``)."""
+    if mask is None:
+        return np.ones(spatial_shape, dtype=bool)
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy.ndarray or None, got {type(mask).__name__}")
+    if mask.shape != spatial_shape:
+        raise ValueError(f"mask must have the spatial shape {spatial_shape} of fodf_sh, got {mask.shape}")
+    return mask != 0
+
+
+def _check_options(relative_peak_threshold: float, min_separation_angle: float, npeaks: int) -> None:
+    if not 0.0 < relative_peak_threshold <= 1.0:
+        raise ValueError(f"relative_peak_threshold must be in (0, 1], got {relative_peak_threshold}")
+    if not 0.0 <= min_separation_angle <= MAX_SEPARATION_ANGLE:
+        raise ValueError(f"min_separation_angle must be in [0, 90] degrees, got {min_separation_angle}")
+    if isinstance(npeaks, bool) or not isinstance(npeaks, (int, np.integer)):
+        raise TypeError(f"npeaks must be an int, got {type(npeaks).__name__}")
+    if npeaks < 1:
+        raise ValueError(f"npeaks must be >= 1, got {npeaks}")
+
+
+def find_peaks(
+    fodf_sh: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    relative_peak_threshold: float = RELATIVE_PEAK_THRESHOLD,
+    min_separation_angle: float = MIN_SEPARATION_ANGLE,
+    npeaks: int = NPEAKS,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Largest local maxima of fODFs given by SH coefficients.
+
+    Each masked voxel's fODF is evaluated on :func:`peak_sphere` (1445-vertex hemisphere) and passed
+    to ``dipy.direction.peak_directions`` with ``is_symmetric=True``. Negative fODF values are
+    clipped to zero by dipy, so a voxel whose fODF is nowhere positive has no peak.
+
+    Parameters
+    ----------
+    fodf_sh : ndarray, shape ``(X, Y, Z, K)``
+        fODF SH coefficients, ``descoteaux07`` basis (dipy, ``legacy=False``), any even ``lmax``;
+        K = (lmax+1)(lmax+2)/2.
+    mask : ndarray, shape ``(X, Y, Z)``, optional
+        Voxels to process (non-zero = inside). Default: every voxel.
+    relative_peak_threshold : float
+        Keep peaks above ``min + relative_peak_threshold * (max - min)`` of the voxel's fODF,
+        with ``min = max(0, fODF minimum)`` (dipy's rule); in (0, 1].
+    min_separation_angle : float
+        Degrees in [0, 90]; of two peaks closer than this (antipodally), only the larger is kept.
+    npeaks : int
+        Number P >= 1 of peaks returned per voxel, largest first.
+    progress : bool
+        Show a tqdm progress bar over the masked voxels.
+
+    Returns
+    -------
+    peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)`` float64
+        Unit peak directions (vertices of the sphere, z >= 0) in the frame of the SH coefficients;
+        zeros where there is no peak and outside the mask.
+    peak_values : ndarray, shape ``(X, Y, Z, P)`` float64
+        fODF amplitude at each peak (units of the fODF), descending; zeros where there is no peak.
+
+    Raises
+    ------
+    TypeError
+        If ``fodf_sh`` or ``mask`` is not a NumPy array, or ``npeaks`` is not an int.
+    ValueError
+        If ``fodf_sh`` is not 4D with a valid K or holds non-finite values, ``mask`` does not match
+        its spatial shape, ``relative_peak_threshold`` is outside (0, 1], ``min_separation_angle``
+        is outside [0, 90] or ``npeaks`` < 1.
+
+    References
+    ----------
+    Garyfallidis et al., "Dipy, a library for the analysis of diffusion MRI data", Front.
+    Neuroinform. 8:8, 2014 (``peak_directions``); Tournier, Calamante & Connelly, NeuroImage 35(4),
+    2007 (fODF maxima as fibre orientations). Equation numbers not checked against the papers.
+    """
+    lmax = _check_fodf_sh(fodf_sh)
+    spatial_shape = fodf_sh.shape[:3]
+    inside = _check_mask(mask, spatial_shape).reshape(-1)
+    _check_options(relative_peak_threshold, min_separation_angle, npeaks)
+
+    sphere = peak_sphere()
+    basis = _peak_sphere_basis(lmax)
+    coeffs = fodf_sh.reshape(-1, fodf_sh.shape[-1]).astype(np.float64, copy=False)
+    voxels = np.flatnonzero(inside)
+    peak_dirs = np.zeros((coeffs.shape[0], npeaks, 3), dtype=np.float64)
+    peak_values = np.zeros((coeffs.shape[0], npeaks), dtype=np.float64)
+    logger.debug("finding peaks in %d voxels on a %d-vertex sphere (lmax %d)", voxels.size, len(sphere.vertices), lmax)
+
+    with tqdm(total=voxels.size, desc="peaks", unit="voxel", disable=not progress) as bar:
+        for start in range(0, voxels.size, CHUNK_VOXELS):
+            chunk = voxels[start : start + CHUNK_VOXELS]
+            fodf = coeffs[chunk] @ basis.T  # (chunk, V)
+            for voxel, values_on_sphere in zip(chunk, fodf):
+                directions, values, _ = peak_directions(
+                    values_on_sphere,
+                    sphere,
+                    relative_peak_threshold=relative_peak_threshold,
+                    min_separation_angle=min_separation_angle,
+                    is_symmetric=True,
+                )
+                count = min(npeaks, len(values))
+                peak_dirs[voxel, :count] = directions[:count]
+                peak_values[voxel, :count] = values[:count]
+            bar.update(chunk.size)
+
+    return peak_dirs.reshape(spatial_shape + (npeaks, 3)), peak_values.reshape(spatial_shape + (npeaks,))

@@ -1,0 +1,326 @@
+"""Tissue response functions: estimation with dipy and their zonal SH coefficients.
+
+A response is the signal of a single fibre along +z (WM) or of an isotropic compartment (GM, CSF),
+given per DW shell by a tensor's eigenvalues (mm²/s) and the tissue's b=0 signal.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from dipy.core.gradients import GradientTable, gradient_table
+from dipy.reconst.csdeconv import mask_for_response_ssst, response_from_mask_ssst
+from dipy.reconst.mcsd import mask_for_response_msmt, response_from_mask_msmt
+from scipy.special import eval_legendre, roots_legendre
+
+from equidmri.dmri.gradients import SHELL_TOL, Shells
+from equidmri.sphere.sh import check_lmax
+
+TISSUES = ("wm", "gm", "csf")
+FA_THR = 0.7  # WM FA threshold, dipy's mask_for_response_ssst / mask_for_response_msmt default
+FA_THR_FLOOR = 0.5  # lowest WM FA threshold tried before giving up
+FA_THR_STEP = 0.1  # decrement of the WM FA threshold when too few voxels pass
+MIN_RESPONSE_VOXELS = 10  # voxels; fewer WM voxels make the response too noisy
+ROI_RADII = 10  # voxels, dipy's default half-width of the cuboid ROI at the volume centre
+GM_FA_THR = 0.2  # dipy mask_for_response_msmt default: GM has 0 < FA < 0.2
+GM_MD_THR = 0.0007  # mm²/s, dipy mask_for_response_msmt default: GM has MD < 0.0007
+CSF_FA_THR = 0.1  # dipy mask_for_response_msmt default: CSF has 0 < FA < 0.1
+CSF_MD_THR = 0.002  # mm²/s, dipy's default value, used here as a LOWER bound: CSF has MD >= 0.002
+DTI_BMAX = 1200.0  # s/mm², above this dipy warns that DTI (the tissue masks) is biased
+MIN_DTI_VOLUMES = 7  # b=0 + 6 directions: the fewest a tensor fit needs
+N_QUADRATURE = 128  # Gauss-Legendre nodes: exact to 1e-12 for lmax <= 18 and b·(λ1 - λ⊥) up to ~100
+
+__all__ = [
+    "TISSUES",
+    "TissueResponses",
+    "estimate_responses",
+]
+
+
+@lru_cache(maxsize=4)
+def _legendre_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
+    nodes, weights = roots_legendre(n)
+    return nodes, weights
+
+
+@dataclass(frozen=True, eq=False)
+class TissueResponses:
+    """Axially symmetric response of each tissue on each DW shell.
+
+    Attributes
+    ----------
+    tissues : tuple of str
+        ``("wm",)`` (single-shell) or ``("wm", "gm", "csf")`` (multi-shell).
+    shells : ndarray, shape ``(S,)`` float64
+        DW shell b-values, s/mm², ascending.
+    evals : ndarray, shape ``(T, S, 3)`` float64
+        Tensor eigenvalues per tissue and shell, mm²/s, descending; the three are equal for GM/CSF.
+    s0 : ndarray, shape ``(T,)`` float64
+        b=0 signal of each tissue, scanner units.
+    """
+
+    tissues: tuple[str, ...]
+    shells: np.ndarray
+    evals: np.ndarray
+    s0: np.ndarray
+
+    def __post_init__(self) -> None:
+        tissues = tuple(self.tissues)
+        if tissues not in (("wm",), TISSUES):
+            raise ValueError(f"tissues must be ('wm',) or {TISSUES}, got {tissues}")
+        shells = np.array(self.shells, dtype=np.float64)
+        evals = np.array(self.evals, dtype=np.float64)
+        s0 = np.array(self.s0, dtype=np.float64)
+        if shells.ndim != 1 or shells.size == 0 or not np.all(np.isfinite(shells) & (shells > 0)):
+            raise ValueError(f"shells must be a non-empty (S,) array of positive b-values, got {shells}")
+        if np.any(np.diff(shells) <= 0):
+            raise ValueError(f"shells must be strictly ascending, got {shells}")
+        if evals.shape != (len(tissues), shells.size, 3) or s0.shape != (len(tissues),):
+            raise ValueError(
+                f"evals must be (T, S, 3) = ({len(tissues)}, {shells.size}, 3) and s0 (T,) = ({len(tissues)},), "
+                f"got {evals.shape} and {s0.shape}"
+            )
+        if not np.all(np.isfinite(evals) & (evals >= 0)):
+            raise ValueError(f"evals must be finite and >= 0 mm²/s, got {evals.tolist()}")
+        if not np.all(np.isfinite(s0) & (s0 >= 0)) or s0[0] <= 0:
+            raise ValueError(f"s0 must be finite and >= 0 with a positive WM value, got {s0.tolist()}")
+        object.__setattr__(self, "tissues", tissues)
+        for name, value in (("shells", shells), ("evals", evals), ("s0", s0)):
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    def zonal(self, lmax: int) -> np.ndarray:
+        """Zonal SH coefficients ``r_l0`` of every response, normalised by the WM b=0 signal.
+
+        ``R_t^b(t) = s0_t / s0_wm · exp(-b (λ⊥ + (λ1 - λ⊥) t²))``, ``t = cos θ``, ``λ⊥ = (λ2 + λ3)/2``,
+        and ``r_l0 = 2π ∫ R(t) sqrt((2l+1)/(4π)) P_l(t) dt`` over [-1, 1] (Gauss-Legendre).
+        ``descoteaux07`` and ``tournier07`` share ``Y_l0``, so the result serves both bases.
+
+        Parameters
+        ----------
+        lmax : int
+            Even maximal degree.
+
+        Returns
+        -------
+        ndarray, shape ``(T, 1 + S, lmax // 2 + 1)`` float64
+            Row 0 is b=0 (isotropic: ``r_00 = sqrt(4π) s0_t / s0_wm``), rows 1.. the DW shells;
+            column j is degree ``l = 2j``. Isotropic responses have zeros for l > 0. Dimensionless.
+
+        Raises
+        ------
+        ValueError
+            If ``lmax`` is not even and >= 0.
+
+        References
+        ----------
+        Tournier et al., NeuroImage 2004, eq. 6 (Funk-Hecke); Jeurissen et al., NeuroImage 2014, eq. 2.
+        """
+        degrees = np.arange(0, check_lmax(lmax) + 1, 2)
+        nodes, weights = _legendre_rule(N_QUADRATURE)
+        legendre = eval_legendre(degrees[:, None], nodes[None, :])  # (L, n)
+        norm = np.sqrt((2 * degrees + 1) / (4 * math.pi))  # (L,)
+        ratio = self.s0 / self.s0[0]  # (T,)
+        lam_par = self.evals[..., 0]  # (T, S)
+        lam_perp = 0.5 * (self.evals[..., 1] + self.evals[..., 2])
+        exponent = lam_perp[..., None] + (lam_par - lam_perp)[..., None] * nodes**2  # (T, S, n)
+        profile = np.exp(-self.shells[None, :, None] * exponent)
+        dw = 2 * math.pi * np.einsum("tsn,n,ln->tsl", profile, weights, legendre) * norm
+        dw *= ratio[:, None, None]
+        dw[..., 1:][lam_par == lam_perp] = 0.0  # isotropic: exactly zonal degree 0
+        out = np.zeros((len(self.tissues), 1 + self.shells.size, degrees.size))
+        out[:, 0, 0] = math.sqrt(4 * math.pi) * ratio
+        out[:, 1:] = dw
+        return out
+
+    def dipy_wm_response(self) -> tuple[np.ndarray, float]:
+        """WM response on the first shell as dipy CSD takes it: ``(evals (3,) mm²/s, s0)``."""
+        return self.evals[0, 0].copy(), float(self.s0[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (lists and floats); inverse of :meth:`from_dict`."""
+        return {
+            "tissues": list(self.tissues),
+            "shells": self.shells.tolist(),
+            "evals": self.evals.tolist(),
+            "s0": self.s0.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TissueResponses:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises
+        ------
+        TypeError
+            If ``d`` is not a mapping.
+        ValueError
+            If a key is missing or a value is invalid (see the class checks).
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"from_dict needs a mapping, got {type(d).__name__}")
+        missing = [key for key in ("tissues", "shells", "evals", "s0") if key not in d]
+        if missing:
+            raise ValueError(f"response dict lacks keys {missing}, got keys {sorted(d)}")
+        return cls(tissues=tuple(d["tissues"]), shells=d["shells"], evals=d["evals"], s0=d["s0"])
+
+
+def _wm_thresholds(fa_thr: float) -> list[float]:
+    steps = max(0, int(math.floor((fa_thr - FA_THR_FLOOR) / FA_THR_STEP + 1e-9)))
+    return [round(fa_thr - k * FA_THR_STEP, 10) for k in range(steps + 1)]
+
+
+def _select_wm(select: Callable[[float], tuple[np.ndarray, ...]], fa_thr: float) -> tuple[np.ndarray, ...]:
+    """Call ``select(thr)`` (WM mask first) with lower FA thresholds until enough WM voxels pass."""
+    for thr in _wm_thresholds(fa_thr):
+        masks = select(thr)
+        count = int(np.count_nonzero(masks[0]))
+        if count >= MIN_RESPONSE_VOXELS:
+            return masks
+        warnings.warn(
+            f"only {count} WM voxel(s) with FA > {thr} (need {MIN_RESPONSE_VOXELS}) for the response",
+            stacklevel=4,  # the caller of estimate_responses (through _estimate_* and this helper)
+        )
+    raise ValueError(
+        f"fewer than {MIN_RESPONSE_VOXELS} wm voxels for the response with FA thresholds "
+        f"{_wm_thresholds(fa_thr)} inside the mask and ROI; give a better mask or a larger roi_radii"
+    )
+
+
+def _check_inputs(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray | None, shells: Shells) -> np.ndarray:
+    if dwi.ndim != 4:
+        raise ValueError(f"dwi must have shape (X, Y, Z, N), got {dwi.shape}")
+    n = dwi.shape[3]
+    if gtab.bvals.shape[0] != n or shells.index.shape[0] != n:
+        raise ValueError(
+            f"volume counts disagree: dwi {n}, gradient table {gtab.bvals.shape[0]}, shells {shells.index.shape[0]}"
+        )
+    if not np.array_equal(shells.index < 0, gtab.b0s_mask):
+        raise ValueError("shells and gradient table disagree on which volumes are b=0")
+    if mask is None:
+        return np.ones(dwi.shape[:3], dtype=bool)
+    if np.shape(mask) != dwi.shape[:3]:
+        raise ValueError(f"mask must have shape {dwi.shape[:3]}, got {np.shape(mask)}")
+    return np.asarray(mask, dtype=bool)
+
+
+def estimate_responses(
+    dwi: np.ndarray,
+    gtab: GradientTable,
+    mask: np.ndarray | None,
+    shells: Shells,
+    *,
+    fa_thr: float = FA_THR,
+    roi_radii: int = ROI_RADII,
+    gm_fa_thr: float = GM_FA_THR,
+    gm_md_thr: float = GM_MD_THR,
+    csf_fa_thr: float = CSF_FA_THR,
+    csf_md_thr: float = CSF_MD_THR,
+) -> TissueResponses:
+    """Estimate tissue responses from FA/MD-selected voxels (dipy).
+
+    One DW shell: WM only, ``mask_for_response_ssst`` (AND ``mask``) then ``response_from_mask_ssst``.
+    Several: WM, GM and CSF masks from ``mask_for_response_msmt`` on the b=0 and b <= ``DTI_BMAX``
+    volumes (AND ``mask``), then ``response_from_mask_msmt`` on all shells. In both cases, if fewer
+    than ``MIN_RESPONSE_VOXELS`` WM voxels pass, the FA threshold drops by ``FA_THR_STEP`` (with a
+    warning) down to ``FA_THR_FLOOR``. CSF voxels are those with ``0 < FA < csf_fa_thr`` and
+    ``MD >= csf_md_thr`` (dipy keeps ``MD < csf_md_thr``, which selects grey matter, not CSF).
+    dipy averages λ2 into λ3, so the GM/CSF diffusivity set here is ``(λ1 + 2 λ2) / 3``.
+
+    Parameters
+    ----------
+    dwi : ndarray, shape ``(X, Y, Z, N)``
+        Signal, scanner units.
+    gtab : GradientTable
+        Acquisition, voxel-axis frame.
+    mask : ndarray, shape ``(X, Y, Z)`` bool, or None
+        Voxels allowed in the response (None: all).
+    shells : Shells
+        From :func:`equidmri.dmri.gradients.find_shells` on ``gtab.bvals``.
+    fa_thr : float
+        Initial WM FA threshold.
+    roi_radii : int
+        Half-width of dipy's cuboid ROI at the volume centre, voxels.
+    gm_fa_thr, gm_md_thr, csf_fa_thr, csf_md_thr : float
+        GM/CSF selection (multi-shell only); MD in mm²/s.
+
+    Returns
+    -------
+    TissueResponses
+
+    Raises
+    ------
+    ValueError
+        If shapes or volume counts disagree, too few WM voxels remain at ``FA_THR_FLOOR``, or the
+        GM or CSF mask is empty (the message names the tissue and its thresholds).
+
+    References
+    ----------
+    Tournier et al., NeuroImage 2004 (single fibre response); Jeurissen et al., NeuroImage 2014
+    (multi-tissue); dipy ``csdeconv`` and ``mcsd``.
+    """
+    dwi = np.asarray(dwi)
+    mask = _check_inputs(dwi, gtab, mask, shells)
+    if shells.bvals.size == 1:
+        return _estimate_single_shell(dwi, gtab, mask, shells, fa_thr, roi_radii)
+    thresholds = {"gm_fa_thr": gm_fa_thr, "gm_md_thr": gm_md_thr, "csf_fa_thr": csf_fa_thr}
+    return _estimate_multi_shell(dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds, csf_md_thr)
+
+
+def _estimate_single_shell(dwi, gtab, mask, shells, fa_thr, roi_radii) -> TissueResponses:
+    def select(thr: float) -> tuple[np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No voxel with a FA", category=UserWarning)
+            wm = mask_for_response_ssst(gtab, dwi, roi_radii=roi_radii, fa_thr=thr)
+        return (wm.astype(bool) & mask,)
+
+    (wm,) = _select_wm(select, fa_thr)
+    (evals, s0), _ = response_from_mask_ssst(gtab, dwi, wm)
+    return TissueResponses(tissues=("wm",), shells=shells.bvals, evals=np.asarray(evals)[None, None], s0=[s0])
+
+
+def _estimate_multi_shell(dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds, csf_md_thr) -> TissueResponses:
+    bvals = np.where(gtab.b0s_mask, 0.0, gtab.bvals)  # one b=0 cluster for dipy's b-value grouping
+    dti = gtab.b0s_mask | (bvals <= DTI_BMAX)
+    if np.count_nonzero(dti) < MIN_DTI_VOLUMES:
+        dti = np.ones_like(dti)
+    gtab_dti = gradient_table(bvals[dti], bvecs=gtab.bvecs[dti], b0_threshold=gtab.b0_threshold)
+    data_dti = dwi[..., dti]
+
+    def select(thr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        common = {"roi_radii": roi_radii, "wm_fa_thr": thr, **thresholds}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No voxel with a", category=UserWarning)
+            wm, gm, low_fa = mask_for_response_msmt(gtab_dti, data_dti, **common, csf_md_thr=np.inf)
+            _, _, low_fa_low_md = mask_for_response_msmt(gtab_dti, data_dti, **common, csf_md_thr=csf_md_thr)
+        csf = low_fa.astype(bool) & ~low_fa_low_md.astype(bool)
+        return wm.astype(bool) & mask, gm.astype(bool) & mask, csf & mask
+
+    wm, gm, csf = _select_wm(select, fa_thr)
+    rules = {
+        "gm": f"0 < FA < {thresholds['gm_fa_thr']} and MD < {thresholds['gm_md_thr']} mm²/s",
+        "csf": f"0 < FA < {thresholds['csf_fa_thr']} and MD >= {csf_md_thr} mm²/s",
+    }
+    for tissue, tissue_mask in (("gm", gm), ("csf", csf)):
+        if not np.any(tissue_mask):
+            raise ValueError(
+                f"no {tissue} voxel for the response: needs {rules[tissue]} inside the mask and the ROI "
+                f"(roi_radii {roi_radii} voxels)"
+            )
+    gtab_all = gradient_table(bvals, bvecs=gtab.bvecs, b0_threshold=gtab.b0_threshold)
+    rows = response_from_mask_msmt(gtab_all, dwi, wm, gm, csf, tol=SHELL_TOL)  # 3 × (S, 4): λ1 λ2 λ3 S0
+    if any(r.shape != (shells.bvals.size, 4) for r in rows):
+        raise ValueError(
+            f"dipy grouped the b-values into {rows[0].shape[0]} DW shells, expected {shells.bvals.size} "
+            f"({shells.bvals.tolist()} s/mm²); shells closer than {SHELL_TOL} s/mm² cannot be separated"
+        )
+    evals = np.stack([r[:, :3] for r in rows])  # (T, S, 3)
+    evals[1:] = evals[1:].mean(axis=-1, keepdims=True)
+    s0 = np.array([r[:, 3].mean() for r in rows])
+    return TissueResponses(tissues=TISSUES, shells=shells.bvals, evals=evals, s0=s0)

@@ -1,0 +1,7 @@
+"""Equivariant layers on spatio-spherical feature maps ``(B, C, X, Y, Z, V)``."""
+
+from equidmri.nn.layers.grid import SphereGrid
+from equidmri.nn.layers.pooling import SphericalPool, SphericalUnpool
+from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv, isotropic_stencil
+
+__all__ = ["SphereGrid", "SpatioSphericalConv", "SphericalPool", "SphericalUnpool", "isotropic_stencil"]

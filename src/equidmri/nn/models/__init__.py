@@ -1,0 +1,6 @@
+"""Network models and their registry."""
+
+from equidmri.nn.models.registry import MODELS, build_model
+from equidmri.nn.models.unet import DEFAULT_WIDTHS, REFERENCE_WIDTHS, SHDUNet
+
+__all__ = ["MODELS", "build_model", "SHDUNet", "DEFAULT_WIDTHS", "REFERENCE_WIDTHS"]

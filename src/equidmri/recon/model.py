@@ -1,0 +1,221 @@
+"""dipy-style Model/Fit API of the spatio-hemispherical deconvolution (SHD, SHD-TV).
+
+``SHDModel(gtab, responses).fit(dwi, mask)`` trains the network unsupervised on that volume and returns
+an immutable :class:`FODFFit`; ``SHDModel.from_checkpoint(...).predict(dwi, mask)`` applies a trained
+network to another volume with the same shells (amortised inference).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from dipy.core.gradients import GradientTable
+
+from equidmri import __version__
+from equidmri.dmri.gradients import SHELL_TOL, find_shells
+from equidmri.dmri.peaks import find_peaks
+from equidmri.dmri.preprocess import build_sampler
+from equidmri.dmri.response import TissueResponses
+from equidmri.nn.models.registry import build_model
+from equidmri.nn.models.unet import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
+from equidmri.recon.checkpoint import load_checkpoint
+from equidmri.recon.forward import FODF_LMAX, SignalModel
+from equidmri.recon.infer import DEFAULT_TILE, predict_volume
+from equidmri.recon.train import TrainConfig, train
+from equidmri.sphere.sh import check_lmax, n_coeffs, sh_matrix
+
+OUTPUT_LMAX = 8  # SH degree of fod.nii.gz and of the peaks (MRtrix default lmax)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of the deconvolution network (see ``SHDUNet``)."""
+
+    model: str = "shd-tv"
+    nside: int = 8
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
+    cheb_order: int = 5
+    kernel: str = "full"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy."""
+        return {"model": self.model, "nside": self.nside, "widths": list(self.widths),
+                "kernel_sizes": list(self.kernel_sizes), "cheb_order": self.cheb_order, "kernel": self.kernel}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
+
+
+@dataclass(frozen=True, eq=False)
+class FODFFit:
+    """Result of a deconvolution, voxel-axis frame.
+
+    Attributes
+    ----------
+    fodf_sh : ndarray, shape ``(X, Y, Z, 190)`` float32
+        WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), lmax 18; zero outside the mask.
+    fractions : ndarray, shape ``(X, Y, Z, T)`` float32
+        Tissue fractions in ``tissues`` order (WM = fODF integral), relative to the WM b=0 response.
+    tissues : tuple of str
+    mask : ndarray, shape ``(X, Y, Z)`` bool
+    history : list of dict
+        Loss terms per training epoch (empty for a prediction).
+    """
+
+    fodf_sh: np.ndarray
+    fractions: np.ndarray
+    tissues: tuple[str, ...]
+    mask: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+    sh_basis: str = "descoteaux07"
+
+    def shm_coeff(self, lmax: int = OUTPUT_LMAX) -> np.ndarray:
+        """WM fODF SH truncated to ``lmax``, shape ``(X, Y, Z, K)``, ``descoteaux07`` (legacy=False)."""
+        return self.fodf_sh[..., : n_coeffs(check_lmax(lmax))]
+
+    def odf(self, vertices: np.ndarray) -> np.ndarray:
+        """WM fODF at unit ``vertices (V, 3)`` (voxel-axis frame), shape ``(X, Y, Z, V)``."""
+        return self.fodf_sh @ sh_matrix(vertices, FODF_LMAX, self.sh_basis).T.astype(np.float32)
+
+    def peaks(self, lmax: int = OUTPUT_LMAX, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of the lmax-truncated fODF: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P))``.
+
+        Keyword arguments go to :func:`equidmri.dmri.peaks.find_peaks` (thresholds, ``npeaks``).
+        """
+        return find_peaks(self.shm_coeff(lmax), self.mask, **kwargs)
+
+
+class SHDModel:
+    """Spatio-hemispherical deconvolution bound to one acquisition and its response functions.
+
+    Parameters
+    ----------
+    gtab : GradientTable
+        Acquisition, b-vectors in the voxel-axis frame.
+    responses : TissueResponses
+        WM (single-shell) or WM/GM/CSF (multi-shell) responses on the acquisition's shells.
+    network : NetworkConfig
+    train_config : TrainConfig
+    device : str or torch.device
+
+    Raises
+    ------
+    ValueError
+        If the shells of ``gtab`` and ``responses`` differ.
+
+    References
+    ----------
+    Elaldi, Gerig & Dey, "Equivariant spatio-hemispherical networks for diffusion MRI deconvolution",
+    NeurIPS 2024.
+    """
+
+    def __init__(
+        self,
+        gtab: GradientTable,
+        responses: TissueResponses,
+        network: NetworkConfig | None = None,
+        train_config: TrainConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.gtab, self.responses = gtab, responses
+        self.network = network or NetworkConfig()
+        self.train_config = train_config or TrainConfig()
+        self.shells = find_shells(gtab.bvals)
+        check_same_shells(self.shells.bvals, responses.shells)
+        torch.manual_seed(self.train_config.seed)
+        net_kwargs = self.network.to_dict()
+        self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.shells.bvals.size,
+                               n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
+        vertices = self.net.grid.vertices
+        bvecs = np.asarray(gtab.bvecs, dtype=np.float64)
+        self.sampler = build_sampler(bvecs, self.shells, vertices)
+        self.signal_model = SignalModel(vertices, bvecs, self.shells, responses.zonal(FODF_LMAX)).to(device)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What a checkpoint records besides the weights."""
+        return {"version": __version__, "network": self.network.to_dict(), "train": self.train_config.to_dict(),
+                "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist()}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu") -> SHDModel:
+        """Rebuild a trained model for a new acquisition ``gtab`` with the same shells.
+
+        Raises
+        ------
+        ValueError
+            If the acquisition's shells differ from the model's.
+        """
+        state = load_checkpoint(path)
+        meta = state["meta"]
+        responses = TissueResponses.from_dict(meta["responses"])
+        model = cls(gtab, responses, NetworkConfig.from_dict(meta["network"]),
+                    TrainConfig.from_dict(meta["train"]), device=device)
+        model.net.load_state_dict(state["state_dict"])
+        model.net.eval()
+        return model
+
+    def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if dwi.ndim != 4 or dwi.shape[-1] != len(self.gtab.bvals):
+            raise ValueError(f"dwi must be (X, Y, Z, {len(self.gtab.bvals)}), got {dwi.shape}")
+        if mask.shape != dwi.shape[:3]:
+            raise ValueError(f"mask shape {mask.shape} differs from the DWI's {dwi.shape[:3]}")
+        normalised = np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
+        inputs = torch.from_numpy(self.sampler(normalised))
+        return inputs, torch.from_numpy(normalised)
+
+    def fit(self, dwi: np.ndarray, mask: np.ndarray, *, checkpoint_path: str | os.PathLike | None = None,
+            resume: bool = False, progress: bool = False, tile: int = DEFAULT_TILE) -> FODFFit:
+        """Train on ``dwi`` (unsupervised) and deconvolve it.
+
+        Parameters
+        ----------
+        dwi : ndarray, shape ``(X, Y, Z, N)``
+            Signal, scanner units.
+        mask : ndarray, shape ``(X, Y, Z)`` bool
+        checkpoint_path, resume : see :func:`equidmri.recon.train.train`.
+        tile : int
+            Inference tile edge, voxels.
+        """
+        inputs, target = self._prepare(dwi, mask, self.responses.s0[0])
+        history = train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
+                        checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume,
+                        progress=progress)
+        return self._deconvolve(inputs, mask, history, tile, progress)
+
+    def predict(self, dwi: np.ndarray, mask: np.ndarray, *, s0_wm: float | None = None,
+                tile: int = DEFAULT_TILE, progress: bool = False) -> FODFFit:
+        """Deconvolve ``dwi`` with the trained network (no training).
+
+        ``s0_wm`` normalises the signal (the new volume's WM b=0 response; default the model's).
+        """
+        inputs, _ = self._prepare(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm)
+        return self._deconvolve(inputs, mask, [], tile, progress)
+
+    def _deconvolve(self, inputs: torch.Tensor, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
+        fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
+        with torch.inference_mode():
+            fodf_sh = self.signal_model.fodf_sh(fodf.to(self.signal_model.grid_to_sh.device)).cpu()
+        wm_fraction = fodf_sh[..., :1] * math.sqrt(4 * math.pi)  # integral of the fODF
+        fractions = torch.cat([wm_fraction, iso], dim=-1)
+        keep = torch.from_numpy(mask)[..., None]
+        return FODFFit(fodf_sh=(fodf_sh * keep).numpy().astype(np.float32),
+                       fractions=(fractions * keep).numpy().astype(np.float32),
+                       tissues=self.responses.tissues, mask=mask.copy(), history=history)
+
+
+def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the DW shells match ``reference`` within ``SHELL_TOL`` s/mm²."""
+    bvals, reference = np.asarray(bvals), np.asarray(reference)
+    if bvals.shape != reference.shape or np.any(np.abs(bvals - reference) > SHELL_TOL):
+        raise ValueError(
+            f"the acquisition's shells {np.round(bvals).tolist()} s/mm² differ from the model's "
+            f"{np.round(reference).tolist()} s/mm² (tolerance {SHELL_TOL} s/mm²)"
+        )

@@ -1,0 +1,179 @@
+"""Quality-control figure: fODF peaks drawn over an axial slice of a scalar map.
+
+Built on ``matplotlib.figure.Figure`` with an Agg canvas, never ``pyplot``: nothing global
+(backend, open-figure registry, rcParams) changes for the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+PEAK_HALF_LENGTH = 0.45  # voxels; a full-length peak spans 0.9 voxel, so neighbouring lines do not touch
+PEAK_LINE_WIDTH = 1.5  # points
+FIGURE_WIDTH = 6.0  # inches, including the colour bar
+FIGURE_HEIGHT_RANGE = (3.0, 12.0)  # inches; the height follows the slice's aspect ratio within this range
+DPI = 150  # dots per inch of the PNG
+BACKGROUND_CMAP = "gray"
+TMP_PREFIX = ".tmp-"  # name prefix of the temporary file behind the atomic write (as in dmri/io.py)
+
+
+def _check_inputs(
+    path: Path,
+    background: np.ndarray,
+    peak_dirs: np.ndarray,
+    peak_values: np.ndarray | None,
+    slice_index: int | None,
+) -> None:
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png, got {path}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the directory of path must exist, got {path.parent}")
+    for name, array in (("background", background), ("peak_dirs", peak_dirs)):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+    if background.ndim != 3:
+        raise ValueError(f"background must have shape (X, Y, Z), got {background.shape}")
+    if peak_dirs.ndim != 5 or peak_dirs.shape[-1] != 3 or peak_dirs.shape[:3] != background.shape:
+        raise ValueError(f"peak_dirs must have shape {background.shape + ('P', 3)}, got {peak_dirs.shape}")
+    if not np.all(np.isfinite(peak_dirs)):
+        raise ValueError("peak_dirs must be finite (zeros mark missing peaks), got NaN or infinite values")
+    if peak_values is not None:
+        if not isinstance(peak_values, np.ndarray):
+            raise TypeError(f"peak_values must be a numpy.ndarray or None, got {type(peak_values).__name__}")
+        if peak_values.shape != peak_dirs.shape[:4]:
+            raise ValueError(f"peak_values must have shape {peak_dirs.shape[:4]}, got {peak_values.shape}")
+        if not np.all(np.isfinite(peak_values)) or np.any(peak_values < 0):
+            raise ValueError("peak_values must be finite and >= 0")
+    if slice_index is not None:
+        if isinstance(slice_index, bool) or not isinstance(slice_index, (int, np.integer)):
+            raise TypeError(f"slice_index must be an int or None, got {type(slice_index).__name__}")
+        if not 0 <= slice_index < background.shape[2]:
+            raise ValueError(f"slice_index must be in [0, {background.shape[2] - 1}], got {slice_index}")
+
+
+def busiest_slice(peak_dirs: np.ndarray) -> int:
+    """Axial index z with the most peaks, shape ``(X, Y, Z, P, 3)`` input; the middle slice if none."""
+    counts = np.any(peak_dirs != 0, axis=-1).sum(axis=(0, 1, 3))  # (Z,)
+    return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[2] // 2
+
+
+def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments and DEC colours of the peaks of one axial slice.
+
+    Parameters
+    ----------
+    peak_dirs : ndarray, shape ``(X, Y, P, 3)``
+        Peak directions in the voxel-axis frame, zeros where there is no peak.
+    peak_values : ndarray, shape ``(X, Y, P)``, optional
+        Peak amplitudes; lengths are scaled by the value relative to the slice maximum.
+        Default: every peak has full length.
+
+    Returns
+    -------
+    segments : ndarray, shape ``(L, 2, 2)`` float64
+        End points ``(x, y)`` in voxel coordinates: the in-plane projection of each peak, centred on
+        its voxel, ``2 * PEAK_HALF_LENGTH`` voxels long at full length.
+    colours : ndarray, shape ``(L, 3)`` float64
+        RGB = (|x|, |y|, |z|) of the unit direction (directionally encoded colour, as in dipy/MRtrix).
+    """
+    norms = np.linalg.norm(peak_dirs, axis=-1)
+    present = norms > 0
+    x_index, y_index, _ = np.nonzero(present)
+    units = peak_dirs[present] / norms[present][:, None]  # (L, 3)
+    if peak_values is None:
+        scale = np.ones(len(units))
+    else:
+        largest = peak_values[present].max(initial=0.0)
+        scale = peak_values[present] / largest if largest > 0 else np.zeros(len(units))
+    centres = np.stack([x_index, y_index], axis=-1).astype(np.float64)
+    half = (PEAK_HALF_LENGTH * scale)[:, None] * units[:, :2]
+    return np.stack([centres - half, centres + half], axis=1), np.abs(units)
+
+
+def plot_peaks_qc(
+    path: str | os.PathLike,
+    background: np.ndarray,
+    peak_dirs: np.ndarray,
+    peak_values: np.ndarray | None = None,
+    *,
+    slice_index: int | None = None,
+    title: str = "",
+    background_label: str = "FA",
+) -> Path:
+    """Save a PNG of peak lines over one axial slice of a scalar map.
+
+    The slice ``background[:, :, z]`` is shown in grey with x to the right and y up (voxel axes,
+    ``imshow(slice.T, origin="lower")``), with a colour bar. Each peak is a line through its voxel
+    centre along the in-plane projection of its direction, coloured (|x|, |y|, |z|).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output ``.png`` file; its directory must exist. Written atomically (temporary file in the
+        same directory, then ``os.replace``); an existing file is replaced.
+    background : ndarray, shape ``(X, Y, Z)``
+        Scalar map behind the peaks (e.g. FA, dimensionless).
+    peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
+        Peak directions in the voxel-axis frame, zeros where there is no peak.
+    peak_values : ndarray, shape ``(X, Y, Z, P)``, optional
+        Peak amplitudes (>= 0); line length is proportional to value / slice maximum. Default:
+        every line has the full length of 0.9 voxel.
+    slice_index : int, optional
+        Axial slice z. Default: the slice with the most peaks (the middle slice if there are none).
+    title : str
+        Figure title; the slice index is appended.
+    background_label : str
+        Label of the colour bar.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    TypeError
+        If an array argument is not a NumPy array or ``slice_index`` is not an int.
+    ValueError
+        If ``path`` does not end in ``.png``, the shapes disagree, peaks are not finite, peak
+        values are negative or ``slice_index`` is out of range.
+    FileNotFoundError
+        If the directory of ``path`` does not exist.
+    """
+    path = Path(path)
+    _check_inputs(path, background, peak_dirs, peak_values, slice_index)
+    z = busiest_slice(peak_dirs) if slice_index is None else int(slice_index)
+    segments, colours = peak_segments(
+        peak_dirs[:, :, z], None if peak_values is None else peak_values[:, :, z]
+    )
+
+    n_x, n_y = background.shape[:2]
+    height = float(np.clip(FIGURE_WIDTH * n_y / n_x, *FIGURE_HEIGHT_RANGE))
+    figure = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(background[:, :, z].T, origin="lower", cmap=BACKGROUND_CMAP, interpolation="nearest")
+    axes.add_collection(LineCollection(segments, colors=colours, linewidths=PEAK_LINE_WIDTH), autolim=False)
+    figure.colorbar(image, ax=axes, label=background_label)
+    axes.set_xlabel("x (voxel)")
+    axes.set_ylabel("y (voxel)")
+    axes.set_title(f"{title} (z = {z})" if title else f"z = {z}")
+
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}"
+    try:
+        figure.savefig(tmp, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        figure.clear()
+    logger.info("wrote %s (%d peak lines, z = %d)", path, len(segments), z)
+    return path

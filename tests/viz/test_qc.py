@@ -1,0 +1,134 @@
+"""Tests for equidmri.viz.qc: the PNG, its orientation and colours, and the segment geometry."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pytest
+
+from equidmri.viz.qc import PEAK_HALF_LENGTH, busiest_slice, peak_segments, plot_peaks_qc
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MIN_PNG_BYTES = 10_000  # sanity floor; measured 27.5 KB for the figure below (26.7 KB with no peak)
+GREEN_COLUMN = 1  # x index of the vertical (+y) line
+RED_ROW = 6  # y index of the horizontal (+x) line, from x = 3 to 7
+
+
+@pytest.fixture
+def volume():
+    """Grey ramp background (8, 8, 3) and peaks (8, 8, 3, 2, 3) whose busiest slice is z = 1."""
+    background = np.broadcast_to(np.linspace(0.0, 1.0, 8)[:, None, None], (8, 8, 3)).copy()
+    peak_dirs = np.zeros((8, 8, 3, 2, 3))
+    peak_dirs[GREEN_COLUMN, :, 1, 0] = [0.0, 1.0, 0.0]
+    peak_dirs[3:, RED_ROW, 1, 0] = [-1.0, 0.0, 0.0]  # sign must not matter
+    peak_dirs[5, 2, 0, 0] = [0.0, 0.0, 1.0]
+    peak_dirs[5, 2, 2, 0] = [0.0, 0.0, 1.0]
+    return background, peak_dirs
+
+
+def coloured_pixels(image: np.ndarray, channel: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of pixels that are saturated in ``channel`` and dark in the other two."""
+    rgb = image[..., :3]
+    others = [c for c in range(3) if c != channel]
+    selected = (rgb[..., channel] > 0.6) & np.all(rgb[..., others] < 0.3, axis=-1)
+    return np.nonzero(selected)
+
+
+def test_png_shows_vertical_green_and_horizontal_red_lines_in_place(tmp_path, volume):
+    background, peak_dirs = volume
+    path = plot_peaks_qc(tmp_path / "qc.png", background, peak_dirs, title="peaks")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert path.stat().st_size > MIN_PNG_BYTES
+    image = matplotlib.image.imread(path)
+    green_rows, green_cols = coloured_pixels(image, channel=1)
+    red_rows, red_cols = coloured_pixels(image, channel=0)
+    assert green_rows.size > 100 and red_rows.size > 50
+    # the +y line is vertical: tall and thin in the image
+    assert np.ptp(green_cols) < 0.1 * np.ptp(green_rows)
+    assert np.ptp(red_rows) < 0.1 * np.ptp(red_cols)
+    # x to the right: the x = 1 line is left of the x = 3..7 line; y up: the y = 6 line is near the top
+    assert green_cols.mean() < red_cols.min()
+    assert red_rows.mean() < green_rows.mean() - 0.25 * np.ptp(green_rows)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_png_leaves_matplotlib_global_state_alone(tmp_path, volume):
+    backend, rc_params = matplotlib.get_backend(), dict(matplotlib.rcParams)
+    plot_peaks_qc(tmp_path / "qc.png", *volume)
+    assert matplotlib.get_backend() == backend
+    assert dict(matplotlib.rcParams) == rc_params
+
+
+def test_existing_file_is_replaced(tmp_path, volume):
+    path = tmp_path / "qc.png"
+    path.write_bytes(b"old")
+    plot_peaks_qc(path, *volume, slice_index=0)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_busiest_slice_counts_peaks():
+    peak_dirs = np.zeros((2, 2, 4, 3, 3))
+    peak_dirs[0, 0, 2, :2] = [1.0, 0.0, 0.0]
+    peak_dirs[1, 1, 3, 0] = [0.0, 1.0, 0.0]
+    assert busiest_slice(peak_dirs) == 2
+    assert busiest_slice(np.zeros((2, 2, 5, 1, 3))) == 2  # no peak: the middle slice
+
+
+def test_peak_segments_geometry_and_dec_colours():
+    peak_dirs = np.zeros((3, 2, 2, 3))
+    peak_dirs[0, 1, 0] = [0.0, 2.0, 0.0]  # non-unit: normalised
+    peak_dirs[2, 0, 0] = [0.6, -0.8, 0.0]
+    peak_dirs[2, 0, 1] = [0.0, 0.0, -1.0]  # through-plane: a zero-length segment
+    peak_values = np.zeros((3, 2, 2))
+    peak_values[0, 1, 0], peak_values[2, 0, 0], peak_values[2, 0, 1] = 4.0, 2.0, 1.0
+    segments, colours = peak_segments(peak_dirs, peak_values)
+    h = PEAK_HALF_LENGTH
+    expected_segments = [
+        [[0.0, 1.0 - h], [0.0, 1.0 + h]],
+        [[2.0 - 0.3 * h, 0.4 * h], [2.0 + 0.3 * h, -0.4 * h]],
+        [[2.0, 0.0], [2.0, 0.0]],
+    ]
+    np.testing.assert_allclose(segments, expected_segments, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(colours, [[0.0, 1.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], atol=1e-12, rtol=0)
+    unit_segments, _ = peak_segments(peak_dirs, None)
+    np.testing.assert_allclose(np.linalg.norm(unit_segments[:2, 1] - unit_segments[:2, 0], axis=-1), 2 * h)
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("suffix", ValueError, r"path must end in .png, got .*qc.jpg"),
+        ("directory", FileNotFoundError, "the directory of path must exist"),
+        ("background_list", TypeError, "background must be a numpy.ndarray, got list"),
+        ("background_2d", ValueError, r"background must have shape \(X, Y, Z\), got \(8, 8\)"),
+        ("dirs_shape", ValueError, r"peak_dirs must have shape \(8, 8, 3, 'P', 3\), got \(8, 8, 2, 2, 3\)"),
+        ("dirs_nan", ValueError, "peak_dirs must be finite"),
+        ("values_list", TypeError, "peak_values must be a numpy.ndarray or None, got list"),
+        ("values_shape", ValueError, r"peak_values must have shape \(8, 8, 3, 2\), got \(8, 8, 3\)"),
+        ("values_negative", ValueError, "peak_values must be finite and >= 0"),
+        ("slice_float", TypeError, "slice_index must be an int or None, got float"),
+        ("slice_range", ValueError, r"slice_index must be in \[0, 2\], got 3"),
+    ],
+)
+def test_invalid_input_raises(tmp_path, volume, case, error, match):
+    background, peak_dirs = volume
+    kwargs = {"path": tmp_path / "qc.png", "background": background, "peak_dirs": peak_dirs}
+    kwargs.update(
+        {
+            "suffix": {"path": tmp_path / "qc.jpg"},
+            "directory": {"path": tmp_path / "missing" / "qc.png"},
+            "background_list": {"background": background.tolist()},
+            "background_2d": {"background": background[:, :, 0]},
+            "dirs_shape": {"peak_dirs": peak_dirs[:, :, :2]},
+            "dirs_nan": {"peak_dirs": np.where(peak_dirs == 1.0, np.nan, peak_dirs)},
+            "values_list": {"peak_values": [0.0]},
+            "values_shape": {"peak_values": np.ones((8, 8, 3))},
+            "values_negative": {"peak_values": -np.ones((8, 8, 3, 2))},
+            "slice_float": {"slice_index": 1.0},
+            "slice_range": {"slice_index": 3},
+        }[case]
+    )
+    with pytest.raises(error, match=match):
+        plot_peaks_qc(**kwargs)
+    assert not (tmp_path / "qc.png").exists()
