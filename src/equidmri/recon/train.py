@@ -202,7 +202,7 @@ def train(
             terms["total"].backward()
             optimizer.step()
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value) / steps
+                sums[name] = sums.get(name, 0.0) + value.item() / steps
         scheduler.step()
         history.append(sums)
         bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items()})

@@ -109,3 +109,33 @@ def chebyshev_stack(nside: int, cheb_order: int, sigma: float | None = None, hem
     if isinstance(cheb_order, bool) or not isinstance(cheb_order, (int, np.integer)) or cheb_order < 1:
         raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
     return _chebyshev_stack(check_nside(nside), int(cheb_order), None if sigma is None else float(sigma), bool(hemisphere))
+
+
+@lru_cache(maxsize=32)
+def _laplacian_eigh(nside: int, sigma: float | None, hemisphere: bool) -> tuple[np.ndarray, np.ndarray]:
+    operator = (hemisphere_laplacian if hemisphere else rescaled_laplacian)(nside, sigma)
+    eigvals, eigvecs = np.linalg.eigh(operator)
+    eigvals = np.clip(eigvals, -1.0, 1.0)  # rounding can push the extremes a few ulp past +-1
+    for array in (eigvals, eigvecs):
+        array.setflags(write=False)
+    return eigvals, eigvecs
+
+
+def laplacian_eigh(nside: int, sigma: float | None = None, hemisphere: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of L+ (``hemisphere=True``) or L~: ``(eigvals (V,), eigvecs (V, V))`` float64.
+
+    Both operators are symmetric (L+ because L~ is invariant under the antipodal map), so
+    ``T_k(L) = U diag(T_k(eigvals)) U^T`` exactly: the basis of the spectral path of the layers.
+    """
+    return _laplacian_eigh(check_nside(nside), None if sigma is None else float(sigma), bool(hemisphere))
+
+
+def chebyshev_polynomials(x: np.ndarray, cheb_order: int) -> np.ndarray:
+    """``T_0(x) .. T_{cheb_order-1}(x)`` by the three-term recursion, shape ``(cheb_order,) + x.shape``."""
+    out = np.empty((cheb_order,) + np.shape(x))
+    out[0] = 1.0
+    if cheb_order > 1:
+        out[1] = x
+    for k in range(2, cheb_order):
+        out[k] = 2.0 * x * out[k - 1] - out[k - 2]
+    return out

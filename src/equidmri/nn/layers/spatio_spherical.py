@@ -6,6 +6,14 @@ the classes ||x - y|| in {0, 1, sqrt 2, sqrt 3}. ``kernel_size=1`` gives the vox
 convolution of ESD (Elaldi et al., IPMI 2021). ``T_k`` are the precomputed Chebyshev polynomials of the
 hemispherical Laplacian L+ (``hemisphere=True``, SHD) or of the full-sphere Laplacian (RT-ESD).
 
+Two computation paths give the same outputs from the same parameters:
+
+- ``method="chebyshev"``: the SHD paper's (precomputed dense ``T_k``, one ``(K V, V)`` matmul);
+- ``method="spectral"`` (default): L is symmetric, so ``sum_k w_k T_k(L) = U diag(sum_k w_k T_k(lambda)) U^T``.
+  The layer transforms its input once (``U^T x``), mixes channels per eigenvalue with the filter's
+  spectral response, applies the isotropic stencil and transforms back (``U y``): two V x V matmuls
+  instead of K of them, and channel mixing without the factor K.
+
 Layout. Feature maps inside the networks are **vertex-major, channels-last**: ``(B, V, X, Y, Z, C)``.
 In that layout the spherical filter is one dense matmul over V, the channel mixing one matmul over C per
 Chebyshev order and the isotropic stencil a few shifted additions, with no transposition between layers
@@ -20,19 +28,53 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
-from equidmri.sphere.graph import chebyshev_stack
+from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, laplacian_eigh
 
 KERNEL_FORMS = ("full", "rank1")
+METHODS = ("spectral", "chebyshev")
 KERNEL_SIZES = {1: 1, 3: 4}  # kernel edge -> number of distance classes (3x3x3: 0, 1, sqrt 2, sqrt 3)
 
 
-def _shift_sum(t: Tensor, axis: int) -> Tensor:
-    """``t(x - e) + t(x + e)`` along ``axis`` with zero padding ('same' convolution)."""
-    out = torch.zeros_like(t)
+_X, _Y, _Z = 2, 3, 4  # spatial axes of the (B, V, X, Y, Z, C) layout
+
+
+def _add_shift_sum(out: Tensor, t: Tensor, axis: int) -> Tensor:
+    """``out += t(x - e) + t(x + e)`` along ``axis``, zero padding ('same' convolution); returns ``out``."""
     n = t.shape[axis]
     out.narrow(axis, 1, n - 1).add_(t.narrow(axis, 0, n - 1))
     out.narrow(axis, 0, n - 1).add_(t.narrow(axis, 1, n - 1))
     return out
+
+
+def _shift_sum(t: Tensor, axis: int) -> Tensor:
+    return _add_shift_sum(torch.zeros_like(t), t, axis)
+
+
+def _spread(out: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:
+    """Add to ``out`` the sums of ``faces``/``edges``/``corners`` over the taps at distance 1, sqrt 2, sqrt 3."""
+    for axis in (_X, _Y, _Z):
+        _add_shift_sum(out, faces, axis)
+    edges_x, edges_y = _shift_sum(edges, _X), _shift_sum(edges, _Y)
+    _add_shift_sum(_add_shift_sum(out, edges_x, _Y), edges_x, _Z)
+    _add_shift_sum(out, edges_y, _Z)
+    return _add_shift_sum(out, _shift_sum(_shift_sum(corners, _X), _Y), _Z)
+
+
+class _IsotropicStencil(torch.autograd.Function):
+    """Sum of per-class neighbour sums; its adjoint spreads the gradient back over the same taps."""
+
+    @staticmethod
+    def forward(ctx, classes: Tensor) -> Tensor:  # noqa: D102 - see isotropic_stencil
+        return _spread(classes[0].clone(), classes[1], classes[2], classes[3])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102 - the stencil is symmetric: adjoint per class
+        grad_x, grad_y = _shift_sum(grad, _X), _shift_sum(grad, _Y)
+        faces = _add_shift_sum(grad_x + grad_y, grad, _Z)
+        grad_xy = _shift_sum(grad_x, _Y)
+        edges = _add_shift_sum(_add_shift_sum(grad_xy.clone(), grad_x, _Z), grad_y, _Z)
+        corners = _shift_sum(grad_xy, _Z)
+        return torch.stack([grad, faces, edges, corners])
 
 
 def isotropic_stencil(classes: Tensor) -> Tensor:
@@ -47,17 +89,17 @@ def isotropic_stencil(classes: Tensor) -> Tensor:
     -------
     Tensor, shape ``(B, V, X, Y, Z, C)``
         ``out(x) = sum_r sum_{||d||^2 = r} classes[r](x + d)``, zero outside the volume.
+
+    Raises
+    ------
+    ValueError
+        If R is neither 1 nor 4.
     """
-    out = classes[0].clone()
     if classes.shape[0] == 1:
-        return out
-    x_axis, y_axis, z_axis = 2, 3, 4
-    faces, edges, corners = classes[1], classes[2], classes[3]
-    out += _shift_sum(faces, x_axis) + _shift_sum(faces, y_axis) + _shift_sum(faces, z_axis)
-    edges_x, edges_y = _shift_sum(edges, x_axis), _shift_sum(edges, y_axis)
-    out += _shift_sum(edges_x, y_axis) + _shift_sum(edges_x, z_axis) + _shift_sum(edges_y, z_axis)
-    out += _shift_sum(_shift_sum(_shift_sum(corners, x_axis), y_axis), z_axis)
-    return out
+        return classes[0]
+    if classes.shape[0] != 4:
+        raise ValueError(f"expected 1 or 4 distance classes on axis 0, got {classes.shape[0]}")
+    return _IsotropicStencil.apply(classes)
 
 
 class SpatioSphericalConv(nn.Module):
@@ -77,11 +119,13 @@ class SpatioSphericalConv(nn.Module):
         code's factorisation ``w[o, i, k] * w_iso[o, i, r]``.
     sigma : float, optional
         Graph kernel width (default ``0.8 / nside``).
+    method : {"spectral", "chebyshev"}
+        Computation path (same function of the same parameters; see the module docstring).
 
     Raises
     ------
     ValueError
-        On non-positive channel counts, an unsupported kernel size or an unknown kernel form.
+        On non-positive channel counts, an unsupported kernel size, kernel form or method.
     """
 
     def __init__(
@@ -94,6 +138,7 @@ class SpatioSphericalConv(nn.Module):
         kernel: str = "full",
         sigma: float | None = None,
         bias: bool = True,
+        method: str = "spectral",
     ) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1:
@@ -102,11 +147,22 @@ class SpatioSphericalConv(nn.Module):
             raise ValueError(f"kernel must be one of {KERNEL_FORMS}, got {kernel!r}")
         if kernel_size not in KERNEL_SIZES:
             raise ValueError(f"kernel_size must be one of {sorted(KERNEL_SIZES)}, got {kernel_size}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
-        self.cheb_order, self.kernel_size, self.kernel = cheb_order, kernel_size, kernel
+        self.cheb_order, self.kernel_size, self.kernel, self.method = cheb_order, kernel_size, kernel, method
         n_classes = KERNEL_SIZES[kernel_size]
-        stack = torch.tensor(chebyshev_stack(grid.nside, cheb_order, sigma, grid.hemisphere))
-        self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices).to(torch.get_default_dtype()), persistent=False)
+        dtype = torch.get_default_dtype()
+        if method == "chebyshev":
+            stack = torch.tensor(chebyshev_stack(grid.nside, cheb_order, sigma, grid.hemisphere))
+            self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices).to(dtype), persistent=False)
+            self._filter = self._forward_chebyshev
+        else:
+            eigvals, eigvecs = laplacian_eigh(grid.nside, sigma, grid.hemisphere)
+            self.register_buffer("eigvecs", torch.tensor(eigvecs, dtype=dtype), persistent=False)
+            response = chebyshev_polynomials(eigvals, cheb_order)  # (K, V)
+            self.register_buffer("cheb_response", torch.tensor(response, dtype=dtype), persistent=False)
+            self._filter = self._forward_spectral
         std = math.sqrt(2.0 / (in_channels * cheb_order * kernel_size**3))  # He initialisation
         if kernel == "full":
             self.weight = nn.Parameter(torch.randn(cheb_order, in_channels, n_classes, out_channels) * std)
@@ -120,9 +176,24 @@ class SpatioSphericalConv(nn.Module):
         return self.weight if self.kernel == "full" else self.weight * self.weight_iso
 
     def forward(self, x: Tensor) -> Tensor:
-        b, v, nx, ny, nz, c = x.shape
-        if c != self.in_channels or v != self.grid.n_vertices:
+        if x.ndim != 6 or x.shape[-1] != self.in_channels or x.shape[1] != self.grid.n_vertices:
             raise ValueError(f"expected (B, {self.grid.n_vertices}, X, Y, Z, {self.in_channels}), got {tuple(x.shape)}")
+        out = self._filter(x)
+        return out if self.bias is None else out + self.bias
+
+    def _forward_spectral(self, x: Tensor) -> Tensor:
+        b, v, nx, ny, nz, c = x.shape
+        spectrum = (self.eigvecs.T @ x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
+        weight = self.class_weight()
+        n_classes = weight.shape[2]
+        # spectral response of each (in, class, out) filter at each eigenvalue: (V, C_in, R * C_out)
+        response = torch.einsum("kv,kiro->viro", self.cheb_response, weight).reshape(v, c, -1)
+        mixed = (spectrum @ response).reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
+        out = isotropic_stencil(mixed.movedim(5, 0).contiguous())
+        return (self.eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
+
+    def _forward_chebyshev(self, x: Tensor) -> Tensor:
+        b, v, nx, ny, nz, c = x.shape
         # (K*V, V) @ (B, V, X*Y*Z*C) -> (B, K, V, X*Y*Z, C): all T_k x in one matmul, no transposition.
         filtered = (self.cheb @ x.reshape(b, v, -1)).reshape(b, self.cheb_order, -1, c)
         weight = self.class_weight()
@@ -131,11 +202,11 @@ class SpatioSphericalConv(nn.Module):
         for k in range(1, self.cheb_order):
             mixed = mixed + filtered[:, k] @ weight[k].reshape(c, -1)
         mixed = mixed.reshape(b, v, nx, ny, nz, n_classes, self.out_channels).movedim(5, 0).contiguous()
-        out = isotropic_stencil(mixed)
-        return out if self.bias is None else out + self.bias
+        return isotropic_stencil(mixed)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, nside={self.grid.nside}, hemisphere={self.grid.hemisphere}, "
-            f"cheb_order={self.cheb_order}, kernel_size={self.kernel_size}, kernel={self.kernel!r}"
+            f"cheb_order={self.cheb_order}, kernel_size={self.kernel_size}, kernel={self.kernel!r}, "
+            f"method={self.method!r}"
         )

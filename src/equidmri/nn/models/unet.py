@@ -21,6 +21,7 @@ DEFAULT_WIDTHS = (8, 16, 32, 64)  # CPU-friendly; the reference code uses REFERE
 REFERENCE_WIDTHS = (32, 64, 128, 256)  # SHD reference implementation
 DEFAULT_KERNEL_SIZES = (3, 1, 1, 1)  # 3x3x3 isotropic kernels at the finest level, voxel-wise below
 INITIAL_FODF = 1.0 / (4.0 * math.pi)  # head bias start: an fODF of unit integral (single-tissue voxel)
+HEAD_INIT_SCALE = 0.01  # shrinks the head's He initialisation so training starts near the uniform fODF
 
 
 class SHDUNet(nn.Module):
@@ -91,6 +92,7 @@ class SHDUNet(nn.Module):
         self.unpools = nn.ModuleList(SphericalUnpool(grids[i]) for i in range(len(widths) - 1))
         self.head = SpatioSphericalConv(widths[0], 1 + n_iso, grids[0], cheb_order=cheb_order, kernel_size=1)
         with torch.no_grad():
+            self.head.weight.mul_(HEAD_INIT_SCALE)
             self.head.bias.fill_(math.log(math.expm1(INITIAL_FODF)))
 
     @property
