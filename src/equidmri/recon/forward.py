@@ -19,6 +19,7 @@ from equidmri.sphere.sh import degrees, sh_fit_matrix, sh_matrix
 
 FODF_LMAX = 18  # SH degree of the WM fODF (190 coefficients <= 384 V+ samples; DESIGN.md §2)
 FODF_SMOOTH = 1e-5  # Laplace-Beltrami weight of the grid -> SH fit: shrinks l = 18 by ~2% at nside 8
+B0_EPS = 1e-6  # floor of the predicted b=0 signal when rescaling to the measured one (normalised units)
 
 
 def convolution_factors(zonal: np.ndarray, lmax: int) -> np.ndarray:
@@ -51,6 +52,10 @@ class SignalModel(nn.Module):
         Shell of each reconstructed volume.
     zonal : ndarray, shape ``(T, 1 + S, >= FODF_LMAX // 2 + 1)``
         Response zonal coefficients (``TissueResponses.zonal``), WM first, b=0 row first.
+    match_b0 : bool
+        If True, :meth:`rescale` scales all tissue outputs so that the reconstructed b=0 signal equals
+        the measured one (the SHD reference code's ``normalize`` option, on by default there): the
+        network then only has to learn the shape of the fODF, not each voxel's intensity.
 
     Notes
     -----
@@ -58,8 +63,11 @@ class SignalModel(nn.Module):
     convolution -> signal) and ``iso_signal (T - 1, N)`` (signal of a unit fraction of each isotropic tissue).
     """
 
-    def __init__(self, vertices: np.ndarray, bvecs: np.ndarray, shells: Shells, zonal: np.ndarray) -> None:
+    def __init__(
+        self, vertices: np.ndarray, bvecs: np.ndarray, shells: Shells, zonal: np.ndarray, match_b0: bool = True
+    ) -> None:
         super().__init__()
+        self.match_b0 = match_b0
         bvecs = np.asarray(bvecs, dtype=np.float64)
         if bvecs.shape != (shells.index.size, 3):
             raise ValueError(f"bvecs must have shape ({shells.index.size}, 3), got {bvecs.shape}")
@@ -76,6 +84,18 @@ class SignalModel(nn.Module):
         iso = zonal[1:, row, 0] / math.sqrt(4 * math.pi)  # (T-1, N): R_t^b / s0_wm for a unit fraction
         self.register_buffer("iso_signal", torch.tensor(iso, dtype=dtype), persistent=False)
         self.register_buffer("grid_to_sh", torch.tensor(fit, dtype=dtype), persistent=False)
+        self.register_buffer("b0_index", torch.as_tensor(np.flatnonzero(shells.index < 0)), persistent=False)
+
+    def b0_signal(self, fodf: Tensor, iso: Tensor) -> Tensor:
+        """Reconstructed b=0 signal ``(...)`` of ``fodf (..., V)`` and ``iso (..., T-1)``: their total fraction."""
+        return fodf @ self.wm_operator[self.b0_index[0]] + iso @ self.iso_signal[:, self.b0_index[0]]
+
+    def rescale(self, fodf: Tensor, iso: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale ``fodf`` and ``iso`` so the reconstructed b=0 equals ``b0 (...)`` (identity if not ``match_b0``)."""
+        if not self.match_b0:
+            return fodf, iso
+        scale = b0 / self.b0_signal(fodf, iso).clamp_min(B0_EPS)
+        return fodf * scale[..., None], iso * scale[..., None]
 
     def forward(self, fodf: Tensor, iso: Tensor) -> Tensor:
         """``fodf (..., V)`` on the grid and ``iso (..., T-1)`` fractions -> signal ``(..., N)``."""

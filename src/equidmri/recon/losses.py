@@ -48,6 +48,10 @@ class LossWeights:
 def total_variation(fodf: Tensor, mask: Tensor) -> Tensor:
     """Mean squared difference of L2-normalised fODFs between face neighbours inside the mask.
 
+    Like the non-negativity and sparsity terms, it is a mean over the dense vertices. (Summing over the
+    vertices instead makes the term 3072x stronger; with lambda_tv 0.5 that over-smoothed small_64D:
+    71% vs 88% of FA > 0.4 voxels within 25 deg of CSD after 150 epochs.)
+
     Parameters
     ----------
     fodf : Tensor, shape ``(B, X, Y, Z, V)``

@@ -42,11 +42,13 @@ class NetworkConfig:
     kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
     cheb_order: int = 5
     kernel: str = "full"
+    match_b0: bool = True  # rescale outputs so the reconstructed b=0 equals the measured one (SHD "normalize")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
         return {"model": self.model, "nside": self.nside, "widths": list(self.widths),
-                "kernel_sizes": list(self.kernel_sizes), "cheb_order": self.cheb_order, "kernel": self.kernel}
+                "kernel_sizes": list(self.kernel_sizes), "cheb_order": self.cheb_order, "kernel": self.kernel,
+                "match_b0": self.match_b0}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
@@ -132,12 +134,13 @@ class SHDModel:
         check_same_shells(self.shells.bvals, responses.shells)
         torch.manual_seed(self.train_config.seed)
         net_kwargs = self.network.to_dict()
+        match_b0 = net_kwargs.pop("match_b0")
         self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.shells.bvals.size,
                                n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
         vertices = self.net.grid.vertices
         bvecs = np.asarray(gtab.bvecs, dtype=np.float64)
         self.sampler = build_sampler(bvecs, self.shells, vertices)
-        self.signal_model = SignalModel(vertices, bvecs, self.shells, responses.zonal(FODF_LMAX)).to(device)
+        self.signal_model = SignalModel(vertices, bvecs, self.shells, responses.zonal(FODF_LMAX), match_b0).to(device)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What a checkpoint records besides the weights."""
@@ -202,7 +205,9 @@ class SHDModel:
     def _deconvolve(self, inputs: torch.Tensor, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
         with torch.inference_mode():
-            fodf_sh = self.signal_model.fodf_sh(fodf.to(self.signal_model.grid_to_sh.device)).cpu()
+            device = self.signal_model.grid_to_sh.device
+            fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs[0, ..., 0].to(device))
+            fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[..., :1] * math.sqrt(4 * math.pi)  # integral of the fODF
         fractions = torch.cat([wm_fraction, iso], dim=-1)
         keep = torch.from_numpy(mask)[..., None]

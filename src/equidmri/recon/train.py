@@ -169,8 +169,8 @@ def train(
         generator.set_state(state["rng"])
         history, start = list(state["history"]), int(state["epoch"])
         logger.info("resuming from epoch %d of %d", start, config.epochs)
-    edge = min(config.patch_size, *mask.shape) ** 3
-    per_epoch = config.patches_per_epoch or max(config.batch_size, math.ceil(int(mask.sum()) / edge))
+    patch_voxels = math.prod(min(config.patch_size, n) for n in mask.shape)
+    per_epoch = config.patches_per_epoch or max(config.batch_size, math.ceil(int(mask.sum()) / patch_voxels))
     steps = max(1, per_epoch // config.batch_size)
 
     def save(epoch: int) -> None:
@@ -190,7 +190,7 @@ def train(
             x = torch.stack([inputs[(slice(None),) + s] for s in slices]).to(device)
             y = torch.stack([target[s] for s in slices]).to(device)
             m = torch.stack([mask[s] for s in slices]).to(device)
-            fodf, iso = net(x)
+            fodf, iso = signal_model.rescale(*net(x), b0=x[:, 0, ..., 0])
             terms = loss_fn(signal_model(fodf, iso), y, signal_model.fodf_sh(fodf), m)
             bad = [name for name, value in terms.items() if not torch.isfinite(value)]
             if bad:

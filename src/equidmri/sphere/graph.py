@@ -131,7 +131,15 @@ def laplacian_eigh(nside: int, sigma: float | None = None, hemisphere: bool = Tr
 
 
 def chebyshev_polynomials(x: np.ndarray, cheb_order: int) -> np.ndarray:
-    """``T_0(x) .. T_{cheb_order-1}(x)`` by the three-term recursion, shape ``(cheb_order,) + x.shape``."""
+    """``T_0(x) .. T_{cheb_order-1}(x)`` by the three-term recursion, shape ``(cheb_order,) + x.shape``.
+
+    Raises
+    ------
+    ValueError
+        If ``cheb_order < 1``.
+    """
+    if isinstance(cheb_order, bool) or not isinstance(cheb_order, (int, np.integer)) or cheb_order < 1:
+        raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
     out = np.empty((cheb_order,) + np.shape(x))
     out[0] = 1.0
     if cheb_order > 1:

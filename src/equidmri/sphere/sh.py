@@ -13,7 +13,8 @@ from dipy.core.geometry import cart2sphere
 from dipy.reconst.shm import real_sh_descoteaux, real_sh_tournier, sph_harm_ind_list
 
 SH_BASES = ("descoteaux07", "tournier07")
-LB_SMOOTH = 0.006  # Laplace-Beltrami weight of SH least squares; dipy's QBall default (Descoteaux et al., MRM 2007)
+SIGNAL_SMOOTH = 0.0  # Laplace-Beltrami weight of signal SH fits: plain least squares, as MRtrix amp2sh and
+# dipy sf_to_sh (smooth=0). dipy's QBall value 0.006 keeps only 25% of l=6 and 10% of l=8 on 64 directions.
 
 
 def check_lmax(lmax: int) -> int:
@@ -78,7 +79,7 @@ def sh_matrix(directions: np.ndarray, lmax: int, sh_basis: str) -> np.ndarray:
     return np.asarray(basis, dtype=np.float64)
 
 
-def sh_fit_matrix(directions: np.ndarray, lmax: int, sh_basis: str, smooth: float = LB_SMOOTH) -> np.ndarray:
+def sh_fit_matrix(directions: np.ndarray, lmax: int, sh_basis: str, smooth: float = SIGNAL_SMOOTH) -> np.ndarray:
     """Regularised least-squares operator from samples to SH coefficients.
 
     Returns ``F`` of shape ``(K, V)`` float64 with ``coeffs = F @ samples``, minimising
@@ -111,6 +112,7 @@ def _rotation_matrix_cached(rotation_bytes: bytes, lmax: int, basis_in: str, bas
     target = sh_matrix(directions, lmax, basis_out)
     source = sh_matrix(directions @ rotation, lmax, basis_in)  # f_out(u) = f_in(R^T u)
     out, *_ = np.linalg.lstsq(target, source, rcond=None)
+    out.setflags(write=False)  # cached: callers must not be able to corrupt later calls
     return out
 
 

@@ -151,17 +151,20 @@ class SpatioSphericalConv(nn.Module):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
         self.cheb_order, self.kernel_size, self.kernel, self.method = cheb_order, kernel_size, kernel, method
+        if isinstance(cheb_order, bool) or not isinstance(cheb_order, int) or cheb_order < 1:
+            raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
         n_classes = KERNEL_SIZES[kernel_size]
-        dtype = torch.get_default_dtype()
+        # Geometry stays float64 and is cast to the input's dtype in forward (a VxV cast, ~0.1 ms), so
+        # that .double() gives float64-exact results rather than upcast float32 roundings.
         if method == "chebyshev":
             stack = torch.tensor(chebyshev_stack(grid.nside, cheb_order, sigma, grid.hemisphere))
-            self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices).to(dtype), persistent=False)
+            self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices), persistent=False)
             self._filter = self._forward_chebyshev
         else:
             eigvals, eigvecs = laplacian_eigh(grid.nside, sigma, grid.hemisphere)
-            self.register_buffer("eigvecs", torch.tensor(eigvecs, dtype=dtype), persistent=False)
+            self.register_buffer("eigvecs", torch.tensor(eigvecs), persistent=False)
             response = chebyshev_polynomials(eigvals, cheb_order)  # (K, V)
-            self.register_buffer("cheb_response", torch.tensor(response, dtype=dtype), persistent=False)
+            self.register_buffer("cheb_response", torch.tensor(response), persistent=False)
             self._filter = self._forward_spectral
         std = math.sqrt(2.0 / (in_channels * cheb_order * kernel_size**3))  # He initialisation
         if kernel == "full":
@@ -183,19 +186,20 @@ class SpatioSphericalConv(nn.Module):
 
     def _forward_spectral(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
-        spectrum = (self.eigvecs.T @ x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
+        eigvecs = self.eigvecs.to(x.dtype)
+        spectrum = (eigvecs.T @ x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
         weight = self.class_weight()
         n_classes = weight.shape[2]
         # spectral response of each (in, class, out) filter at each eigenvalue: (V, C_in, R * C_out)
-        response = torch.einsum("kv,kiro->viro", self.cheb_response, weight).reshape(v, c, -1)
+        response = torch.einsum("kv,kiro->viro", self.cheb_response.to(x.dtype), weight).reshape(v, c, -1)
         mixed = (spectrum @ response).reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
         out = isotropic_stencil(mixed.movedim(5, 0).contiguous())
-        return (self.eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
+        return (eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
 
     def _forward_chebyshev(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
         # (K*V, V) @ (B, V, X*Y*Z*C) -> (B, K, V, X*Y*Z, C): all T_k x in one matmul, no transposition.
-        filtered = (self.cheb @ x.reshape(b, v, -1)).reshape(b, self.cheb_order, -1, c)
+        filtered = (self.cheb.to(x.dtype) @ x.reshape(b, v, -1)).reshape(b, self.cheb_order, -1, c)
         weight = self.class_weight()
         n_classes = weight.shape[2]
         mixed = filtered[:, 0] @ weight[0].reshape(c, -1)

@@ -1,0 +1,37 @@
+"""``equidmri deconv``: train SHD-TV unsupervised on one volume and write its fODFs, peaks and fractions."""
+
+from __future__ import annotations
+
+import argparse
+
+from equidmri.cli.common import (
+    EXIT_OK, add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
+)
+
+DESCRIPTION = """\
+Train a spatio-hemispherical deconvolution network on one DWI volume (unsupervised: it learns to
+reconstruct the signal through the tissue responses) and write into --out: fod.nii.gz (WM fODF,
+MRtrix3 tournier07 SH, lmax 8, world frame), peaks.nii.gz (world-frame unit vectors, zeros where
+there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue fractions), response.json, model.pt
+(checkpoint, usable with `equidmri predict`), qc.png and run.json. Every input is validated before
+the output directory is created."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``deconv``."""
+    parser = subparsers.add_parser("deconv", help="train on one volume and deconvolve it", description=DESCRIPTION)
+    add_input_args(parser)
+    add_common_args(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the training saved in OUT/model.pt (OUT may then exist)")
+    add_training_args(parser)
+    add_output_args(parser)
+    parser.set_defaults(run=run, prog=parser.prog)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the inputs, train, deconvolve and write the outputs."""
+    _, _, record = deconvolve(args, args.dwi, args.bvals, args.bvecs, args.mask, resume=args.resume)
+    report_success(record, args.out)
+    return EXIT_OK

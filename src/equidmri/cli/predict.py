@@ -1,0 +1,45 @@
+"""``equidmri predict``: deconvolve a volume with a network trained by ``equidmri deconv``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from equidmri.cli.common import (
+    EXIT_OK, add_common_args, add_input_args, add_output_args, check_out_dir, finish, load_prepared, peak_kwargs,
+    report_success, setup_runtime,
+)
+from equidmri.dmri.io import prepare_out_dir
+from equidmri.recon.pipeline import load_model, run_predict, timed
+
+DESCRIPTION = """\
+Apply a trained network (model.pt from `equidmri deconv`) to another volume acquired with the same
+shells, without training. The signal is normalised by the new volume's WM b=0 response. Writes
+fod.nii.gz, peaks.nii.gz, peak_values.nii.gz, fractions.nii.gz, qc.png and run.json into --out."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``predict``."""
+    parser = subparsers.add_parser("predict", help="deconvolve a volume with a trained network",
+                                   description=DESCRIPTION)
+    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
+                        help="checkpoint written by deconv (DIR/model.pt)")
+    add_input_args(parser)
+    add_common_args(parser)
+    add_output_args(parser)
+    parser.set_defaults(run=run, prog=parser.prog)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the inputs and the model's shells, deconvolve and write the outputs."""
+    device = setup_runtime(args)
+    check_out_dir(args.out, force=args.force)
+    timings: dict[str, float] = {}
+    prepared = load_prepared(args.dwi, args.bvals, args.bvecs, args.mask, timings)
+    with timed(timings, "build"):
+        model = load_model(args.model, prepared.gtab, device)  # ValueError if the shells differ
+    prepare_out_dir(args.out, force=True)  # checked above, before any computation
+    result = run_predict(model, prepared, progress=not args.quiet, tile=args.tile, peak_kwargs=peak_kwargs(args))
+    report_success(finish(args, prepared, result, timings), args.out)
+    return EXIT_OK

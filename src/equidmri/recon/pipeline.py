@@ -1,0 +1,376 @@
+"""The deconvolution pipeline behind the command line: prepare a volume, deconvolve it, write the results.
+
+Three steps, so that a caller can validate everything before it creates an output directory:
+
+1. :func:`prepare` takes a loaded :class:`~equidmri.dmri.io.DWIData`, computes the brain mask when none
+   was given, groups the shells and estimates the tissue responses (all cheap and all able to fail).
+2. :func:`run_deconv` trains an :class:`~equidmri.recon.model.SHDModel` on the volume (or
+   :func:`run_predict` applies a trained one) and derives peaks and DTI FA: a :class:`DeconvResult`.
+3. :func:`write_outputs` writes the NIfTI and JSON files atomically (MRtrix3 conventions, see
+   :mod:`equidmri.dmri.io`).
+
+The QC figure and agreement metrics live in ``viz`` and ``eval``, which the library does not import;
+the command line adds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from dipy.core.gradients import GradientTable
+
+from equidmri.dmri.baselines import fit_csd, fit_dti_fa
+from equidmri.dmri.gradients import Shells, find_shells
+from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peaks
+from equidmri.dmri.mask import compute_mask
+from equidmri.dmri.peaks import find_peaks
+from equidmri.dmri.response import TissueResponses, estimate_responses
+from equidmri.recon.checkpoint import load_checkpoint
+from equidmri.recon.infer import DEFAULT_TILE
+from equidmri.recon.model import OUTPUT_LMAX, FODFFit, NetworkConfig, SHDModel
+from equidmri.recon.train import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+TIMING_DECIMALS = 3  # seconds are rounded to milliseconds in the timings
+OUTPUT_NAMES = {  # file of each output inside the output directory
+    "fod": "fod.nii.gz",
+    "peaks": "peaks.nii.gz",
+    "peak_values": "peak_values.nii.gz",
+    "fractions": "fractions.nii.gz",
+    "response": "response.json",
+    "checkpoint": "model.pt",
+    "qc": "qc.png",
+    "run": "run.json",
+}
+
+__all__ = [
+    "OUTPUT_NAMES", "DeconvResult", "PreparedData", "checkpoint_network", "load_model", "prepare", "run_csd",
+    "run_deconv", "run_predict", "run_summary", "timed", "write_outputs",
+]
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the wall-clock seconds of the ``with`` block as ``timings[stage]``."""
+    start = time.perf_counter()
+    yield
+    timings[stage] = round(time.perf_counter() - start, TIMING_DECIMALS)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedData:
+    """A loaded volume with its mask, shells and tissue responses.
+
+    Attributes
+    ----------
+    data : DWIData
+        The acquisition (voxel-axis frame).
+    gtab : GradientTable
+        ``data.gtab()``.
+    mask : ndarray, shape ``(X, Y, Z)`` bool
+        Voxels to deconvolve (never empty; excludes voxels that held NaN/Inf).
+    mask_source : str
+        ``"given"`` or ``"computed"`` (:func:`equidmri.dmri.mask.compute_mask`).
+    shells : Shells
+        Diffusion-weighted shells.
+    responses : TissueResponses
+        Estimated inside ``mask``.
+    timings : dict of str to float
+        Seconds spent on ``"mask"`` and ``"response"``.
+    """
+
+    data: DWIData
+    gtab: GradientTable
+    mask: np.ndarray
+    mask_source: str
+    shells: Shells
+    responses: TissueResponses
+    timings: dict[str, float]
+
+
+def prepare(data: DWIData) -> PreparedData:
+    """Mask (given or computed), shells and tissue responses of a volume.
+
+    Parameters
+    ----------
+    data : DWIData
+        From :func:`equidmri.dmri.io.load_dwi`; ``data.mask`` is used when present.
+
+    Returns
+    -------
+    PreparedData
+
+    Raises
+    ------
+    ValueError
+        If the mask holds no voxel, or the responses cannot be estimated (too few WM voxels, no GM/CSF
+        voxel: see :func:`equidmri.dmri.response.estimate_responses`).
+    """
+    timings: dict[str, float] = {}
+    gtab = data.gtab()
+    with timed(timings, "mask"):
+        if data.mask is None:
+            mask, source = compute_mask(data.dwi, gtab, data.valid), "computed"
+        else:
+            mask, source = data.mask, "given"
+    if not mask.any():
+        raise ValueError(f"the {source} mask holds no voxel (NaN/Inf voxels are excluded from it)")
+    logger.info("%s mask: %d of %d voxels", "no mask given, computed a" if source == "computed" else "given",
+                int(mask.sum()), mask.size)
+    shells = find_shells(data.bvals)
+    with timed(timings, "response"):
+        responses = estimate_responses(data.dwi, gtab, mask, shells)
+    logger.info("responses %s on shells %s s/mm²", responses.tissues, np.round(shells.bvals).tolist())
+    return PreparedData(data=data, gtab=gtab, mask=mask, mask_source=source, shells=shells,
+                        responses=responses, timings=timings)
+
+
+@dataclass(frozen=True, eq=False)
+class DeconvResult:
+    """Everything a deconvolution produced, voxel-axis frame.
+
+    Attributes
+    ----------
+    fit : FODFFit
+        fODF SH (``descoteaux07``), tissue fractions, mask and loss history (empty for a prediction).
+    network : NetworkConfig
+        Architecture of the model that produced ``fit``.
+    train_config : TrainConfig
+        Its training settings (a prediction reports those of the checkpoint).
+    responses : TissueResponses
+        Responses the model deconvolved with.
+    shell_lmax : tuple of int
+        SH degree of each shell's input fit.
+    peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
+        Unit peak directions of the lmax-8 fODF, zeros where there is no peak.
+    peak_values : ndarray, shape ``(X, Y, Z, P)``
+        Peak amplitudes, fODF units.
+    fa : ndarray, shape ``(X, Y, Z)``
+        DTI fractional anisotropy (dimensionless), zero outside the mask.
+    trained : bool
+        True when the network was trained on this volume (``run_deconv``).
+    timings : dict of str to float
+        Seconds per stage.
+    """
+
+    fit: FODFFit
+    network: NetworkConfig
+    train_config: TrainConfig
+    responses: TissueResponses
+    shell_lmax: tuple[int, ...]
+    peak_dirs: np.ndarray
+    peak_values: np.ndarray
+    fa: np.ndarray
+    trained: bool
+    timings: dict[str, float]
+
+
+def _finish(model: SHDModel, fit: FODFFit, prepared: PreparedData, timings: dict[str, float],
+            peak_kwargs: dict[str, Any], progress: bool, trained: bool) -> DeconvResult:
+    with timed(timings, "peaks"):
+        peak_dirs, peak_values = fit.peaks(OUTPUT_LMAX, progress=progress, **peak_kwargs)
+    with timed(timings, "fa"):
+        fa = fit_dti_fa(prepared.data.dwi, prepared.gtab, prepared.mask)
+    return DeconvResult(
+        fit=fit, network=model.network, train_config=model.train_config, responses=model.responses,
+        shell_lmax=tuple(model.sampler.shell_lmax), peak_dirs=peak_dirs, peak_values=peak_values, fa=fa,
+        trained=trained, timings={**prepared.timings, **timings},
+    )
+
+
+def run_deconv(
+    model: SHDModel,
+    prepared: PreparedData,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    tile: int = DEFAULT_TILE,
+    peak_kwargs: dict[str, Any] | None = None,
+) -> DeconvResult:
+    """Train ``model`` unsupervised on the prepared volume, deconvolve it and find its peaks.
+
+    Parameters
+    ----------
+    model : SHDModel
+        Built for ``prepared.gtab`` and ``prepared.responses``.
+    prepared : PreparedData
+    checkpoint_path : path, optional
+        Where training writes its checkpoint (``model.pt``).
+    resume : bool
+        Continue the training stored at ``checkpoint_path``.
+    progress : bool
+        Show progress bars.
+    tile : int
+        Inference tile edge, voxels.
+    peak_kwargs : dict, optional
+        ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
+        :func:`equidmri.dmri.peaks.find_peaks`.
+
+    Returns
+    -------
+    DeconvResult
+        ``timings`` holds ``mask``, ``response``, ``fit`` (training and inference), ``peaks``, ``fa``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss became non-finite (the last good checkpoint is kept).
+    FileNotFoundError
+        If ``resume`` and there is no checkpoint.
+    """
+    timings: dict[str, float] = {}
+    with timed(timings, "fit"):
+        fit = model.fit(prepared.data.dwi, prepared.mask, checkpoint_path=checkpoint_path, resume=resume,
+                        progress=progress, tile=tile)
+    return _finish(model, fit, prepared, timings, peak_kwargs or {}, progress, trained=True)
+
+
+def run_predict(
+    model: SHDModel,
+    prepared: PreparedData,
+    *,
+    progress: bool = False,
+    tile: int = DEFAULT_TILE,
+    peak_kwargs: dict[str, Any] | None = None,
+) -> DeconvResult:
+    """Deconvolve the prepared volume with a trained model (no training), then find its peaks.
+
+    The signal is normalised by the *new* volume's WM b=0 response, ``prepared.responses.s0[0]``.
+    Parameters as :func:`run_deconv`; ``timings`` holds ``predict`` instead of ``fit``.
+    """
+    timings: dict[str, float] = {}
+    with timed(timings, "predict"):
+        fit = model.predict(prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]),
+                            tile=tile, progress=progress)
+    return _finish(model, fit, prepared, timings, peak_kwargs or {}, progress, trained=False)
+
+
+def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        return load_checkpoint(path)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"{path} is not a readable equidmri checkpoint: {error}") from error
+
+
+def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
+    """Architecture stored in a checkpoint (what ``--resume`` must rebuild).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable equidmri checkpoint.
+    """
+    return NetworkConfig.from_dict(_read_checkpoint(path)["meta"]["network"])
+
+
+def load_model(path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu") -> SHDModel:
+    """:meth:`SHDModel.from_checkpoint` with unreadable files reported as ``ValueError``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable equidmri checkpoint, or ``gtab``'s shells differ from the model's.
+    """
+    _read_checkpoint(path)
+    return SHDModel.from_checkpoint(path, gtab, device)
+
+
+def run_csd(prepared: PreparedData, peak_kwargs: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """dipy's single-shell CSD (lmax 8) on the prepared volume with its WM response, and its peaks.
+
+    Returns
+    -------
+    peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
+        Voxel-axis frame, zeros where there is no peak.
+    peak_values : ndarray, shape ``(X, Y, Z, P)``
+
+    Raises
+    ------
+    ValueError
+        As :func:`equidmri.dmri.baselines.fit_csd`.
+    """
+    fodf_sh = fit_csd(prepared.data.dwi, prepared.gtab, prepared.responses.dipy_wm_response(), prepared.mask,
+                      lmax=OUTPUT_LMAX)
+    return find_peaks(fodf_sh, prepared.mask, **(peak_kwargs or {}))
+
+
+def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.ndarray, *,
+                  force: bool = False) -> list[Path]:
+    """Write ``fod``, ``peaks``, ``peak_values``, ``fractions`` and (when trained) ``response.json``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Existing directory; file names are :data:`OUTPUT_NAMES`.
+    result : DeconvResult
+    affine : ndarray, shape ``(4, 4)``
+        Voxel-to-world affine of the input (mm); every image gets it.
+    force : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    list of Path
+        The written files. ``fod.nii.gz``: ``(X, Y, Z, 45)`` MRtrix3 ``tournier07`` SH, world frame;
+        ``peaks.nii.gz``: ``(X, Y, Z, 3P)`` world-frame unit vectors; ``peak_values.nii.gz``:
+        ``(X, Y, Z, P)``; ``fractions.nii.gz``: ``(X, Y, Z, T)`` in ``result.fit.tissues`` order.
+
+    Raises
+    ------
+    FileExistsError
+        If an output exists and not ``force``.
+    """
+    out = Path(out_dir)
+    paths = [
+        save_fod(out / OUTPUT_NAMES["fod"], result.fit.shm_coeff(OUTPUT_LMAX), affine, force=force),
+        *save_peaks(out / OUTPUT_NAMES["peaks"], out / OUTPUT_NAMES["peak_values"], result.peak_dirs,
+                    result.peak_values, affine, force=force),
+        save_nifti(out / OUTPUT_NAMES["fractions"], result.fit.fractions, affine, force=force),
+    ]
+    if result.trained:
+        paths.append(save_json(out / OUTPUT_NAMES["response"], result.responses.to_dict(), force=force))
+    return paths
+
+
+def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
+    """JSON-friendly description of a run (the library's part of ``run.json``).
+
+    Returns
+    -------
+    dict
+        ``data_shape``, ``mask_voxels``, ``mask_source``, ``nonfinite_voxels``, ``shells`` (s/mm²),
+        ``shell_lmax``, ``tissues``, ``network``, ``train``, ``epochs_trained``, ``final_loss`` (the last
+        epoch's loss terms, None for a prediction), ``history`` (loss terms per epoch), ``timings`` (s).
+    """
+    history = result.fit.history
+    return {
+        "data_shape": list(prepared.data.dwi.shape),
+        "mask_voxels": int(prepared.mask.sum()),
+        "mask_source": prepared.mask_source,
+        "nonfinite_voxels": prepared.data.n_nonfinite_voxels,
+        "shells": prepared.shells.bvals.tolist(),
+        "shell_lmax": list(result.shell_lmax),
+        "tissues": list(result.fit.tissues),
+        "network": result.network.to_dict(),
+        "train": result.train_config.to_dict(),
+        "epochs_trained": len(history),
+        "final_loss": history[-1] if history else None,
+        "history": history,
+        "timings": dict(result.timings),
+    }

@@ -1,0 +1,25 @@
+"""Tests of ``equidmri demo``: dipy's small_64D deconvolved and compared with dipy's CSD."""
+
+import json
+
+from cli_inputs import run_main
+
+from equidmri.cli.demo import DEMO_EPOCHS, DEMO_JSON
+from equidmri.cli.main import build_parser
+
+
+def test_demo_epochs_default_is_the_named_constant():
+    assert build_parser().parse_args(["demo", "--out", "x"]).epochs == DEMO_EPOCHS
+
+
+def test_demo_writes_agreement_with_csd(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--epochs", "1", "--widths", "4", "4", "4", "4", "--threads", "1", "-q"]
+    assert run_main(argv) == 0
+    summary = json.loads((out / DEMO_JSON).read_text())
+    assert summary["n_voxels"] > 0
+    assert 0.0 <= summary["fraction_within_cone"] <= 1.0
+    assert 0.0 <= summary["median_angle_deg"] <= 90.0
+    assert {"fit", "csd", "total"} <= set(summary["timings"])
+    assert (out / "csd_peaks.nii.gz").is_file()
+    assert "main peaks vs dipy CSD" in capsys.readouterr().out

@@ -1,0 +1,38 @@
+"""Tests of equidmri.cli.main: the entry point, help texts and exit codes."""
+
+import pytest
+
+from equidmri.cli.main import build_parser, main
+
+
+@pytest.mark.parametrize(("command", "units"), [
+    ("deconv", ["s/mm²", "voxels", "degrees"]),
+    ("predict", ["s/mm²", "voxels", "degrees"]),
+    ("demo", ["voxels", "degrees"]),
+])
+def test_subcommand_help_exits_zero_and_states_units(command, units, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: equidmri {command}")
+    for unit in units:
+        assert unit in text
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for command in ("deconv", "predict", "demo"):
+        assert command in text
+
+
+def test_missing_subcommand_is_a_usage_error(capsys):
+    assert main([]) == 2
+    assert "equidmri: error:" in capsys.readouterr().err
+
+
+def test_every_subcommand_module_registers_run_and_prog():
+    subparsers = build_parser()._subparsers._group_actions[0].choices
+    assert set(subparsers) == {"deconv", "predict", "demo"}
+    for name, parser in subparsers.items():
+        assert parser.prog == f"equidmri {name}"
+        assert callable(parser.get_default("run"))

@@ -1,0 +1,69 @@
+"""Tests of equidmri.nn.blocks.ConvBlock: conv -> BatchNorm pooled over batch, voxels, vertices -> ReLU."""
+
+import numpy as np
+import pytest
+import torch
+
+from equidmri.nn.blocks import ConvBlock
+from equidmri.nn.layers import SphereGrid
+from equidmri.sphere import healpix
+
+ROT_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _randomise_statistics(block):
+    with torch.no_grad():
+        block.norm.running_mean.copy_(torch.randn_like(block.norm.running_mean))
+        block.norm.running_var.copy_(torch.rand_like(block.norm.running_var) + 0.5)
+        block.norm.weight.copy_(torch.randn_like(block.norm.weight))
+        block.norm.bias.copy_(torch.randn_like(block.norm.bias))
+    return block
+
+
+def test_train_mode_normalises_each_channel_over_batch_vertices_and_voxels(float64):
+    block = ConvBlock(2, 3, SphereGrid(2))
+    x = torch.randn(2, 24, 3, 2, 2, 2)
+    y = block.conv(x)
+    mean = y.mean(dim=(0, 1, 2, 3, 4))
+    var = y.var(dim=(0, 1, 2, 3, 4), unbiased=False)
+    expected = torch.relu((y - mean) / torch.sqrt(var + block.norm.eps))  # BatchNorm starts at weight 1, bias 0
+    torch.testing.assert_close(block.train()(x), expected, atol=1e-12, rtol=0)
+
+
+def test_eval_mode_applies_the_running_statistics(float64):
+    block = _randomise_statistics(ConvBlock(2, 3, SphereGrid(2))).eval()
+    x = torch.randn(1, 24, 2, 2, 3, 2)
+    norm = block.norm
+    y = block.conv(x)
+    expected = torch.relu((y - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias)
+    torch.testing.assert_close(block(x), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("train", (True, False))
+def test_block_commutes_with_a_joint_quarter_turn(train, float64):
+    block = _randomise_statistics(ConvBlock(2, 3, SphereGrid(2))).train(train)
+    grid = block.conv.grid
+    perm = torch.tensor(grid.position[healpix.symmetry_permutation(2, ROT_Z_90)[grid.pixels]])
+    x = torch.randn(2, 24, 3, 3, 2, 2)
+    turned = torch.rot90(x[:, perm], 1, dims=(2, 3))
+    torch.testing.assert_close(block(turned), torch.rot90(block(x), 1, dims=(2, 3))[:, perm], atol=1e-10, rtol=0)
+
+
+def test_block_conv_has_no_bias_and_state_dict_round_trips():
+    block = _randomise_statistics(ConvBlock(2, 3, SphereGrid(2), cheb_order=3))
+    assert block.conv.bias is None
+    assert set(block.state_dict()) == {"conv.weight", "norm.weight", "norm.bias", "norm.running_mean",
+                                       "norm.running_var", "norm.num_batches_tracked"}
+    fresh = ConvBlock(2, 3, SphereGrid(2), cheb_order=3)
+    fresh.load_state_dict(block.state_dict())
+    x = torch.randn(1, 24, 2, 2, 2, 2)
+    torch.testing.assert_close(fresh.eval()(x), block.eval()(x), atol=0, rtol=0)
+    torch.testing.assert_close(block.double()(x.double()), fresh(x).double(), atol=1e-5, rtol=0)

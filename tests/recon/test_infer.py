@@ -1,0 +1,66 @@
+"""Tests of equidmri.recon.infer: tiled whole-volume inference does not depend on the tile size."""
+
+import pytest
+import torch
+
+from equidmri.nn.models import SHDUNet
+from equidmri.recon.infer import predict_volume, tile_grid
+
+SHAPE = (7, 6, 5)
+
+
+@pytest.fixture(scope="module")
+def net_and_inputs():
+    torch.manual_seed(1)
+    net = SHDUNet(2, n_iso=2, nside=4, widths=(4, 4, 4), kernel_sizes=(3, 1, 1), cheb_order=3)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):  # a few BatchNorm updates: running statistics away from (0, 1)
+            net(torch.randn(2, 2, 4, 4, 4, net.grid.n_vertices) * 2 + 0.5)
+    net.eval()
+    inputs = torch.randn((2,) + SHAPE + (net.grid.n_vertices,))
+    with torch.no_grad():
+        fodf, iso = net(inputs.unsqueeze(0))
+    return net, inputs, fodf[0], iso[0]
+
+
+def test_tile_grid_origins():
+    assert tile_grid((7, 6, 5), 3) == [(x, y, z) for x in (0, 3, 6) for y in (0, 3) for z in (0, 3)]
+    assert tile_grid((7, 6, 5), 100) == [(0, 0, 0)]
+
+
+@pytest.mark.parametrize("tile", (3, 100))
+def test_tiled_inference_equals_one_whole_volume_pass(net_and_inputs, tile):
+    net, inputs, fodf, iso = net_and_inputs
+    assert net.receptive_radius == 4 > tile or tile == 100  # halos really cross tile borders
+    tiled_fodf, tiled_iso = predict_volume(net, inputs, tile=tile)
+    assert tiled_fodf.std() > 1e-3  # a generic output, not a constant
+    torch.testing.assert_close(tiled_fodf, fodf, atol=1e-5, rtol=0)
+    torch.testing.assert_close(tiled_iso, iso, atol=1e-5, rtol=0)
+
+
+def test_tiles_without_mask_voxels_are_left_at_zero(net_and_inputs):
+    net, inputs, fodf, iso = net_and_inputs
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[1, 4, 2] = True  # inside the tile at origin (0, 3, 0) for tile 3
+    tiled_fodf, tiled_iso = predict_volume(net, inputs, mask, tile=3)
+    computed = torch.zeros(SHAPE, dtype=torch.bool)
+    computed[0:3, 3:6, 0:3] = True
+    torch.testing.assert_close(tiled_fodf[computed], fodf[computed], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tiled_iso[computed], iso[computed], atol=1e-5, rtol=0)
+    assert tiled_fodf[~computed].abs().max().item() == 0.0
+    assert tiled_iso[~computed].abs().max().item() == 0.0
+
+
+def test_predict_volume_puts_the_net_in_eval_mode(net_and_inputs):
+    net, inputs, fodf, _ = net_and_inputs
+    net.train()
+    tiled_fodf, _ = predict_volume(net, inputs, tile=100)
+    assert not net.training
+    torch.testing.assert_close(tiled_fodf, fodf, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("tile", (0, -3))
+def test_tile_grid_rejects_non_positive_tiles(tile):
+    with pytest.raises(ValueError, match="tile size must be >= 1"):
+        tile_grid((4, 4, 4), tile)
