@@ -9,3 +9,12 @@ import torch
 def _seed_rngs():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture
+def float64():
+    """Build modules with float64 geometry and parameters (exact-algebra tests), then restore the default."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

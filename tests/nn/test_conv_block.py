@@ -11,14 +11,6 @@ from equidmri.sphere import healpix
 ROT_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _randomise_statistics(block):
     with torch.no_grad():
         block.norm.running_mean.copy_(torch.randn_like(block.norm.running_mean))

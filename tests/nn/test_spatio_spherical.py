@@ -44,14 +44,6 @@ CUBE_ONLY = {
 }
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _conv(*args, method=None, **kwargs):
     if method is not None:
         kwargs["method"] = method

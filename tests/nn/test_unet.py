@@ -28,14 +28,6 @@ SPATIAL = {
 }
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _net(hemisphere=True, method=None, **kwargs):
     options = dict(nside=4, widths=(4, 4, 4), kernel_sizes=(3, 1, 1), cheb_order=3, hemisphere=hemisphere)
     if method is not None:

@@ -46,5 +46,12 @@ def test_load_checkpoint_rejects_a_missing_file(tmp_path):
 def test_load_checkpoint_rejects_other_files(tmp_path, state):
     path = tmp_path / "other.pt"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"is not an equidmri checkpoint \(no 'state_dict' and 'meta'\)"):
+    with pytest.raises(ValueError, match=r"is not a readable equidmri checkpoint \(no 'state_dict' and 'meta'\)"):
+        load_checkpoint(path)
+
+
+def test_load_checkpoint_rejects_a_file_torch_cannot_read(tmp_path):
+    path = tmp_path / "text.pt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="is not a readable equidmri checkpoint"):
         load_checkpoint(path)

@@ -21,14 +21,6 @@ S0 = (100.0, 80.0, 150.0)  # WM, GM, CSF b=0 signal
 SHELL_BVALS = (1000.0, 2000.0)  # s/mm²
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _scheme(n_per_shell=25, seed=0):
     """Two shells of random directions with a b=0 volume first and one between the shells."""
     rng = np.random.default_rng(seed)

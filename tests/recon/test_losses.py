@@ -10,14 +10,6 @@ from equidmri.recon.losses import SPARSITY_SIGMA, DeconvLoss, LossWeights, total
 K18 = 190  # lmax-18 coefficients
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def _constant_fodf(value, shape=(1, 2, 1, 1)):
     """SH of the constant fODF ``value`` everywhere: f_00 = value * sqrt(4 pi)."""
     fodf_sh = torch.zeros(shape + (K18,))

@@ -10,7 +10,8 @@ from equidmri.cli.common import (
     report_success, setup_runtime,
 )
 from equidmri.dmri.io import prepare_out_dir
-from equidmri.recon.pipeline import load_model, run_predict, timed
+from equidmri.recon.model import SHDModel
+from equidmri.recon.pipeline import run_predict, timed
 
 DESCRIPTION = """\
 Apply a trained network (model.pt from `equidmri deconv`) to another volume acquired with the same
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     prepared = load_prepared(args.dwi, args.bvals, args.bvecs, args.mask, timings)
     with timed(timings, "build"):
-        model = load_model(args.model, prepared.gtab, device)  # ValueError if the shells differ
+        model = SHDModel.from_checkpoint(args.model, prepared.gtab, device)  # ValueError if the shells differ
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
     result = run_predict(model, prepared, progress=not args.quiet, tile=args.tile, peak_kwargs=peak_kwargs(args))
     report_success(finish(args, prepared, result, timings), args.out)

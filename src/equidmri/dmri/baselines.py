@@ -17,6 +17,7 @@ from dipy.reconst.dti import TensorModel
 from dipy.reconst.shm import convert_sh_from_legacy
 
 from equidmri.sphere.sh import check_lmax
+from equidmri.dmri.mask import check_mask
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +36,6 @@ def _check_dwi(dwi: np.ndarray, gtab: GradientTable) -> None:
         raise ValueError(f"dwi must have N = {len(gtab.bvals)} volumes to match gtab, got {dwi.shape[-1]}")
     if not np.all(np.isfinite(dwi)):
         raise ValueError(f"dwi must be finite, got {int(np.sum(~np.isfinite(dwi)))} NaN or infinite values")
-
-
-def _check_mask(mask: np.ndarray | None, spatial_shape: tuple[int, ...]) -> np.ndarray:
-    """Return ``mask`` as a boolean ``(X, Y, Z)`` array (all True when ``None``)."""
-    if mask is None:
-        return np.ones(spatial_shape, dtype=bool)
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask must be a numpy.ndarray or None, got {type(mask).__name__}")
-    if mask.shape != spatial_shape:
-        raise ValueError(f"mask must have the spatial shape {spatial_shape} of dwi, got {mask.shape}")
-    return mask != 0
 
 
 def _check_response(wm_response: Sequence) -> tuple[np.ndarray, float]:
@@ -108,7 +98,7 @@ def fit_csd(
     not checked against the papers.
     """
     _check_dwi(dwi, gtab)
-    inside = _check_mask(mask, dwi.shape[:3])
+    inside = check_mask(mask, dwi.shape[:3])
     evals, s0 = _check_response(wm_response)
     lmax = check_lmax(lmax)
     model = ConstrainedSphericalDeconvModel(gtab, (evals, s0), sh_order_max=lmax)
@@ -149,7 +139,7 @@ def fit_dti_fa(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray | None = N
     (WLS). Equation numbers not checked against the papers.
     """
     _check_dwi(dwi, gtab)
-    inside = _check_mask(mask, dwi.shape[:3])
+    inside = check_mask(mask, dwi.shape[:3])
     fa = np.array(TensorModel(gtab, fit_method=DTI_FIT_METHOD).fit(dwi, mask=inside).fa, dtype=np.float64)
     fa[~inside] = 0.0
     return fa

@@ -9,7 +9,26 @@ from dipy.segment.mask import median_otsu
 MEDIAN_RADIUS = 2  # voxels; gives 303 voxels on dipy's small_64D (ECOSYSTEM.md §1), dipy's default is 4
 NUMPASS = 1  # median filter passes; dipy's default is 4
 
-__all__ = ["MEDIAN_RADIUS", "NUMPASS", "compute_mask"]
+__all__ = ["MEDIAN_RADIUS", "NUMPASS", "check_mask", "compute_mask"]
+
+
+def check_mask(mask: np.ndarray | None, spatial_shape: tuple[int, ...], of: str = "dwi") -> np.ndarray:
+    """Return ``mask`` as a boolean ``(X, Y, Z)`` array (all True when ``None``).
+
+    Raises
+    ------
+    TypeError
+        If ``mask`` is neither a NumPy array nor None.
+    ValueError
+        If its shape is not ``spatial_shape`` (the shape of ``of``, named in the message).
+    """
+    if mask is None:
+        return np.ones(spatial_shape, dtype=bool)
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy.ndarray or None, got {type(mask).__name__}")
+    if mask.shape != spatial_shape:
+        raise ValueError(f"mask must have the spatial shape {spatial_shape} of {of}, got {mask.shape}")
+    return mask != 0
 
 
 def compute_mask(

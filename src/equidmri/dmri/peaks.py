@@ -17,6 +17,7 @@ from dipy.direction import peak_directions
 from tqdm import tqdm
 
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
+from equidmri.dmri.mask import check_mask
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +70,6 @@ def _check_fodf_sh(fodf_sh: np.ndarray) -> int:
     if not np.all(np.isfinite(fodf_sh)):
         raise ValueError(f"fodf_sh must be finite, got {int(np.sum(~np.isfinite(fodf_sh)))} NaN or infinite values")
     return lmax
-
-
-def _check_mask(mask: np.ndarray | None, spatial_shape: tuple[int, ...]) -> np.ndarray:
-    """Return ``mask`` as a boolean ``(X, Y, Z)`` array (all True when ``None``)."""
-    if mask is None:
-        return np.ones(spatial_shape, dtype=bool)
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask must be a numpy.ndarray or None, got {type(mask).__name__}")
-    if mask.shape != spatial_shape:
-        raise ValueError(f"mask must have the spatial shape {spatial_shape} of fodf_sh, got {mask.shape}")
-    return mask != 0
 
 
 def _check_options(relative_peak_threshold: float, min_separation_angle: float, npeaks: int) -> None:
@@ -150,7 +140,7 @@ def find_peaks(
     """
     lmax = _check_fodf_sh(fodf_sh)
     spatial_shape = fodf_sh.shape[:3]
-    inside = _check_mask(mask, spatial_shape).reshape(-1)
+    inside = check_mask(mask, spatial_shape, "fodf_sh").reshape(-1)
     _check_options(relative_peak_threshold, min_separation_angle, npeaks)
 
     sphere = peak_sphere()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not an equidmri checkpoint.
+        If the file is not a readable equidmri checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"{path} is not a readable equidmri checkpoint: {error}") from error
     if not isinstance(state, dict) or "state_dict" not in state or "meta" not in state:
-        raise ValueError(f"{path} is not an equidmri checkpoint (no 'state_dict' and 'meta')")
+        raise ValueError(f"{path} is not a readable equidmri checkpoint (no 'state_dict' and 'meta')")
     return state

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,7 +54,7 @@ OUTPUT_NAMES = {  # file of each output inside the output directory
 }
 
 __all__ = [
-    "OUTPUT_NAMES", "DeconvResult", "PreparedData", "checkpoint_network", "load_model", "prepare", "run_csd",
+    "OUTPUT_NAMES", "DeconvResult", "PreparedData", "checkpoint_network", "prepare", "run_csd",
     "run_deconv", "run_predict", "run_summary", "timed", "write_outputs",
 ]
 
@@ -257,13 +256,6 @@ def run_predict(
     return _finish(model, fit, prepared, timings, peak_kwargs or {}, progress, trained=False)
 
 
-def _read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        return load_checkpoint(path)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ValueError(f"{path} is not a readable equidmri checkpoint: {error}") from error
-
-
 def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
     """Architecture stored in a checkpoint (what ``--resume`` must rebuild).
 
@@ -274,21 +266,7 @@ def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
     ValueError
         If it is not a readable equidmri checkpoint.
     """
-    return NetworkConfig.from_dict(_read_checkpoint(path)["meta"]["network"])
-
-
-def load_model(path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu") -> SHDModel:
-    """:meth:`SHDModel.from_checkpoint` with unreadable files reported as ``ValueError``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If it is not a readable equidmri checkpoint, or ``gtab``'s shells differ from the model's.
-    """
-    _read_checkpoint(path)
-    return SHDModel.from_checkpoint(path, gtab, device)
+    return NetworkConfig.from_dict(load_checkpoint(path)["meta"]["network"])
 
 
 def run_csd(prepared: PreparedData, peak_kwargs: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:

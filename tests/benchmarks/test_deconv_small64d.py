@@ -1,0 +1,89 @@
+"""Tests of ``benchmarks/deconv_small64d.py``: one tiny run (1 epoch, 1 repeat, 4-channel network)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "deconv_small64d.py"
+TINY = ["--epochs", "1", "--repeats", "1", "--threads", "2", "--patch-size", "4", "--widths", "4", "4", "4", "4"]
+STAGES = ["train", "ours_predict", "ours_predict_peaks", "csd_fit", "csd_fit_peaks"]
+SMALL_64D_MASK_VOXELS = 303  # median_otsu mask of dipy's small_64D (equidmri.dmri.mask.compute_mask)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deconv_small64d")
+    json_path, markdown_path = out / "result.json", out / "result.md"
+    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--json", str(json_path),
+                           "--markdown", str(markdown_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(json_path.read_text()), markdown_path.read_text(), done.stdout
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_rows_hold_positive_finite_times_and_throughputs(tiny_run):
+    result, _, _ = tiny_run
+    assert [row["stage"] for row in result["rows"]] == STAGES
+    for row in result["rows"]:
+        assert len(row["times_s"]) == 1 and _positive(row["median_s"]) and _positive(row["peak_rss_mib"])
+        assert math.isfinite(row["peak_rss_increase_mib"])
+        assert row["peak_rss_increase_mib"] == pytest.approx(row["peak_rss_mib"] - result["baseline_peak_rss_mib"])
+        if row["stage"] == "train":
+            assert row["voxels_per_s"] is None and row["ratio_to_csd"] is None
+        else:
+            assert row["voxels_per_s"] * row["median_s"] == pytest.approx(SMALL_64D_MASK_VOXELS)
+            assert _positive(row["ratio_to_csd"])
+
+
+@pytest.mark.slow
+def test_ratios_divide_our_throughput_by_csd_for_the_same_work(tiny_run):
+    result, _, _ = tiny_run
+    rows = {row["stage"]: row for row in result["rows"]}
+    for ours, csd in (("ours_predict", "csd_fit"), ("ours_predict_peaks", "csd_fit_peaks")):
+        expected = rows[ours]["voxels_per_s"] / rows[csd]["voxels_per_s"]
+        assert rows[ours]["ratio_to_csd"] == pytest.approx(expected)
+        assert rows[csd]["ratio_to_csd"] == 1.0
+    assert result["verdict"]["ratio"] == rows["ours_predict_peaks"]["ratio_to_csd"]
+    assert result["verdict"]["met"] == (result["verdict"]["ratio"] >= 1.0)
+
+
+@pytest.mark.slow
+def test_record_states_settings_machine_and_data(tiny_run):
+    result, _, _ = tiny_run
+    settings = result["settings"]
+    assert {k: settings[k] for k in ("epochs", "patch_size", "repeats", "threads")} == {
+        "epochs": 1, "patch_size": 4, "repeats": 1, "threads": 2}
+    assert settings["tile"] >= 1
+    assert result["settings"]["network"]["widths"] == [4, 4, 4, 4]
+    assert set(result["stage_threads"].values()) == {2}
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu_model"]
+    assert {"torch", "dipy", "numpy", "python", "equidmri"} <= set(result["machine"])
+    assert result["data"]["shape"] == [10, 10, 10, 65]
+    assert result["data"]["mask_voxels"] == SMALL_64D_MASK_VOXELS
+    assert result["command"].startswith("python benchmarks/deconv_small64d.py --epochs 1")
+    for key in ("build_model_s", "load_checkpoint_s", "train_final_loss", "baseline_peak_rss_mib"):
+        assert _positive(result[key])
+
+
+@pytest.mark.slow
+def test_markdown_states_command_machine_table_and_verdict(tiny_run):
+    result, markdown, stdout = tiny_run
+    assert f"`{result['command']}`" in markdown
+    assert result["date"] in markdown and result["machine"]["cpu_model"] in markdown
+    assert markdown.count("\n| ") == 1 + len(STAGES)  # header and one line per row
+    assert result["verdict"]["text"] in markdown and result["verdict"]["text"] in stdout
+
+
+def test_rejects_zero_repeats():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "0"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 2
+    assert "--repeats must be >= 1, got 0" in done.stderr
