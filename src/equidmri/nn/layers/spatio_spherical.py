@@ -23,6 +23,7 @@ Chebyshev order and the isotropic stencil a few shifted additions, with no trans
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,15 @@ def _add_shift_sum(out: Tensor, t: Tensor, axis: int) -> Tensor:
 
 
 def _shift_sum(t: Tensor, axis: int) -> Tensor:
-    return _add_shift_sum(torch.zeros_like(t), t, axis)
+    """``t(x - e) + t(x + e)`` along ``axis`` with zero padding, written once (no zero fill)."""
+    n = t.shape[axis]
+    out = torch.empty_like(t)
+    if n == 1:
+        return out.zero_()
+    torch.add(t.narrow(axis, 0, n - 2), t.narrow(axis, 2, n - 2), out=out.narrow(axis, 1, n - 2))
+    out.narrow(axis, 0, 1).copy_(t.narrow(axis, 1, 1))
+    out.narrow(axis, n - 1, 1).copy_(t.narrow(axis, n - 2, 1))
+    return out
 
 
 def _spread(out: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:
@@ -64,25 +73,25 @@ class _IsotropicStencil(torch.autograd.Function):
     """Sum of per-class neighbour sums; its adjoint spreads the gradient back over the same taps."""
 
     @staticmethod
-    def forward(ctx, classes: Tensor) -> Tensor:  # noqa: D102 - see isotropic_stencil
-        return _spread(classes[0].clone(), classes[1], classes[2], classes[3])
+    def forward(ctx, centre: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:  # noqa: D102
+        return _spread(centre.clone(), faces, edges, corners)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102 - the stencil is symmetric: adjoint per class
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102 - the stencil is its own adjoint
         grad_x, grad_y = _shift_sum(grad, _X), _shift_sum(grad, _Y)
         faces = _add_shift_sum(grad_x + grad_y, grad, _Z)
         grad_xy = _shift_sum(grad_x, _Y)
         edges = _add_shift_sum(_add_shift_sum(grad_xy.clone(), grad_x, _Z), grad_y, _Z)
         corners = _shift_sum(grad_xy, _Z)
-        return torch.stack([grad, faces, edges, corners])
+        return grad, faces, edges, corners
 
 
-def isotropic_stencil(classes: Tensor) -> Tensor:
+def isotropic_stencil(classes: Sequence[Tensor]) -> Tensor:
     """Sum each distance class over its 3x3x3 neighbours and add the classes.
 
     Parameters
     ----------
-    classes : Tensor, shape ``(R, B, V, X, Y, Z, C)``
+    classes : sequence of R Tensors of shape ``(B, V, X, Y, Z, C)`` (or one tensor ``(R, B, V, X, Y, Z, C)``)
         ``classes[r]`` is the map to spread over the taps at squared distance r (R = 4), or R = 1 (centre).
 
     Returns
@@ -95,11 +104,11 @@ def isotropic_stencil(classes: Tensor) -> Tensor:
     ValueError
         If R is neither 1 nor 4.
     """
-    if classes.shape[0] == 1:
+    if len(classes) == 1:
         return classes[0]
-    if classes.shape[0] != 4:
-        raise ValueError(f"expected 1 or 4 distance classes on axis 0, got {classes.shape[0]}")
-    return _IsotropicStencil.apply(classes)
+    if len(classes) != 4:
+        raise ValueError(f"expected 1 or 4 distance classes on axis 0, got {len(classes)}")
+    return _IsotropicStencil.apply(*classes)
 
 
 class SpatioSphericalConv(nn.Module):
@@ -190,10 +199,10 @@ class SpatioSphericalConv(nn.Module):
         spectrum = (eigvecs.T @ x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
         weight = self.class_weight()
         n_classes = weight.shape[2]
-        # spectral response of each (in, class, out) filter at each eigenvalue: (V, C_in, R * C_out)
-        response = torch.einsum("kv,kiro->viro", self.cheb_response.to(x.dtype), weight).reshape(v, c, -1)
-        mixed = (spectrum @ response).reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
-        out = isotropic_stencil(mixed.movedim(5, 0).contiguous())
+        # spectral response of each (class, in, out) filter at each eigenvalue: (R, V, C_in, C_out)
+        response = torch.einsum("kv,kiro->rvio", self.cheb_response.to(x.dtype), weight)
+        shape = (b, v, nx, ny, nz, self.out_channels)
+        out = isotropic_stencil([(spectrum @ response[r]).reshape(shape) for r in range(n_classes)])
         return (eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
 
     def _forward_chebyshev(self, x: Tensor) -> Tensor:
@@ -205,8 +214,8 @@ class SpatioSphericalConv(nn.Module):
         mixed = filtered[:, 0] @ weight[0].reshape(c, -1)
         for k in range(1, self.cheb_order):
             mixed = mixed + filtered[:, k] @ weight[k].reshape(c, -1)
-        mixed = mixed.reshape(b, v, nx, ny, nz, n_classes, self.out_channels).movedim(5, 0).contiguous()
-        return isotropic_stencil(mixed)
+        mixed = mixed.reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
+        return isotropic_stencil(mixed.unbind(5))
 
     def extra_repr(self) -> str:
         return (
