@@ -14,7 +14,7 @@ from equidmri.dmri.io import save_json, save_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
 from equidmri.recon.pipeline import run_csd, timed
 
-DEMO_EPOCHS = 150  # training epochs of the demo: ~2.5 min on 2 CPU cores; 88% agreement with CSD (60 epochs: 83%)
+DEMO_EPOCHS = 150  # training epochs of the demo: under 3 min on 2 CPU cores (README, "What the demo measured")
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume, b = 1000 s/mm², 64 directions + 1 b=0
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
 CSD_PEAKS, CSD_PEAK_VALUES, DEMO_JSON = "csd_peaks.nii.gz", "csd_peak_values.nii.gz", "demo.json"
