@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from equidmri.nn.models import SHDUNet
-from equidmri.recon.infer import predict_volume, tile_grid
+from equidmri.recon.infer import bounding_box, predict_volume, tile_grid
 
 SHAPE = (7, 6, 5)
 
@@ -24,9 +24,20 @@ def net_and_inputs():
     return net, inputs, fodf[0], iso[0]
 
 
+def _box(*shape):
+    return tuple(slice(0, n) for n in shape)
+
+
 def test_tile_grid_origins():
-    assert tile_grid((7, 6, 5), 3) == [(x, y, z) for x in (0, 3, 6) for y in (0, 3) for z in (0, 3)]
-    assert tile_grid((7, 6, 5), 100) == [(0, 0, 0)]
+    assert tile_grid(_box(7, 6, 5), 3) == [(x, y, z) for x in (0, 3, 6) for y in (0, 3) for z in (0, 3)]
+    assert tile_grid(_box(7, 6, 5), 100) == [(0, 0, 0)]
+    assert tile_grid((slice(2, 7), slice(1, 2), slice(0, 5)), 4) == [(2, 1, 0), (2, 1, 4), (6, 1, 0), (6, 1, 4)]
+
+
+def test_bounding_box_of_a_mask():
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[1, 4, 2] = mask[3, 2, 4] = True
+    assert bounding_box(mask) == (slice(1, 4), slice(2, 5), slice(2, 5))
 
 
 @pytest.mark.parametrize("tile", (3, 100))
@@ -39,13 +50,22 @@ def test_tiled_inference_equals_one_whole_volume_pass(net_and_inputs, tile):
     torch.testing.assert_close(tiled_iso, iso, atol=1e-5, rtol=0)
 
 
+def test_only_the_mask_bounding_box_is_computed(net_and_inputs):
+    net, inputs, fodf, _ = net_and_inputs
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[2:5, 1:3, 1:4] = True
+    tiled_fodf, _ = predict_volume(net, inputs, mask, tile=100)
+    torch.testing.assert_close(tiled_fodf[mask], fodf[mask], atol=1e-5, rtol=0)
+    assert tiled_fodf[~mask].abs().max().item() == 0.0
+
+
 def test_tiles_without_mask_voxels_are_left_at_zero(net_and_inputs):
     net, inputs, fodf, iso = net_and_inputs
     mask = torch.zeros(SHAPE, dtype=torch.bool)
-    mask[1, 4, 2] = True  # inside the tile at origin (0, 3, 0) for tile 3
+    mask[0, 0, 0] = mask[6, 5, 4] = True  # the box is the whole volume; 2 of its 12 tiles of 3 hold a voxel
     tiled_fodf, tiled_iso = predict_volume(net, inputs, mask, tile=3)
     computed = torch.zeros(SHAPE, dtype=torch.bool)
-    computed[0:3, 3:6, 0:3] = True
+    computed[0:3, 0:3, 0:3] = computed[6:7, 3:6, 3:5] = True
     torch.testing.assert_close(tiled_fodf[computed], fodf[computed], atol=1e-5, rtol=0)
     torch.testing.assert_close(tiled_iso[computed], iso[computed], atol=1e-5, rtol=0)
     assert tiled_fodf[~computed].abs().max().item() == 0.0
@@ -63,4 +83,4 @@ def test_predict_volume_puts_the_net_in_eval_mode(net_and_inputs):
 @pytest.mark.parametrize("tile", (0, -3))
 def test_tile_grid_rejects_non_positive_tiles(tile):
     with pytest.raises(ValueError, match="tile size must be >= 1"):
-        tile_grid((4, 4, 4), tile)
+        tile_grid(_box(4, 4, 4), tile)

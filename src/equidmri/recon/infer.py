@@ -16,11 +16,17 @@ from tqdm.auto import tqdm
 DEFAULT_TILE = 24  # voxels per tile edge: ~0.3 GB peak at nside 8 with the default widths
 
 
-def tile_grid(shape: tuple[int, int, int], tile: int) -> list[tuple[int, int, int]]:
-    """Origins of the tiles of edge ``tile`` covering ``shape``."""
+def tile_grid(box: tuple[slice, ...], tile: int) -> list[tuple[int, int, int]]:
+    """Origins of the tiles of edge ``tile`` covering the box ``(slice_x, slice_y, slice_z)``."""
     if tile < 1:
         raise ValueError(f"tile size must be >= 1, got {tile}")
-    return list(itertools.product(*(range(0, n, tile) for n in shape)))
+    return list(itertools.product(*(range(b.start, b.stop, tile) for b in box)))
+
+
+def bounding_box(mask: Tensor) -> tuple[slice, ...]:
+    """Smallest box ``(slice_x, slice_y, slice_z)`` holding every voxel of a non-empty ``mask``."""
+    inside = mask.nonzero()
+    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(inside.min(dim=0).values, inside.max(dim=0).values))
 
 
 @torch.inference_mode()
@@ -40,7 +46,7 @@ def predict_volume(
         Fully convolutional network with a ``receptive_radius`` attribute (voxels), in eval mode.
     inputs : Tensor, shape ``(C, X, Y, Z, V)``
     mask : Tensor, shape ``(X, Y, Z)`` bool, optional
-        Tiles without a mask voxel are skipped (left at zero).
+        Only the mask's bounding box is tiled, and tiles without a mask voxel are skipped (left at zero).
     tile : int
         Tile edge in voxels.
 
@@ -57,8 +63,9 @@ def predict_volume(
     shape = tuple(inputs.shape[1:4])
     fodf = inputs.new_zeros(shape + (inputs.shape[-1],))
     iso = inputs.new_zeros(shape + (net.n_iso,))
-    for origin in tqdm(tile_grid(shape, tile), desc="inference", unit="tile", disable=not progress):
-        core = tuple(slice(o, min(o + tile, n)) for o, n in zip(origin, shape))
+    box = bounding_box(mask) if mask is not None and mask.any() else tuple(slice(0, n) for n in shape)
+    for origin in tqdm(tile_grid(box, tile), desc="inference", unit="tile", disable=not progress):
+        core = tuple(slice(o, min(o + tile, b.stop)) for o, b in zip(origin, box))
         if mask is not None and not mask[core].any():
             continue
         grown = tuple(slice(max(c.start - halo, 0), min(c.stop + halo, n)) for c, n in zip(core, shape))
