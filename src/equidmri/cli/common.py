@@ -21,6 +21,7 @@ from equidmri import __version__
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
 from equidmri.nn.models.registry import MODELS
+from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.losses import LossWeights
 from equidmri.recon.model import NetworkConfig, SHDModel
@@ -115,7 +116,8 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", choices=sorted(MODELS), default=network.model,
                        help="architecture (default: %(default)s)")
     group.add_argument("--widths", type=positive_int, nargs="+", default=list(network.widths), metavar="C",
-                       help="channels per U-Net level (default: %(default)s)")
+                       help="channels per U-Net level (default: %(default)s, CPU-friendly; the SHD reference "
+                            f"code uses {' '.join(map(str, REFERENCE_WIDTHS))})")
     group.add_argument("--kernel-sizes", type=positive_int, nargs="+", default=list(network.kernel_sizes),
                        metavar="VOXELS", help="odd spatial kernel edge per level, voxels (default: %(default)s)")
     group.add_argument("--cheb-order", type=positive_int, default=network.cheb_order, metavar="K",
