@@ -28,7 +28,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -45,7 +44,6 @@ import numpy as np
 import torch
 from dipy.data import get_fnames
 
-import equidmri
 from equidmri.cli.demo import DEMO_DATA, DEMO_EPOCHS
 from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi
@@ -54,6 +52,7 @@ from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
+import machine  # benchmarks/machine.py, beside this script
 
 logger = logging.getLogger("deconv_small64d")
 
@@ -195,27 +194,8 @@ def spawn_stage(stage: str, args: argparse.Namespace, workdir: Path) -> dict[str
 
 
 def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, cores, load and library versions."""
-    cpu_model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
-        cpu_model = models[0] if models else cpu_model
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": cpu_model, "cores": cores, "threads": threads, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "dipy": dipy.__version__,
-            "numpy": np.__version__, "equidmri": equidmri.__version__, "git_commit": git_commit()}
-
-
-def git_commit() -> str | None:
-    """``git describe --always --dirty`` of the repository, or None outside a checkout."""
-    try:
-        done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
-                              text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()
+    """CPU model, cores, threads and library versions (dipy and numpy too)."""
+    return machine.machine_info(threads, dipy=dipy.__version__, numpy=np.__version__)
 
 
 def summarise(records: dict[str, dict[str, Any]], mask_voxels: int) -> list[dict[str, Any]]:

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from equidmri.nn.layers import SphereGrid, SpatioSphericalConv, isotropic_stencil
+from equidmri.nn.layers.spatio_spherical import METHODS as LAYER_METHODS
 from equidmri.sphere import healpix
 from equidmri.sphere.graph import chebyshev_stack
 
 HAS_METHOD = "method" in inspect.signature(SpatioSphericalConv).parameters
-METHODS = ("chebyshev", "spectral") if HAS_METHOD else (None,)
+METHODS = LAYER_METHODS if HAS_METHOD else (None,)  # every computation path of the layer
 GRID_SYMMETRIES = {
     "rot_z_90": np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
     "rot_z_180": np.diag([-1.0, -1.0, 1.0]),
@@ -216,14 +217,34 @@ def test_conv_commutes_with_joint_voxel_and_grid_symmetries(method, hemi, name, 
     torch.testing.assert_close(conv(spatial(x[:, perm])), spatial(conv(x))[:, perm], atol=1e-10, rtol=0)
 
 
+def test_all_four_methods_are_tested():
+    assert set(METHODS) == {"spectral", "chebyshev", "dense-recursion", "sparse-recursion"}
+
+
 @pytest.mark.skipif(not HAS_METHOD, reason="SpatioSphericalConv has no `method` argument yet")
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "chebyshev"])
 @pytest.mark.parametrize("hemi", (True, False))
-def test_chebyshev_and_spectral_methods_agree(hemi, float64):
-    cheb = _randomise(_conv(3, 2, SphereGrid(4, hemi), method="chebyshev"))
-    spectral = _conv(3, 2, SphereGrid(4, hemi), method="spectral")
-    spectral.load_state_dict(cheb.state_dict())
-    x = torch.randn(2, cheb.grid.n_vertices, 3, 2, 2, 3)
-    torch.testing.assert_close(spectral(x), cheb(x), atol=1e-10, rtol=0)
+@pytest.mark.parametrize("kernel", ("full", "rank1"))
+def test_every_method_agrees_with_the_precomputed_chebyshev_path(method, hemi, kernel, float64):
+    cheb = _randomise(_conv(3, 2, SphereGrid(4, hemi), kernel=kernel, method="chebyshev"))
+    other = _conv(3, 2, SphereGrid(4, hemi), kernel=kernel, method=method)
+    other.load_state_dict(cheb.state_dict())
+    x = torch.randn(2, cheb.grid.n_vertices, 3, 2, 2, 3)  # B = 2: the recursion's (V, B * ...) layout
+    torch.testing.assert_close(other(x), cheb(x), atol=1e-10, rtol=0)
+    grad = torch.randn_like(cheb(x))
+    expected = torch.autograd.grad(cheb(x), tuple(cheb.parameters()), grad)
+    got = torch.autograd.grad(other(x), tuple(other.parameters()), grad)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("hemi", (True, False))
+def test_sparse_recursion_keeps_a_sparse_laplacian(hemi):
+    conv = SpatioSphericalConv(1, 1, SphereGrid(4, hemi), method="sparse-recursion")
+    assert conv.laplacian.is_sparse and conv.laplacian.dtype == torch.float64
+    assert conv.laplacian._nnz() < conv.grid.n_vertices**2 / 4
+    dense = SpatioSphericalConv(1, 1, SphereGrid(4, hemi), method="dense-recursion").laplacian
+    torch.testing.assert_close(conv.laplacian.to_dense(), dense, atol=0, rtol=0)
 
 
 def test_double_restores_float64_accurate_geometry():

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from dipy.core.gradients import GradientTable
 
 from equidmri.dmri.baselines import fit_csd, fit_dti_fa

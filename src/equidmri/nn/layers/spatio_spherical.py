@@ -6,13 +6,19 @@ the classes ||x - y|| in {0, 1, sqrt 2, sqrt 3}. ``kernel_size=1`` gives the vox
 convolution of ESD (Elaldi et al., IPMI 2021). ``T_k`` are the precomputed Chebyshev polynomials of the
 hemispherical Laplacian L+ (``hemisphere=True``, SHD) or of the full-sphere Laplacian (RT-ESD).
 
-Two computation paths give the same outputs from the same parameters:
+Four computation paths give the same outputs from the same parameters:
 
+- ``method="sparse-recursion"``: DeepSphere's and RT-ESD's (Defferrard et al., NeurIPS 2016, §2.1): the
+  rescaled Laplacian kept sparse, ``T_k x = 2 L T_{k-1} x - T_{k-2} x`` computed per call with
+  ``torch.sparse.mm``;
+- ``method="dense-recursion"``: the same recursion with the dense Laplacian;
 - ``method="chebyshev"``: the SHD paper's (precomputed dense ``T_k``, one ``(K V, V)`` matmul);
 - ``method="spectral"`` (default): L is symmetric, so ``sum_k w_k T_k(L) = U diag(sum_k w_k T_k(lambda)) U^T``.
   The layer transforms its input once (``U^T x``), mixes channels per eigenvalue with the filter's
   spectral response, applies the isotropic stencil and transforms back (``U y``): two V x V matmuls
   instead of K of them, and channel mixing without the factor K.
+
+The first two exist for the efficiency ablation (``benchmarks/layers.py``; SHD paper Fig. 4).
 
 Layout. Feature maps inside the networks are **vertex-major, channels-last**: ``(B, V, X, Y, Z, C)``.
 In that layout the spherical filter is one dense matmul over V, the channel mixing one matmul over C per
@@ -29,10 +35,16 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
-from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, laplacian_eigh
+from equidmri.sphere.graph import (
+    chebyshev_polynomials,
+    chebyshev_stack,
+    hemisphere_laplacian,
+    laplacian_eigh,
+    rescaled_laplacian,
+)
 
 KERNEL_FORMS = ("full", "rank1")
-METHODS = ("spectral", "chebyshev")
+METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
 KERNEL_SIZES = {1: 1, 3: 4}  # kernel edge -> number of distance classes (3x3x3: 0, 1, sqrt 2, sqrt 3)
 
 
@@ -128,7 +140,7 @@ class SpatioSphericalConv(nn.Module):
         code's factorisation ``w[o, i, k] * w_iso[o, i, r]``.
     sigma : float, optional
         Graph kernel width (default ``0.8 / nside``).
-    method : {"spectral", "chebyshev"}
+    method : {"spectral", "chebyshev", "dense-recursion", "sparse-recursion"}
         Computation path (same function of the same parameters; see the module docstring).
 
     Raises
@@ -169,6 +181,16 @@ class SpatioSphericalConv(nn.Module):
             stack = torch.tensor(chebyshev_stack(grid.nside, cheb_order, sigma, grid.hemisphere))
             self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices), persistent=False)
             self._filter = self._forward_chebyshev
+        elif method in ("dense-recursion", "sparse-recursion"):
+            operator = hemisphere_laplacian if grid.hemisphere else rescaled_laplacian
+            laplacian = torch.tensor(operator(grid.nside, sigma))  # L~ or L+, (V, V)
+            if method == "sparse-recursion":
+                laplacian = laplacian.to_sparse_coo().coalesce()
+                self._apply_laplacian = self._apply_sparse
+            else:
+                self._apply_laplacian = self._apply_dense
+            self.register_buffer("laplacian", laplacian, persistent=False)
+            self._filter = self._forward_recursion
         else:
             eigvals, eigvecs = laplacian_eigh(grid.nside, sigma, grid.hemisphere)
             self.register_buffer("eigvecs", torch.tensor(eigvecs), persistent=False)
@@ -215,6 +237,27 @@ class SpatioSphericalConv(nn.Module):
         for k in range(1, self.cheb_order):
             mixed = mixed + filtered[:, k] @ weight[k].reshape(c, -1)
         mixed = mixed.reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
+        return isotropic_stencil(mixed.unbind(5))
+
+    def _apply_dense(self, laplacian: Tensor, t: Tensor) -> Tensor:
+        return laplacian @ t
+
+    def _apply_sparse(self, laplacian: Tensor, t: Tensor) -> Tensor:
+        return torch.sparse.mm(laplacian, t)
+
+    def _forward_recursion(self, x: Tensor) -> Tensor:
+        b, v, nx, ny, nz, c = x.shape
+        laplacian = self.laplacian.to(x.dtype)
+        weight = self.class_weight()
+        n_classes = weight.shape[2]
+        # (V, B * X*Y*Z * C): a view for B = 1; T_k x by the three-term recursion, mixed as it comes
+        previous, current = None, x.transpose(0, 1).reshape(v, -1)
+        mixed = current.reshape(-1, c) @ weight[0].reshape(c, -1)
+        for k in range(1, self.cheb_order):
+            step = self._apply_laplacian(laplacian, current)
+            previous, current = current, (step if k == 1 else 2.0 * step - previous)
+            mixed = mixed + current.reshape(-1, c) @ weight[k].reshape(c, -1)
+        mixed = mixed.reshape(v, b, nx, ny, nz, n_classes, self.out_channels).transpose(0, 1)
         return isotropic_stencil(mixed.unbind(5))
 
     def extra_repr(self) -> str:
