@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from dipy.core.gradients import GradientTable
+from dipy.core.sphere import Sphere
 
 from equidmri import __version__
 from equidmri.dmri.gradients import SHELL_TOL, find_shells
@@ -79,20 +80,25 @@ class FODFFit:
     history: list[dict[str, float]] = field(default_factory=list)
     sh_basis: str = "descoteaux07"
 
-    def shm_coeff(self, lmax: int = OUTPUT_LMAX) -> np.ndarray:
-        """WM fODF SH truncated to ``lmax``, shape ``(X, Y, Z, K)``, ``descoteaux07`` (legacy=False)."""
+    @property
+    def shm_coeff(self) -> np.ndarray:
+        """WM fODF SH up to lmax 8, shape ``(X, Y, Z, 45)``, ``descoteaux07`` (legacy=False), as dipy's fits."""
+        return self.sh(OUTPUT_LMAX)
+
+    def sh(self, lmax: int) -> np.ndarray:
+        """WM fODF SH truncated to an even ``lmax <= 18``, shape ``(X, Y, Z, K)``, ``descoteaux07``."""
         return self.fodf_sh[..., : n_coeffs(check_lmax(lmax))]
 
-    def odf(self, vertices: np.ndarray) -> np.ndarray:
-        """WM fODF at unit ``vertices (V, 3)`` (voxel-axis frame), shape ``(X, Y, Z, V)``."""
-        return self.fodf_sh @ sh_matrix(vertices, FODF_LMAX, self.sh_basis).T.astype(np.float32)
+    def odf(self, sphere: Sphere) -> np.ndarray:
+        """WM fODF (lmax 18) on the vertices of a dipy ``Sphere`` (voxel-axis frame), shape ``(X, Y, Z, V)``."""
+        return self.fodf_sh @ sh_matrix(sphere.vertices, FODF_LMAX, self.sh_basis).T.astype(np.float32)
 
     def peaks(self, lmax: int = OUTPUT_LMAX, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Peaks of the lmax-truncated fODF: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P))``.
 
         Keyword arguments go to :func:`equidmri.dmri.peaks.find_peaks` (thresholds, ``npeaks``).
         """
-        return find_peaks(self.shm_coeff(lmax), self.mask, **kwargs)
+        return find_peaks(self.sh(lmax), self.mask, **kwargs)
 
 
 class SHDModel:

@@ -315,7 +315,7 @@ def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.n
     """
     out = Path(out_dir)
     paths = [
-        save_fod(out / OUTPUT_NAMES["fod"], result.fit.shm_coeff(OUTPUT_LMAX), affine, force=force),
+        save_fod(out / OUTPUT_NAMES["fod"], result.fit.shm_coeff, affine, force=force),
         *save_peaks(out / OUTPUT_NAMES["peaks"], out / OUTPUT_NAMES["peak_values"], result.peak_dirs,
                     result.peak_values, affine, force=force),
         save_nifti(out / OUTPUT_NAMES["fractions"], result.fit.fractions, affine, force=force),
