@@ -70,9 +70,14 @@ def hemisphere_laplacian(nside: int, sigma: float | None = None, n_neighbours: i
     return full[np.ix_(hemi, hemi)] + full[np.ix_(hemi, antipode_index(nside)[hemi])]
 
 
+def filter_laplacian(nside: int, sigma: float | None = None, hemisphere: bool = True) -> np.ndarray:
+    """The operator the spherical filters are polynomials of: L+ on V+ (``hemisphere``) or L~ on V."""
+    return (hemisphere_laplacian if hemisphere else rescaled_laplacian)(nside, sigma)
+
+
 @lru_cache(maxsize=32)
 def _chebyshev_stack(nside: int, cheb_order: int, sigma: float | None, hemisphere: bool) -> np.ndarray:
-    operator = (hemisphere_laplacian if hemisphere else rescaled_laplacian)(nside, sigma)
+    operator = filter_laplacian(nside, sigma, hemisphere)
     stack = np.empty((cheb_order,) + operator.shape)
     stack[0] = np.eye(operator.shape[0])
     if cheb_order > 1:
@@ -113,7 +118,7 @@ def chebyshev_stack(nside: int, cheb_order: int, sigma: float | None = None, hem
 
 @lru_cache(maxsize=32)
 def _laplacian_eigh(nside: int, sigma: float | None, hemisphere: bool) -> tuple[np.ndarray, np.ndarray]:
-    operator = (hemisphere_laplacian if hemisphere else rescaled_laplacian)(nside, sigma)
+    operator = filter_laplacian(nside, sigma, hemisphere)
     eigvals, eigvecs = np.linalg.eigh(operator)
     eigvals = np.clip(eigvals, -1.0, 1.0)  # rounding can push the extremes a few ulp past +-1
     for array in (eigvals, eigvecs):

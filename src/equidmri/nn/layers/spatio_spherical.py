@@ -35,13 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
-from equidmri.sphere.graph import (
-    chebyshev_polynomials,
-    chebyshev_stack,
-    hemisphere_laplacian,
-    laplacian_eigh,
-    rescaled_laplacian,
-)
+from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian, laplacian_eigh
 
 KERNEL_FORMS = ("full", "rank1")
 METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
@@ -170,10 +164,10 @@ class SpatioSphericalConv(nn.Module):
             raise ValueError(f"kernel_size must be one of {sorted(KERNEL_SIZES)}, got {kernel_size}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
-        self.cheb_order, self.kernel_size, self.kernel, self.method = cheb_order, kernel_size, kernel, method
         if isinstance(cheb_order, bool) or not isinstance(cheb_order, int) or cheb_order < 1:
             raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
+        self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
+        self.cheb_order, self.kernel_size, self.kernel, self.method = cheb_order, kernel_size, kernel, method
         n_classes = KERNEL_SIZES[kernel_size]
         # Geometry stays float64 and is cast to the input's dtype in forward (a VxV cast, ~0.1 ms), so
         # that .double() gives float64-exact results rather than upcast float32 roundings.
@@ -182,13 +176,9 @@ class SpatioSphericalConv(nn.Module):
             self.register_buffer("cheb", stack.reshape(-1, grid.n_vertices), persistent=False)
             self._filter = self._forward_chebyshev
         elif method in ("dense-recursion", "sparse-recursion"):
-            operator = hemisphere_laplacian if grid.hemisphere else rescaled_laplacian
-            laplacian = torch.tensor(operator(grid.nside, sigma))  # L~ or L+, (V, V)
+            laplacian = torch.tensor(filter_laplacian(grid.nside, sigma, grid.hemisphere))  # L+ or L~, (V, V)
             if method == "sparse-recursion":
-                laplacian = laplacian.to_sparse_coo().coalesce()
-                self._apply_laplacian = self._apply_sparse
-            else:
-                self._apply_laplacian = self._apply_dense
+                laplacian = laplacian.to_sparse_coo().coalesce()  # `@` then runs a sparse-dense product
             self.register_buffer("laplacian", laplacian, persistent=False)
             self._filter = self._forward_recursion
         else:
@@ -239,12 +229,6 @@ class SpatioSphericalConv(nn.Module):
         mixed = mixed.reshape(b, v, nx, ny, nz, n_classes, self.out_channels)
         return isotropic_stencil(mixed.unbind(5))
 
-    def _apply_dense(self, laplacian: Tensor, t: Tensor) -> Tensor:
-        return laplacian @ t
-
-    def _apply_sparse(self, laplacian: Tensor, t: Tensor) -> Tensor:
-        return torch.sparse.mm(laplacian, t)
-
     def _forward_recursion(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
         laplacian = self.laplacian.to(x.dtype)
@@ -254,7 +238,7 @@ class SpatioSphericalConv(nn.Module):
         previous, current = None, x.transpose(0, 1).reshape(v, -1)
         mixed = current.reshape(-1, c) @ weight[0].reshape(c, -1)
         for k in range(1, self.cheb_order):
-            step = self._apply_laplacian(laplacian, current)
+            step = laplacian @ current
             previous, current = current, (step if k == 1 else 2.0 * step - previous)
             mixed = mixed + current.reshape(-1, c) @ weight[k].reshape(c, -1)
         mixed = mixed.reshape(v, b, nx, ny, nz, n_classes, self.out_channels).transpose(0, 1)
