@@ -1,14 +1,12 @@
 """Tests of ``benchmarks/deconv_small64d.py``: one tiny run (1 epoch, 1 repeat, 4-channel network)."""
 
-import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from bench_run import BENCHMARKS, run_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "deconv_small64d.py"
 TINY = ["--epochs", "1", "--repeats", "1", "--threads", "2", "--patch-size", "4", "--widths", "4", "4", "4", "4"]
 STAGES = ["train", "ours_predict", "ours_predict_peaks", "csd_fit", "csd_fit_peaks"]
 SMALL_64D_MASK_VOXELS = 303  # median_otsu mask of dipy's small_64D (equidmri.dmri.mask.compute_mask)
@@ -16,12 +14,8 @@ SMALL_64D_MASK_VOXELS = 303  # median_otsu mask of dipy's small_64D (equidmri.dm
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("deconv_small64d")
-    json_path, markdown_path = out / "result.json", out / "result.md"
-    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--json", str(json_path),
-                           "--markdown", str(markdown_path)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(json_path.read_text()), markdown_path.read_text(), done.stdout
+    result = run_benchmark("deconv_small64d.py", TINY, tmp_path_factory.mktemp("deconv_small64d"))
+    return result
 
 
 def _positive(value):
@@ -83,7 +77,7 @@ def test_markdown_states_command_machine_table_and_verdict(tiny_run):
 
 
 def test_rejects_zero_repeats():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "0"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "deconv_small64d.py"), "--repeats", "0"], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 2
     assert "--repeats must be >= 1, got 0" in done.stderr

@@ -1,26 +1,18 @@
 """Tests of ``benchmarks/layers.py``: one tiny run (nside 1, variants a and e, one repeat)."""
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from bench_run import run_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "layers.py"
 TINY = ["--quick", "--nsides", "1", "--variants", "a", "e", "--repeats", "1", "--threads", "2"]
 RECORD_KEYS = {"bench", "variant", "nside", "pass", "median_s", "peak_mem_mb", "voxels_per_s"}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("layers_bench")
-    json_path, markdown_path = out / "result.json", out / "result.md"
-    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--json", str(json_path),
-                           "--markdown", str(markdown_path)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(json_path.read_text()), markdown_path.read_text()
+    result = run_benchmark("layers.py", TINY, tmp_path_factory.mktemp("layers_bench"))
+    return result[:2]
 
 
 def _positive(value):
