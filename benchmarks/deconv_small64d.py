@@ -52,7 +52,7 @@ from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
-import machine  # benchmarks/machine.py, beside this script
+from equidmri.bench import machine
 
 logger = logging.getLogger("deconv_small64d")
 

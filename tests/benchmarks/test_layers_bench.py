@@ -1,9 +1,9 @@
-"""Tests of ``benchmarks/layers.py``: one tiny run (nside 1, variants a and e, one repeat)."""
+"""Tests of ``equidmri bench layers``: one tiny run (nside 1, variants a and e, one repeat)."""
 
 import math
 
 import pytest
-from bench_run import run_benchmark
+from bench_run import run_bench
 
 TINY = ["--quick", "--nsides", "1", "--variants", "a", "e", "--repeats", "1", "--threads", "2"]
 RECORD_KEYS = {"bench", "variant", "nside", "pass", "median_s", "peak_mem_mb", "voxels_per_s"}
@@ -11,7 +11,7 @@ RECORD_KEYS = {"bench", "variant", "nside", "pass", "median_s", "peak_mem_mb", "
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    result = run_benchmark("layers.py", TINY, tmp_path_factory.mktemp("layers_bench"))
+    result = run_bench("layers", TINY, tmp_path_factory.mktemp("layers_bench"))
     return result[:2]
 
 

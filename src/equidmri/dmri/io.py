@@ -374,6 +374,17 @@ def save_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> Path
     return _write_atomic(path, lambda tmp: tmp.write_text(text), force)
 
 
+def save_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
+    """Write ``text`` (UTF-8) atomically.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and not ``force``.
+    """
+    return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force)
+
+
 def save_fod(path: str | os.PathLike, fodf_sh: np.ndarray, affine: np.ndarray, *, force: bool = False) -> Path:
     """Write a voxel-frame fODF as an MRtrix3 SH image (``tournier07``, world RAS+, float32).
 

@@ -1,9 +1,6 @@
 """Time and peak memory of one E(3) x SO(3) layer along the ablation of the SHD paper's Fig. 4.
 
-Usage::
-
-    python benchmarks/layers.py [--quick] [--json PATH] [--markdown PATH] [--threads 2] [--device cpu]
-                                [--nsides N ...] [--variants a ...] [--repeats R] [--budget SECONDS]
+``equidmri bench layers [--quick] [--nsides N ...] [--variants a ...] [--repeats R] [--budget SECONDS]``
 
 One ``SpatioSphericalConv`` (16 -> 16 channels, cheb_order 5, 3x3x3 isotropic kernel), input
 ``(1, V, 8, 8, 8, 16)`` float32, at HEALPix nside 1, 2, 4, 8 and 16 (``--quick``: up to 8), in five variants
@@ -22,39 +19,31 @@ Peak memory on CPU is the peak resident set size during the runs minus the resid
 layer was built (after one pass through a tiny layer of the same kind, so that torch's lazy initialisation
 is not counted; the peak counter is reset after construction, so graph-building temporaries are not
 counted but the layer's geometry buffers are); on CUDA ``torch.cuda.max_memory_allocated`` minus the
-allocation before the layer was built. Writes a JSON record and a markdown page (default ``docs/results/``).
+allocation before the layer was built. Writes ``docs/results/efficiency_layers.{json,md}`` by default.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
 import logging
-import os
-import shlex
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from equidmri.bench.report import (
+    add_report_args, check_report_outputs, fmt, header_lines, run_child, start_record, write_report,
+)
 from equidmri.nn.layers import SphereGrid, SpatioSphericalConv
-import machine  # benchmarks/machine.py, beside this script
 
-logger = logging.getLogger("layers")
+logger = logging.getLogger(__name__)
 
-SCRIPT = Path(__file__).resolve()
-REPO = SCRIPT.parent.parent
-RESULTS = REPO / "docs" / "results"
-NAME = "efficiency"
+NAME = "efficiency_layers"
 VARIANTS = {  # name -> (label, hemisphere, method)
     "a": ("full sphere, sparse recursion", False, "sparse-recursion"),
     "b": ("full sphere, dense recursion", False, "dense-recursion"),
@@ -71,9 +60,7 @@ BATCH = 1
 CHEB_ORDER = 5  # SHD default
 DEFAULT_REPEATS = 5  # timed runs after one warm-up
 QUICK_REPEATS = 3
-DEFAULT_THREADS = 2  # the project's reference machine has 2 cores
 DEFAULT_BUDGET_S = 60.0  # per (variant, nside, pass): fewer repeats, or none, beyond this
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 KIB_PER_MIB = 1024
 BYTES_PER_MIB = 1024**2
 
@@ -113,7 +100,7 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_child(args: argparse.Namespace) -> int:
+def child(args: argparse.Namespace) -> int:
     """Child process: one (variant, nside, pass) measurement, written as JSON to ``--child-output``."""
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -162,15 +149,11 @@ def run_child(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(variant: str, nside: int, pass_: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def measure(variant: str, nside: int, pass_: str, args: argparse.Namespace) -> dict[str, Any]:
     """Spawn one child process and turn its output into a record (``median_s`` None if none ran)."""
-    output = workdir / f"{variant}_{nside}_{pass_}.json"
-    command = [sys.executable, str(SCRIPT), "--child-variant", variant, "--child-nside", str(nside),
-               "--child-pass", pass_, "--child-output", str(output), "--repeats", str(args.repeats),
-               "--threads", str(args.threads), "--device", args.device, "--budget", str(args.budget)]
-    env = {**os.environ, **{name: str(args.threads) for name in THREAD_ENV}}
-    subprocess.run(command, env=env, check=True)
-    child = json.loads(output.read_text())
+    child = run_child(["bench", "layers", "--child-variant", variant, "--child-nside", str(nside),
+                       "--child-pass", pass_, "--repeats", str(args.repeats), "--threads", str(args.threads),
+                       "--device", args.device, "--budget", str(args.budget)], args.threads)
     label, hemisphere, method = VARIANTS[variant]
     median = statistics.median(child["times_s"]) if child["times_s"] else None
     logger.info("%s nside %d %s: %s s (warm-up %.3g s), %s MiB", variant, nside, pass_, median,
@@ -192,41 +175,22 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
         record["mem_ratio_to_a"] = record["peak_mem_mb"] / ref["peak_mem_mb"] if mem_ok else None
 
 
-def machine_info(threads: int, device: str) -> dict[str, Any]:
-    """CPU model, cores, threads, device and library versions."""
-    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
-    return machine.machine_info(threads, device=device, gpu=gpu)
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _ratio_chain(records: list[dict[str, Any]], nside: int, pass_: str) -> str:
     by_variant = {r["variant"]: r for r in records if r["nside"] == nside and r["pass"] == pass_}
     names = [v for v in VARIANTS if v in by_variant]
     steps = []
     for prev, cur in zip(names, names[1:]):
         t_prev, t_cur = by_variant[prev]["median_s"], by_variant[cur]["median_s"]
-        steps.append(f"{prev}→{cur} ×{_fmt(t_prev / t_cur if t_prev and t_cur else None, '.2f')}")
+        steps.append(f"{prev}→{cur} ×{fmt(t_prev / t_cur if t_prev and t_cur else None, '.2f')}")
     return ", ".join(steps)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The results page: command, machine, table and the ablation a→b→c→d→e."""
-    m, s = result["machine"], result["settings"]
-    load = result["load_average"]
+    s = result["settings"]
     mem_kind = "CUDA max_memory_allocated increase" if s["device"].startswith("cuda") else "peak RSS increase"
     lines = [
-        "# Efficiency of one E(3) × SO(3) layer (SHD paper Fig. 4 ablation)",
-        "",
-        f"Command: `{result['command']}` (repository root)  ",
-        f"Date: {result['date']}  ",
-        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {m['threads']} threads, device `{m['device']}`; "
-        f"load average (1/5/15 min) {' / '.join(f'{x:.2f}' for x in load['start'])} at the start, "
-        f"{' / '.join(f'{x:.2f}' for x in load['end'])} at the end  ",
-        f"Software: Python {m['python']}, torch {m['torch']}, equidmri {m['equidmri']} (git `{m['git_commit']}`)",
-        "",
+        *header_lines("Efficiency of one E(3) × SO(3) layer (SHD paper Fig. 4 ablation)", result),
         f"Layer: `SpatioSphericalConv({CHANNELS}, {CHANNELS}, cheb_order={CHEB_ORDER}, kernel_size=3)`, input "
         f"{BATCH} × V × {'×'.join(map(str, VOXELS))} voxels × {CHANNELS} channels, float32. Times are the median "
         f"of up to {s['repeats']} runs after one warm-up (fewer when the warm-up predicted more than "
@@ -241,8 +205,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
     for r in result["records"]:
         lines.append(f"| {r['variant']} | {r['nside']} | {r['n_vertices']} | {r['pass']} | {len(r['times_s'])} | "
-                     f"{_fmt(r['median_s'], '.4g')} | {_fmt(r['time_ratio_to_a'], '.3g')} | "
-                     f"{_fmt(r['peak_mem_mb'], '.1f')} | {_fmt(r['mem_ratio_to_a'], '.3g')} | "
+                     f"{fmt(r['median_s'], '.4g')} | {fmt(r['time_ratio_to_a'], '.3g')} | "
+                     f"{fmt(r['peak_mem_mb'], '.1f')} | {fmt(r['mem_ratio_to_a'], '.3g')} | "
                      f"{r['geometry_mb']:.2f} |")
     lines += ["", "Ablation, speed-up of each step (time before / time after):", ""]
     for nside in s["nsides"]:
@@ -252,59 +216,45 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    """Measure every (variant, nside, pass) in its own process and assemble the record."""
-    load_start = os.getloadavg()
-    records = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for nside in args.nsides:
-            for variant in args.variants:
-                for pass_ in PASSES:
-                    records.append(measure(variant, nside, pass_, args, Path(tmp)))
+def run(args: argparse.Namespace) -> int:
+    """Measure every (variant, nside, pass) in its own process; write the JSON record and the page."""
+    resolve_defaults(args)
+    if args.child_output is not None:
+        return child(args)
+    check_report_outputs(args)
+    result = start_record(args)
+    gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
+    result["machine"]["gpu"] = gpu
+    records = [measure(variant, nside, pass_, args)
+               for nside in args.nsides for variant in args.variants for pass_ in PASSES]
     add_ratios(records)
-    return {"machine": machine_info(args.threads, args.device), "records": records,
-            "command": shlex.join(["python", "benchmarks/layers.py", *argv]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-            "settings": {"nsides": list(args.nsides), "variants": list(args.variants), "repeats": args.repeats,
-                         "budget_s": args.budget, "threads": args.threads, "device": args.device,
-                         "channels": CHANNELS, "voxels": list(VOXELS), "batch": BATCH, "cheb_order": CHEB_ORDER}}
+    result["records"] = records
+    result["settings"] = {"nsides": list(args.nsides), "variants": list(args.variants), "repeats": args.repeats,
+                          "budget_s": args.budget, "threads": args.threads, "device": args.device,
+                          "channels": CHANNELS, "voxels": list(VOXELS), "batch": BATCH, "cheb_order": CHEB_ORDER}
+    write_report(args, result, render_markdown(result))
+    return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"nside up to 8 and {QUICK_REPEATS} repeats")
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench layers``."""
+    parser = subparsers.add_parser("layers", help="time and memory of one layer along the Fig. 4 ablation",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_report_args(parser, NAME, f"nside {' '.join(map(str, QUICK_NSIDES))} and {QUICK_REPEATS} repeats")
     parser.add_argument("--nsides", type=int, nargs="+", help=f"HEALPix resolutions (default {NSIDES})")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--repeats", type=int, help=f"timed runs after the warm-up (default {DEFAULT_REPEATS})")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                         help="seconds of timed runs per measurement at most (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch/BLAS threads per process")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--json", type=Path, default=RESULTS / f"{NAME}.json", help="JSON output")
-    parser.add_argument("--markdown", type=Path, default=RESULTS / f"{NAME}.md", help="markdown output")
     for name, kind in (("variant", str), ("nside", int), ("pass", str), ("output", str)):
         parser.add_argument(f"--child-{name}", type=kind, help=argparse.SUPPRESS)
+    parser.set_defaults(run=run, prog=parser.prog)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """``--repeats`` and ``--nsides`` follow ``--quick`` unless given."""
     if args.repeats is None:
         args.repeats = QUICK_REPEATS if args.quick else DEFAULT_REPEATS
-    if args.child_output is not None:
-        return run_child(args)
     if args.nsides is None:
         args.nsides = QUICK_NSIDES if args.quick else NSIDES
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run_benchmark(args, argv)
-    for path, text in ((args.json, json.dumps(result, indent=2)), (args.markdown, render_markdown(result))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + ("\n" if not text.endswith("\n") else ""))
-    logger.info("wrote %s and %s", args.json, args.markdown)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

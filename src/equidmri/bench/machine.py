@@ -12,7 +12,7 @@ import torch
 
 import equidmri
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]  # the checkout of an editable install
 
 
 def git_commit() -> str | None:

@@ -1,0 +1,139 @@
+"""What every benchmark shares: its output options, the run record's header, child processes, atomic writes.
+
+A benchmark's JSON record starts with :func:`start_record` (command, date, machine, load average) and is
+closed by :func:`write_report`, which adds the final load average and writes the JSON and the markdown page
+(atomically; an existing file is kept unless ``--force``). Markdown pages begin with :func:`header_lines`, so
+that every figure states the command that produced it and the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from equidmri.bench.machine import machine_info
+from equidmri.dmri.io import check_outputs_free, save_json, save_text
+
+RESULTS_DIR = Path("docs") / "results"  # relative to the working directory (the repository root)
+DEFAULT_THREADS = 2  # the project's reference machine has 2 cores
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch, MKL, numpy's OpenBLAS
+
+
+def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> None:
+    """``--quick --json --markdown --force --threads --device -v``; outputs default to ``docs/results/<name>``.
+
+    ``quick`` says what ``--quick`` does.
+    """
+    group = parser.add_argument_group("run and results")
+    group.add_argument("--quick", action="store_true", help=quick)
+    group.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json", metavar="PATH",
+                       help="JSON record (default: %(default)s)")
+    group.add_argument("--markdown", type=Path, default=RESULTS_DIR / f"{name}.md", metavar="PATH",
+                       help="markdown page (default: %(default)s)")
+    group.add_argument("--force", action="store_true", help="overwrite existing result files")
+    group.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                       help="torch/BLAS threads of every measured process (default: %(default)s)")
+    group.add_argument("--device", default="cpu", metavar="DEVICE",
+                       help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+
+
+def check_report_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any computation, result files that exist without ``--force``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``--json`` or ``--markdown`` exists and not ``--force``.
+    ValueError
+        If ``--threads`` is below 1.
+    """
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    check_outputs_free([args.json, args.markdown], args.force)
+
+
+def start_record(args: argparse.Namespace, **machine_extra: Any) -> dict[str, Any]:
+    """``command``, ``date``, ``load_average.start`` and ``machine`` of a run (``args.argv`` after ``equidmri``)."""
+    return {"command": shlex.join(["equidmri", *args.argv]),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "load_average": {"start": list(os.getloadavg())},
+            "machine": machine_info(args.threads, device=args.device, **machine_extra)}
+
+
+def header_lines(title: str, record: dict[str, Any]) -> list[str]:
+    """Title, command, date, machine with load average, software versions; then a blank line."""
+    m, load = record["machine"], record["load_average"]
+    loads = " / ".join(f"{x:.2f}" for x in load["start"])
+    if "end" in load:
+        loads += " at the start, " + " / ".join(f"{x:.2f}" for x in load["end"]) + " at the end"
+    return [
+        f"# {title}",
+        "",
+        f"Command: `{record['command']}` (repository root)  ",
+        f"Date: {record['date']}  ",
+        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {m['threads']} threads, device `{m['device']}`; "
+        f"load average (1/5/15 min) {loads}  ",
+        f"Software: Python {m['python']}, torch {m['torch']}, equidmri {m['equidmri']} (git `{m['git_commit']}`)",
+        "",
+    ]
+
+
+def write_report(args: argparse.Namespace, record: dict[str, Any], markdown: str) -> None:
+    """Add ``load_average.end`` to ``record`` and write it to ``--json``, ``markdown`` to ``--markdown``."""
+    record["load_average"]["end"] = list(os.getloadavg())
+    for path in (args.json, args.markdown):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_json(args.json, record, force=args.force)
+    save_text(args.markdown, markdown if markdown.endswith("\n") else markdown + "\n", force=args.force)
+    sys.stdout.write(f"wrote {args.json} and {args.markdown}\n")
+
+
+def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
+    """Run ``equidmri <argv> --child-output FILE`` in a fresh Python process with ``threads`` threads.
+
+    The child writes one JSON object to FILE, which is returned; a fresh process makes its peak resident
+    memory its own. Raises ``subprocess.CalledProcessError`` if the child fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="equidmri-bench-") as tmp:
+        output = Path(tmp) / "child.json"
+        env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
+        subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)],
+                       env=env, check=True)
+        return json.loads(output.read_text())
+
+
+def median_time(call, repeats: int, *, warmup: int = 1, sync=None) -> tuple[float, list[float]]:
+    """Median wall-clock seconds of ``call()`` over ``repeats`` runs after ``warmup`` runs, and the times.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) is called after each run when given.
+    """
+    for _ in range(warmup):
+        call()
+        if sync is not None:
+            sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), times
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """``format(value, spec)``, or an en dash for a missing value."""
+    return "–" if value is None else format(value, spec)
