@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from equidmri.nn.blocks import ConvBlock
+from equidmri.nn.blocks import ConvBlock, fold_batchnorm
 from equidmri.nn.layers import SphereGrid
+from equidmri.nn.models import SHDUNet
 from equidmri.sphere import healpix
 
 ROT_Z_90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -59,3 +60,27 @@ def test_block_conv_has_no_bias_and_state_dict_round_trips():
     x = torch.randn(1, 24, 2, 2, 2, 2)
     torch.testing.assert_close(fresh.eval()(x), block.eval()(x), atol=0, rtol=0)
     torch.testing.assert_close(block.double()(x.double()), fresh(x).double(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["full", "rank1"])
+def test_folded_batchnorm_gives_the_eval_outputs_of_the_block(kernel):
+    block = _randomise_statistics(ConvBlock(3, 4, SphereGrid(2, hemisphere=True), kernel=kernel)).eval()
+    x = torch.randn(1, 24, 3, 3, 3, 3)
+    folded = fold_batchnorm(block)
+    assert isinstance(folded.norm, torch.nn.Identity) and isinstance(block.norm, torch.nn.BatchNorm1d)
+    torch.testing.assert_close(folded(x), block(x), rtol=1e-5, atol=1e-6)
+
+
+def test_folding_a_unet_keeps_its_outputs_and_leaves_the_original_alone():
+    net = SHDUNet(2, n_iso=2, nside=4, widths=(4, 4, 4), kernel_sizes=(3, 1, 1))
+    for block in net.modules():
+        if isinstance(block, ConvBlock):
+            _randomise_statistics(block)
+    net.eval()
+    x = torch.rand(1, 2, 5, 5, 5, net.grid.n_vertices)
+    before = [p.clone() for p in net.parameters()]
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    for got, expected in zip(folded(x), net(x)):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from equidmri.nn.blocks import fold_batchnorm
+
 DEFAULT_TILE = 24  # voxels per tile edge: ~0.3 GB peak at nside 8 with the default widths
 
 
@@ -43,7 +45,9 @@ def predict_volume(
     Parameters
     ----------
     net : nn.Module
-        Fully convolutional network with a ``receptive_radius`` attribute (voxels), in eval mode.
+        Fully convolutional network with a ``receptive_radius`` attribute (voxels); it runs in eval mode
+        with its BatchNorm layers folded into the convolutions (:func:`~equidmri.nn.blocks.fold_batchnorm`,
+        on a copy).
     inputs : Tensor, shape ``(C, X, Y, Z, V)``
     mask : Tensor, shape ``(X, Y, Z)`` bool, optional
         Only the mask's bounding box is tiled, and tiles without a mask voxel are skipped (left at zero).
@@ -57,7 +61,7 @@ def predict_volume(
     iso : Tensor, shape ``(X, Y, Z, T - 1)``
         Isotropic fractions.
     """
-    net.eval()
+    net = fold_batchnorm(net)
     device = next(net.parameters()).device
     halo = int(net.receptive_radius)
     shape = tuple(inputs.shape[1:4])

@@ -45,6 +45,10 @@ class SHDUNet(nn.Module):
         ``True``: V+ (SHD); ``False``: full sphere (RT-ESD).
     kernel : {"full", "rank1"}
         Spatial kernel parameterisation (see ``SpatioSphericalConv``).
+    sigma : float, optional
+        Graph kernel width (see ``SpatioSphericalConv``).
+    method : str
+        Computation path of every convolution (``SpatioSphericalConv``'s ``METHODS``; same outputs).
 
     Raises
     ------
@@ -64,6 +68,7 @@ class SHDUNet(nn.Module):
         hemisphere: bool = True,
         kernel: str = "full",
         sigma: float | None = None,
+        method: str = "spectral",
     ) -> None:
         super().__init__()
         widths, kernel_sizes = tuple(widths), tuple(kernel_sizes)
@@ -78,7 +83,7 @@ class SHDUNet(nn.Module):
 
         def block(c_in: int, c_out: int, level: int) -> ConvBlock:
             return ConvBlock(c_in, c_out, grids[level], cheb_order=cheb_order, kernel_size=kernel_sizes[level],
-                             kernel=kernel, sigma=sigma)
+                             kernel=kernel, sigma=sigma, method=method)
 
         channels = (in_channels,) + widths
         self.encoders = nn.ModuleList(
@@ -90,7 +95,8 @@ class SHDUNet(nn.Module):
         )
         self.pools = nn.ModuleList(SphericalPool(grids[i]) for i in range(len(widths) - 1))
         self.unpools = nn.ModuleList(SphericalUnpool(grids[i]) for i in range(len(widths) - 1))
-        self.head = SpatioSphericalConv(widths[0], 1 + n_iso, grids[0], cheb_order=cheb_order, kernel_size=1)
+        self.head = SpatioSphericalConv(widths[0], 1 + n_iso, grids[0], cheb_order=cheb_order, kernel_size=1,
+                                        sigma=sigma, method=method)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
             self.head.bias.fill_(math.log(math.expm1(INITIAL_FODF)))
