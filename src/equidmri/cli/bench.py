@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from equidmri.bench import layers
+from equidmri.bench import efficiency, throughput
 
-BENCHES = (layers,)  # modules with ``add_parser(subparsers)``
+BENCHES = (efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser)  # each registers one subcommand
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,6 +14,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("bench", help="benchmarks and experiments (results into docs/results/)",
                                    description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for bench in BENCHES:
-        bench.add_parser(benches)
+    for add_bench_parser in BENCHES:
+        add_bench_parser(benches)
     return parser

@@ -1,14 +1,9 @@
-"""Training time, inference throughput and peak memory of SHD-TV against dipy's CSD on ``small_64D``.
+"""Whole-volume inference throughput, training time and peak memory of SHD-TV against dipy's CSD.
 
-Usage::
+``equidmri bench throughput [--dwi F --bvals F --bvecs F [--mask F]] [--epochs N] [--repeats R]``
 
-    python benchmarks/deconv_small64d.py [--epochs N] [--repeats R] [--threads T] [--json PATH] [--markdown PATH]
-                                         [--widths C ...] [--patch-size VOXELS]
-
-``--widths`` and ``--patch-size`` exist for quick runs (the test); the defaults are the library's.
-
-One run measures, back to back and each in a fresh subprocess (so that its peak resident memory belongs to
-that stage alone):
+On any acquisition (default: dipy's bundled ``small_64D``), one run measures, back to back and each in a
+fresh subprocess (so that its peak resident memory belongs to that stage alone):
 
 0. ``baseline``: imports and ``load_dwi`` + ``prepare`` only (every stage starts with the same work);
 1. ``train``: ``SHDModel(...).fit`` for ``--epochs`` epochs, checkpoint in a temporary directory;
@@ -17,25 +12,20 @@ that stage alone):
 
 Inference times are the median of ``--repeats`` runs after one warm-up; throughput is mask voxels per
 median second and the ratios are ours / CSD on the same volume in the same run. Every process gets the same
-``--threads`` (``torch.set_num_threads`` and ``OMP/MKL/OPENBLAS_NUM_THREADS``). Writes a JSON record and a
-markdown table (by default into ``docs/results/``).
+``--threads`` (``torch.set_num_threads`` and ``OMP/MKL/OPENBLAS_NUM_THREADS``). Training length does not
+change the inference time; ``--epochs`` only sets how long the training row runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import logging
 import os
 import resource
-import shlex
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,25 +34,24 @@ import numpy as np
 import torch
 from dipy.data import get_fnames
 
-from equidmri.cli.demo import DEMO_DATA, DEMO_EPOCHS
+from equidmri.bench.report import (
+    THREAD_ENV, add_report_args, check_report_outputs, fmt, header_lines, run_child, start_record, write_report,
+)
+from equidmri.cli.demo import DEMO_DATA
 from equidmri.dmri.baselines import fit_csd
-from equidmri.dmri.io import load_dwi
+from equidmri.dmri.io import load_dwi, save_json
 from equidmri.dmri.peaks import find_peaks
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
-from equidmri.bench import machine
 
-logger = logging.getLogger("deconv_small64d")
+logger = logging.getLogger(__name__)
 
-SCRIPT = Path(__file__).resolve()
-REPO = SCRIPT.parent.parent
-RESULTS = REPO / "docs" / "results"
-NAME = "deconv_small64d"
+NAME = "throughput"
+DEFAULT_EPOCHS = 20  # the training row's length; inference speed does not depend on it
 DEFAULT_REPEATS = 5  # timed runs per inference measurement, after one warm-up
-DEFAULT_THREADS = 2  # CPU threads for every stage (the project's reference machine has 2 cores)
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch, MKL and numpy's OpenBLAS
+QUICK = {"epochs": 1, "repeats": 1, "patch_size": 4, "widths": [4, 4, 4, 4]}  # --quick: a smoke run
 KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
 STAGES = ("baseline", "train", "ours", "csd")
 ROWS = (  # (key, process, label); ratios pair each of ours with the CSD row of the same work
@@ -82,9 +71,17 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
 
 
-def load_prepared() -> PreparedData:
-    """``small_64D`` through the library: loaded, masked, shells and responses."""
-    return prepare(load_dwi(*get_fnames(name=DEMO_DATA)))
+def inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """Name of the data and its ``--dwi --bvals --bvecs [--mask]`` paths (default ``small_64D``)."""
+    if args.dwi is None:
+        dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
+        return DEMO_DATA, [dwi, bvals, bvecs, None]
+    return str(args.dwi), [args.dwi, args.bvals, args.bvecs, args.mask]
+
+
+def load_prepared(args: argparse.Namespace) -> PreparedData:
+    """The data through the library: loaded, masked, shells and responses."""
+    return prepare(load_dwi(*inputs(args)[1]))
 
 
 def time_repeats(work: Callable[[], dict[str, float]], repeats: int) -> dict[str, list[float]]:
@@ -107,7 +104,7 @@ def stopwatch(call: Callable[[], Any]) -> tuple[Any, float]:
 def stage_baseline(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """Data description only: the process did nothing but import and prepare."""
     shape = prepared.data.dwi.shape
-    return {"data": {"name": DEMO_DATA, "shape": list(shape), "volume_voxels": int(np.prod(shape[:3])),
+    return {"data": {"name": inputs(args)[0], "shape": list(shape), "volume_voxels": int(np.prod(shape[:3])),
                      "mask_voxels": int(prepared.mask.sum()), "mask_source": prepared.mask_source,
                      "shells": prepared.shells.bvals.tolist(), "tissues": list(prepared.responses.tissues)},
             "prepare_s": prepared.timings}
@@ -167,35 +164,27 @@ def stage_csd(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any
 STAGE_FUNCTIONS = {"baseline": stage_baseline, "train": stage_train, "ours": stage_ours, "csd": stage_csd}
 
 
-def run_stage(args: argparse.Namespace) -> int:
-    """Child process: prepare the data, run one stage and write its record (with the peak RSS) as JSON."""
+def run_stage(args: argparse.Namespace) -> dict[str, Any]:
+    """Child process: prepare the data, run one stage and return its record (with the peak RSS)."""
     torch.set_num_threads(args.threads)
-    prepared = load_prepared()
+    prepared = load_prepared(args)
     record = STAGE_FUNCTIONS[args.stage](args, prepared)
     record.update(peak_rss_mib=peak_rss_mib(), torch_threads=torch.get_num_threads(),
                   thread_env={name: os.environ.get(name) for name in THREAD_ENV})
-    Path(args.stage_output).write_text(json.dumps(record))
-    return 0
+    return record
 
 
-def spawn_stage(stage: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def spawn_stage(stage: str, args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
     """Run ``stage`` in a fresh Python process with the thread settings; return its record."""
-    output = workdir / f"{stage}.json"
-    command = [sys.executable, str(SCRIPT), "--stage", stage, "--stage-output", str(output),
-               "--checkpoint", str(workdir / "model.pt"), "--epochs", str(args.epochs),
-               "--repeats", str(args.repeats), "--threads", str(args.threads), "--patch-size", str(args.patch_size),
-               "--widths", *map(str, args.widths)]
-    env = {**os.environ, **{name: str(args.threads) for name in THREAD_ENV}}
+    data = [] if args.dwi is None else ["--dwi", str(args.dwi), "--bvals", str(args.bvals), "--bvecs", str(args.bvecs)]
+    data += [] if args.mask is None else ["--mask", str(args.mask)]
     logger.info("stage %s", stage)
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True)
+    record = run_child(["bench", NAME, *data, "--stage", stage, "--checkpoint", str(checkpoint), "--epochs",
+                        str(args.epochs), "--repeats", str(args.repeats), "--threads", str(args.threads),
+                        "--patch-size", str(args.patch_size), "--widths", *map(str, args.widths)], args.threads)
     logger.info("stage %s done in %.1f s", stage, time.perf_counter() - start)
-    return json.loads(output.read_text())
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, cores, threads and library versions (dipy and numpy too)."""
-    return machine.machine_info(threads, dipy=dipy.__version__, numpy=np.__version__)
+    return record
 
 
 def summarise(records: dict[str, dict[str, Any]], mask_voxels: int) -> list[dict[str, Any]]:
@@ -228,10 +217,6 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"met": met, "ratio": row["ratio_to_csd"], "text": text}
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def render_markdown(result: dict[str, Any]) -> str:
     """The results page: table, verdict, command, machine, date and method."""
     m, s, d = result["machine"], result["settings"], result["data"]
@@ -239,15 +224,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{d['volume_voxels']} voxels; CSD on the {d['mask_voxels']} mask voxels only."
                 if max(d["shape"][:3]) <= s["tile"] else "")
     lines = [
-        f"# Deconvolution speed on `{d['name']}`: SHD-TV against dipy CSD",
-        "",
-        f"Command: `{result['command']}` (repository root)  ",
-        f"Date: {result['date']}  ",
-        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {s['threads']} threads per stage; load average "
-        f"(1/5/15 min) {' / '.join(f'{x:.2f}' for x in result['load_average']['start'])} at the start, "
-        f"{' / '.join(f'{x:.2f}' for x in result['load_average']['end'])} at the end  ",
-        f"Software: Python {m['python']}, torch {m['torch']}, dipy {m['dipy']}, numpy {m['numpy']}, "
-        f"equidmri {m['equidmri']} (git `{m['git_commit']}`)",
+        *header_lines(f"Deconvolution speed on `{d['name']}`: SHD-TV against dipy CSD", result),
+        f"Threads: {s['threads']} per stage; dipy {m['dipy']}, numpy {m['numpy']}.",
         "",
         f"Data: `{d['name']}`, {'×'.join(map(str, d['shape'][:3]))} voxels × {d['shape'][3]} volumes, shells "
         f"{[round(b) for b in d['shells']]} s/mm², {d['mask_source']} "
@@ -259,9 +237,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        lines.append(f"| {row['label']} | {row['median_s']:.3f} | {_fmt(row['voxels_per_s'], '.0f')} | "
+        lines.append(f"| {row['label']} | {row['median_s']:.3f} | {fmt(row['voxels_per_s'], '.0f')} | "
                      f"{row['peak_rss_mib']:.0f} ({round(row['peak_rss_increase_mib']):+d}) | "
-                     f"{_fmt(row['ratio_to_csd'], '.3f')} |")
+                     f"{fmt(row['ratio_to_csd'], '.3f')} |")
     lines += [
         "",
         result["verdict"]["text"],
@@ -285,20 +263,27 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    """Spawn the stages back to back and assemble the record."""
-    load_start = os.getloadavg()
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def run(args: argparse.Namespace) -> int:
+    """Spawn the stages back to back, assemble the record and write it (or, in a child, run one stage)."""
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    for name in ("epochs", "repeats", "threads", "patch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if (args.dwi is None) != (args.bvals is None) or (args.dwi is None) != (args.bvecs is None):
+        raise ValueError("--dwi, --bvals and --bvecs go together (or none of them, for small_64D)")
+    if args.stage is not None:
+        save_json(args.child_output, run_stage(args), force=True)
+        return 0
+    check_report_outputs(args)
+    result = start_record(args, dipy=dipy.__version__, numpy=np.__version__)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as workdir:
-        records = {stage: spawn_stage(stage, args, Path(workdir)) for stage in STAGES}
+        records = {stage: spawn_stage(stage, args, Path(workdir) / "model.pt") for stage in STAGES}
     data = records["baseline"]["data"]
     rows = summarise(records, data["mask_voxels"])
-    result = {
+    result.update({
         "benchmark": NAME,
-        "command": shlex.join(["python", os.path.relpath(SCRIPT, REPO), *argv]),
-        "date": date,
-        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "machine": machine_info(args.threads),
         "settings": {"epochs": args.epochs, "patch_size": args.patch_size, "repeats": args.repeats,
                      "threads": args.threads, "tile": DEFAULT_TILE,
                      "network": records["train"]["train"]["network"]},
@@ -309,56 +294,42 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, An
         "load_checkpoint_s": records["ours"]["load_checkpoint_s"],
         "stage_threads": {stage: records[stage]["torch_threads"] for stage in STAGES},
         "rows": rows,
-    }
+        "records": [record_of(row, data["mask_voxels"]) for row in rows],
+    })
     result["verdict"] = verdict(rows)
-    return result
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomic write (temporary file in the same directory, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
-                        help="timed inference runs after one warm-up (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                        help="CPU threads of every stage (default: %(default)s)")
-    parser.add_argument("--widths", type=int, nargs="+", default=list(NetworkConfig().widths),
-                        help="channels per U-Net level (default: %(default)s, the library's)")
-    parser.add_argument("--patch-size", type=int, default=TrainConfig().patch_size,
-                        help="edge of the training patches, voxels (default: %(default)s, the library's)")
-    parser.add_argument("--json", type=Path, default=RESULTS / f"{NAME}.json",
-                        help="JSON output (default: %(default)s)")
-    parser.add_argument("--markdown", type=Path, default=RESULTS / f"{NAME}.md",
-                        help="markdown output (default: %(default)s)")
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage (child process)
-    parser.add_argument("--stage-output", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("epochs", "repeats", "threads", "patch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.stage is not None:
-        return run_stage(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = run_benchmark(args, argv)
-    write_text(args.json, json.dumps(result, indent=2) + "\n")
-    write_text(args.markdown, render_markdown(result))
-    sys.stdout.write(f"{result['verdict']['text']}\nwrote {args.json} and {args.markdown}\n")
+    write_report(args, result, render_markdown(result))
+    print(result["verdict"]["text"])
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def record_of(row: dict[str, Any], mask_voxels: int) -> dict[str, Any]:
+    """A row in the efficiency benchmarks' record schema (``bench="throughput"``, ``pass="infer"``)."""
+    return {"bench": "throughput", "variant": "csd" if row["stage"].startswith("csd") else "shd-tv", "nside": 8,
+            "pass": "train" if row["stage"] == "train" else "infer", "stage": row["stage"],
+            "median_s": row["median_s"], "peak_mem_mb": row["peak_rss_mib"], "voxels_per_s": row["voxels_per_s"],
+            "mask_voxels": mask_voxels}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench throughput``."""
+    parser = subparsers.add_parser(NAME, help="inference throughput and memory of SHD-TV against dipy CSD",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_report_args(parser, NAME, "a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
+    group = parser.add_argument_group("data (default: dipy's bundled small_64D)")
+    group.add_argument("--dwi", type=Path, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes")
+    group.add_argument("--bvals", type=Path, metavar="FILE", help="FSL b-values file, s/mm²")
+    group.add_argument("--bvecs", type=Path, metavar="FILE", help="FSL b-vectors file")
+    group.add_argument("--mask", type=Path, metavar="FILE", help="3D NIfTI mask (default: median_otsu)")
+    group = parser.add_argument_group("measurement")
+    group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs (default: %(default)s)")
+    group.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                       help="timed inference runs after one warm-up (default: %(default)s)")
+    group.add_argument("--widths", type=int, nargs="+", default=list(NetworkConfig().widths),
+                       help="channels per U-Net level (default: %(default)s, the library's)")
+    group.add_argument("--patch-size", type=int, default=TrainConfig().patch_size,
+                       help="edge of the training patches, voxels (default: %(default)s, the library's)")
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage (child)
+    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
+    parser.set_defaults(run=run, prog=parser.prog)
+    return parser

@@ -1,11 +1,11 @@
-"""Tests of ``benchmarks/deconv_small64d.py``: one tiny run (1 epoch, 1 repeat, 4-channel network)."""
+"""Tests of ``equidmri bench throughput``: one tiny run on small_64D (1 epoch, 1 repeat, 4-channel network)."""
 
 import math
 import subprocess
 import sys
 
 import pytest
-from bench_run import BENCHMARKS, run_benchmark
+from bench_run import run_bench
 
 TINY = ["--epochs", "1", "--repeats", "1", "--threads", "2", "--patch-size", "4", "--widths", "4", "4", "4", "4"]
 STAGES = ["train", "ours_predict", "ours_predict_peaks", "csd_fit", "csd_fit_peaks"]
@@ -14,7 +14,7 @@ SMALL_64D_MASK_VOXELS = 303  # median_otsu mask of dipy's small_64D (equidmri.dm
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    result = run_benchmark("deconv_small64d.py", TINY, tmp_path_factory.mktemp("deconv_small64d"))
+    result = run_bench("throughput", TINY, tmp_path_factory.mktemp("throughput"))
     return result
 
 
@@ -62,7 +62,7 @@ def test_record_states_settings_machine_and_data(tiny_run):
     assert {"torch", "dipy", "numpy", "python", "equidmri"} <= set(result["machine"])
     assert result["data"]["shape"] == [10, 10, 10, 65]
     assert result["data"]["mask_voxels"] == SMALL_64D_MASK_VOXELS
-    assert result["command"].startswith("python benchmarks/deconv_small64d.py --epochs 1")
+    assert result["command"].startswith("equidmri bench throughput --epochs 1")
     for key in ("build_model_s", "load_checkpoint_s", "train_final_loss", "baseline_peak_rss_mib"):
         assert _positive(result[key])
 
@@ -77,7 +77,20 @@ def test_markdown_states_command_machine_table_and_verdict(tiny_run):
 
 
 def test_rejects_zero_repeats():
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "deconv_small64d.py"), "--repeats", "0"], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", "throughput", "--repeats", "0"],
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "--repeats must be >= 1, got 0" in done.stderr
+
+
+@pytest.mark.slow
+def test_records_follow_the_efficiency_schema(tiny_run):
+    result, _, _ = tiny_run
+    records = {record["stage"]: record for record in result["records"]}
+    assert set(records) == set(STAGES)
+    for stage, record in records.items():
+        assert record["bench"] == "throughput" and record["nside"] == 8
+        assert record["variant"] == ("csd" if stage.startswith("csd") else "shd-tv")
+        assert record["pass"] == ("train" if stage == "train" else "infer")
+        assert _positive(record["median_s"]) and _positive(record["peak_mem_mb"])
+        assert (record["voxels_per_s"] is None) == (stage == "train")
