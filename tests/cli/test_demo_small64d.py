@@ -15,7 +15,7 @@ from dipy.reconst.shm import real_sh_tournier
 
 from equidmri.sphere.healpix import pixel_centres
 
-EPOCHS = 30  # measured: 77.6% agreement after 30 epochs (docs/results/deconv_small64d.md has the full run)
+EPOCHS = 30  # measured: 77.6% agreement after 30 epochs (the README has the full 150-epoch run)
 MIN_AGREEMENT = 0.60  # the threshold
 NEGATIVE_MASS = 1e-3  # negative / positive mass of the lmax-8 fODF on 3072 directions; measured 0.0 (30 epochs)
 
