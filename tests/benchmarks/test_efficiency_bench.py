@@ -67,7 +67,8 @@ def test_markdown_states_command_machine_table_and_ablation(layers_run):
 def test_unet_quick_run_measures_the_whole_network_at_nside_8(unet_run):
     result, markdown = unet_run
     records = result["records"]
-    assert [(r["variant"], r["pass"]) for r in records] == [("a", "fwd"), ("a", "fwdbwd"), ("e", "fwd"), ("e", "fwdbwd")]
+    assert [(r["variant"], r["pass"]) for r in records] == [
+        ("a", "fwd"), ("a", "fwdbwd"), ("e", "fwd"), ("e", "fwdbwd")]
     for record in records:
         assert record["bench"] == "unet" and record["nside"] == 8 and record["edge"] == 8
         assert record["n_vertices"] == (384 if record["variant"] == "e" else 768)
