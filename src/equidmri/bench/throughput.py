@@ -84,14 +84,26 @@ def load_prepared(args: argparse.Namespace) -> PreparedData:
     return prepare(load_dwi(*inputs(args)[1]))
 
 
-def time_repeats(work: Callable[[], dict[str, float]], repeats: int) -> dict[str, list[float]]:
-    """Run ``work`` once as a warm-up, then ``repeats`` times; ``work`` returns seconds per part."""
-    work()
-    times: dict[str, list[float]] = {}
+def time_with_peaks(deconvolve: Callable[[], Any], peaks: Callable[[Any], Any], repeats: int,
+                    prefix: str) -> dict[str, dict[str, Any]]:
+    """Time ``deconvolve()`` and ``peaks(result)`` in the same runs, after one warm-up of each.
+
+    Returns rows ``<prefix>`` (deconvolution alone: its times and the peak RSS read after the warm-up
+    deconvolution, before any peak search) and ``<prefix>_peaks`` (deconvolution + peaks, with the peak
+    search's own times).
+    """
+    result = deconvolve()
+    rss_alone = peak_rss_mib()  # ru_maxrss only grows: this is the peak of the deconvolution alone
+    peaks(result)
+    alone, totals, peak_times = [], [], []
     for _ in range(repeats):
-        for part, seconds in work().items():
-            times.setdefault(part, []).append(seconds)
-    return times
+        result, deconvolve_s = stopwatch(deconvolve)
+        peaks_s = stopwatch(lambda: peaks(result))[1]
+        alone.append(deconvolve_s)
+        totals.append(deconvolve_s + peaks_s)
+        peak_times.append(peaks_s)
+    return {prefix: {"times_s": alone, "peak_rss_mib": rss_alone},
+            f"{prefix}_peaks": {"times_s": totals, "peaks_times_s": peak_times}}
 
 
 def stopwatch(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -121,44 +133,20 @@ def stage_train(args: argparse.Namespace, prepared: PreparedData) -> dict[str, A
 
 
 def stage_ours(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
-    """Inference with the trained checkpoint: ``predict`` alone, then ``predict`` + ``peaks``."""
+    """Inference with the trained checkpoint: ``predict``, then ``fit.peaks()`` on its result."""
     dwi, mask = prepared.data.dwi, prepared.mask
     model, load_s = stopwatch(lambda: SHDModel.from_checkpoint(args.checkpoint, prepared.gtab))
-
-    def predict() -> dict[str, float]:
-        return {"total": stopwatch(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE))[1]}
-
-    def predict_peaks() -> dict[str, float]:
-        fit, predict_s = stopwatch(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE))
-        peaks_s = stopwatch(lambda: fit.peaks(OUTPUT_LMAX))[1]
-        return {"total": predict_s + peaks_s, "peaks": peaks_s}
-
-    alone = time_repeats(predict, args.repeats)
-    rss_alone = peak_rss_mib()  # ru_maxrss only grows: this is the peak of the predict-only phase
-    with_peaks = time_repeats(predict_peaks, args.repeats)
-    return {"load_checkpoint_s": load_s,
-            "ours_predict": {"times_s": alone["total"], "peak_rss_mib": rss_alone},
-            "ours_predict_peaks": {"times_s": with_peaks["total"], "peaks_times_s": with_peaks["peaks"]}}
+    rows = time_with_peaks(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE), lambda fit: fit.peaks(OUTPUT_LMAX),
+                           args.repeats, "ours_predict")
+    return {"load_checkpoint_s": load_s, **rows}
 
 
 def stage_csd(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
-    """dipy CSD with the prepared WM response and mask: the fit alone, then fit + the same peak search."""
+    """dipy CSD with the prepared WM response and mask, then the same peak search on its result."""
     dwi, gtab, mask = prepared.data.dwi, prepared.gtab, prepared.mask
     response = prepared.responses.dipy_wm_response()
-
-    def fit() -> dict[str, float]:
-        return {"total": stopwatch(lambda: fit_csd(dwi, gtab, response, mask, lmax=OUTPUT_LMAX))[1]}
-
-    def fit_peaks() -> dict[str, float]:
-        fodf_sh, fit_s = stopwatch(lambda: fit_csd(dwi, gtab, response, mask, lmax=OUTPUT_LMAX))
-        peaks_s = stopwatch(lambda: find_peaks(fodf_sh, mask))[1]
-        return {"total": fit_s + peaks_s, "peaks": peaks_s}
-
-    alone = time_repeats(fit, args.repeats)
-    rss_alone = peak_rss_mib()
-    with_peaks = time_repeats(fit_peaks, args.repeats)
-    return {"csd_fit": {"times_s": alone["total"], "peak_rss_mib": rss_alone},
-            "csd_fit_peaks": {"times_s": with_peaks["total"], "peaks_times_s": with_peaks["peaks"]}}
+    return time_with_peaks(lambda: fit_csd(dwi, gtab, response, mask, lmax=OUTPUT_LMAX),
+                           lambda fodf_sh: find_peaks(fodf_sh, mask), args.repeats, "csd_fit")
 
 
 STAGE_FUNCTIONS = {"baseline": stage_baseline, "train": stage_train, "ours": stage_ours, "csd": stage_csd}
@@ -252,12 +240,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         "imports the libraries and runs `load_dwi` + `prepare` (peak RSS "
         f"{result['baseline_peak_rss_mib']:.0f} MiB), then training, our inference and dipy CSD, each doing the "
         "same preparation first. Training is one `SHDModel.fit` run (which ends with one whole-volume "
-        f"deconvolution). Inference rows are the median of {s['repeats']} runs after one warm-up; voxels/s = mask "
-        "voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, mask)`, then the same plus "
-        "`fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then the same plus `find_peaks`; both "
+        f"deconvolution). Inference rows are the median of {s['repeats']} runs after one warm-up; each run times "
+        "the deconvolution and then the peak search on its result, so the rows without and with peaks come from "
+        "the same runs; voxels/s = mask voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, "
+        "mask)`, then `fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then `find_peaks`; both "
         f"peak searches use the lmax-{OUTPUT_LMAX} SH and the same settings. Ratios divide our throughput by CSD's "
         "for the same work (with peaks by with peaks, without by without). The predict-only and fit-only peak RSS "
-        f"are read before the peak search starts in the same process. {coverage}",
+        f"are read after the warm-up deconvolution, before any peak search in the same process. {coverage}",
         "",
     ]
     return "\n".join(lines)
