@@ -62,6 +62,7 @@ DEFAULTS = {"samples": 16, "unet_samples": 6, "sweep_samples": 16}  # what fits 
 QUICK = {"samples": 1, "unet_samples": 1, "sweep_samples": 1}
 SIGMA_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2, 1.6, 2.4)  # sigma = scale / nside (the library's: SIGMA_SCALE)
 NEIGHBOUR_COUNTS = (8, 12, 16)  # k of the k-NN graph (the library's: N_NEIGHBOURS)
+QUICK_SWEEP = ((SIGMA_SCALE, 1.2), (N_NEIGHBOURS,))  # --quick: scales, neighbour counts
 SWEEP_SIZE = 4  # voxels per edge of a sweep sample
 CHEB_ORDER = 5
 PLOT_FLOOR = 1e-16  # smallest error drawn on the log axis
@@ -162,12 +163,13 @@ def spherical_filter(eigvals: np.ndarray, eigvecs: np.ndarray) -> callable:
     return apply
 
 
-def sweep(nside: int, samples: int, seed: int) -> list[dict[str, Any]]:
+def sweep(nside: int, samples: int, seed: int, scales: tuple[float, ...] = SIGMA_SCALES,
+          counts: tuple[int, ...] = NEIGHBOUR_COUNTS) -> list[dict[str, Any]]:
     """Voxel-rotation error of random spherical filters per (sigma scale, neighbour count), ``4^3`` voxels."""
     records = []
     vertices = SphereGrid(nside).vertices
-    for n_neighbours in NEIGHBOUR_COUNTS:
-        for scale in SIGMA_SCALES:
+    for n_neighbours in counts:
+        for scale in scales:
             eigvals, eigvecs = np.linalg.eigh(hemisphere_laplacian(nside, scale / nside, n_neighbours))
             errors = []
             for i in range(samples):
@@ -256,6 +258,7 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
             values = " | ".join(f"{cells[t]['error_mean']:.3g} ± {cells[t]['error_std']:.2g}" for t in TRANSFORMS)
             lines.append(f"| {OPERATORS[operator][0]} | {level} | {values} | {cells['grid']['n']} |")
     check = result["shd_vs_rt_esd"]
+    scales = sorted({r["sigma_scale"] for r in result["sweep"]})
     lines += [
         "",
         "Values: mean ± sd of ||G N(f) − N(G f)||² / ||N(f)||² over the samples.",
@@ -272,12 +275,12 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         "per cell, the same samples in every cell) for Gaussian weights 2^-(d/σ)², σ = scale / nside, and k "
         "nearest neighbours (plus ties):",
         "",
-        "| k \\ scale | " + " | ".join(f"{x:g}" for x in SIGMA_SCALES) + " |",
-        "|---|" + "---:|" * len(SIGMA_SCALES),
+        "| k \\ scale | " + " | ".join(f"{x:g}" for x in scales) + " |",
+        "|---|" + "---:|" * len(scales),
     ]
-    for k in NEIGHBOUR_COUNTS:
+    for k in sorted({r["n_neighbours"] for r in result["sweep"]}):
         row = {r["sigma_scale"]: r for r in result["sweep"] if r["n_neighbours"] == k}
-        lines.append(f"| {k} | " + " | ".join(f"{row[x]['error_mean']:.3g}" for x in SIGMA_SCALES) + " |")
+        lines.append(f"| {k} | " + " | ".join(f"{row[x]['error_mean']:.3g}" for x in scales) + " |")
     best = result["sweep_best"]
     lines += [
         "",
@@ -310,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         for operator in OPERATORS:
             records += summarise(measure(operator, level, samples, args), operator, level)
             logger.info("%s %s done after %.0f s", operator, level, time.perf_counter() - start)
-    sweep_records = sweep(args.nside, args.sweep_samples, args.seed)
+    sweep_records = sweep(args.nside, args.sweep_samples, args.seed, *(QUICK_SWEEP if args.quick else ()))
     default = next(r for r in sweep_records
                    if r["sigma_scale"] == SIGMA_SCALE and r["n_neighbours"] == N_NEIGHBOURS)
     cell = {(r["operator"], r["level"], r["transform"]): r["error_mean"] for r in records}

@@ -55,8 +55,8 @@ LEARNING_RATE = 3e-3  # the paper's
 DECAY_AT = (0.5, 0.7, 0.9)  # fractions of the epochs where the learning rate is halved (the paper's)
 DECAY = 0.5
 DICE_WEIGHT = 0.5  # loss = DICE_WEIGHT * Dice + (1 - DICE_WEIGHT) * cross-entropy (reference code)
-DEFAULTS = {"volumes": 50, "epochs": 10, "seeds": 2, "nside": 2, "depth": 2}
-QUICK = {"volumes": 10, "epochs": 1, "seeds": 1, "nside": 2, "depth": 2}
+DEFAULTS = {"volumes": 50, "epochs": 20, "seeds": 2, "nside": 2, "depth": 1}
+QUICK = {"volumes": 10, "epochs": 1, "seeds": 1, "nside": 2, "depth": 1}
 
 
 class Segmenter(nn.Module):
