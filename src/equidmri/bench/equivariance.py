@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
+from equidmri.bench.report import (
+    add_report_args, header_lines, start_figure_report, write_report,
+)
 from equidmri.eval.equivariance import LMAX_IN, LMAX_OUT, SH_BASIS, TRANSFORMS, draw_sample, equivariance_errors
 from equidmri.nn.layers import IsotropicConv3d, SphereGrid, SpatioSphericalConv, neighbours_as_channels
 from equidmri.nn.models import build_model
 from equidmri.sphere.graph import N_NEIGHBOURS, SIGMA_SCALE, chebyshev_polynomials, hemisphere_laplacian
-from equidmri.sphere.sh import sh_fit_matrix, sh_matrix, sh_rotation_matrix
+from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -233,9 +235,10 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
     records = result["records"]
     lines = [
         *header_lines("Equivariance error (SHD paper eq. 13, App. A.2, Fig. 8)", result),
-        f"Inputs: {s['size']}³ voxels × V at HEALPix nside {s['nside']} (V+ = {6 * s['nside'] ** 2} on the hemisphere, "
-        f"V = {12 * s['nside'] ** 2} on the full sphere), U[0, 1] samples projected on even SH degrees ≤ {LMAX_IN}; random He initialisation, "
-        "BatchNorm with its initial statistics (eval mode), float64. Every sample draws new weights, a new input and "
+        f"Inputs: {s['size']}³ voxels × V at HEALPix nside {s['nside']} (V+ = {6 * s['nside'] ** 2} on the "
+        f"hemisphere, V = {12 * s['nside'] ** 2} on the full sphere), U[0, 1] samples projected on even SH degrees "
+        f"≤ {LMAX_IN}; random He initialisation, BatchNorm with its initial statistics (eval mode), float64. "
+        "Every sample draws new weights, a new input and "
         f"new rotations (seeds {s['seed']}…); single layers: {s['samples']} samples, U-Nets: {s['unet_samples']} "
         f"samples (the paper uses 1000; this is what fits the CPU budget). Layers: {LAYER_CHANNELS[0]} → "
         f"{LAYER_CHANNELS[1]} channels, cheb_order {CHEB_ORDER}; U-Nets: registry models with widths "
@@ -264,7 +267,8 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         "Values: mean ± sd of ||G N(f) − N(G f)||² / ||N(f)||² over the samples.",
         "",
         f"SHD vs RT-ESD with the same weights on the same samples: largest absolute difference of the mean errors "
-        f"{check['max_abs_difference']:.3g} (target ≤ 1e-6: {'met' if check['max_abs_difference'] <= 1e-6 else 'missed'}).",
+        f"{check['max_abs_difference']:.3g} (target ≤ 1e-6: "
+        f"{'met' if check['max_abs_difference'] <= 1e-6 else 'missed'}).",
         f"E(3)×SO(3) layer targets (< 1e-2 at nside {s['nside']}): voxel {result['targets']['layer_voxel']:.3g}, "
         f"grid {result['targets']['layer_grid']:.3g} — {'met' if result['targets']['met'] else 'missed'}.",
         "",
@@ -297,15 +301,7 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     """Measure every (operator, level), the sweep, and write the JSON record, the page and the figure."""
     args.nside, args.size = (QUICK_NSIDE, QUICK_SIZE) if args.quick else (NSIDE, SIZE)
-    for key, default in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
-    figure = Path(args.markdown).with_suffix(".png")
-    check_report_outputs(args)
-    if figure.exists() and not args.force:
-        raise FileExistsError(f"{figure} exists; use --force to overwrite")
-    torch.set_num_threads(args.threads)
-    result = start_record(args)
+    figure, result = start_figure_report(args, QUICK if args.quick else DEFAULTS)
     start = time.perf_counter()
     records = []
     for level in LEVELS:

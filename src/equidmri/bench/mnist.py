@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from equidmri.bench.report import add_report_args, check_report_outputs, header_lines, start_record, write_report
+from equidmri.bench.report import (
+    add_report_args, header_lines, start_figure_report, write_report,
+)
 from equidmri.nn.models import build_model
 from equidmri.sims.digits import N_CLASSES, SLICE, DigitVolumes, load_digit_images, make_volumes, split_images
 
@@ -96,7 +98,7 @@ def dice_ce_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
 
 
 def dice_scores(prediction: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Dice ``2|P ∩ T| / (|P| + |T|)`` of each digit class 1-9 over all voxels, shape ``(9,)``; NaN if absent from T."""
+    """Dice ``2|P ∩ T| / (|P| + |T|)`` per digit class 1-9 over all voxels, shape ``(9,)``; NaN if absent from T."""
     scores = []
     for c in range(1, N_CLASSES):
         p, t = prediction == c, labels == c
@@ -253,15 +255,7 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the data, train and score every model, write the JSON record, the page and the figure."""
-    for key, default in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
-    figure = Path(args.markdown).with_suffix(".png")
-    check_report_outputs(args)
-    if figure.exists() and not args.force:
-        raise FileExistsError(f"{figure} exists; use --force to overwrite")
-    torch.set_num_threads(args.threads)
-    result = start_record(args)
+    figure, result = start_figure_report(args, QUICK if args.quick else DEFAULTS)
     start = time.perf_counter()
     data = build_data(args)
     records = run_experiment(args, data)

@@ -65,7 +65,7 @@ def split_images(targets: np.ndarray, rng: np.random.Generator) -> dict[str, np.
 
 
 def place_squares(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(SLICE, SLICE)`` of eight non-overlapping squares and each voxel's position in its square ``(.., 2)``."""
+    """Labels ``(SLICE, SLICE)`` of eight non-overlapping squares, each voxel's position in its square ``(.., 2)``."""
     while True:  # random sequential placement; restart in the rare case the slice fills up
         labels = np.zeros((SLICE, SLICE), dtype=np.int64)
         position = np.zeros((SLICE, SLICE, 2), dtype=np.int64)

@@ -68,6 +68,13 @@ class UNetBackbone(nn.Module):
         self.pools = nn.ModuleList((pool or (lambda _: nn.Identity()))(i) for i in levels[:-1])
         self.unpools = nn.ModuleList((unpool or (lambda _: nn.Identity()))(i) for i in levels[:-1])
 
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, X, Y, Z, V)`` on the subclass's ``grid``."""
+        if x.ndim != 6 or x.shape[1] != self.in_channels or x.shape[-1] != self.grid.n_vertices:
+            raise ValueError(
+                f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}"
+            )
+
     @property
     def receptive_radius(self) -> int:
         """Voxels of context on each side that one output voxel depends on (the tiling halo)."""

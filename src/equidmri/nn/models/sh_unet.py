@@ -20,7 +20,9 @@ from equidmri.nn.blocks.conv_block import ConvBlock
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.spatial import IsotropicConv3d
 from equidmri.nn.models.backbone import UNetBackbone, broadcast_kernel_sizes
-from equidmri.nn.models.unet import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS, HEAD_INIT_SCALE, INITIAL_FODF, inverse_softplus
+from equidmri.nn.models.unet import (
+    DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS, HEAD_INIT_SCALE, INITIAL_FODF, inverse_softplus,
+)
 from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
 SH_LMAX = 8  # SH degree of the input projection and of the output fODF
@@ -91,10 +93,7 @@ class SHUNet(UNetBackbone):
 
     def embed(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, 1, X, Y, Z, widths[0])`` before the head."""
-        if x.ndim != 6 or x.shape[1] != self.in_channels or x.shape[-1] != self.grid.n_vertices:
-            raise ValueError(
-                f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         coeffs = x @ self.sh_fit.to(x.dtype).T  # (B, C, X, Y, Z, K)
         coeffs = coeffs.permute(0, 2, 3, 4, 1, 5).flatten(4)[:, None]  # (B, 1, X, Y, Z, C * K)
         return self.features(coeffs)

@@ -110,10 +110,7 @@ class SHDUNet(UNetBackbone):
 
     def embed(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, V, X, Y, Z, widths[0])`` before the head."""
-        if x.ndim != 6 or x.shape[1] != self.in_channels or x.shape[-1] != self.grid.n_vertices:
-            raise ValueError(
-                f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         x = x.permute(0, 5, 2, 3, 4, 1).contiguous()  # vertex-major, channels last (see SpatioSphericalConv)
         return self.features(neighbours_as_channels(x) if self.concat_neighbours else x)
 
