@@ -4,7 +4,8 @@
 
 Data (:mod:`equidmri.sims.digits`): scikit-learn's bundled 8x8 ``load_digits`` images (MNIST cannot be
 downloaded here) on spheres of HEALPix nside ``--nside`` in 16 x 16 x ``--depth`` volumes; a data set
-without rotations and one with a random grid rotation and a random sphere rotation per volume; volumes and
+without rotations and one with a random grid rotation (about z, the tube axis) and a random sphere rotation
+(SO(3)) per volume; volumes and
 digit images split train/val/test in the paper's proportions 716/142/142. Four U-Nets of one structure
 (registry models on the full sphere, widths ``WIDTHS``, kernel sizes 3 at level 0 and 1 below), each
 followed by a per-voxel linear classifier of its vertex-averaged last feature map (invariant to sphere
@@ -223,7 +224,10 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         f"Digits: scikit-learn's bundled `load_digits` (8×8 images; MNIST cannot be downloaded here), images split "
         f"in the proportions 716/142/142. Volumes: {SLICE}×{SLICE}×{s['depth']} voxels, HEALPix nside {s['nside']} "
         f"({12 * s['nside'] ** 2} vertices) on every voxel; {s['n_train']} training and {s['n_test']} test volumes "
-        "per data set (the paper: 716/142/142 volumes of 16³ at nside 4). Models: "
+        "per data set (the paper: 716/142/142 volumes of 16³ at nside 4). Rotated data: per volume, a uniform "
+        "random rotation of the voxel grid about the tube axis z (the paper: any rotation; a thin slab stays a "
+        "slab only under rotations about its normal) and an independent uniform rotation of SO(3) of every "
+        "voxel's sphere. Models: "
         + ", ".join(f"{label} (`{name}`)" for label, name in MODELS.values())
         + f"; widths {WIDTHS}, kernel sizes {KERNEL_SIZES}. Schedule: Adam, batch {BATCH}, lr {LEARNING_RATE:g} "
         f"halved at 50/70/90% of {s['epochs']} epochs (the paper's schedule with the epochs scaled to a 2-core "

@@ -6,10 +6,13 @@ each of a different random digit 1-9 (0 = background), extruded along z into tub
 carries a partial view of a random image of its class (digit 0 images in the background): the image is
 zeroed outside a ``CROP`` x ``CROP`` window whose position follows the voxel's position inside its square,
 so that one voxel alone does not show the whole digit, and is projected orthographically onto the upper
-hemisphere (z > 0) of the HEALPix sphere. Optional rotations: one random rotation of the voxel grid
-(labels resampled by nearest neighbour about the centre of a 16^3 cube, whose central ``depth`` slices are
-kept) and one random rotation of every voxel's sphere (the images are sampled at ``R^T v``), independent,
-uniform on SO(3), drawn per volume.
+hemisphere (z > 0) of the HEALPix sphere. Optional rotations, independent and drawn per volume: one random
+rotation of the voxel grid about the tube axis z (uniform angle; labels resampled by nearest neighbour about
+the centre of a 16^3 cube, whose central ``depth`` slices are kept) and one uniform random rotation of SO(3)
+of every voxel's sphere (the images are sampled at ``R^T v``). The paper rotates the grid by any rotation of
+SO(3); about z only, a thin slab (``depth`` < 16, what a CPU can train on) stays a rotated copy of itself,
+which the E(3)-equivariant networks can exploit, while a slab cut from an obliquely rotated cube shows
+tube cross-sections that no slab of the training set contains.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def make_volume(
     labels = np.repeat(labels[:, :, None], SLICE, axis=2)  # tubes along z in a cube
     position = np.repeat(position[:, :, None], SLICE, axis=2)
     if grid_rotation:
-        turn = Rotation.random(random_state=rng).as_matrix()
+        turn = Rotation.from_euler("z", rng.uniform(0.0, 2 * np.pi)).as_matrix()
         labels = rotate_nearest(labels, turn)
         position = np.stack([rotate_nearest(position[..., i], turn) for i in range(2)], axis=-1)
     first = (SLICE - depth) // 2
