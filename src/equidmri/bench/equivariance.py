@@ -11,6 +11,9 @@ Operators (random He initialisation, BatchNorm with its initial statistics, eval
 - ``concat-so3``: the 3x3x3 neighbourhood as channels, then a voxel-wise spherical conv (U-Net ``concat-esd``);
 - ``so3``: voxel-wise spherical conv, ESD (U-Net ``esd``).
 
+All but ``rt-esd`` run on V+ (for the antipodally symmetric inputs used here, the full-sphere versions give
+the same outputs, SHD Theorem 1, at twice the cost).
+
 Inputs ``1 x C x 8 x 8 x 8 x V`` at nside 8: U[0, 1] samples projected on even SH degrees <= 8. Each sample
 draws new weights, a new input and new rotations; the errors (SHD eq. 13, see
 :mod:`equidmri.eval.equivariance`) are averaged over the samples. The sweep measures the voxel-rotation
