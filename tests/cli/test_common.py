@@ -27,6 +27,8 @@ def test_default_options_build_the_library_defaults():
     ((), LossWeights().tv),
     (("--model", "shd"), SHD_LAMBDA_TV),
     (("--model", "shd", "--lambda-tv", "0.25"), 0.25),
+    (("--model", "rt-esd"), SHD_LAMBDA_TV),
+    (("--model", "cnn"), SHD_LAMBDA_TV),
 ])
 def test_lambda_tv_default_depends_on_the_model(extra, expected_tv):
     args = _parse(*extra)

@@ -32,7 +32,11 @@ def test_missing_subcommand_is_a_usage_error(capsys):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = build_parser()._subparsers._group_actions[0].choices
-    assert set(subparsers) == {"deconv", "predict", "demo"}
-    for name, parser in subparsers.items():
+    assert set(subparsers) == {"deconv", "predict", "demo", "bench"}
+    benches = subparsers["bench"]._subparsers._group_actions[0].choices
+    assert set(benches) == {"layers", "unet", "throughput", "equivariance", "mnist"}
+    commands = {**{name: parser for name, parser in subparsers.items() if name != "bench"},
+                **{f"bench {name}": parser for name, parser in benches.items()}}
+    for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"
         assert callable(parser.get_default("run"))

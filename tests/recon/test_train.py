@@ -104,3 +104,12 @@ def test_train_config_rejects_bad_values():
         TrainConfig(lr=0.0)
     with pytest.raises(ValueError, match="loss weight tv must be >= 0"):
         LossWeights(tv=-1.0)
+
+
+@pytest.mark.parametrize("name", ("esd", "concat-esd", "cnn", "mlp"))
+def test_baselines_train_and_deconvolve_through_the_same_model(name):
+    gtab, responses, dwi, mask = _phantom()
+    network = NetworkConfig(model=name, widths=(4, 4, 4, 4))
+    fit = SHDModel(gtab, responses, network, TrainConfig(epochs=2, seed=0)).fit(dwi, mask)
+    assert len(fit.history) == 2 and all(np.isfinite(h["total"]) for h in fit.history)
+    assert fit.fodf_sh.shape == (4, 4, 3, 190) and np.all(np.isfinite(fit.fodf_sh))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from equidmri.bench.machine import machine_info
 from equidmri.dmri.io import check_outputs_free, save_json, save_text
@@ -50,19 +51,37 @@ def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> N
     group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
 
 
-def check_report_outputs(args: argparse.Namespace) -> None:
+def check_report_outputs(args: argparse.Namespace, *extra: Path) -> None:
     """Refuse, before any computation, result files that exist without ``--force``.
+
+    ``extra`` are further outputs (e.g. :func:`figure_path`).
 
     Raises
     ------
     FileExistsError
-        If ``--json`` or ``--markdown`` exists and not ``--force``.
+        If ``--json``, ``--markdown`` or an ``extra`` path exists and not ``--force``.
     ValueError
         If ``--threads`` is below 1.
     """
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    check_outputs_free([args.json, args.markdown], args.force)
+    check_outputs_free([args.json, args.markdown, *extra], args.force)
+
+
+def start_figure_report(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Begin a run that also draws a figure: ``(figure path, record)``.
+
+    Sets each option of ``defaults`` that the command line left at None, refuses existing outputs (the PNG
+    figure beside ``--markdown`` included, see :func:`check_report_outputs`), sets torch's threads to
+    ``--threads`` and starts the record (:func:`start_record`).
+    """
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    figure = Path(args.markdown).with_suffix(".png")
+    check_report_outputs(args, figure)
+    torch.set_num_threads(args.threads)
+    return figure, start_record(args)
 
 
 def start_record(args: argparse.Namespace, **machine_extra: Any) -> dict[str, Any]:

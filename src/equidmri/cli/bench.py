@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from equidmri.bench import efficiency, throughput
+from equidmri.bench import efficiency, equivariance, mnist, throughput
 
-BENCHES = (efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser)  # each registers one subcommand
+BENCHES = (  # each registers one subcommand
+    efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser, equivariance.add_parser,
+    mnist.add_parser,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

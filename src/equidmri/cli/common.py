@@ -38,7 +38,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # the computation failed (diverged training)
 EXIT_USAGE = 2  # bad input or options, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
-SHD_LAMBDA_TV = 0.0  # SHD is SHD-TV without the TV term (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4)
+SHD_LAMBDA_TV = 0.0  # SHD is SHD-TV without the TV term (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4); so are
+# the other registered models (RT-ESD, ESD, Concat-ESD, CNN, MLP: the paper's baselines have no TV term)
 USAGE_ERRORS = (ValueError, OSError)  # reported in one line with EXIT_USAGE (OSError: missing/existing files)
 
 
@@ -111,7 +112,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
                            metavar="WEIGHT", help=f"weight of the {text}, dimensionless (default: %(default)s)")
     group.add_argument("--lambda-tv", type=non_negative_float, metavar="WEIGHT",
                        help=f"weight of the spatial total variation, dimensionless "
-                            f"(default: {weights.tv}; {SHD_LAMBDA_TV} with --model shd)")
+                            f"(default: {weights.tv} with --model shd-tv, {SHD_LAMBDA_TV} with any other)")
     group = parser.add_argument_group("network")
     group.add_argument("--model", choices=sorted(MODELS), default=network.model,
                        help="architecture (default: %(default)s)")
@@ -146,11 +147,11 @@ def network_config(args: argparse.Namespace) -> NetworkConfig:
 
 
 def train_config(args: argparse.Namespace, model: str) -> TrainConfig:
-    """Training settings from the options; ``--lambda-tv`` defaults to 0 for ``shd``."""
+    """Training settings from the options; ``--lambda-tv`` defaults to 0 for every model but ``shd-tv``."""
     if args.lambda_tv is not None:
         tv = args.lambda_tv
     else:
-        tv = SHD_LAMBDA_TV if model == "shd" else LossWeights().tv
+        tv = LossWeights().tv if model == "shd-tv" else SHD_LAMBDA_TV
     weights = LossWeights(nn=args.lambda_nn, sparsity=args.lambda_sparsity, tv=tv)
     return TrainConfig(epochs=args.epochs, patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
                        weights=weights, seed=args.seed)

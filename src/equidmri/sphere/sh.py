@@ -40,13 +40,17 @@ def lmax_from_n_coeffs(k: int) -> int:
     return lmax
 
 
-def degrees(lmax: int) -> np.ndarray:
-    """Degree l of each coefficient, shape ``(K,)`` int, in dipy/MRtrix order (l ascending, m = -l..l)."""
-    _, l_values = sph_harm_ind_list(check_lmax(lmax))
+def degrees(lmax: int, full_basis: bool = False) -> np.ndarray:
+    """Degree l of each coefficient, shape ``(K,)`` int, in dipy/MRtrix order (l ascending, m = -l..l).
+
+    ``full_basis`` includes the odd degrees (``(lmax+1)^2`` coefficients) for signals that are not
+    antipodally symmetric.
+    """
+    _, l_values = sph_harm_ind_list(check_lmax(lmax), full_basis=full_basis)
     return np.asarray(l_values, dtype=np.int64)
 
 
-def sh_matrix(directions: np.ndarray, lmax: int, sh_basis: str) -> np.ndarray:
+def sh_matrix(directions: np.ndarray, lmax: int, sh_basis: str, full_basis: bool = False) -> np.ndarray:
     """SH basis evaluated at unit directions.
 
     Parameters
@@ -57,6 +61,8 @@ def sh_matrix(directions: np.ndarray, lmax: int, sh_basis: str) -> np.ndarray:
         Even maximal degree.
     sh_basis : {"descoteaux07", "tournier07"}
         dipy basis name, always with ``legacy=False``.
+    full_basis : bool
+        Also the odd degrees (dipy ``full_basis``): ``K = (lmax+1)^2`` instead of the even-degree count.
 
     Returns
     -------
@@ -75,16 +81,18 @@ def sh_matrix(directions: np.ndarray, lmax: int, sh_basis: str) -> np.ndarray:
         raise ValueError(f"sh_basis must be one of {SH_BASES}, got {sh_basis!r}")
     _, theta, phi = cart2sphere(*directions.T)
     basis_fn = real_sh_descoteaux if sh_basis == "descoteaux07" else real_sh_tournier
-    basis, _, _ = basis_fn(check_lmax(lmax), theta, phi, legacy=False)
+    basis, _, _ = basis_fn(check_lmax(lmax), theta, phi, full_basis=full_basis, legacy=False)
     return np.asarray(basis, dtype=np.float64)
 
 
-def sh_fit_matrix(directions: np.ndarray, lmax: int, sh_basis: str, smooth: float = SIGNAL_SMOOTH) -> np.ndarray:
+def sh_fit_matrix(
+    directions: np.ndarray, lmax: int, sh_basis: str, smooth: float = SIGNAL_SMOOTH, full_basis: bool = False
+) -> np.ndarray:
     """Regularised least-squares operator from samples to SH coefficients.
 
     Returns ``F`` of shape ``(K, V)`` float64 with ``coeffs = F @ samples``, minimising
     ``||B c - s||^2 + smooth * ||diag(l(l+1)) c||^2`` (Laplace-Beltrami penalty, Descoteaux et al.,
-    MRM 2007, eq. 12).
+    MRM 2007, eq. 12); ``full_basis`` as in :func:`sh_matrix`.
 
     Raises
     ------
@@ -93,12 +101,12 @@ def sh_fit_matrix(directions: np.ndarray, lmax: int, sh_basis: str, smooth: floa
     """
     if smooth < 0:
         raise ValueError(f"smooth must be >= 0, got {smooth}")
-    basis = sh_matrix(directions, lmax, sh_basis)
+    basis = sh_matrix(directions, lmax, sh_basis, full_basis)
     if basis.shape[0] < basis.shape[1]:
         raise ValueError(
             f"{basis.shape[0]} directions cannot determine {basis.shape[1]} SH coefficients (lmax {lmax})"
         )
-    lb = (degrees(lmax) * (degrees(lmax) + 1)).astype(np.float64)
+    lb = (degrees(lmax, full_basis) * (degrees(lmax, full_basis) + 1)).astype(np.float64)
     gram = basis.T @ basis + smooth * np.diag(lb**2)
     return np.linalg.solve(gram, basis.T)
 

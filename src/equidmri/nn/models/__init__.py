@@ -1,6 +1,7 @@
 """Network models and their registry."""
 
 from equidmri.nn.models.registry import MODELS, build_model
+from equidmri.nn.models.sh_unet import SHUNet
 from equidmri.nn.models.unet import DEFAULT_WIDTHS, REFERENCE_WIDTHS, SHDUNet
 
-__all__ = ["MODELS", "build_model", "SHDUNet", "DEFAULT_WIDTHS", "REFERENCE_WIDTHS"]
+__all__ = ["MODELS", "build_model", "SHDUNet", "SHUNet", "DEFAULT_WIDTHS", "REFERENCE_WIDTHS"]

@@ -1,0 +1,94 @@
+"""The encoder-decoder shared by every registered network (SHD paper §3.3; baselines of App. C.3-C.4).
+
+Each level has two conv-BatchNorm-ReLU blocks; between levels a pooling (spherical for the spherical
+networks, none for the SH networks), and the decoder concatenates the skip connection of its level.
+Feature maps are ``(B, V, X, Y, Z, C)``, vertex-major and channels last (see ``SpatioSphericalConv``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def broadcast_kernel_sizes(kernel_sizes: int | tuple[int, ...], widths: tuple[int, ...]) -> tuple[int, ...]:
+    """``kernel_sizes`` per level; one int applies to every level.
+
+    Raises
+    ------
+    ValueError
+        If ``widths`` is empty or the lengths differ.
+    """
+    widths = tuple(widths)
+    kernel_sizes = (kernel_sizes,) * len(widths) if isinstance(kernel_sizes, int) else tuple(kernel_sizes)
+    if len(widths) != len(kernel_sizes) or not widths:
+        raise ValueError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
+    return kernel_sizes
+
+
+class UNetBackbone(nn.Module):
+    """Encoders, decoders, pools and unpools of a U-Net, built from per-level factories.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the feature map entering the first encoder.
+    widths : tuple of int
+        Channels per level.
+    kernel_sizes : tuple of int
+        Spatial kernel edge per level (for the receptive radius).
+    block : callable ``(c_in, c_out, level) -> nn.Module``
+        A conv-BatchNorm-ReLU block at ``level``.
+    pool, unpool : callable ``level -> nn.Module``, optional
+        Down- and up-sampling between ``level`` and ``level + 1`` (default: identity).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        widths: tuple[int, ...],
+        kernel_sizes: tuple[int, ...],
+        block: Callable[[int, int, int], nn.Module],
+        pool: Callable[[int], nn.Module] | None = None,
+        unpool: Callable[[int], nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.widths, self.kernel_sizes = tuple(widths), tuple(kernel_sizes)
+        levels = range(len(widths))
+        channels = (in_channels,) + self.widths
+        self.encoders = nn.ModuleList(
+            nn.Sequential(block(channels[i], widths[i], i), block(widths[i], widths[i], i)) for i in levels
+        )
+        self.decoders = nn.ModuleList(
+            nn.Sequential(block(widths[i + 1] + widths[i], widths[i], i), block(widths[i], widths[i], i))
+            for i in levels[:-1]
+        )
+        self.pools = nn.ModuleList((pool or (lambda _: nn.Identity()))(i) for i in levels[:-1])
+        self.unpools = nn.ModuleList((unpool or (lambda _: nn.Identity()))(i) for i in levels[:-1])
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, X, Y, Z, V)`` on the subclass's ``grid``."""
+        if x.ndim != 6 or x.shape[1] != self.in_channels or x.shape[-1] != self.grid.n_vertices:
+            raise ValueError(
+                f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}"
+            )
+
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels of context on each side that one output voxel depends on (the tiling halo)."""
+        radii = [k // 2 for k in self.kernel_sizes]
+        return 4 * sum(radii[:-1]) + 2 * radii[-1]
+
+    def features(self, x: Tensor) -> Tensor:
+        """``(B, V, X, Y, Z, in_channels)`` -> ``(B, V, X, Y, Z, widths[0])`` through encoders and decoders."""
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            x = encoder(x)
+            if level < len(self.pools):
+                skips.append(x)
+                x = self.pools[level](x)
+        for level in reversed(range(len(self.decoders))):
+            x = self.decoders[level](torch.cat([self.unpools[level](x), skips[level]], dim=-1))
+        return x

@@ -1,0 +1,1 @@
+"""equidmri.sims: synthetic data sets."""
