@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from equidmri.bench.report import fmt, header_lines
+from equidmri.microstructure.networks import SCNN_CHANNELS, SCNN_CHEB_ORDER, SCNN_HIDDEN, SCNN_MEAN_LMAX, SCNN_NSIDE
 from equidmri.viz.fa import plot_error_boxplots, plot_fa_maps, plot_sphere_errors
 
 ALPHA = 0.05  # significance level of the paired t-tests
@@ -156,9 +157,12 @@ def render_markdown(record: dict[str, Any], figures: dict[str, str]) -> str:
         "mask; reference FA = WLS tensor fit to all 64 directions; inputs = the 6 acquired directions nearest "
         "(antipodally, without reuse) to the Skare or the Jones vectors, plus the b=0.",
         "- `fit` = dipy OLS tensor fit to the same 7 volumes (exactly determined). FCN: 6 b0-normalised "
-        "signals → [100, 100, 10] ReLU → FA. S-CNN: ADC profile of the 6-direction tensor fit on the HEALPix "
-        "hemisphere (nside 8, 384 directions) → 2 Chebyshev graph convolutions (16 channels, degree 4, ReLU) → "
-        "mean over the sphere (rotation invariant) → 16 → 1.",
+        "signals → [100, 100, 10] ReLU → FA; its inputs are the test directions nearest (antipodally) to the "
+        "Skare vectors, in Skare order, so on Jones data it sees the Jones signals matched to the Skare "
+        "directions it was trained on (not in arbitrary order). S-CNN: ADC profile of the 6-direction tensor fit on the HEALPix "
+        f"hemisphere (nside {SCNN_NSIDE}) → Chebyshev graph convolutions with {SCNN_CHEB_ORDER} polynomials, channels "
+        f"{SCNN_CHANNELS}, ReLU → mean over the sphere with weights exact up to SH degree {SCNN_MEAN_LMAX} (rotation "
+        f"invariant) → {SCNN_HIDDEN} → 1.",
         f"- Training: {training}. Total run time {record['seconds']:.0f} s.",
         "",
         "## Targets of the issue (computed from the numbers below)",
@@ -189,6 +193,9 @@ def render_markdown(record: dict[str, Any], figures: dict[str, str]) -> str:
         "|---|---|---|---|",
         *invariance,
         "",
-        "The S-CNN target is max |ΔFA| < 1e-3; the FCN is not designed to be invariant (shown for contrast).",
+        "The S-CNN target is max |ΔFA| < 1e-3; the FCN is not designed to be invariant (shown for contrast). "
+        "The readout's weighted sphere mean is exact for band-limited features (plain HEALPix pixel means are not "
+        "rotation invariant even for the degree-2 ADC profile); what remains comes from the HEALPix graph "
+        "Laplacian and from the high degrees that ReLU creates.",
     ]
     return "\n".join(lines)

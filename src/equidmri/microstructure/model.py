@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from dipy.core.gradients import GradientTable
 from torch import nn
 
@@ -23,9 +22,11 @@ from equidmri.microstructure.networks import FCN, SCNN_NSIDE, SphericalCNN
 from equidmri.microstructure.schemes import check_tensor_scheme, get_scheme, select_subset
 from equidmri.microstructure.tensor import B_VALUE, adc_profile, fit_tensors
 from equidmri.microstructure.train import FATrainConfig, predict_fa, train_regressor
+from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
 MODELS = ("fcn", "scnn")
 BVAL_TOLERANCE = 0.2  # relative; b-values within ±20% of the training b-value form the shell used
+CHECKPOINT_KIND = "fa"  # meta['kind'] of FA model checkpoints
 MIN_B0_SIGNAL = 1e-6  # scanner units; b=0 signals below this give zero normalised signals
 
 
@@ -99,9 +100,10 @@ class FAModel:
         return predict_fa(self.network, self.inputs(signals, gtab))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the checkpoint (``torch.save`` of a dict of plain values and the state dict)."""
-        torch.save({"name": self.name, "scheme": self.scheme, "bval": self.bval, "nside": self.nside,
-                    "state_dict": self.network.state_dict()}, path)
+        """Write the checkpoint atomically (:func:`~equidmri.recon.checkpoint.save_checkpoint`)."""
+        meta = {"kind": CHECKPOINT_KIND, "name": self.name, "scheme": self.scheme, "bval": self.bval,
+                "nside": self.nside}
+        save_checkpoint(path, {"meta": meta, "state_dict": self.network.state_dict()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FAModel:
@@ -114,14 +116,11 @@ class FAModel:
         ValueError
             If the file is not an FA model checkpoint.
         """
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            model = cls(checkpoint["name"], checkpoint["scheme"], checkpoint["bval"], checkpoint["nside"])
-            model.network.load_state_dict(checkpoint["state_dict"])
-        except FileNotFoundError:
-            raise
-        except (KeyError, TypeError, RuntimeError, OSError) as error:
-            raise ValueError(f"{path} is not an FA model checkpoint written by `equidmri fa train` ({error})") \
-                from error
+        state = load_checkpoint(path)
+        meta = state["meta"]
+        if meta.get("kind") != CHECKPOINT_KIND:
+            raise ValueError(f"{path} is not an FA model (written by `equidmri fa train`)")
+        model = cls(meta["name"], meta["scheme"], meta["bval"], meta["nside"])
+        model.network.load_state_dict(state["state_dict"])
         model.network.eval()
         return model
