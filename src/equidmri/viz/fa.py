@@ -1,7 +1,8 @@
 """Figures of the FA experiments (``equidmri bench fa``): error boxplots, FA/error maps, sphere error maps.
 
 Like :mod:`equidmri.viz.qc`, built on ``matplotlib.figure.Figure`` with an Agg canvas (no ``pyplot``).
-Every figure carries a footer line (the command and machine that produced it) and is written atomically.
+Every figure carries a footer line (the command and machine that produced it) and is written atomically
+(:func:`equidmri.viz.qc.save_png`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from equidmri.viz.qc import save_png
+
 DPI = 120  # dots per inch of the PNGs
 FOOTER_SIZE = 6  # points
 PANEL_INCHES = 2.4  # width and height of one map panel
 ERROR_MAX = 0.3  # FA; upper end of the colour scale of absolute error maps
-TMP_PREFIX = ".tmp-"  # as in dmri/io.py and viz/qc.py
 OUTSIDE_COLOUR = "lightsteelblue"  # background of map panels, seen where the mask excludes a voxel (NaN)
 
 
@@ -32,13 +34,7 @@ def _save(figure: Figure, path: str | os.PathLike, footer: str) -> Path:
     path = Path(path)
     figure.get_layout_engine().set(h_pad=0.25)
     figure.supxlabel(footer, fontsize=FOOTER_SIZE, ha="left", x=0.01)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}"
-    try:
-        figure.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_png(figure, path, DPI)
 
 
 def plot_error_boxplots(path: str | os.PathLike, errors: Mapping[str, tuple[np.ndarray, np.ndarray]],
