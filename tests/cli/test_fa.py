@@ -24,10 +24,12 @@ def trained(tmp_path_factory):
 
 
 def _series(folder, bvals, bvecs):
-    """A DWI series of isotropic noise-free voxels for the given gradients (FSL bvecs, det > 0: x negated)."""
+    """Isotropic noise-free voxels for the given gradients (FSL bvecs, det > 0: x negated), mask of all but one."""
     bvecs = np.asarray(bvecs, dtype=float)
     dwi = np.broadcast_to(1000.0 * np.exp(-np.asarray(bvals) * 0.8e-3), SHAPE + (len(bvals),))
-    return write_series(folder, dwi, np.asarray(bvals, float), bvecs * [-1.0, 1.0, 1.0], AFFINE)
+    mask = np.ones(SHAPE, dtype=bool)
+    mask[0, 0, 0] = False
+    return write_series(folder, dwi, np.asarray(bvals, float), bvecs * [-1.0, 1.0, 1.0], AFFINE, mask)
 
 
 def test_train_writes_a_loadable_model_and_run_record(trained):
@@ -43,9 +45,11 @@ def test_predict_writes_the_models_fa_on_a_jones_acquisition(trained, tmp_path):
     image = nib.load(out)
     assert image.shape == SHAPE
     np.testing.assert_allclose(image.affine, AFFINE)
-    data = load_dwi(inputs.dwi, inputs.bvals, inputs.bvecs)
-    expected = FAModel.load(trained / "model.pt").predict(data.dwi.reshape(-1, 7).astype(float), data.gtab())
-    np.testing.assert_allclose(image.get_fdata().ravel(), expected, atol=1e-6)
+    data = load_dwi(inputs.dwi, inputs.bvals, inputs.bvecs, inputs.mask)
+    expected = FAModel.load(trained / "model.pt").predict(data.dwi[data.mask].astype(float), data.gtab())
+    fa = image.get_fdata()
+    np.testing.assert_allclose(fa[data.mask], expected, atol=1e-6)
+    assert fa[0, 0, 0] == 0.0
 
 
 _B0_AND_6 = np.r_[0.0, np.full(6, 1000.0)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,7 +109,7 @@ def paired_test(fa: np.ndarray, error_a: np.ndarray, error_b: np.ndarray, low: f
             "p": None if result is None else float(result.pvalue)}
 
 
-class TestSet:
+class EvaluationSet:
     """Signals of the same voxels under the Skare and the Jones schemes, with ground-truth FA."""
 
     def __init__(self, name: str, fa: np.ndarray, acquisitions: dict[str, tuple[np.ndarray, GradientTable]],
@@ -121,16 +120,16 @@ class TestSet:
         return f"{self.name}-{scheme}"
 
 
-def simulated_test_set(n: int, rng: np.random.Generator) -> TestSet:
+def simulated_test_set(n: int, rng: np.random.Generator) -> EvaluationSet:
     tensors = sample_tensors(n, rng)
     acquisitions = {}
     for scheme in ("skare", "jones"):
         gtab = scheme_gtab(get_scheme(scheme))
         acquisitions[scheme] = (simulate_acquisition(tensors, gtab, rng).signals, gtab)
-    return TestSet("sim", tensor_fa(tensors), acquisitions, tensors)
+    return EvaluationSet("sim", tensor_fa(tensors), acquisitions, tensors)
 
 
-def real_test_set() -> tuple[TestSet, np.ndarray, np.ndarray]:
+def real_test_set() -> tuple[EvaluationSet, np.ndarray, np.ndarray]:
     """``small_64D`` masked voxels, and the mask and reference FA volume ``(X, Y, Z)`` for the maps."""
     data = load_dwi(*get_fnames(name=REAL_DATA))
     gtab = data.gtab()
@@ -143,7 +142,7 @@ def real_test_set() -> tuple[TestSet, np.ndarray, np.ndarray]:
         volumes = np.concatenate([b0, dw[select_subset(data.bvecs[dw], get_scheme(scheme))]])
         subset = GradientTable(gtab.gradients[volumes], b0_threshold=B0_THRESHOLD)
         acquisitions[scheme] = (data.dwi[mask][:, volumes].astype(np.float64), subset)
-    return TestSet(REAL_DATA, reference[mask], acquisitions), mask, reference
+    return EvaluationSet(REAL_DATA, reference[mask], acquisitions), mask, reference
 
 
 def invariance_error(model: FAModel, tensors: np.ndarray, seed: int) -> dict[str, float]:
@@ -211,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     errors = {}  # (experiment, model, train, test) -> (fa, error)
     for test in test_sets:
         for scheme, (signals, gtab) in test.acquisitions.items():
-            errors["scheme", "fit", "none", test.label(scheme)] = (test.fa, tensor_fa(fit_tensors(signals, gtab)) - test.fa)
+            fitted = tensor_fa(fit_tensors(signals, gtab))
+            errors["scheme", "fit", "none", test.label(scheme)] = (test.fa, fitted - test.fa)
             for (name, train), model in models.items():
                 experiment = "scheme" if train == "sim-skare" else "orientation"
                 if experiment == "orientation" and scheme != "skare":
@@ -230,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
                             for (name, train), model in models.items()}
     sim = test_sets[0]
     record["direction_maps"] = {
-        f"{name} ({train})": direction_map(sim.tensors, sim.fa, errors["orientation", name, train, "sim-skare"][1]).tolist()
+        f"{name} ({train})":
+            direction_map(sim.tensors, sim.fa, errors["orientation", name, train, "sim-skare"][1]).tolist()
         for name, train in (("fcn", "sim-skare"), ("scnn", "sim-skare"), ("fcn", "sim-skare-ap"),
                             ("scnn", "sim-skare-ap"), ("scnn-10pct", "sim-skare-ap-10pct"))}
     slice_maps = {f"{name} ({scheme})": volume_of(mask, errors[experiment, name, train, real.label(scheme)])
@@ -251,7 +252,7 @@ def volume_of(mask: np.ndarray, fa_error: tuple[np.ndarray, np.ndarray]) -> np.n
     return volume
 
 
-def paired_tests(errors: dict, test_sets: list[TestSet]) -> list[dict[str, Any]]:
+def paired_tests(errors: dict, test_sets: list[EvaluationSet]) -> list[dict[str, Any]]:
     """Skare vs Jones per model (same voxels), and each network vs its reference on the same test voxels."""
     tests = []
     for test in test_sets:

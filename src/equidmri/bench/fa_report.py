@@ -56,7 +56,8 @@ def write_figures(args: argparse.Namespace, record: dict[str, Any], errors: dict
                  f"small_64D axial slice z = {z}: 6-direction inputs chosen from the 64 (Skare / Jones)")
     maps = {k: np.array(v, dtype=float) for k, v in record["direction_maps"].items()}
     plot_sphere_errors(path("directions_sim"), map_directions, maps, note,
-                       f"Mean |FA error| by principal direction, sim test voxels with FA > {record['settings']['map_fa']}")
+                       "Mean |FA error| by principal direction, sim test voxels with FA > "
+                       f"{record['settings']['map_fa']}")
     return names
 
 
@@ -73,10 +74,11 @@ def _rmse_table(record: dict[str, Any], experiment: str) -> list[str]:
 
 
 def _ttest_table(tests: list[dict[str, Any]]) -> list[str]:
-    lines = ["| model | train | a | b | FA range | n | RMSE a | RMSE b | t | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | train | a | b | FA range | n | RMSE a | RMSE b | t | p |", "|---" * 10 + "|"]
     for t in tests:
         lines.append(f"| {t['model']} | {t['train']} | {t['a']} | {t['b']} | {t['fa_range']} | {t['n']} | "
-                     f"{fmt(t['rmse_a'], '.3f')} | {fmt(t['rmse_b'], '.3f')} | {fmt(t['t'], '.2f')} | {fmt(t['p'], '.2g')} |")
+                     f"{fmt(t['rmse_a'], '.3f')} | {fmt(t['rmse_b'], '.3f')} | {fmt(t['t'], '.2f')} | "
+                     f"{fmt(t['p'], '.2g')} |")
     return lines
 
 
@@ -159,10 +161,10 @@ def render_markdown(record: dict[str, Any], figures: dict[str, str]) -> str:
         "- `fit` = dipy OLS tensor fit to the same 7 volumes (exactly determined). FCN: 6 b0-normalised "
         "signals → [100, 100, 10] ReLU → FA; its inputs are the test directions nearest (antipodally) to the "
         "Skare vectors, in Skare order, so on Jones data it sees the Jones signals matched to the Skare "
-        "directions it was trained on (not in arbitrary order). S-CNN: ADC profile of the 6-direction tensor fit on the HEALPix "
-        f"hemisphere (nside {SCNN_NSIDE}) → Chebyshev graph convolutions with {SCNN_CHEB_ORDER} polynomials, channels "
-        f"{SCNN_CHANNELS}, ReLU → mean over the sphere with weights exact up to SH degree {SCNN_MEAN_LMAX} (rotation "
-        f"invariant) → {SCNN_HIDDEN} → 1.",
+        "directions it was trained on (not in arbitrary order). S-CNN: ADC profile of the 6-direction tensor "
+        f"fit on the HEALPix hemisphere (nside {SCNN_NSIDE}) → Chebyshev graph convolutions with "
+        f"{SCNN_CHEB_ORDER} polynomials, channels {SCNN_CHANNELS}, ReLU → mean over the sphere with weights exact "
+        f"up to SH degree {SCNN_MEAN_LMAX} (rotation invariant) → {SCNN_HIDDEN} → 1.",
         f"- Training: {training}. Total run time {record['seconds']:.0f} s.",
         "",
         "## Targets of the issue (computed from the numbers below)",

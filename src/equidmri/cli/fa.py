@@ -14,8 +14,9 @@ import torch
 from equidmri import __version__
 from equidmri.cli.common import EXIT_OK, add_input_args, available_cores, positive_float, positive_int
 from equidmri.dmri.io import check_outputs_free, load_dwi, prepare_out_dir, save_json, save_nifti
+from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
-    MODELS, SCHEMES, FAModel, FATrainConfig, get_scheme, rotate_to_ap, sample_tensors, scheme_gtab,
+    MODELS, SCHEMES, FAModel, FATrainConfig, get_scheme, sample_tensors, scheme_gtab,
     simulate_acquisition,
 )
 from equidmri.microstructure.simulate import SNR
@@ -31,11 +32,11 @@ scheme at b = {B_VALUE:g} s/mm² plus one b=0 with Rician noise, and train an FA
 the tensor fit on the HEALPix hemisphere -> FA). Adam, batch 32, MSE. Writes {MODEL_FILE} and {RUN_FILE}
 into --out (Goodwin-Allcock et al., CDMRI 2022)."""
 
-PREDICT_DESCRIPTION = f"""\
+PREDICT_DESCRIPTION = """\
 Predict an FA map (dimensionless, 0..1, not clipped) from a DWI series with at least one b=0 volume and
 at least 6 non-collinear directions at the model's b-value (±20%, b-values in s/mm²), whatever the scheme.
 The FCN uses the 6 acquired directions nearest to its training scheme; the S-CNN the tensor fitted to all
-directions of that shell. Voxels outside --mask are 0 (default: every voxel with a positive mean b=0)."""
+directions of that shell. Voxels outside the mask are 0."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -116,7 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
     data = load_dwi(args.dwi, args.bvals, args.bvecs, args.mask)
     gtab = data.gtab()
     model.shell(gtab)  # raises on a missing b=0 or a degenerate scheme, before any computation
-    mask = data.mask if data.mask is not None else data.valid & (data.dwi[..., gtab.b0s_mask].mean(axis=-1) > 0)
+    mask = data.mask if data.mask is not None else compute_mask(data.dwi, gtab, data.valid)
     fa = np.zeros(mask.shape, dtype=np.float32)
     fa[mask] = model.predict(data.dwi[mask].astype(np.float64), gtab)
     save_nifti(args.out, fa, data.affine, force=args.force)

@@ -32,7 +32,8 @@ _DEVIATORIC = np.array([[2.0, -1.0, -1.0], [0.0, 1.0, -1.0]]) / np.array([[np.sq
 def eigenvalues_from_fa(fa: np.ndarray, md: np.ndarray, shape: np.ndarray) -> np.ndarray:
     """Eigenvalues ``(..., 3)`` mm²/s with the given FA, MD (mm²/s) and shape angle ``psi`` (rad).
 
-    ``λ = MD + s (cos ψ · (2, -1, -1)/√6 + sin ψ · (0, 1, -1)/√2)`` with ``s = MD · FA · sqrt(3 / (3/2 - FA²))``,
+    ``λ = MD + s (cos ψ · (2, -1, -1)/√6 + sin ψ · (0, 1, -1)/√2)``
+    with ``s = MD · FA · sqrt(3 / (3/2 - FA²))``,
     so that FA = sqrt(3/2) |λ - MD| / |λ| (Basser & Pierpaoli, J. Magn. Reson. B 111, 1996, eq. 12);
     ψ = 0 is a prolate (cylindrical) tensor. Eigenvalues are sorted descending; they may be negative.
     """

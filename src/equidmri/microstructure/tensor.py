@@ -20,7 +20,10 @@ ADC_SCALE = 1e3  # mm²/s -> µm²/ms: network inputs of order 1 (1e-3 mm²/s = 
 
 
 def design_matrix(bvecs: np.ndarray) -> np.ndarray:
-    """Rows ``[x², y², z², 2xy, 2xz, 2yz]`` of unit vectors ``(N, 3)``: ``ADC = rows @ [Dxx Dyy Dzz Dxy Dxz Dyz]``."""
+    """Rows ``[x², y², z², 2xy, 2xz, 2yz]`` of unit vectors ``(N, 3)``.
+
+    ``ADC = rows @ [Dxx, Dyy, Dzz, Dxy, Dxz, Dyz]``.
+    """
     x, y, z = np.asarray(bvecs, dtype=np.float64).T
     return np.stack([x * x, y * y, z * z, 2 * x * y, 2 * x * z, 2 * y * z], axis=1)
 

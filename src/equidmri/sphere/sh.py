@@ -139,7 +139,7 @@ def sh_rotation_matrix(rotation: np.ndarray, lmax: int, basis_in: str, basis_out
 
 
 def mean_weights(directions: np.ndarray, lmax: int, sh_basis: str = "descoteaux07") -> np.ndarray:
-    """Weights ``w`` ``(V,)`` whose sum ``Σ w_v f(v)`` is the mean of ``f`` over the sphere, exactly for even ``l <= lmax``.
+    """Weights ``w`` ``(V,)`` with ``Σ w_v f(v)`` = the mean of ``f`` over the sphere, exact for even ``l <= lmax``.
 
     The smallest change (least squares) of the uniform weights ``1 / V`` that integrates every even-degree
     SH up to ``lmax`` exactly: ``w = 1/V + Y (YᵀY)⁻¹ (b - Yᵀ 1/V)`` with ``Y`` the SH matrix at ``directions``
