@@ -180,8 +180,11 @@ def train_model(name: str, tensors: np.ndarray, rng: np.random.Generator, config
 
 def run(args: argparse.Namespace) -> int:
     """Run both experiments and write the JSON, the markdown page and the figures."""
+    sizes = {key: (QUICK if args.quick else DEFAULTS)[key] if getattr(args, key) is None else getattr(args, key)
+             for key in DEFAULTS}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"--n-train, --n-test and --epochs must be >= 1, got {sizes}")
     check_report_outputs(args)
-    sizes = {key: getattr(args, key) or (QUICK if args.quick else DEFAULTS)[key] for key in DEFAULTS}
     torch.set_num_threads(args.threads)
     record = start_record(args)
     record["settings"] = {**sizes, "seed": args.seed, "snr": SNR, "fa_bins": list(FA_BINS), "map_fa": MAP_FA,
