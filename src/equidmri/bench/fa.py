@@ -56,7 +56,7 @@ MAP_FA = 0.6  # voxels of the principal-direction error map have FA above this
 MAP_NSIDE = 4  # HEALPix resolution of that map (V+ = 96 pixels)
 SMALL_FRACTION = 0.1  # the data-efficiency S-CNN sees this fraction of the AP training set
 INVARIANCE_VOXELS = 1000  # test tensors, each under one random rotation
-DEFAULTS = {"n_train": 8000, "n_test": 6000, "epochs": 50}  # ~15 min on 2 shared CPU cores
+DEFAULTS = {"n_train": 8000, "n_test": 6000, "epochs": 50}  # 784 s wall with --threads 1 on 2 shared cores
 QUICK = {"n_train": 300, "n_test": 400, "epochs": 2}
 REAL_DATA = "small_64D"
 
