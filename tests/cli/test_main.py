@@ -32,7 +32,8 @@ def test_missing_subcommand_is_a_usage_error(capsys):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = build_parser()._subparsers._group_actions[0].choices
-    assert set(subparsers) == {"deconv", "predict", "demo"}
+    assert set(subparsers) == {"deconv", "predict", "demo", "fa", "bench"}
     for name, parser in subparsers.items():
         assert parser.prog == f"equidmri {name}"
-        assert callable(parser.get_default("run"))
+        nested = parser._subparsers._group_actions[0].choices if parser._subparsers else {"": parser}
+        assert all(callable(command.get_default("run")) for command in nested.values())
