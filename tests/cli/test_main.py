@@ -30,13 +30,18 @@ def test_missing_subcommand_is_a_usage_error(capsys):
     assert "equidmri: error:" in capsys.readouterr().err
 
 
+def _nested(parser):
+    return parser._subparsers._group_actions[0].choices if parser._subparsers else {}
+
+
 def test_every_subcommand_module_registers_run_and_prog():
-    subparsers = build_parser()._subparsers._group_actions[0].choices
-    assert set(subparsers) == {"deconv", "predict", "demo", "bench"}
-    benches = subparsers["bench"]._subparsers._group_actions[0].choices
-    assert set(benches) == {"layers", "unet", "throughput", "equivariance", "mnist"}
-    commands = {**{name: parser for name, parser in subparsers.items() if name != "bench"},
-                **{f"bench {name}": parser for name, parser in benches.items()}}
+    subparsers = _nested(build_parser())
+    assert set(subparsers) == {"deconv", "predict", "demo", "fa", "bench"}
+    assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa"}
+    assert set(_nested(subparsers["fa"])) == {"train", "predict"}
+    commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
+    for group in ("bench", "fa"):
+        commands.update({f"{group} {name}": parser for name, parser in _nested(subparsers[group]).items()})
     for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"
         assert callable(parser.get_default("run"))

@@ -144,3 +144,25 @@ def sh_rotation_matrix(rotation: np.ndarray, lmax: int, basis_in: str, basis_out
     if rotation.shape != (3, 3) or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6):
         raise ValueError(f"rotation must be an orthogonal (3, 3) matrix, got {rotation}")
     return _rotation_matrix_cached(np.ascontiguousarray(rotation).tobytes(), check_lmax(lmax), basis_in, basis_out)
+
+
+def mean_weights(directions: np.ndarray, lmax: int, sh_basis: str = "descoteaux07") -> np.ndarray:
+    """Weights ``w`` ``(V,)`` with ``Σ w_v f(v)`` = the mean of ``f`` over the sphere, exact for even ``l <= lmax``.
+
+    The smallest change (least squares) of the uniform weights ``1 / V`` that integrates every even-degree
+    SH up to ``lmax`` exactly: ``w = 1/V + Y (YᵀY)⁻¹ (b - Yᵀ 1/V)`` with ``Y`` the SH matrix at ``directions``
+    and ``b = (1/sqrt(4π), 0, ..., 0)``. HEALPix centres alone are not an exact quadrature even for l = 2.
+
+    Raises
+    ------
+    ValueError
+        If ``lmax`` is not even and >= 0, or there are fewer directions than coefficients.
+    """
+    basis = sh_matrix(directions, lmax, sh_basis)
+    n_vertices, k = basis.shape
+    if n_vertices < k:
+        raise ValueError(f"{n_vertices} directions cannot integrate the {k} SH of degree <= {lmax} exactly")
+    uniform = np.full(n_vertices, 1.0 / n_vertices)
+    target = np.zeros(k)
+    target[0] = 1.0 / np.sqrt(4.0 * np.pi)
+    return uniform + basis @ np.linalg.solve(basis.T @ basis, target - basis.T @ uniform)

@@ -99,6 +99,18 @@ def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None) -> tupl
     return np.stack([centres - half, centres + half], axis=1), np.abs(units)
 
 
+def save_png(figure: Figure, path: Path, dpi: int) -> Path:
+    """Write ``figure`` to ``path`` atomically (temporary file in the same directory, then ``os.replace``)."""
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}"
+    try:
+        figure.savefig(tmp, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        figure.clear()
+    return path
+
+
 def plot_peaks_qc(
     path: str | os.PathLike,
     background: np.ndarray,
@@ -168,12 +180,6 @@ def plot_peaks_qc(
     axes.set_ylabel("y (voxel)")
     axes.set_title(f"{title} (z = {z})" if title else f"z = {z}")
 
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}"
-    try:
-        figure.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        figure.clear()
+    save_png(figure, path, DPI)
     logger.info("wrote %s (%d peak lines, z = %d)", path, len(segments), z)
     return path
