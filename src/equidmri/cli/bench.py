@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from equidmri.bench import layers
+from equidmri.bench import layers, table
 
-BENCHES = (layers,)  # modules with ``add_parser(subparsers)``
+BENCHES = (layers, table)  # modules with ``add_parser(subparsers)``
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
