@@ -18,7 +18,7 @@ METHODS = ["CSD (lmax 8)", "SHD"]
 @pytest.fixture(scope="module")
 def tiny_table(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
-    assert run_main(["phantom", "--out", str(root / "data"), "--size", "10", "--seed", "4"]) == 0
+    assert run_main(["phantom", "--out", str(root / "data"), "--size", "14", "--seed", "4"]) == 0
     argv = ["bench", "table", "--data", str(root / "data"), "--out", str(root / "results"), "--quick",
             "--seeds", "0", "1", "--methods", *METHODS, "--threads", "1"]
     assert run_main(argv) == 0
@@ -30,6 +30,7 @@ def test_table_scores_every_method_at_both_resolutions(tiny_table):
     root, _ = tiny_table
     result = json.loads((root / "results" / "table.json").read_text())
     assert [m["method"] for m in result["methods"]] == METHODS
+    assert result["settings"]["size"] == 12  # --quick keeps the central 12³ voxels
     for record in result["methods"]:
         for resolution in ("high", "low"):
             runs = record["resolutions"][resolution]["runs"]
@@ -53,9 +54,12 @@ def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
 
 
 @pytest.mark.slow
-def test_existing_results_need_force(tiny_table):
-    _, argv = tiny_table
+def test_existing_results_need_force_and_unknown_methods_are_refused(tiny_table, tmp_path):
+    root, argv = tiny_table
     assert run_main(argv) == 2
+    assert run_main(["bench", "table", "--data", str(root / "data"), "--out", str(tmp_path / "r"), "--quick",
+                     "--methods", "NoSuchMethod"]) == 2
+    assert not (tmp_path / "r").exists()
 
 
 def test_summary_is_mean_and_student_t_interval():

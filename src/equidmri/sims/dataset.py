@@ -14,6 +14,7 @@ Layout of ``OUT/<volume>/`` for volume in ``train``, ``val``, ``test``:
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from equidmri.dmri.io import (
-    check_outputs_free, save_json, save_nifti, save_peaks, save_text, voxel_bvecs_to_fsl,
+    check_outputs_free, load_nifti_volume, save_json, save_nifti, save_peaks, save_text, voxel_bvecs_to_fsl,
 )
 from equidmri.sims.phantoms import Phantom, make_phantom
 from equidmri.sims.synthesis import Protocol, low_resolution, make_protocol
@@ -32,7 +33,7 @@ VOXEL_SIZE = 1.0  # mm, isotropic
 FILES = ("dwi.nii.gz", "bvals", "bvecs", "dwi_low.nii.gz", "bvals_low", "bvecs_low", "mask.nii.gz",
          "gt_peaks.nii.gz", "gt_fractions.nii.gz", "tissue_fractions.nii.gz", "phantom.json")
 
-__all__ = ["FILES", "RESOLUTIONS", "VOLUMES", "phantom_affine", "series_paths", "write_phantom_set"]
+__all__ = ["FILES", "RESOLUTIONS", "VOLUMES", "crop_phantom_set", "phantom_affine", "series_paths", "write_phantom_set"]
 
 
 def phantom_affine(size: int) -> np.ndarray:
@@ -126,3 +127,27 @@ def write_phantom_set(out: str | os.PathLike, *, seed: int = 0, size: int = 40, 
     seconds["total"] = round(time.perf_counter() - start, 3)
     return {"seconds": seconds, "n_volumes": {"high": int(protocol.bvals.size), "low": int(low_index.size)}}
 
+
+
+def crop_phantom_set(src: str | os.PathLike, dst: str | os.PathLike, size: int) -> Path:
+    """Copy a phantom set keeping the central ``size``³ voxels of every image (affines shifted to match).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file of the set is missing.
+    """
+    src, dst = Path(src), Path(dst)
+    for volume in VOLUMES:
+        (dst / volume).mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            if not name.endswith(".nii.gz"):
+                shutil.copyfile(src / volume / name, dst / volume / name)
+                continue
+            data, affine = load_nifti_volume(src / volume / name)
+            start = [max((n - size) // 2, 0) for n in data.shape[:3]]
+            crop = tuple(slice(a, a + size) for a in start)
+            shifted = affine.copy()
+            shifted[:3, 3] = affine[:3, :3] @ np.asarray(start, dtype=np.float64) + affine[:3, 3]
+            save_nifti(dst / volume / name, np.asarray(data)[crop], shifted, force=True)
+    return dst
