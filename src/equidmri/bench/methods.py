@@ -152,11 +152,12 @@ def _mrtrix(algorithm: str) -> Callable[[VolumeSet, str, int, Settings], Run]:
                 start = time.perf_counter()
                 if algorithm == "csd":
                     shells = ["-shells", str(int(round(volumes.get(name, resolution).shells.bvals[0])))]
-                    _call(["dwi2response", "tournier", str(dwi), str(out / "wm.txt"), *common, *shells])
+                    _call(["dwi2response", "tournier", str(dwi), str(out / "wm.txt"), *common, *shells,
+                           "-scratch", tmp])
                     _call(["dwi2fod", "csd", str(dwi), str(out / "wm.txt"), str(out / "wm.nii.gz"), *common, *shells])
                 else:
                     tissues = [str(out / f"{t}.txt") for t in ("wm", "gm", "csf")]
-                    _call(["dwi2response", "dhollander", str(dwi), *tissues, *common])
+                    _call(["dwi2response", "dhollander", str(dwi), *tissues, *common, "-scratch", tmp])
                     outputs = [x for t in ("wm", "gm", "csf") for x in (str(out / f"{t}.txt"), str(out / f"{t}.nii.gz"))]
                     _call(["dwi2fod", "msmt_csd", str(dwi), *outputs, *common])
                 fodf_sh, _ = load_nifti_volume(out / "wm.nii.gz")
