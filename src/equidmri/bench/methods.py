@@ -93,7 +93,8 @@ def _sh_peaks(fodf_sh: np.ndarray, prepared: PreparedData) -> tuple[np.ndarray, 
 
 
 def _per_volume(fit: Callable[[PreparedData, Settings], np.ndarray]) -> Callable[[VolumeSet, str, int, Settings], Run]:
-    """An iterative method: ``fit(prepared, settings) -> fodf_sh`` (voxel frame, ``descoteaux07``) on each evaluation volume; time of the test volume."""
+    """An iterative method: ``fit(prepared, settings) -> fodf_sh`` (voxel frame, ``descoteaux07``) on each
+    evaluation volume; the time is that of the test volume."""
     def run(volumes: VolumeSet, resolution: str, seed: int, settings: Settings) -> Run:
         peaks, seconds = {}, 0.0
         for name in EVAL_VOLUMES:
@@ -158,7 +159,7 @@ def _mrtrix(algorithm: str) -> Callable[[VolumeSet, str, int, Settings], Run]:
                 else:
                     tissues = [str(out / f"{t}.txt") for t in ("wm", "gm", "csf")]
                     _call(["dwi2response", "dhollander", str(dwi), *tissues, *common, "-scratch", tmp])
-                    outputs = [x for t in ("wm", "gm", "csf") for x in (str(out / f"{t}.txt"), str(out / f"{t}.nii.gz"))]
+                    outputs = [str(out / f"{t}{suffix}") for t in ("wm", "gm", "csf") for suffix in (".txt", ".nii.gz")]
                     _call(["dwi2fod", "msmt_csd", str(dwi), *outputs, *common])
                 fodf_sh, _ = load_nifti_volume(out / "wm.nii.gz")
                 peaks[name] = peaks_from_fod(np.asarray(fodf_sh), "tournier07", volumes.get(name, resolution).mask)

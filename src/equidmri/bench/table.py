@@ -203,7 +203,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="output of `equidmri phantom`")
     parser.add_argument("--out", type=Path, required=True, metavar="RESULTS", help="directory of table.md/json/png")
     parser.add_argument("--quick", action="store_true",
-                        help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, tiny networks, "
+                        help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, "
+                             "tiny networks, "
                              f"{QUICK.rumba_iters} RUMBA iterations")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), metavar="S",
                         help="seeds of the learned methods (default: %(default)s)")

@@ -145,7 +145,9 @@ def score_thresholds(gt_dirs: np.ndarray, pred_dirs: np.ndarray, pred_values: np
     order = np.argsort(recall[finite])
     curve_recall, curve_precision = recall[finite][order], precision[finite][order]
     # the curve starts at recall 0 with the precision of its lowest-recall point
-    pr_auc = float(trapezoid(np.r_[curve_precision[:1], curve_precision], np.r_[0.0, curve_recall])) if finite.any() else 0.0
+    pr_auc = 0.0
+    if finite.any():
+        pr_auc = float(trapezoid(np.r_[curve_precision[:1], curve_precision], np.r_[0.0, curve_recall]))
     result = {"thresholds": [float(t) for t in thresholds], **table, "pr_auc": pr_auc,
               "n_voxels": int(gt_dirs.shape[0]), "n_gt_fibres": int((np.linalg.norm(gt_dirs, axis=-1) > 0).sum())}
     result["best"] = at_threshold(result, float(thresholds[int(np.nanargmax(table["f1"]))]))
