@@ -131,13 +131,14 @@ def plot_fpr_angle(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    colours = plt.get_cmap("tab10")
     for ax, res in zip(axes, RESOLUTIONS):
-        for record in result["methods"]:
+        for index, record in enumerate(result["methods"]):  # one colour per method in both panels
             summary = record["resolutions"].get(res, {}).get("summary")
             if summary and summary["angle_deg"]["mean"] is not None:
                 x, y = summary["angle_deg"], summary["fpr"]
                 ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", capsize=3,
-                            label=record["method"])
+                            color=colours(index % 10), label=record["method"])
         ax.set(title=f"{res} angular resolution", xlabel="angular error (°)", ylabel="FPR")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
