@@ -32,7 +32,7 @@ def test_missing_subcommand_is_a_usage_error(capsys):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = build_parser()._subparsers._group_actions[0].choices
-    assert set(subparsers) == {"deconv", "predict", "demo"}
+    assert set(subparsers) == {"deconv", "predict", "demo", "phantom", "evaluate", "bench"}
     for name, parser in subparsers.items():
         assert parser.prog == f"equidmri {name}"
         assert callable(parser.get_default("run"))
