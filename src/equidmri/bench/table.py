@@ -1,0 +1,222 @@
+"""The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.bench.methods.METHODS`.
+
+``equidmri bench table --data DIR --out RESULTS [--quick] [--seeds S ...] [--methods NAME ...] [--epochs N]``
+
+For each method, angular resolution (high: all volumes; low: b=0 + 29 directions) and seed (learned
+methods only), the peaks of the validation volume choose the F1-best relative threshold and the test
+volume is scored at it (Daducci et al. 2014 via :mod:`equidmri.eval.metrics`). Learned methods report
+the mean and 95% confidence interval (Student t) over seeds. Writes ``RESULTS/table.md``,
+``RESULTS/table.json`` and ``RESULTS/table.png`` (FPR against angular error, the paper's Fig. 6 A/B).
+``--quick`` runs on the central 12³ voxels of each volume with two epochs and tiny networks (a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from equidmri.bench.methods import METHODS, Method, Settings, VolumeSet
+from equidmri.bench.report import DEFAULT_THREADS, check_report_outputs, header_lines, start_record, write_report
+from equidmri.eval.metrics import at_threshold, score_thresholds
+from equidmri.eval.peak_files import load_ground_truth
+from equidmri.sims.dataset import crop_phantom_set
+
+logger = logging.getLogger(__name__)
+
+RESOLUTIONS = ("high", "low")
+COLUMNS = (("pr_auc", "PR-AUC", ".3f"), ("f1", "F1", ".3f"), ("angle_deg", "Angle (°)", ".1f"),
+           ("fnr", "FNR", ".3f"), ("fpr", "FPR", ".3f"))  # the paper's Table 1 columns
+CONFIDENCE = 0.95
+DEFAULT_SEEDS = (0, 1, 2)
+QUICK = Settings(epochs=2, patch_size=6, widths=(4, 4, 4, 4), rumba_iters=5)  # --quick: a smoke run
+QUICK_SIZE = 12  # voxels; --quick evaluates the central 12³ voxels of each volume
+
+
+def score_run(ground_truth: dict[str, tuple[np.ndarray, np.ndarray]], peaks: dict[str, tuple]) -> dict[str, Any]:
+    """Threshold chosen on ``val`` (best F1), scores of ``test`` at it (PR-AUC of ``test``)."""
+    scores = {}
+    for volume in ("val", "test"):
+        gt_dirs, mask = ground_truth[volume]
+        dirs, values = peaks[volume]
+        scores[volume] = score_thresholds(gt_dirs[mask], dirs[mask], values[mask])
+    return at_threshold(scores["test"], scores["val"]["best"]["threshold"])
+
+
+def summarise(values: list[float]) -> dict[str, float | None]:
+    """Mean and half-width of the 95% Student-t confidence interval (None for one value)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": None, "ci95": None}
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return {"mean": mean, "ci95": None}
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
+    return {"mean": mean, "ci95": float(half)}
+
+
+def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int],
+               settings: Settings) -> dict[str, Any]:
+    """All resolutions and seeds of one method: per-run scores and their summaries."""
+    record: dict[str, Any] = {"method": method.name, "learned": method.learned, "resolutions": {}}
+    for resolution in method.resolutions:
+        runs = []
+        for seed in seeds if method.learned else [None]:
+            logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
+            run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
+            runs.append({"seed": seed, "train_s": run.train_s, "infer_s": run.infer_s,
+                         **score_run(ground_truth, run.peaks)})
+        summary = {key: summarise([r[key] for r in runs]) for key, _, _ in COLUMNS}
+        summary.update({key: summarise([r[key] for r in runs]) for key in ("train_s", "infer_s", "threshold")})
+        record["resolutions"][resolution] = {"runs": runs, "summary": summary}
+    return record
+
+
+def _cell(summary: dict[str, float | None], spec: str) -> str:
+    if summary["mean"] is None:
+        return "–"
+    ci = f" ± {format(summary['ci95'], spec)}" if summary["ci95"] is not None else ""
+    return format(summary["mean"], spec) + ci
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Title, command, settings, the Table 1 layout (high | low) and the runtimes."""
+    s = result["settings"]
+    head = " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in COLUMNS)
+    lines = [
+        *header_lines("Deconvolution methods on the phantom test volume (SHD paper Table 1 layout)", result),
+        f"Data: `{s['data']}` (size {s['size']}³, SNR {s['snr']}); high = {s['n_volumes']['high']} volumes, "
+        f"low = {s['n_volumes']['low']} (b=0 + 29 directions of b=1000). Learned methods: {s['epochs']} epochs, "
+        f"patch {s['patch_size']}, widths {s['widths']}, seeds {s['seeds']}, trained on `train`; the low-resolution "
+        "networks reconstruct their own 33-volume input (no angular super-resolution yet). Thresholds: F1-best "
+        "on `val` among 0.05..0.95, scores on `test`; learned rows are mean ± 95% CI (Student t) over seeds. "
+        f"RUMBA-SD: {s['rumba_iters']} iterations. FPR = FP/(TP+FP), FNR = FN/(TP+FN), 25° cone.",
+        "",
+        f"| Method | {head} |",
+        "|---|" + "---:|" * (2 * len(COLUMNS)),
+    ]
+    for record in result["methods"]:
+        cells = []
+        for res in RESOLUTIONS:
+            summary = record["resolutions"].get(res, {}).get("summary")
+            cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in COLUMNS]
+        lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
+    lines += ["", "Runtime on this machine, seconds (training on `train`; inference = fit or prediction of `test`, "
+              "with peak extraction):", "", "| Method | train high | infer high | train low | infer low |",
+              "|---|---:|---:|---:|---:|"]
+    for record in result["methods"]:
+        cells = []
+        for res in RESOLUTIONS:
+            summary = record["resolutions"].get(res, {}).get("summary")
+            cells += [_cell(summary[key], ".1f") if summary else "–" for key in ("train_s", "infer_s")]
+        lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
+    if result["skipped"]:
+        lines += ["", "Not run here: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()) + "."]
+    lines += ["", "![FPR against angular error](table.png)", ""]
+    return "\n".join(lines)
+
+
+def plot_fpr_angle(result: dict[str, Any], path: Path) -> None:
+    """FPR against angular error at the chosen threshold, one panel per resolution (SHD paper Fig. 6 A/B)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    colours = plt.get_cmap("tab10")
+    for ax, res in zip(axes, RESOLUTIONS):
+        for index, record in enumerate(result["methods"]):  # one colour per method in both panels
+            summary = record["resolutions"].get(res, {}).get("summary")
+            if summary and summary["angle_deg"]["mean"] is not None:
+                x, y = summary["angle_deg"], summary["fpr"]
+                ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", capsize=3,
+                            color=colours(index % 10), label=record["method"])
+        ax.set(title=f"{res} angular resolution", xlabel="angular error (°)", ylabel="FPR")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every selected method and write the table, its JSON record and the figure (``--quick``: on a
+    central crop of the volumes, in a temporary copy)."""
+    out = Path(args.out)
+    args.json, args.markdown = out / "table.json", out / "table.md"
+    check_report_outputs(args)
+    unknown = set(args.methods or []) - {m.name for m in METHODS}
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {[m.name for m in METHODS]}")
+    if not args.quick:
+        return _run_table(args, out, Path(args.data))
+    with tempfile.TemporaryDirectory(prefix="equidmri-table-") as tmp:
+        return _run_table(args, out, crop_phantom_set(args.data, tmp, QUICK_SIZE))
+
+
+def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
+    torch.set_num_threads(args.threads)
+    base = QUICK if args.quick else Settings()
+    settings = Settings(epochs=args.epochs or base.epochs, patch_size=base.patch_size, widths=base.widths,
+                        rumba_iters=args.rumba_iters or base.rumba_iters, threads=args.threads)
+    chosen = [m for m in METHODS if not args.methods or m.name in args.methods]
+    ground_truth = {}
+    for volume in ("val", "test"):
+        gt_dirs, mask, _ = load_ground_truth(data / volume)
+        ground_truth[volume] = (gt_dirs, mask)
+    volumes = VolumeSet(data)
+    result = start_record(args)
+    described = volumes.get("test", "high")
+    result["settings"] = {"data": str(args.data), "size": int(described.data.dwi.shape[0]),
+                          "snr": _phantom_snr(data), "seeds": list(args.seeds),
+                          "n_volumes": {r: int(volumes.get("test", r).data.dwi.shape[-1]) for r in RESOLUTIONS},
+                          "epochs": settings.epochs, "patch_size": settings.patch_size,
+                          "widths": list(settings.widths), "rumba_iters": settings.rumba_iters, "quick": args.quick}
+    result["skipped"] = {m.name: f"{m.requires} not installed" for m in chosen if not m.available()}
+    result["methods"] = []
+    for method in (m for m in chosen if m.available()):
+        try:
+            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings))
+        except (RuntimeError, ValueError) as error:  # one failure, not the table
+            logger.warning("%s failed: %s", method.name, error)
+            result["skipped"][method.name] = f"failed: {' '.join(str(error).split())[:200]}"
+    out.mkdir(parents=True, exist_ok=True)
+    plot_fpr_angle(result, out / "table.png")
+    write_report(args, result, render_markdown(result))
+    return 0
+
+
+def _phantom_snr(data: Path) -> Any:
+    return json.loads((data / "test" / "phantom.json").read_text()).get("snr")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench table``."""
+    parser = subparsers.add_parser("table", help="all methods on the phantom (SHD paper Table 1)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="output of `equidmri phantom`")
+    parser.add_argument("--out", type=Path, required=True, metavar="RESULTS", help="directory of table.md/json/png")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, "
+                             "tiny networks, "
+                             f"{QUICK.rumba_iters} RUMBA iterations")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), metavar="S",
+                        help="seeds of the learned methods (default: %(default)s)")
+    parser.add_argument("--methods", nargs="+", metavar="NAME", help=f"subset of {[m.name for m in METHODS]}")
+    parser.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default {Settings().epochs})")
+    parser.add_argument("--rumba-iters", type=int, metavar="N",
+                        help=f"RUMBA-SD iterations (default {Settings().rumba_iters})")
+    parser.add_argument("--force", action="store_true", help="overwrite existing results")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                        help="torch/MRtrix3 threads (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.set_defaults(run=run, prog=parser.prog)
+    return parser

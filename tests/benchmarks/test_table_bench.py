@@ -1,0 +1,69 @@
+"""Tests of ``equidmri bench table``: a tiny quick run (two methods, two seeds) and its outputs."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+from cli_inputs import run_main  # noqa: E402
+
+from equidmri.bench.table import COLUMNS, summarise  # noqa: E402
+
+METHODS = ["CSD (lmax 8)", "SHD"]
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tmp_path_factory):
+    root = tmp_path_factory.mktemp("table")
+    assert run_main(["phantom", "--out", str(root / "data"), "--size", "14", "--seed", "4"]) == 0
+    argv = ["bench", "table", "--data", str(root / "data"), "--out", str(root / "results"), "--quick",
+            "--seeds", "0", "1", "--methods", *METHODS, "--threads", "1"]
+    assert run_main(argv) == 0
+    return root, argv
+
+
+@pytest.mark.slow
+def test_table_scores_every_method_at_both_resolutions(tiny_table):
+    root, _ = tiny_table
+    result = json.loads((root / "results" / "table.json").read_text())
+    assert [m["method"] for m in result["methods"]] == METHODS
+    assert result["settings"]["size"] == 12  # --quick keeps the central 12³ voxels
+    for record in result["methods"]:
+        for resolution in ("high", "low"):
+            runs = record["resolutions"][resolution]["runs"]
+            assert len(runs) == (2 if record["learned"] else 1)
+            for run in runs:
+                assert 0.0 <= run["f1"] <= 1.0 and 0.0 <= run["pr_auc"] <= 1.0
+                assert run["threshold"] in [round(0.05 * k, 2) for k in range(1, 20)]
+                assert run["infer_s"] > 0 and (run["train_s"] is not None) == record["learned"]
+    csd = result["methods"][0]["resolutions"]["high"]["runs"][0]
+    assert csd["angle_deg"] < 25.0 and csd["f1"] > 0.5  # CSD finds the fibres of a noisy tiny phantom
+
+
+@pytest.mark.slow
+def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
+    root, _ = tiny_table
+    markdown = (root / "results" / "table.md").read_text()
+    for _, label, _ in COLUMNS:
+        assert f"{label} high" in markdown and f"{label} low" in markdown
+    assert "| SHD |" in markdown and " ± " in markdown  # two seeds give a confidence interval
+    assert (root / "results" / "table.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_existing_results_need_force_and_unknown_methods_are_refused(tiny_table, tmp_path):
+    root, argv = tiny_table
+    assert run_main(argv) == 2
+    assert run_main(["bench", "table", "--data", str(root / "data"), "--out", str(tmp_path / "r"), "--quick",
+                     "--methods", "NoSuchMethod"]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_summary_is_mean_and_student_t_interval():
+    summary = summarise([1.0, 2.0, 3.0])
+    assert summary["mean"] == 2.0
+    assert summary["ci95"] == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
+    assert summarise([5.0]) == {"mean": 5.0, "ci95": None}
