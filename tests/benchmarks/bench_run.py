@@ -1,4 +1,4 @@
-"""Run a benchmark with tiny settings in a subprocess and read back what it wrote."""
+"""Run ``equidmri bench`` with tiny settings in a subprocess and read back what it wrote."""
 
 from __future__ import annotations
 
@@ -8,22 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _run(command: list[str], out: Path) -> tuple[dict[str, Any], str, str]:
-    json_path, markdown_path = out / "result.json", out / "result.md"
-    done = subprocess.run([*command, "--json", str(json_path), "--markdown", str(markdown_path)],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(json_path.read_text()), markdown_path.read_text(), done.stdout
-
-
-def run_benchmark(script: str, args: list[str], out: Path) -> tuple[dict[str, Any], str, str]:
-    """``python benchmarks/<script> <args> --json --markdown`` into ``out``: ``(json, markdown, stdout)``."""
-    return _run([sys.executable, str(BENCHMARKS / script), *args], out)
-
-
 def run_bench(name: str, args: list[str], out: Path) -> tuple[dict[str, Any], str, str]:
     """``equidmri bench <name> <args> --json --markdown`` into ``out``: ``(json, markdown, stdout)``."""
-    return _run([sys.executable, "-m", "equidmri.cli.main", "bench", name, *args], out)
+    json_path, markdown_path = out / "result.json", out / "result.md"
+    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", name, *args, "--json", str(json_path),
+                           "--markdown", str(markdown_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(json_path.read_text()), markdown_path.read_text(), done.stdout

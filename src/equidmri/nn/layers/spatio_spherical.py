@@ -18,7 +18,7 @@ Four computation paths give the same outputs from the same parameters:
   spectral response, applies the isotropic stencil and transforms back (``U y``): two V x V matmuls
   instead of K of them, and channel mixing without the factor K.
 
-The first two exist for the efficiency ablation (``benchmarks/layers.py``; SHD paper Fig. 4).
+The first two exist for the efficiency ablation (``equidmri bench layers``; SHD paper Fig. 4).
 
 Layout. Feature maps inside the networks are **vertex-major, channels-last**: ``(B, V, X, Y, Z, C)``.
 In that layout the spherical filter is one dense matmul over V, the channel mixing one matmul over C per
