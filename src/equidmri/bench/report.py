@@ -16,12 +16,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from equidmri.bench.machine import machine_info
@@ -132,25 +130,6 @@ def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
         subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)],
                        env=env, check=True)
         return json.loads(output.read_text())
-
-
-def median_time(call, repeats: int, *, warmup: int = 1, sync=None) -> tuple[float, list[float]]:
-    """Median wall-clock seconds of ``call()`` over ``repeats`` runs after ``warmup`` runs, and the times.
-
-    ``sync`` (e.g. ``torch.cuda.synchronize``) is called after each run when given.
-    """
-    for _ in range(warmup):
-        call()
-        if sync is not None:
-            sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        if sync is not None:
-            sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), times
 
 
 def fmt(value: float | None, spec: str) -> str:
