@@ -84,6 +84,26 @@ def test_regularised_fit_keeps_degree_zero_and_shrinks_high_degrees():
     assert gain[sh.degrees(8) == 8].max() < gain[sh.degrees(8) == 2].min() < 1.0
 
 
+def test_laplace_beltrami_scales_each_degree_by_its_rescaled_eigenvalue():
+    vertices = hemisphere.hemisphere_centres(8)
+    basis = sh.sh_matrix(vertices, 8, "descoteaux07")
+    l_values = sh.degrees(8)
+    expected = 2.0 * l_values * (l_values + 1) / 72 - 1.0  # -1 at l = 0, +1 at l = lmax
+    np.testing.assert_allclose(sh.laplace_beltrami(vertices, 8) @ basis, basis * expected, atol=1e-10, rtol=0)
+
+
+def test_laplace_beltrami_commutes_with_rotations_of_band_limited_functions():
+    vertices = hemisphere.hemisphere_centres(8)
+    rotation = Rotation.random(random_state=3).as_matrix()
+    coeffs = np.random.default_rng(2).normal(size=sh.n_coeffs(8))
+    rotated = sh.sh_rotation_matrix(rotation, 8, "descoteaux07", "descoteaux07") @ coeffs
+    operator = sh.laplace_beltrami(vertices, 8)
+    basis = sh.sh_matrix(vertices, 8, "descoteaux07")
+    filtered_then_rotated = sh.sh_matrix(vertices @ rotation, 8, "descoteaux07") @ (
+        sh.sh_fit_matrix(vertices, 8, "descoteaux07", 0.0) @ (operator @ (basis @ coeffs)))
+    np.testing.assert_allclose(operator @ (basis @ rotated), filtered_then_rotated, atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("det", (1, -1))
 @pytest.mark.parametrize(("basis_in", "basis_out"), [("descoteaux07", "descoteaux07"), ("descoteaux07", "tournier07")])
 def test_sh_rotation_matrix_carries_band_limited_functions(det, basis_in, basis_out):

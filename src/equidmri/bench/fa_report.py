@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from equidmri.bench.report import fmt, header_lines
-from equidmri.microstructure.networks import SCNN_CHANNELS, SCNN_CHEB_ORDER, SCNN_HIDDEN, SCNN_MEAN_LMAX, SCNN_NSIDE
+from equidmri.microstructure.networks import SCNN_CHANNELS, SCNN_CHEB_ORDER, SCNN_HIDDEN, SCNN_LMAX, SCNN_NSIDE
 from equidmri.viz.fa import plot_error_boxplots, plot_fa_maps, plot_sphere_errors
 
 ALPHA = 0.05  # significance level of the paired t-tests
@@ -162,9 +162,10 @@ def render_markdown(record: dict[str, Any], figures: dict[str, str]) -> str:
         "signals → [100, 100, 10] ReLU → FA; its inputs are the test directions nearest (antipodally) to the "
         "Skare vectors, in Skare order, so on Jones data it sees the Jones signals matched to the Skare "
         "directions it was trained on (not in arbitrary order). S-CNN: ADC profile of the 6-direction tensor "
-        f"fit on the HEALPix hemisphere (nside {SCNN_NSIDE}) → Chebyshev graph convolutions with "
-        f"{SCNN_CHEB_ORDER} polynomials, channels {SCNN_CHANNELS}, ReLU → mean over the sphere with weights exact "
-        f"up to SH degree {SCNN_MEAN_LMAX} (rotation invariant) → {SCNN_HIDDEN} → 1.",
+        f"fit on the HEALPix hemisphere (nside {SCNN_NSIDE}) → spherical convolutions with {SCNN_CHEB_ORDER} "
+        "Chebyshev polynomials of the Laplace-Beltrami operator on SH of even degree "
+        f"<= {SCNN_LMAX} (exact isotropic filters), channels {SCNN_CHANNELS}, GELU → mean over the sphere with "
+        f"weights exact up to SH degree {SCNN_LMAX} (rotation invariant) → {SCNN_HIDDEN} → 1.",
         f"- Training: {training}. Total run time {record['seconds']:.0f} s.",
         "",
         "## Targets of the issue (computed from the numbers below)",
@@ -197,7 +198,8 @@ def render_markdown(record: dict[str, Any], figures: dict[str, str]) -> str:
         "",
         "The S-CNN target is max |ΔFA| < 1e-3; the FCN is not designed to be invariant (shown for contrast). "
         "The readout's weighted sphere mean is exact for band-limited features (plain HEALPix pixel means are not "
-        "rotation invariant even for the degree-2 ADC profile); what remains comes from the HEALPix graph "
-        "Laplacian and from the high degrees that ReLU creates.",
+        "rotation invariant even for the degree-2 ADC profile) and the filters commute with rotations up to SH "
+        f"degree {SCNN_LMAX}; what remains comes from the degrees above {SCNN_LMAX} that the nonlinearity creates "
+        "and the grid aliases.",
     ]
     return "\n".join(lines)

@@ -75,15 +75,23 @@ def filter_laplacian(nside: int, sigma: float | None = None, hemisphere: bool = 
     return (hemisphere_laplacian if hemisphere else rescaled_laplacian)(nside, sigma)
 
 
-@lru_cache(maxsize=32)
-def _chebyshev_stack(nside: int, cheb_order: int, sigma: float | None, hemisphere: bool) -> np.ndarray:
-    operator = filter_laplacian(nside, sigma, hemisphere)
+def matrix_chebyshev(operator: np.ndarray, cheb_order: int) -> np.ndarray:
+    """``T_0(A) .. T_{cheb_order-1}(A)`` of a square matrix ``A`` (spectrum in [-1, 1]), shape ``(K, V, V)``.
+
+    Three-term recursion ``T_k = 2 A T_{k-1} - T_{k-2}``, ``T_0 = I``, ``T_1 = A`` (Defferrard et al. 2016 eq. 4).
+    """
     stack = np.empty((cheb_order,) + operator.shape)
     stack[0] = np.eye(operator.shape[0])
     if cheb_order > 1:
         stack[1] = operator
     for k in range(2, cheb_order):
         stack[k] = 2.0 * operator @ stack[k - 1] - stack[k - 2]
+    return stack
+
+
+@lru_cache(maxsize=32)
+def _chebyshev_stack(nside: int, cheb_order: int, sigma: float | None, hemisphere: bool) -> np.ndarray:
+    stack = matrix_chebyshev(filter_laplacian(nside, sigma, hemisphere), cheb_order)
     stack.setflags(write=False)
     return stack
 

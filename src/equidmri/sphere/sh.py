@@ -166,3 +166,23 @@ def mean_weights(directions: np.ndarray, lmax: int, sh_basis: str = "descoteaux0
     target = np.zeros(k)
     target[0] = 1.0 / np.sqrt(4.0 * np.pi)
     return uniform + basis @ np.linalg.solve(basis.T @ basis, target - basis.T @ uniform)
+
+
+def laplace_beltrami(directions: np.ndarray, lmax: int, sh_basis: str = "descoteaux07") -> np.ndarray:
+    """The Laplace-Beltrami operator of the sphere on band-limited samples, rescaled to [-1, 1], ``(V, V)``.
+
+    ``A = B diag(2 l(l+1) / (lmax(lmax+1)) - 1) F`` with ``B`` the even-degree SH matrix at ``directions``
+    and ``F`` its unregularised least-squares fit (:func:`sh_fit_matrix`): samples are fitted with SH of
+    even degree <= ``lmax``, each degree is scaled by its Laplace-Beltrami eigenvalue ``-l(l+1)`` (rescaled to
+    the Chebyshev domain like the graph Laplacian of DeepSphere) and re-evaluated. Unlike the HEALPix graph
+    Laplacian it commutes exactly with rotations of band-limited signals, so polynomials in ``A`` are exact
+    zonal (isotropic) spherical filters up to degree ``lmax``; content above ``lmax`` is mapped to 0.
+
+    Raises
+    ------
+    ValueError
+        As :func:`sh_fit_matrix` (fewer directions than coefficients, odd ``lmax``).
+    """
+    l_values = degrees(lmax).astype(np.float64)
+    scale = 2.0 * l_values * (l_values + 1) / (lmax * (lmax + 1)) - 1.0 if lmax > 0 else -np.ones(1)
+    return sh_matrix(directions, lmax, sh_basis) @ (scale[:, None] * sh_fit_matrix(directions, lmax, sh_basis, 0.0))
