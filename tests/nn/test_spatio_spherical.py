@@ -221,13 +221,17 @@ def test_all_four_methods_are_tested():
     assert set(METHODS) == {"spectral", "chebyshev", "dense-recursion", "sparse-recursion"}
 
 
-@pytest.mark.skipif(not HAS_METHOD, reason="SpatioSphericalConv has no `method` argument yet")
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "chebyshev"])
+PATHS = [(m, "stencil") for m in LAYER_METHODS if m != "chebyshev"] + [
+    (m, "conv3d") for m in LAYER_METHODS if m != "spectral"]
+
+
+@pytest.mark.parametrize(("method", "spatial"), PATHS)
 @pytest.mark.parametrize("hemi", (True, False))
-@pytest.mark.parametrize("kernel", ("full", "rank1"))
-def test_every_method_agrees_with_the_precomputed_chebyshev_path(method, hemi, kernel, float64):
-    cheb = _randomise(_conv(3, 2, SphereGrid(4, hemi), kernel=kernel, method="chebyshev"))
-    other = _conv(3, 2, SphereGrid(4, hemi), kernel=kernel, method=method)
+@pytest.mark.parametrize(("kernel", "kernel_size"), (("full", 3), ("rank1", 3), ("full", 1)))
+def test_every_path_agrees_with_the_precomputed_chebyshev_stencil_path(method, spatial, hemi, kernel, kernel_size,
+                                                                       float64):
+    cheb = _randomise(_conv(3, 2, SphereGrid(4, hemi), kernel=kernel, kernel_size=kernel_size, method="chebyshev"))
+    other = _conv(3, 2, SphereGrid(4, hemi), kernel=kernel, kernel_size=kernel_size, method=method, spatial=spatial)
     other.load_state_dict(cheb.state_dict())
     x = torch.randn(2, cheb.grid.n_vertices, 3, 2, 2, 3)  # B = 2: the recursion's (V, B * ...) layout
     torch.testing.assert_close(other(x), cheb(x), atol=1e-10, rtol=0)
@@ -236,6 +240,11 @@ def test_every_method_agrees_with_the_precomputed_chebyshev_path(method, hemi, k
     got = torch.autograd.grad(other(x), tuple(other.parameters()), grad)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+
+
+def test_conv3d_spatial_path_is_refused_with_the_spectral_method():
+    with pytest.raises(ValueError, match="spatial must be one of"):
+        SpatioSphericalConv(1, 1, SphereGrid(2), method="spectral", spatial="conv3d")
 
 
 @pytest.mark.parametrize("hemi", (True, False))

@@ -2,14 +2,17 @@
 
 ``equidmri bench layers`` and ``equidmri bench unet`` (``--help`` of each lists the options).
 
-Five variants change one thing at a time (Elaldi, Gerig & Dey, NeurIPS 2024, Fig. 4 and its ablation):
+Five variants change one thing at a time (Elaldi, Gerig & Dey, NeurIPS 2024, Fig. 4 and its ablation);
+a-d apply the isotropic 3x3x3 kernel as the reference implementations do, with one ``conv3d`` over
+``K * C_in`` channels (``spatial="conv3d"``):
 
 - ``a``: full sphere, sparse Laplacian, Chebyshev recursion per call (DeepSphere / RT-ESD);
 - ``b``: full sphere, dense Laplacian, the same recursion;
 - ``c``: full sphere, precomputed dense ``T_k`` stack (``method="chebyshev"``);
 - ``d``: hemisphere V+, precomputed dense ``T_k`` of L+ (the SHD paper's layer);
-- ``e``: hemisphere V+, spectral path (``method="spectral"``, the library default); for the U-Net's forward
-  pass also with BatchNorm folded into the convolutions, as ``equidmri`` infers.
+- ``e``: ours: hemisphere V+, spectral path (``method="spectral"``) and the distance-class stencil
+  (``spatial="stencil"``), the library default; for the U-Net's forward pass also with BatchNorm folded into
+  the convolutions, as ``equidmri`` infers.
 
 ``layers``: one ``SpatioSphericalConv`` (16 -> 16 channels, cheb_order 5, 3x3x3 isotropic kernel), input
 ``(1, V, E, E, E, 16)`` float32 (E = 8 voxels), at nside 1, 2, 4, 8, 16, plus edges E = 4 and 16 at nside 8
@@ -52,12 +55,12 @@ from equidmri.nn.models import SHDUNet
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = {  # name -> (label, hemisphere, method)
-    "a": ("full sphere, sparse recursion", False, "sparse-recursion"),
-    "b": ("full sphere, dense recursion", False, "dense-recursion"),
-    "c": ("full sphere, dense precomputed T_k", False, "chebyshev"),
-    "d": ("hemisphere, dense precomputed T_k", True, "chebyshev"),
-    "e": ("hemisphere, spectral (default)", True, "spectral"),
+VARIANTS = {  # name -> (label, hemisphere, method, spatial)
+    "a": ("full sphere, sparse recursion, conv3d", False, "sparse-recursion", "conv3d"),
+    "b": ("full sphere, dense recursion, conv3d", False, "dense-recursion", "conv3d"),
+    "c": ("full sphere, dense precomputed T_k, conv3d", False, "chebyshev", "conv3d"),
+    "d": ("hemisphere, dense precomputed T_k, conv3d (SHD)", True, "chebyshev", "conv3d"),
+    "e": ("hemisphere, spectral, stencil (ours, default)", True, "spectral", "stencil"),
 }
 PASSES = ("fwd", "fwdbwd")
 CHANNELS = 16  # in and out channels of the benchmarked layer
@@ -79,11 +82,12 @@ BYTES_PER_MIB = 1024**2
 
 def build_module(bench: str, variant: str, nside: int) -> nn.Module:
     """The measured module: a 16 -> 16 layer or the U-Net, in ``variant``'s form."""
-    _, hemisphere, method = VARIANTS[variant]
+    _, hemisphere, method, spatial = VARIANTS[variant]
     if bench == "layers":
         return SpatioSphericalConv(CHANNELS, CHANNELS, SphereGrid(nside, hemisphere), cheb_order=CHEB_ORDER,
-                                   method=method)
-    return SHDUNet(UNET_IN_CHANNELS, 0, nside=nside, cheb_order=CHEB_ORDER, hemisphere=hemisphere, method=method)
+                                   method=method, spatial=spatial)
+    return SHDUNet(UNET_IN_CHANNELS, 0, nside=nside, cheb_order=CHEB_ORDER, hemisphere=hemisphere, method=method,
+                   spatial=spatial)
 
 
 def make_input(bench: str, module: nn.Module, edge: int, device: torch.device, backward: bool) -> Tensor:
@@ -195,7 +199,7 @@ def measure(variant: str, nside: int, edge: int, pass_: str, args: argparse.Name
                               "--child-edge", str(edge), "--child-pass", pass_, "--repeats", str(args.repeats),
                               "--threads", str(args.threads), "--device", args.device, "--budget", str(args.budget)],
                              args.threads)
-    label, hemisphere, method = VARIANTS[variant]
+    label, hemisphere, method, spatial = VARIANTS[variant]
     median = statistics.median(child_record["times_s"]) if child_record["times_s"] else None
     logger.info("%s %s nside %d edge %d %s: %s s, %s MiB", args.bench, variant, nside, edge, pass_, median,
                 child_record["peak_mem_mb"])
@@ -203,7 +207,7 @@ def measure(variant: str, nside: int, edge: int, pass_: str, args: argparse.Name
     return {"bench": "layer" if args.bench == "layers" else "unet", "variant": variant, "nside": nside,
             "edge": edge, "pass": pass_, "median_s": median, "peak_mem_mb": child_record["peak_mem_mb"],
             "voxels_per_s": voxels / median if median and args.bench == "unet" else None, "label": label,
-            "method": method, "hemisphere": hemisphere, **{k: child_record[k] for k in (
+            "method": method, "spatial": spatial, "hemisphere": hemisphere, **{k: child_record[k] for k in (
                 "n_vertices", "times_s", "warmup_s", "build_s", "geometry_mb")}}
 
 
@@ -266,7 +270,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Memory: {mem_kind} during the runs over the process before the module was built, MiB (includes the "
         "geometry buffers, not the graph construction). Ratios divide by variant a at the same nside, edge and pass.",
         "",
-        "Variants: " + "; ".join(f"**{k}** {v[0]} (`method={v[2]!r}`)" for k, v in VARIANTS.items())
+        "Variants: " + "; ".join(f"**{k}** {v[0]} (`method={v[2]!r}, spatial={v[3]!r}`)"
+                                 for k, v in VARIANTS.items())
         + (". The U-Net's variant e folds BatchNorm into the convolutions for `fwd`, as inference does."
            if s["bench"] == "unet" else "."),
         "",

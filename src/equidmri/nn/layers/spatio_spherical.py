@@ -20,6 +20,15 @@ Four computation paths give the same outputs from the same parameters:
 
 The first two exist for the efficiency ablation (``equidmri bench layers``; SHD paper Fig. 4).
 
+Two ways apply the isotropic spatial kernel, again with the same outputs:
+
+- ``spatial="stencil"`` (default): the filtered maps are mixed into one map per distance class, then a
+  parameter-free stencil sums each class over its taps (4 classes instead of 27 taps of channel mixing);
+- ``spatial="conv3d"``: the reference implementations' (RT-ESD, SHD): the 4 class weights are expanded into a
+  dense 3x3x3 kernel over ``K * C_in`` input channels and applied with ``torch.nn.functional.conv3d`` to the
+  ``(B V, K C_in, X, Y, Z)`` channels-first layout. It exists so that the ablation's variants a-d are the
+  paper's layers; the spectral path has no per-polynomial maps and only takes the stencil.
+
 Layout. Feature maps inside the networks are **vertex-major, channels-last**: ``(B, V, X, Y, Z, C)``.
 In that layout the spherical filter is one dense matmul over V, the channel mixing one matmul over C per
 Chebyshev order and the isotropic stencil a few shifted additions, with no transposition between layers
@@ -39,6 +48,7 @@ from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter
 
 KERNEL_FORMS = ("full", "rank1")
 METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
+SPATIAL = ("stencil", "conv3d")
 KERNEL_SIZES = {1: 1, 3: 4}  # kernel edge -> number of distance classes (3x3x3: 0, 1, sqrt 2, sqrt 3)
 
 
@@ -136,11 +146,14 @@ class SpatioSphericalConv(nn.Module):
         Graph kernel width (default ``0.8 / nside``).
     method : {"spectral", "chebyshev", "dense-recursion", "sparse-recursion"}
         Computation path (same function of the same parameters; see the module docstring).
+    spatial : {"stencil", "conv3d"}
+        How the isotropic kernel is applied (same function; see the module docstring).
 
     Raises
     ------
     ValueError
-        On non-positive channel counts, an unsupported kernel size, kernel form or method.
+        On non-positive channel counts, an unsupported kernel size, kernel form, method or spatial path,
+        or ``spatial="conv3d"`` with ``method="spectral"``.
     """
 
     def __init__(
@@ -154,6 +167,7 @@ class SpatioSphericalConv(nn.Module):
         sigma: float | None = None,
         bias: bool = True,
         method: str = "spectral",
+        spatial: str = "stencil",
     ) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1:
@@ -164,10 +178,13 @@ class SpatioSphericalConv(nn.Module):
             raise ValueError(f"kernel_size must be one of {sorted(KERNEL_SIZES)}, got {kernel_size}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if spatial not in SPATIAL or (spatial == "conv3d" and method == "spectral"):
+            raise ValueError(f"spatial must be one of {SPATIAL} ('stencil' with method 'spectral'), got {spatial!r}")
         if isinstance(cheb_order, bool) or not isinstance(cheb_order, int) or cheb_order < 1:
             raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
         self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
         self.cheb_order, self.kernel_size, self.kernel, self.method = cheb_order, kernel_size, kernel, method
+        self.spatial = spatial
         n_classes = KERNEL_SIZES[kernel_size]
         # Geometry stays float64 and is cast to the input's dtype in forward (a VxV cast, ~0.1 ms), so
         # that .double() gives float64-exact results rather than upcast float32 roundings.
@@ -217,10 +234,23 @@ class SpatioSphericalConv(nn.Module):
         out = isotropic_stencil([(spectrum @ response[r]).reshape(shape) for r in range(n_classes)])
         return (eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
 
+    def _conv3d(self, filtered: Tensor) -> Tensor:
+        """``(B, V, K, C_in, X, Y, Z)`` maps ``T_k x`` -> ``(B, V, X, Y, Z, C_out)`` by one ``conv3d``."""
+        b, v, k, c, nx, ny, nz = filtered.shape
+        edge = self.kernel_size
+        offsets = torch.arange(edge) - edge // 2
+        squared = offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2
+        kernel = self.class_weight().permute(3, 0, 1, 2).reshape(self.out_channels, k * c, -1)[..., squared]
+        out = nn.functional.conv3d(filtered.reshape(b * v, k * c, nx, ny, nz), kernel, padding=edge // 2)
+        return out.reshape(b, v, self.out_channels, nx, ny, nz).permute(0, 1, 3, 4, 5, 2)
+
     def _forward_chebyshev(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
         # (K*V, V) @ (B, V, X*Y*Z*C) -> (B, K, V, X*Y*Z, C): all T_k x in one matmul, no transposition.
         filtered = (self.cheb.to(x.dtype) @ x.reshape(b, v, -1)).reshape(b, self.cheb_order, -1, c)
+        if self.spatial == "conv3d":
+            maps = filtered.reshape(b, self.cheb_order, v, nx, ny, nz, c).permute(0, 2, 1, 6, 3, 4, 5)
+            return self._conv3d(maps)
         weight = self.class_weight()
         n_classes = weight.shape[2]
         mixed = filtered[:, 0] @ weight[0].reshape(c, -1)
@@ -236,11 +266,18 @@ class SpatioSphericalConv(nn.Module):
         n_classes = weight.shape[2]
         # (V, B * X*Y*Z * C): a view for B = 1; T_k x by the three-term recursion, mixed as it comes
         previous, current = None, x.transpose(0, 1).reshape(v, -1)
-        mixed = current.reshape(-1, c) @ weight[0].reshape(c, -1)
-        for k in range(1, self.cheb_order):
-            step = laplacian @ current
-            previous, current = current, (step if k == 1 else 2.0 * step - previous)
-            mixed = mixed + current.reshape(-1, c) @ weight[k].reshape(c, -1)
+        polynomials, mixed = [], 0
+        for k in range(self.cheb_order):
+            if k:
+                step = laplacian @ current
+                previous, current = current, (step if k == 1 else 2.0 * step - previous)
+            if self.spatial == "conv3d":
+                polynomials.append(current)
+            else:
+                mixed = mixed + current.reshape(-1, c) @ weight[k].reshape(c, -1)
+        if self.spatial == "conv3d":  # (K, V, B, X, Y, Z, C) -> (B, V, K, C, X, Y, Z)
+            maps = torch.stack(polynomials).reshape(-1, v, b, nx, ny, nz, c).permute(2, 1, 0, 6, 3, 4, 5)
+            return self._conv3d(maps)
         mixed = mixed.reshape(v, b, nx, ny, nz, n_classes, self.out_channels).transpose(0, 1)
         return isotropic_stencil(mixed.unbind(5))
 
@@ -248,5 +285,5 @@ class SpatioSphericalConv(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, nside={self.grid.nside}, hemisphere={self.grid.hemisphere}, "
             f"cheb_order={self.cheb_order}, kernel_size={self.kernel_size}, kernel={self.kernel!r}, "
-            f"method={self.method!r}"
+            f"method={self.method!r}, spatial={self.spatial!r}"
         )

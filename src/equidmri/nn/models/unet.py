@@ -63,6 +63,8 @@ class SHDUNet(UNetBackbone):
         Stack each voxel's 3x3x3 neighbourhood on the input channels (Concat-ESD; not E(3)-equivariant).
     method : str
         Computation path of every convolution (``SpatioSphericalConv``'s ``METHODS``; same outputs).
+    spatial : {"stencil", "conv3d"}
+        How every convolution applies its isotropic kernel (``SpatioSphericalConv``; same outputs).
 
     Raises
     ------
@@ -84,6 +86,7 @@ class SHDUNet(UNetBackbone):
         sigma: float | None = None,
         concat_neighbours: bool = False,
         method: str = "spectral",
+        spatial: str = "stencil",
     ) -> None:
         widths = tuple(widths)
         kernel_sizes = broadcast_kernel_sizes(kernel_sizes, widths)
@@ -93,7 +96,7 @@ class SHDUNet(UNetBackbone):
 
         def block(c_in: int, c_out: int, level: int) -> ConvBlock:
             return ConvBlock(c_in, c_out, grids[level], cheb_order=cheb_order, kernel_size=kernel_sizes[level],
-                             kernel=kernel, sigma=sigma, method=method)
+                             kernel=kernel, sigma=sigma, method=method, spatial=spatial)
 
         first = in_channels * (NEIGHBOURHOOD if concat_neighbours else 1)
         super().__init__(first, widths, kernel_sizes, block, lambda i: SphericalPool(grids[i]),
@@ -101,7 +104,7 @@ class SHDUNet(UNetBackbone):
         self.in_channels, self.n_iso, self.nside, self.grid = in_channels, n_iso, nside, grids[0]
         self.cheb_order, self.hemisphere, self.concat_neighbours = cheb_order, hemisphere, concat_neighbours
         self.head = SpatioSphericalConv(widths[0], 1 + n_iso, grids[0], cheb_order=cheb_order, kernel_size=1,
-                                        sigma=sigma, method=method)
+                                        sigma=sigma, method=method, spatial=spatial)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
             self.head.bias.fill_(inverse_softplus(INITIAL_FODF))
