@@ -10,7 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_inputs import run_main  # noqa: E402
 
+from equidmri.bench.methods import VolumeSet, _train  # noqa: E402
 from equidmri.bench.table import COLUMNS, summarise  # noqa: E402
+from equidmri.recon.model import NetworkConfig  # noqa: E402
+from equidmri.recon.train import TrainConfig  # noqa: E402
 
 METHODS = ["CSD (lmax 8)", "SHD"]
 
@@ -50,7 +53,20 @@ def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
     for _, label, _ in COLUMNS:
         assert f"{label} high" in markdown and f"{label} low" in markdown
     assert "| SHD |" in markdown and " ± " in markdown  # two seeds give a confidence interval
+    assert "Low resolution (angular super-resolution, SHD paper §4.2.1)" in markdown
     assert (root / "results" / "table.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_low_resolution_networks_read_the_low_series_and_reconstruct_the_high_one(tiny_table):
+    root, _ = tiny_table
+    volumes = VolumeSet(root / "data")
+    config = TrainConfig(epochs=1, patch_size=6, patches_per_epoch=1)
+    model = _train(volumes, "low", NetworkConfig(widths=(4, 4, 4, 4)), config)
+    n_low, n_high = (volumes.get("train", r).data.dwi.shape[-1] for r in ("low", "high"))
+    assert model.super_resolution and model.sampler.operator.shape[-1] == n_low == 33
+    assert model.signal_model.wm_operator.shape[0] == n_high > n_low
+    assert not _train(volumes, "high", NetworkConfig(widths=(4, 4, 4, 4)), config).super_resolution
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 A method turns the phantom set at one angular resolution into peaks of the validation and test volumes.
 Iterative methods fit each volume on its own; learned methods train on the train volume and predict the
-others. Peaks come back in the world frame, so that they compare with ``gt_peaks.nii.gz`` directly.
+others (at low resolution they read the low-resolution train volume and reconstruct its high-resolution
+series: angular super-resolution, SHD paper §4.2.1). Peaks come back in the world frame, so that they
+compare with ``gt_peaks.nii.gz`` directly.
 To add a method, append a :class:`Method` to :data:`METHODS`.
 """
 
@@ -168,21 +170,25 @@ def _mrtrix(algorithm: str) -> Callable[[VolumeSet, str, int, Settings], Run]:
     return run
 
 
-def _network(model: str, tv: bool) -> Callable[[VolumeSet, str, int, Settings], Run]:
-    """Train ``model`` (registry name) unsupervised on the train volume, predict val and test.
+def _train(volumes: VolumeSet, resolution: str, network: NetworkConfig, config: TrainConfig) -> SHDModel:
+    """Train on the train volume: the network reads it at ``resolution`` and reconstructs its high
+    resolution series through the responses of that series (at low resolution: angular
+    super-resolution, SHD paper §4.2.1)."""
+    source, target = volumes.get("train", resolution), volumes.get("train", "high")
+    model = SHDModel(target.gtab, target.responses, network, config, input_gtab=source.gtab)
+    model.fit(target.data.dwi, target.mask, input_dwi=source.data.dwi)
+    return model
 
-    At low resolution the network reconstructs the 33-volume input itself: :class:`SHDModel` cannot yet
-    train against a different (high-resolution) sampling, so this is not the SHD paper's angular
-    super-resolution (§4.2.1).
-    """
+
+def _network(model: str, tv: bool) -> Callable[[VolumeSet, str, int, Settings], Run]:
+    """Train ``model`` (registry name) unsupervised on the train volume (see :func:`_train`), predict the
+    val and test volumes at the run's resolution."""
     def run(volumes: VolumeSet, resolution: str, seed: int, settings: Settings) -> Run:
-        train_data = volumes.get("train", resolution)
         weights = LossWeights() if tv else LossWeights(tv=0.0)
         config = TrainConfig(epochs=settings.epochs, patch_size=settings.patch_size, seed=seed, weights=weights)
         network = NetworkConfig(model=model, widths=settings.widths)
         start = time.perf_counter()
-        shd = SHDModel(train_data.gtab, train_data.responses, network, config)
-        shd.fit(train_data.data.dwi, train_data.mask)
+        shd = _train(volumes, resolution, network, config)
         train_s = time.perf_counter() - start
         peaks, seconds = {}, 0.0
         for name in EVAL_VOLUMES:

@@ -4,9 +4,12 @@
 
 For each method, angular resolution (high: all volumes; low: b=0 + 29 directions) and seed (learned
 methods only), the peaks of the validation volume choose the F1-best relative threshold and the test
-volume is scored at it (Daducci et al. 2014 via :mod:`equidmri.eval.metrics`). Learned methods report
-the mean and 95% confidence interval (Student t) over seeds. Writes ``RESULTS/table.md``,
-``RESULTS/table.json`` and ``RESULTS/table.png`` (FPR against angular error, the paper's Fig. 6 A/B).
+volume is scored at it (Daducci et al. 2014 via :mod:`equidmri.eval.metrics`). At low resolution the
+learned methods train for angular super-resolution (SHD paper §4.2.1): input the low-resolution train
+volume, target its high-resolution series; the iterative methods see only low-resolution volumes.
+Learned methods report the mean and 95% confidence interval (Student t) over seeds. Writes
+``RESULTS/table.md``, ``RESULTS/table.json`` and ``RESULTS/table.png`` (FPR against angular error, the
+paper's Fig. 6 A/B).
 ``--quick`` runs on the central 12³ voxels of each volume with two epochs and tiny networks (a smoke test).
 """
 
@@ -95,8 +98,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         *header_lines("Deconvolution methods on the phantom test volume (SHD paper Table 1 layout)", result),
         f"Data: `{s['data']}` (size {s['size']}³, SNR {s['snr']}); high = {s['n_volumes']['high']} volumes, "
         f"low = {s['n_volumes']['low']} (b=0 + 29 directions of b=1000). Learned methods: {s['epochs']} epochs, "
-        f"patch {s['patch_size']}, widths {s['widths']}, seeds {s['seeds']}, trained on `train`; the low-resolution "
-        "networks reconstruct their own 33-volume input (no angular super-resolution yet). Thresholds: F1-best "
+        f"patch {s['patch_size']}, widths {s['widths']}, seeds {s['seeds']}, trained on `train`. Low resolution "
+        "(angular super-resolution, SHD paper §4.2.1): the learned methods read the low-resolution `train` volume "
+        "and are trained to reconstruct its full high-resolution series through the response functions, then "
+        "deconvolve the low-resolution `val` and `test` volumes; the iterative methods only see the "
+        "low-resolution volumes. Thresholds: F1-best "
         "on `val` among 0.05..0.95, scores on `test`; learned rows are mean ± 95% CI (Student t) over seeds. "
         f"RUMBA-SD: {s['rumba_iters']} iterations. FPR = FP/(TP+FP), FNR = FN/(TP+FN), 25° cone.",
         "",

@@ -2,7 +2,9 @@
 
 ``SHDModel(gtab, responses).fit(dwi, mask)`` trains the network unsupervised on that volume and returns
 an immutable :class:`FODFFit`; ``SHDModel.from_checkpoint(...).predict(dwi, mask)`` applies a trained
-network to another volume with the same shells (amortised inference).
+network to another volume with the same shells (amortised inference). With ``input_gtab`` the network reads
+a low angular resolution acquisition and is trained to reconstruct the full one (angular super-resolution,
+SHD paper §4.2.1).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dipy.core.gradients import GradientTable
 from dipy.core.sphere import Sphere
 
 from equidmri import __version__
-from equidmri.dmri.gradients import SHELL_TOL, find_shells
+from equidmri.dmri.gradients import B0_THRESHOLD, SHELL_TOL, Shells, find_shells, make_gtab
 from equidmri.dmri.peaks import find_peaks
 from equidmri.dmri.preprocess import build_sampler
 from equidmri.dmri.response import TissueResponses
@@ -104,25 +106,33 @@ class FODFFit:
 class SHDModel:
     """Spatio-hemispherical deconvolution bound to one acquisition and its response functions.
 
+    The network reads volumes of the *input* acquisition (``input_gtab``, by default ``gtab``): its input
+    channels are the b=0 mean and one per-shell SH interpolation of each input shell. The reconstruction
+    loss, the signal model and the responses are on the *target* acquisition ``gtab``. With a low angular
+    resolution ``input_gtab`` (e.g. b=0 + 29 directions of one shell) and the full acquisition as ``gtab``,
+    training learns angular super-resolution; prediction then needs only input-acquisition volumes.
+
     Parameters
     ----------
     gtab : GradientTable
-        Acquisition, b-vectors in the voxel-axis frame.
+        Target acquisition (reconstructed in training), b-vectors in the voxel-axis frame, with b=0 volumes.
     responses : TissueResponses
-        WM (single-shell) or WM/GM/CSF (multi-shell) responses on the acquisition's shells.
+        WM (single-shell) or WM/GM/CSF (multi-shell) responses on the shells of ``gtab``.
     network : NetworkConfig
     train_config : TrainConfig
     device : str or torch.device
+    input_gtab : GradientTable, optional
+        Acquisition the network reads (voxel-axis frame, with b=0 volumes); default ``gtab``.
 
     Raises
     ------
     ValueError
-        If the shells of ``gtab`` and ``responses`` differ.
+        If the shells of ``gtab`` and ``responses`` differ, or ``gtab`` or ``input_gtab`` has no b=0 volume.
 
     References
     ----------
     Elaldi, Gerig & Dey, "Equivariant spatio-hemispherical networks for diffusion MRI deconvolution",
-    NeurIPS 2024.
+    NeurIPS 2024; §4.2.1 for the angular super-resolution setting.
     """
 
     def __init__(
@@ -132,68 +142,130 @@ class SHDModel:
         network: NetworkConfig | None = None,
         train_config: TrainConfig | None = None,
         device: str | torch.device = "cpu",
+        input_gtab: GradientTable | None = None,
     ) -> None:
         self.gtab, self.responses = gtab, responses
+        self.input_gtab = gtab if input_gtab is None else input_gtab
         self.network = network or NetworkConfig()
         self.train_config = train_config or TrainConfig()
         self.shells = find_shells(gtab.bvals)
+        self.input_shells = find_shells(self.input_gtab.bvals)
         check_same_shells(self.shells.bvals, responses.shells)
+        check_has_b0(self.shells, "gtab")
+        check_has_b0(self.input_shells, "input_gtab")
         torch.manual_seed(self.train_config.seed)
         net_kwargs = self.network.to_dict()
         match_b0 = net_kwargs.pop("match_b0")
-        self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.shells.bvals.size,
+        self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.input_shells.bvals.size,
                                n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
         vertices = self.net.grid.vertices
-        bvecs = np.asarray(gtab.bvecs, dtype=np.float64)
-        self.sampler = build_sampler(bvecs, self.shells, vertices)
-        self.signal_model = SignalModel(vertices, bvecs, self.shells, responses.zonal(FODF_LMAX), match_b0).to(device)
+        self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
+        self.signal_model = SignalModel(vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells,
+                                        responses.zonal(FODF_LMAX), match_b0).to(device)
+
+    @property
+    def super_resolution(self) -> bool:
+        """True when the network reads another acquisition than the one it reconstructs (``input_gtab`` given)."""
+        return self.input_gtab is not self.gtab
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        """What a checkpoint records besides the weights."""
-        return {"version": __version__, "network": self.network.to_dict(), "train": self.train_config.to_dict(),
-                "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist()}
+        """What a checkpoint records besides the weights.
+
+        ``shells`` are the target's and ``input_shells`` the input's (s/mm²); a super-resolution model also
+        records the target acquisition, ``target_gradients = {"bvals": (N,) s/mm², "bvecs": (N, 3) voxel
+        frame}``, since prediction only sees input-acquisition volumes.
+        """
+        meta = {"version": __version__, "network": self.network.to_dict(), "train": self.train_config.to_dict(),
+                "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist(),
+                "input_shells": self.input_shells.bvals.tolist()}
+        if self.super_resolution:
+            meta["target_gradients"] = {"bvals": np.asarray(self.gtab.bvals, dtype=np.float64).tolist(),
+                                        "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist()}
+        return meta
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu") -> SHDModel:
-        """Rebuild a trained model for a new acquisition ``gtab`` with the same shells.
+        """Rebuild a trained model for a new acquisition ``gtab`` with the shells of the network's input.
+
+        For a super-resolution checkpoint, ``gtab`` is the new input acquisition and the target acquisition
+        is rebuilt from the checkpoint's ``target_gradients``.
 
         Raises
         ------
         ValueError
-            If the acquisition's shells differ from the model's.
+            If the acquisition's shells differ from those the network was trained to read.
         """
         state = load_checkpoint(path)
         meta = state["meta"]
+        check_same_shells(find_shells(gtab.bvals).bvals, np.asarray(meta.get("input_shells", meta["shells"])))
         responses = TissueResponses.from_dict(meta["responses"])
-        model = cls(gtab, responses, NetworkConfig.from_dict(meta["network"]),
-                    TrainConfig.from_dict(meta["train"]), device=device)
+        configs = (NetworkConfig.from_dict(meta["network"]), TrainConfig.from_dict(meta["train"]))
+        target = meta.get("target_gradients")
+        if target is None:
+            model = cls(gtab, responses, *configs, device=device)
+        else:
+            model = cls(make_gtab(np.asarray(target["bvals"]), np.asarray(target["bvecs"])), responses, *configs,
+                        device=device, input_gtab=gtab)
         model.net.load_state_dict(state["state_dict"])
         model.net.eval()
         return model
 
-    def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float) -> tuple[torch.Tensor, torch.Tensor]:
-        if dwi.ndim != 4 or dwi.shape[-1] != len(self.gtab.bvals):
-            raise ValueError(f"dwi must be (X, Y, Z, {len(self.gtab.bvals)}), got {dwi.shape}")
+    def _normalise(self, dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, s0_wm: float,
+                   name: str) -> np.ndarray:
+        """``dwi (X, Y, Z, N)`` of ``gtab`` divided by ``s0_wm`` inside ``mask``, zero outside, float32."""
+        if dwi.ndim != 4 or dwi.shape[-1] != len(gtab.bvals):
+            raise ValueError(f"{name} must be (X, Y, Z, {len(gtab.bvals)}) to match its gradient table, "
+                             f"got {dwi.shape}")
         if mask.shape != dwi.shape[:3]:
-            raise ValueError(f"mask shape {mask.shape} differs from the DWI's {dwi.shape[:3]}")
-        normalised = np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
-        inputs = torch.from_numpy(self.sampler(normalised))
-        return inputs, torch.from_numpy(normalised)
+            raise ValueError(f"mask shape {mask.shape} differs from the {name} volume's {dwi.shape[:3]}")
+        return np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
 
-    def fit(self, dwi: np.ndarray, mask: np.ndarray, *, checkpoint_path: str | os.PathLike | None = None,
-            resume: bool = False, progress: bool = False, tile: int = DEFAULT_TILE) -> FODFFit:
-        """Train on ``dwi`` (unsupervised) and deconvolve it.
+    def _inputs(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, name: str) -> torch.Tensor:
+        """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume."""
+        return torch.from_numpy(self.sampler(self._normalise(dwi, self.input_gtab, mask, s0_wm, name)))
+
+    def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float,
+                 input_dwi: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input from ``input_dwi`` (default ``dwi``) and the normalised target ``dwi``."""
+        target = self._normalise(dwi, self.gtab, mask, s0_wm, "dwi")
+        if input_dwi is None and not self.super_resolution:  # one normalised copy serves both
+            return torch.from_numpy(self.sampler(target)), torch.from_numpy(target)
+        input_dwi = dwi if input_dwi is None else input_dwi
+        if input_dwi.shape[:3] != dwi.shape[:3]:
+            raise ValueError(f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: "
+                             "both must be the same volume")
+        return self._inputs(input_dwi, mask, s0_wm, "input_dwi"), torch.from_numpy(target)
+
+    def fit(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
+            checkpoint_path: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
+            tile: int = DEFAULT_TILE) -> FODFFit:
+        """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
+
+        Both volumes are divided by the WM b=0 response ``responses.s0[0]``.
 
         Parameters
         ----------
         dwi : ndarray, shape ``(X, Y, Z, N)``
-            Signal, scanner units.
+            Target signal on ``gtab``, scanner units.
         mask : ndarray, shape ``(X, Y, Z)`` bool
+        input_dwi : ndarray, shape ``(X, Y, Z, N_in)``, optional
+            The same volume acquired on ``input_gtab`` (e.g. its low angular resolution subset), scanner
+            units; default ``dwi``.
         checkpoint_path, resume : see :func:`equidmri.recon.train.train`.
         tile : int
             Inference tile edge, voxels.
+
+        Raises
+        ------
+        ValueError
+            If ``dwi`` (``input_dwi``) does not have one volume per row of ``gtab`` (``input_gtab``), the
+            spatial shapes of ``dwi``, ``input_dwi`` and ``mask`` differ, or the mask is empty.
+
+        References
+        ----------
+        Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4 (loss) and §4.2.1 (angular super-resolution).
         """
-        inputs, target = self._prepare(dwi, mask, self.responses.s0[0])
+        inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         history = train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
                         checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume,
                         progress=progress)
@@ -203,9 +275,21 @@ class SHDModel:
                 tile: int = DEFAULT_TILE, progress: bool = False) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
-        ``s0_wm`` normalises the signal (the new volume's WM b=0 response; default the model's).
+        Parameters
+        ----------
+        dwi : ndarray, shape ``(X, Y, Z, N_in)``
+            Volume of the input acquisition (``input_gtab``: the low-resolution one of a super-resolution
+            model), scanner units.
+        mask : ndarray, shape ``(X, Y, Z)`` bool
+        s0_wm : float, optional
+            Normalises the signal (the new volume's WM b=0 response, scanner units; default the model's).
+
+        Raises
+        ------
+        ValueError
+            If ``dwi`` does not have one volume per row of ``input_gtab`` or ``mask`` has another shape.
         """
-        inputs, _ = self._prepare(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm)
+        inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
         return self._deconvolve(inputs, mask, [], tile, progress)
 
     def _deconvolve(self, inputs: torch.Tensor, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
@@ -230,3 +314,10 @@ def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
             f"the acquisition's shells {np.round(bvals).tolist()} s/mm² differ from the model's "
             f"{np.round(reference).tolist()} s/mm² (tolerance {SHELL_TOL} s/mm²)"
         )
+
+
+def check_has_b0(shells: Shells, name: str) -> None:
+    """Raise ``ValueError`` unless the acquisition ``name`` holds a b=0 volume (it normalises the signal)."""
+    if not np.any(shells.index < 0):
+        raise ValueError(f"{name} has no b=0 volume (b <= {B0_THRESHOLD} s/mm²): the signal cannot be "
+                         "normalised by the WM b=0 response")
