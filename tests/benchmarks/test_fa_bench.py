@@ -44,6 +44,7 @@ def test_paired_t_tests_and_invariance_are_reported(quick_run):
     assert all(0.0 <= t["p"] <= 1.0 and t["n"] > 1 for t in tests)
     invariance = result["invariance"]
     assert invariance["scnn (sim-skare)"]["max_abs"] < invariance["fcn (sim-skare)"]["max_abs"]
+    assert all(cell["max_abs"] < 1e-3 for name, cell in invariance.items() if name.startswith("scnn"))  # trained
 
 
 @pytest.mark.slow
