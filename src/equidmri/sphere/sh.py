@@ -176,7 +176,8 @@ def laplace_beltrami(directions: np.ndarray, lmax: int, sh_basis: str = "descote
     even degree <= ``lmax``, each degree is scaled by its Laplace-Beltrami eigenvalue ``-l(l+1)`` (rescaled to
     the Chebyshev domain like the graph Laplacian of DeepSphere) and re-evaluated. Unlike the HEALPix graph
     Laplacian it commutes exactly with rotations of band-limited signals, so polynomials in ``A`` are exact
-    zonal (isotropic) spherical filters up to degree ``lmax``; content above ``lmax`` is mapped to 0.
+    zonal (isotropic) spherical filters up to degree ``lmax``; content above ``lmax`` is not represented and
+    enters only through the least-squares fit (aliasing).
 
     Raises
     ------
