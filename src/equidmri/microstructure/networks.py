@@ -64,14 +64,14 @@ class SHChebyshevConv(nn.Module):
 
     def __init__(self, operator, in_channels: int, out_channels: int, cheb_order: int) -> None:
         super().__init__()
-        stack = matrix_chebyshev(operator, cheb_order)
-        self.register_buffer("polynomials", torch.tensor(stack, dtype=torch.float32), persistent=False)
+        higher = matrix_chebyshev(operator, cheb_order)[1:]  # T_1 .. T_{K-1}; T_0 = I needs no matmul
+        self.register_buffer("polynomials", torch.tensor(higher, dtype=torch.float32), persistent=False)
         fan_in = in_channels * cheb_order
         self.weight = nn.Parameter(torch.randn(cheb_order, in_channels, out_channels) * (2.0 / fan_in) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        higher = torch.einsum("kuv,bvc->bkuc", self.polynomials[1:].to(x.dtype), x)  # T_0 = I is skipped
+        higher = torch.einsum("kuv,bvc->bkuc", self.polynomials.to(x.dtype), x)
         filtered = torch.cat([x[:, None], higher], dim=1)
         return torch.einsum("bkuc,kcd->bud", filtered, self.weight) + self.bias
 
