@@ -222,17 +222,24 @@ class SpatioSphericalConv(nn.Module):
         out = self._filter(x)
         return out if self.bias is None else out + self.bias
 
+    def _analysis(self, x: Tensor) -> Tensor:
+        """``U^T x``: ``(B, V, M)`` vertex values -> ``(B, V, M)`` coefficients per eigenvector."""
+        return self.eigvecs.to(x.dtype).T @ x
+
+    def _synthesis(self, y: Tensor) -> Tensor:
+        """``U y``: ``(B, V, M)`` coefficients per eigenvector -> ``(B, V, M)`` vertex values."""
+        return self.eigvecs.to(y.dtype) @ y
+
     def _forward_spectral(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
-        eigvecs = self.eigvecs.to(x.dtype)
-        spectrum = (eigvecs.T @ x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
+        spectrum = self._analysis(x.reshape(b, v, -1)).reshape(b, v, -1, c)
         weight = self.class_weight()
         n_classes = weight.shape[2]
         # spectral response of each (class, in, out) filter at each eigenvalue: (R, V, C_in, C_out)
         response = torch.einsum("kv,kiro->rvio", self.cheb_response.to(x.dtype), weight)
         shape = (b, v, nx, ny, nz, self.out_channels)
         out = isotropic_stencil([(spectrum @ response[r]).reshape(shape) for r in range(n_classes)])
-        return (eigvecs @ out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)  # U y
+        return self._synthesis(out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)
 
     def _conv3d(self, filtered: Tensor) -> Tensor:
         """``(B, V, K, C_in, X, Y, Z)`` maps ``T_k x`` -> ``(B, V, X, Y, Z, C_out)`` by one ``conv3d``."""
