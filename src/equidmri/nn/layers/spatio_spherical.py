@@ -76,13 +76,18 @@ def _shift_sum(t: Tensor, axis: int) -> Tensor:
 
 
 def _spread(out: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:
-    """Add to ``out`` the sums of ``faces``/``edges``/``corners`` over the taps at distance 1, sqrt 2, sqrt 3."""
-    for axis in (_X, _Y, _Z):
-        _add_shift_sum(out, faces, axis)
-    edges_x, edges_y = _shift_sum(edges, _X), _shift_sum(edges, _Y)
-    _add_shift_sum(_add_shift_sum(out, edges_x, _Y), edges_x, _Z)
-    _add_shift_sum(out, edges_y, _Z)
-    return _add_shift_sum(out, _shift_sum(_shift_sum(corners, _X), _Y), _Z)
+    """Add to ``out`` the sums of ``faces``/``edges``/``corners`` over the taps at distance 1, sqrt 2, sqrt 3.
+
+    With ``A_x t = t(x - e_x) + t(x + e_x)`` (and likewise y, z) the three tap sums are
+    ``(A_x + A_y + A_z) faces + (A_x A_y + A_x A_z + A_y A_z) edges + A_x A_y A_z corners``, evaluated in
+    the nested form ``A_x [faces + A_z edges + A_y (edges + A_z corners)] + A_y [faces + A_z edges] + A_z faces``:
+    about 13 passes over the maps instead of 19 for the expanded sum.
+    """
+    y_arg = _shift_sum(edges, _Z).add_(faces)  # faces + A_z edges
+    x_arg = _shift_sum(_shift_sum(corners, _Z).add_(edges), _Y).add_(y_arg)
+    _add_shift_sum(out, x_arg, _X)
+    _add_shift_sum(out, y_arg, _Y)
+    return _add_shift_sum(out, faces, _Z)
 
 
 class _IsotropicStencil(torch.autograd.Function):
