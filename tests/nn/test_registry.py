@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from equidmri.nn.blocks import fold_batchnorm
 from equidmri.nn.models import MODELS, SHDUNet, SHUNet, build_model
 
 NAMES = ["cnn", "concat-esd", "esd", "mlp", "rt-esd", "shd", "shd-tv"]
@@ -55,3 +56,28 @@ def test_sh_models_project_on_even_degrees_on_the_hemisphere_and_all_degrees_on_
 def test_build_model_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"unknown model 'x'; choose from \['cnn', 'concat-esd', 'esd'"):
         build_model("x", in_channels=2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kernel_sizes", [(3, 1), (3, 3)])
+def test_masked_execution_equals_the_dense_pass_on_the_mask(name, kernel_sizes, float64):
+    net = build_model(name, **{**CONFIG, "widths": (3, 4), "kernel_sizes": kernel_sizes})
+    with torch.no_grad():  # generic BatchNorm parameters and statistics, folded as in inference
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.add_(torch.randn_like(module.weight) * 0.1)
+                module.bias.copy_(torch.randn_like(module.bias) * 0.1)
+                module.running_mean.copy_(torch.randn_like(module.running_mean) * 0.1)
+                module.running_var.copy_(torch.rand_like(module.running_var) + 0.5)
+        net.head.weight.mul_(100.0)  # undo the head's small initialisation: outputs that vary
+    net = fold_batchnorm(net)
+    x = torch.randn(1, 2, 9, 8, 7, net.grid.n_vertices)
+    mask = torch.rand(9, 8, 7) < 0.1
+    mask[4, 0, 6] = True  # on the border
+    with torch.no_grad():
+        fodf, iso = net(x)
+        masked_fodf, masked_iso = net.forward_masked(x, mask)
+    assert masked_fodf.shape == (1, int(mask.sum()), net.grid.n_vertices)
+    assert fodf[0][mask].std() > 1e-3  # a generic output
+    torch.testing.assert_close(masked_fodf[0], fodf[0][mask], atol=1e-12, rtol=0)
+    torch.testing.assert_close(masked_iso[0], iso[0][mask], atol=1e-12, rtol=0)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.spatial import IsotropicConv3d
 from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv
+from equidmri.nn.layers.support import MaskSupport
 
 
 class ConvBlock(nn.Module):
@@ -30,7 +31,16 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x)
+        return self._activate(self.conv(x))
+
+    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> tuple[Tensor, int]:
+        """Masked execution: ``x`` compact on ``mask (+) k`` -> ``(output, k')``, the output compact on
+        ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``)."""
+        if self.conv.kernel_size == 1:
+            return self(x), k
+        return self._activate(self.conv.forward_on(x, support, k)), k - 1
+
+    def _activate(self, y: Tensor) -> Tensor:
         return self.act(self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape))
 
 

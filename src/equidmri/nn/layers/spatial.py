@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.spatio_spherical import KERNEL_SIZES, isotropic_stencil
+from equidmri.nn.layers.support import MaskSupport
 
 _SPATIAL_AXES = (2, 3, 4)  # X, Y, Z of the (B, V, X, Y, Z, C) layout
 
@@ -52,10 +53,22 @@ class IsotropicConv3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 6 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected (B, V, X, Y, Z, {self.in_channels}), got {tuple(x.shape)}")
+        out = isotropic_stencil(self._classes(x))
+        return out if self.bias is None else out + self.bias
+
+    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> Tensor:
+        """Masked execution (``kernel_size=3``): ``x`` compact on ``mask (+) k`` -> output on ``mask (+) (k - 1)``.
+
+        Channels are mixed on the compact voxels, the distance classes spread on the dense grid.
+        """
+        out = support.compact(isotropic_stencil([support.dense(c, k) for c in self._classes(x)]), k - 1)
+        return out if self.bias is None else out + self.bias
+
+    def _classes(self, x: Tensor) -> list[Tensor]:
+        """One ``(B, V, X, Y, Z, C_out)`` map per distance class."""
         n_classes = self.weight.shape[1]
         mixed = (x @ self.weight.reshape(self.in_channels, -1)).unflatten(-1, (n_classes, self.out_channels))
-        out = isotropic_stencil(mixed.unbind(-2))
-        return out if self.bias is None else out + self.bias
+        return mixed.unbind(-2)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

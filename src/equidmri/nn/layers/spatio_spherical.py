@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
+from equidmri.nn.layers.support import MaskSupport
 from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian, laplacian_eigh
 
 KERNEL_FORMS = ("full", "rank1")
@@ -235,16 +236,35 @@ class SpatioSphericalConv(nn.Module):
         """``U y``: ``(B, V, M)`` coefficients per eigenvector -> ``(B, V, M)`` vertex values."""
         return self.eigvecs.to(y.dtype) @ y
 
-    def _forward_spectral(self, x: Tensor) -> Tensor:
+    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> Tensor:
+        """Masked execution: ``x`` compact on ``mask (+) k`` -> the output compact on ``mask (+) (k - 1)``.
+
+        Only for ``kernel_size=3`` (a voxel-wise layer runs on compact maps as they are). The spectral path
+        transforms and mixes on the compact voxels and spreads its distance classes on the dense grid; the
+        other paths run on the dense grid (see :mod:`equidmri.nn.layers.support`).
+        """
+        if self.method != "spectral":
+            return support.compact(self(support.dense(x, k)), k - 1)
+        spread = isotropic_stencil([support.dense(c, k) for c in self._spectral_classes(x)])
+        out = self._spectral_synthesis(support.compact(spread, k - 1))
+        return out if self.bias is None else out + self.bias
+
+    def _spectral_classes(self, x: Tensor) -> list[Tensor]:
+        """``(B, V, X, Y, Z, C_in)`` -> one ``(B, V, X, Y, Z, C_out)`` map per distance class, in the eigenbasis."""
         b, v, nx, ny, nz, c = x.shape
         spectrum = self._analysis(x.reshape(b, v, -1)).reshape(b, v, -1, c)
         weight = self.class_weight()
-        n_classes = weight.shape[2]
         # spectral response of each (class, in, out) filter at each eigenvalue: (R, V, C_in, C_out)
         response = torch.einsum("kv,kiro->rvio", self.cheb_response.to(x.dtype), weight)
         shape = (b, v, nx, ny, nz, self.out_channels)
-        out = isotropic_stencil([(spectrum @ response[r]).reshape(shape) for r in range(n_classes)])
-        return self._synthesis(out.reshape(b, v, -1)).reshape(b, v, nx, ny, nz, self.out_channels)
+        return [(spectrum @ response[r]).reshape(shape) for r in range(weight.shape[2])]
+
+    def _spectral_synthesis(self, y: Tensor) -> Tensor:
+        """``(B, V, X, Y, Z, C_out)`` in the eigenbasis -> vertex values, same shape."""
+        return self._synthesis(y.reshape(y.shape[0], y.shape[1], -1)).reshape(y.shape)
+
+    def _forward_spectral(self, x: Tensor) -> Tensor:
+        return self._spectral_synthesis(isotropic_stencil(self._spectral_classes(x)))
 
     def _conv3d(self, filtered: Tensor) -> Tensor:
         """``(B, V, K, C_in, X, Y, Z)`` maps ``T_k x`` -> ``(B, V, X, Y, Z, C_out)`` by one ``conv3d``."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from equidmri.nn.layers.support import MaskSupport
+
 
 def broadcast_kernel_sizes(kernel_sizes: int | tuple[int, ...], widths: tuple[int, ...]) -> tuple[int, ...]:
     """``kernel_sizes`` per level; one int applies to every level.
@@ -76,10 +78,15 @@ class UNetBackbone(nn.Module):
             )
 
     @property
-    def receptive_radius(self) -> int:
-        """Voxels of context on each side that one output voxel depends on (the tiling halo)."""
+    def features_radius(self) -> int:
+        """Voxels of context on each side that one voxel of :meth:`features` depends on."""
         radii = [k // 2 for k in self.kernel_sizes]
         return 4 * sum(radii[:-1]) + 2 * radii[-1]
+
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels of context on each side that one output voxel depends on (the tiling halo)."""
+        return self.features_radius
 
     def features(self, x: Tensor) -> Tensor:
         """``(B, V, X, Y, Z, in_channels)`` -> ``(B, V, X, Y, Z, widths[0])`` through encoders and decoders."""
@@ -92,3 +99,44 @@ class UNetBackbone(nn.Module):
         for level in reversed(range(len(self.decoders))):
             x = self.decoders[level](torch.cat([self.unpools[level](x), skips[level]], dim=-1))
         return x
+
+    def features_on(self, x: Tensor, support: MaskSupport) -> Tensor:
+        """Masked :meth:`features`: ``x`` compact on ``mask (+) features_radius`` -> compact on the mask.
+
+        Every block runs on the voxels that the outputs on the mask depend on (``support.radius`` must be
+        ``features_radius``); see :mod:`equidmri.nn.layers.support`.
+        """
+        k, skips = support.radius, []
+        for level, encoder in enumerate(self.encoders):
+            for block in encoder:
+                x, k = block.forward_on(x, support, k)
+            if level < len(self.pools):
+                skips.append((x, k))
+                x = self.pools[level](x)
+        for level in reversed(range(len(self.decoders))):
+            skip, k_skip = skips[level]
+            x = torch.cat([self.unpools[level](x), support.restrict(skip, k_skip, k)], dim=-1)
+            for block in self.decoders[level]:
+                x, k = block.forward_on(x, support, k)
+        return x
+
+    def forward_masked(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's outputs on the voxels of ``mask`` only, computed on the voxels they depend on.
+
+        Equals ``forward(x)`` at the mask's voxels; the cost scales with the dilated mask, not the volume.
+
+        Parameters
+        ----------
+        x : Tensor, shape ``(B, C_in, X, Y, Z, V)``
+        mask : Tensor, shape ``(X, Y, Z)`` bool
+
+        Returns
+        -------
+        fodf : Tensor, shape ``(B, N, V)``
+            WM fODF at the N voxels of ``mask`` in ascending flat (C-order) index.
+        iso : Tensor, shape ``(B, N, n_iso)``
+        """
+        support = MaskSupport(mask, self.features_radius)
+        h = self.features_on(support.compact(self.lift(x), support.radius), support)
+        fodf, iso = self.readout(self.head(h))
+        return fodf.flatten(1, 3), iso.flatten(1, 3)

@@ -91,19 +91,26 @@ class SHUNet(UNetBackbone):
             self.head.bias[1:n_coeffs] = 0.0
             self.head.bias[0] = start * math.sqrt(4 * math.pi)  # Y_00 = 1 / sqrt(4 pi)
 
-    def embed(self, x: Tensor) -> Tensor:
-        """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, 1, X, Y, Z, widths[0])`` before the head."""
+    def lift(self, x: Tensor) -> Tensor:
+        """Map ``(B, C_in, X, Y, Z, V)`` to the SH coefficients ``(B, 1, X, Y, Z, C_in * K)`` entering :meth:`features`."""
         self.check_input(x)
         coeffs = x @ self.sh_fit.to(x.dtype).T  # (B, C, X, Y, Z, K)
-        coeffs = coeffs.permute(0, 2, 3, 4, 1, 5).flatten(4)[:, None]  # (B, 1, X, Y, Z, C * K)
-        return self.features(coeffs)
+        return coeffs.permute(0, 2, 3, 4, 1, 5).flatten(4)[:, None]
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, 1, X, Y, Z, widths[0])`` before the head."""
+        return self.features(self.lift(x))
+
+    def readout(self, out: Tensor) -> tuple[Tensor, Tensor]:
+        """Head output ``(B, 1, X, Y, Z, K + n_iso)`` -> fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
+        out = out[:, 0]
+        fodf = nn.functional.softplus(out[..., : self.n_coeffs] @ self.sh_basis.to(out.dtype).T)
+        iso = nn.functional.softplus(out[..., self.n_coeffs :])
+        return fodf, iso
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map ``(B, C_in, X, Y, Z, V)`` to the WM fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
-        out = self.head(self.embed(x))[:, 0]  # (B, X, Y, Z, K + n_iso)
-        fodf = nn.functional.softplus(out[..., : self.n_coeffs] @ self.sh_basis.to(x.dtype).T)
-        iso = nn.functional.softplus(out[..., self.n_coeffs :])
-        return fodf, iso
+        return self.readout(self.head(self.embed(x)))
 
     def extra_repr(self) -> str:
         return (f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, lmax={self.lmax}, "

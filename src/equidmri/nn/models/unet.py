@@ -112,20 +112,27 @@ class SHDUNet(UNetBackbone):
     @property
     def receptive_radius(self) -> int:
         """Voxels of context on each side that one output voxel depends on (the tiling halo)."""
-        return super().receptive_radius + int(self.concat_neighbours)
+        return self.features_radius + int(self.concat_neighbours)
+
+    def lift(self, x: Tensor) -> Tensor:
+        """Map ``(B, C_in, X, Y, Z, V)`` to the first feature map ``(B, V, X, Y, Z, C)`` of :meth:`features`."""
+        self.check_input(x)
+        x = x.permute(0, 5, 2, 3, 4, 1).contiguous()  # vertex-major, channels last (see SpatioSphericalConv)
+        return neighbours_as_channels(x) if self.concat_neighbours else x
 
     def embed(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, V, X, Y, Z, widths[0])`` before the head."""
-        self.check_input(x)
-        x = x.permute(0, 5, 2, 3, 4, 1).contiguous()  # vertex-major, channels last (see SpatioSphericalConv)
-        return self.features(neighbours_as_channels(x) if self.concat_neighbours else x)
+        return self.features(self.lift(x))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map ``(B, C_in, X, Y, Z, V)`` to the WM fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
-        out = self.head(self.embed(x))  # (B, V, X, Y, Z, 1 + n_iso)
+    def readout(self, out: Tensor) -> tuple[Tensor, Tensor]:
+        """Head output ``(B, V, X, Y, Z, 1 + n_iso)`` -> fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
         fodf = nn.functional.softplus(out[..., 0]).permute(0, 2, 3, 4, 1)
         iso = nn.functional.softplus(out[..., 1:].mean(dim=1))
         return fodf, iso
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Map ``(B, C_in, X, Y, Z, V)`` to the WM fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
+        return self.readout(self.head(self.embed(x)))
 
     def extra_repr(self) -> str:
         return (f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, "
