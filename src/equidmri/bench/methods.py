@@ -176,7 +176,7 @@ def _train(volumes: VolumeSet, resolution: str, network: NetworkConfig, config: 
     super-resolution, SHD paper §4.2.1)."""
     source, target = volumes.get("train", resolution), volumes.get("train", "high")
     model = SHDModel(target.gtab, target.responses, network, config, input_gtab=source.gtab)
-    model.fit(target.data.dwi, target.mask, input_dwi=source.data.dwi)
+    model.train_network(target.data.dwi, target.mask, input_dwi=source.data.dwi)
     return model
 
 

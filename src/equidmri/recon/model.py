@@ -266,10 +266,21 @@ class SHDModel:
         Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4 (loss) and §4.2.1 (angular super-resolution).
         """
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
-        history = train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
-                        checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume,
-                        progress=progress)
+        history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
         return self._deconvolve(inputs, mask, history, tile, progress)
+
+    def train_network(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
+                      checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
+                      progress: bool = False) -> list[dict[str, float]]:
+        """:meth:`fit` without its final deconvolution of the training volume (when only other volumes are
+        wanted, e.g. with :meth:`predict`); same parameters and errors. Returns the loss history."""
+        inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
+        return self._train(inputs, target, mask, checkpoint_path, resume, progress)
+
+    def _train(self, inputs: torch.Tensor, target: torch.Tensor, mask: np.ndarray,
+               checkpoint_path: str | os.PathLike | None, resume: bool, progress: bool) -> list[dict[str, float]]:
+        return train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
+                     checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume, progress=progress)
 
     def predict(self, dwi: np.ndarray, mask: np.ndarray, *, s0_wm: float | None = None,
                 tile: int = DEFAULT_TILE, progress: bool = False) -> FODFFit:
