@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from equidmri import __version__
+from equidmri.runtime import retain_freed_memory
 from equidmri.cli import bench, deconv, demo, evaluate, fa, phantom, predict
 from equidmri.cli.common import run_command
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version and usage errors; argparse already wrote the message
         return stop.code if isinstance(stop.code, int) else 0
     args.argv = argv
+    retain_freed_memory()  # large feature maps reuse freed memory instead of faulting in fresh pages
     logging.basicConfig(format=LOG_FORMAT)
     logging.getLogger("equidmri").setLevel(max(logging.DEBUG, logging.WARNING - 10 * args.verbose))
     return run_command(args)
