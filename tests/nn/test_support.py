@@ -5,6 +5,8 @@ import itertools
 import pytest
 import torch
 
+from equidmri.nn.layers import support as support_module
+from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport
 
 
@@ -48,3 +50,13 @@ def test_compact_dense_and_restrict_agree():
 def test_support_rejects_bad_input(mask, radius):
     with pytest.raises(ValueError, match="3D|radius"):
         MaskSupport(mask, radius)
+
+
+@pytest.mark.parametrize("chunk", [1, 7 * 6 * 5 * 3 * 2, 10**9])  # one vertex, two vertices, all at once
+def test_spread_is_the_stencil_on_the_dense_grid_in_any_vertex_chunks(chunk, monkeypatch):
+    monkeypatch.setattr(support_module, "SPREAD_CHUNK_ELEMENTS", chunk)
+    mask = torch.rand(7, 6, 5) < 0.2
+    support = MaskSupport(mask, 2)
+    classes = [support.compact(torch.randn(1, 5, 7, 6, 5, 3), 2) for _ in range(4)]
+    expected = support.compact(isotropic_stencil([support.dense(c, 2) for c in classes]), 1)
+    torch.testing.assert_close(support.spread(classes, 2), expected)

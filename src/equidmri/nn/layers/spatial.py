@@ -15,7 +15,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from equidmri.nn.layers.spatio_spherical import KERNEL_SIZES, isotropic_stencil
+from equidmri.nn.layers.spatio_spherical import KERNEL_SIZES
+from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport
 
 _SPATIAL_AXES = (2, 3, 4)  # X, Y, Z of the (B, V, X, Y, Z, C) layout
@@ -61,7 +62,7 @@ class IsotropicConv3d(nn.Module):
 
         Channels are mixed on the compact voxels, the distance classes spread on the dense grid.
         """
-        out = support.compact(isotropic_stencil([support.dense(c, k) for c in self._classes(x)]), k - 1)
+        out = support.spread(self._classes(x), k)
         return out if self.bias is None else out + self.bias
 
     def _classes(self, x: Tensor) -> list[Tensor]:

@@ -38,12 +38,12 @@ Chebyshev order and the isotropic stencil a few shifted additions, with no trans
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
+from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport
 from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian, laplacian_eigh
 
@@ -51,86 +51,6 @@ KERNEL_FORMS = ("full", "rank1")
 METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
 SPATIAL = ("stencil", "conv3d")
 KERNEL_SIZES = {1: 1, 3: 4}  # kernel edge -> number of distance classes (3x3x3: 0, 1, sqrt 2, sqrt 3)
-
-
-_X, _Y, _Z = 2, 3, 4  # spatial axes of the (B, V, X, Y, Z, C) layout
-
-
-def _add_shift_sum(out: Tensor, t: Tensor, axis: int) -> Tensor:
-    """``out += t(x - e) + t(x + e)`` along ``axis``, zero padding ('same' convolution); returns ``out``."""
-    n = t.shape[axis]
-    out.narrow(axis, 1, n - 1).add_(t.narrow(axis, 0, n - 1))
-    out.narrow(axis, 0, n - 1).add_(t.narrow(axis, 1, n - 1))
-    return out
-
-
-def _shift_sum(t: Tensor, axis: int) -> Tensor:
-    """``t(x - e) + t(x + e)`` along ``axis`` with zero padding, written once (no zero fill)."""
-    n = t.shape[axis]
-    out = torch.empty_like(t)
-    if n == 1:
-        return out.zero_()
-    torch.add(t.narrow(axis, 0, n - 2), t.narrow(axis, 2, n - 2), out=out.narrow(axis, 1, n - 2))
-    out.narrow(axis, 0, 1).copy_(t.narrow(axis, 1, 1))
-    out.narrow(axis, n - 1, 1).copy_(t.narrow(axis, n - 2, 1))
-    return out
-
-
-def _spread(out: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:
-    """Add to ``out`` the sums of ``faces``/``edges``/``corners`` over the taps at distance 1, sqrt 2, sqrt 3.
-
-    With ``A_x t = t(x - e_x) + t(x + e_x)`` (and likewise y, z) the three tap sums are
-    ``(A_x + A_y + A_z) faces + (A_x A_y + A_x A_z + A_y A_z) edges + A_x A_y A_z corners``, evaluated in
-    the nested form ``A_x [faces + A_z edges + A_y (edges + A_z corners)] + A_y [faces + A_z edges] + A_z faces``:
-    about 13 passes over the maps instead of 19 for the expanded sum.
-    """
-    y_arg = _shift_sum(edges, _Z).add_(faces)  # faces + A_z edges
-    x_arg = _shift_sum(_shift_sum(corners, _Z).add_(edges), _Y).add_(y_arg)
-    _add_shift_sum(out, x_arg, _X)
-    _add_shift_sum(out, y_arg, _Y)
-    return _add_shift_sum(out, faces, _Z)
-
-
-class _IsotropicStencil(torch.autograd.Function):
-    """Sum of per-class neighbour sums; its adjoint spreads the gradient back over the same taps."""
-
-    @staticmethod
-    def forward(ctx, centre: Tensor, faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:  # noqa: D102
-        return _spread(centre.clone(), faces, edges, corners)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102 - the stencil is its own adjoint
-        grad_x, grad_y = _shift_sum(grad, _X), _shift_sum(grad, _Y)
-        faces = _add_shift_sum(grad_x + grad_y, grad, _Z)
-        grad_xy = _shift_sum(grad_x, _Y)
-        edges = _add_shift_sum(_add_shift_sum(grad_xy.clone(), grad_x, _Z), grad_y, _Z)
-        corners = _shift_sum(grad_xy, _Z)
-        return grad, faces, edges, corners
-
-
-def isotropic_stencil(classes: Sequence[Tensor]) -> Tensor:
-    """Sum each distance class over its 3x3x3 neighbours and add the classes.
-
-    Parameters
-    ----------
-    classes : sequence of R Tensors of shape ``(B, V, X, Y, Z, C)`` (or one tensor ``(R, B, V, X, Y, Z, C)``)
-        ``classes[r]`` is the map to spread over the taps at squared distance r (R = 4), or R = 1 (centre).
-
-    Returns
-    -------
-    Tensor, shape ``(B, V, X, Y, Z, C)``
-        ``out(x) = sum_r sum_{||d||^2 = r} classes[r](x + d)``, zero outside the volume.
-
-    Raises
-    ------
-    ValueError
-        If R is neither 1 nor 4.
-    """
-    if len(classes) == 1:
-        return classes[0]
-    if len(classes) != 4:
-        raise ValueError(f"expected 1 or 4 distance classes on axis 0, got {len(classes)}")
-    return _IsotropicStencil.apply(*classes)
 
 
 class SpatioSphericalConv(nn.Module):
@@ -245,8 +165,7 @@ class SpatioSphericalConv(nn.Module):
         """
         if self.method != "spectral":
             return support.compact(self(support.dense(x, k)), k - 1)
-        spread = isotropic_stencil([support.dense(c, k) for c in self._spectral_classes(x)])
-        out = self._spectral_synthesis(support.compact(spread, k - 1))
+        out = self._spectral_synthesis(support.spread(self._spectral_classes(x), k))
         return out if self.bias is None else out + self.bias
 
     def _spectral_classes(self, x: Tensor) -> list[Tensor]:

@@ -15,8 +15,18 @@ unchanged.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+from equidmri.nn.layers.stencil import isotropic_stencil
+
+# elements of one dense class map per chunk of vertices in `MaskSupport.spread` (64 M float32 = 256 MiB): bounds
+# the stencil's dense maps on large tiles. Measured on 2 cores, 4 class maps of 384 vertices x 8 channels on a
+# 24^3 tile: 0.84 s unchunked, 0.65 s in chunks of 2^26, 1.0 s of 2^24, 2.8 s of 2^22 (per-chunk indexing costs)
+SPREAD_CHUNK_ELEMENTS = 2**26
 
 
 class MaskSupport:
@@ -71,3 +81,25 @@ class MaskSupport:
             return x
         position = torch.searchsorted(self.index[k_from], self.index[k_to])
         return x[:, :, position]
+
+    def spread(self, classes: Sequence[Tensor], k: int) -> Tensor:
+        """The isotropic stencil of compact class maps: on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
+
+        Parameters
+        ----------
+        classes : sequence of R Tensors ``(B, V, N_k, 1, 1, C)``
+            Maps per distance class (see :func:`~equidmri.nn.layers.stencil.isotropic_stencil`), R = 4.
+
+        Returns
+        -------
+        Tensor, shape ``(B, V, N_{k-1}, 1, 1, C)``
+            The stencil's output at the voxels of ``mask (+) (k - 1)``; the stencil runs on the dense grid, a
+            chunk of vertices at a time (it acts on each vertex alone).
+        """
+        b, v, _, _, _, c = classes[0].shape
+        step = max(1, SPREAD_CHUNK_ELEMENTS // (b * math.prod(self.shape) * c))
+        out = classes[0].new_empty(b, v, self.size(k - 1), 1, 1, c)
+        for start in range(0, v, step):
+            part = [self.dense(m[:, start : start + step], k) for m in classes]
+            out[:, start : start + step] = self.compact(isotropic_stencil(part), k - 1)
+        return out
