@@ -44,7 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
-from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian, laplacian_eigh
+from equidmri.nn.layers.eigenbasis import EigenbasisTransform
+from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian
 
 KERNEL_FORMS = ("full", "rank1")
 METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
@@ -199,9 +200,8 @@ class SpatioSphericalConv(nn.Module):
             self.register_buffer("laplacian", laplacian, persistent=False)
             self._filter = self._forward_recursion
         else:
-            eigvals, eigvecs = laplacian_eigh(grid.nside, sigma, grid.hemisphere)
-            self.register_buffer("eigvecs", torch.tensor(eigvecs), persistent=False)
-            response = chebyshev_polynomials(eigvals, cheb_order)  # (K, V)
+            self.eigenbasis = EigenbasisTransform(grid, sigma)  # D4 block eigenbasis, non-persistent buffers
+            response = chebyshev_polynomials(self.eigenbasis.eigvals, cheb_order)  # (K, V), spectral order
             self.register_buffer("cheb_response", torch.tensor(response), persistent=False)
             self._filter = self._forward_spectral
         std = math.sqrt(2.0 / (in_channels * cheb_order * kernel_size**3))  # He initialisation
@@ -224,11 +224,11 @@ class SpatioSphericalConv(nn.Module):
 
     def _analysis(self, x: Tensor) -> Tensor:
         """``U^T x``: ``(B, V, M)`` vertex values -> ``(B, V, M)`` coefficients per eigenvector."""
-        return self.eigvecs.to(x.dtype).T @ x
+        return self.eigenbasis.analysis(x)
 
     def _synthesis(self, y: Tensor) -> Tensor:
         """``U y``: ``(B, V, M)`` coefficients per eigenvector -> ``(B, V, M)`` vertex values."""
-        return self.eigvecs.to(y.dtype) @ y
+        return self.eigenbasis.synthesis(y)
 
     def _forward_spectral(self, x: Tensor) -> Tensor:
         b, v, nx, ny, nz, c = x.shape
