@@ -37,9 +37,18 @@ def _randomised_conv(grid, kernel_size=3):
     return conv
 
 
+@pytest.fixture
+def tiled(monkeypatch):
+    """The tiled block path on every grid, with several tiles per call (the last one partial)."""
+    monkeypatch.setattr(eigenbasis, "BLOCK_MIN_VERTICES", 0)
+    monkeypatch.setattr(eigenbasis, "TILE_ELEMENTS", 7 * 12)
+
+
+@pytest.mark.parametrize("path", ("tiled", "default"))
 @pytest.mark.parametrize(("nside", "hemi"), CASES)
-def test_analysis_and_synthesis_apply_the_block_eigenvectors(nside, hemi, monkeypatch):
-    monkeypatch.setattr(eigenbasis, "TILE_ELEMENTS", 7 * 12 * nside**2)  # several tiles, the last one partial
+def test_analysis_and_synthesis_apply_the_block_eigenvectors(nside, hemi, path, request):
+    if path == "tiled":
+        request.getfixturevalue("tiled")
     transform = eigenbasis.EigenbasisTransform(SphereGrid(nside, hemi))
     u = torch.tensor(symmetric_eigh(nside, hemisphere=hemi).eigenvectors())
     x = torch.randn(2, u.shape[0], 31, dtype=torch.float64)
@@ -49,14 +58,14 @@ def test_analysis_and_synthesis_apply_the_block_eigenvectors(nside, hemi, monkey
 
 
 @pytest.mark.parametrize(("nside", "hemi"), [(1, True), (2, True), (2, False)])
-def test_analysis_and_synthesis_gradients_pass_gradcheck(nside, hemi):
+def test_analysis_and_synthesis_gradients_pass_gradcheck(nside, hemi, tiled):
     transform = eigenbasis.EigenbasisTransform(SphereGrid(nside, hemi))
     x = torch.randn(2, SphereGrid(nside, hemi).n_vertices, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(transform.analysis, (x,))
     assert torch.autograd.gradcheck(transform.synthesis, (x,))
 
 
-def test_eigenbasis_transform_has_no_persistent_state_and_follows_double():
+def test_eigenbasis_transform_has_no_persistent_state_and_follows_double(tiled):
     transform = eigenbasis.EigenbasisTransform(SphereGrid(2))
     assert transform.state_dict() == {}
     assert transform.orbit_transform.dtype == torch.float64
@@ -64,8 +73,11 @@ def test_eigenbasis_transform_has_no_persistent_state_and_follows_double():
     assert transform.analysis(x).dtype == torch.float32 and transform.double().synthesis(x.double()).dtype == torch.float64
 
 
+@pytest.mark.parametrize("path", ("tiled", "default"))
 @pytest.mark.parametrize(("nside", "hemi"), CASES)
-def test_spectral_conv_equals_the_dense_eigenvector_computation_in_float64(nside, hemi, float64):
+def test_spectral_conv_equals_the_dense_eigenvector_computation_in_float64(nside, hemi, path, float64, request):
+    if path == "tiled":
+        request.getfixturevalue("tiled")
     conv = _randomised_conv(SphereGrid(nside, hemi))
     x = torch.randn(2, conv.grid.n_vertices, 3, 2, 2, 3, requires_grad=True)
     out, expected = conv(x), _dense_spectral_conv(conv, x)
@@ -74,6 +86,12 @@ def test_spectral_conv_equals_the_dense_eigenvector_computation_in_float64(nside
     inputs = (x,) + tuple(conv.parameters())
     for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_the_dense_path_serves_small_grids_and_the_block_path_large_ones():
+    assert hasattr(eigenbasis.EigenbasisTransform(SphereGrid(4)), "eigvecs")
+    large = eigenbasis.EigenbasisTransform(SphereGrid(8))
+    assert not hasattr(large, "eigvecs") and large.block_eigvecs_4.shape == (92, 92)
 
 
 @pytest.mark.parametrize(("nside", "hemi"), [(2, False), (8, True)])

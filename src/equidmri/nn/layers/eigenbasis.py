@@ -5,7 +5,8 @@ regular orbits, a small dense one for the vertices on symmetry axes), W has six 
 V/8, V/8, V/8, V/4, V/4. The transforms are memory-bound, so they run over column tiles that stay in the
 cache: gather a tile's rows orbit by orbit, apply T and the axis transform, then each block of W, writing
 the result straight into the output (measured on 2 CPU cores at V = 384, 110592 columns: 4 passes over
-untiled memory cost as much as the dense ``U^T x``).
+untiled memory cost as much as the dense ``U^T x``). On small grids (V < ``BLOCK_MIN_VERTICES``) the
+small matmuls cost more than they save, and the dense U of the same basis is used instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from torch import Tensor, nn
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.sphere.symmetry import BLOCKS, symmetric_eigh
 
-TILE_ELEMENTS = 2**19  # values per (V, columns) tile, 2 MiB in float32: three tiles fit the 32 MiB L3 (measured)
+TILE_ELEMENTS = 2**21  # values per (V, columns) tile, 8 MiB in float32: the fastest of 2^17..2^22 (32 MiB L3)
+BLOCK_MIN_VERTICES = 384  # below (nside <= 4 on V+), one dense matmul with U is faster (measured, 2 CPU cores)
 
 
 class _Analysis(torch.autograd.Function):
@@ -65,6 +67,11 @@ class EigenbasisTransform(nn.Module):
         super().__init__()
         basis = symmetric_eigh(grid.nside, sigma, grid.hemisphere)
         self.eigvals = basis.eigvals
+        if grid.n_vertices < BLOCK_MIN_VERTICES:
+            self.register_buffer("eigvecs", torch.tensor(basis.eigenvectors()), persistent=False)
+            self._transform = self._dense_transform
+            return
+        self._transform = self._tiled_transform
         self.n_regular = basis.orbit_vertices.shape[0]
         # block k: (spectral offset, size, offset among the regular coefficients, their count, axis offset)
         starts = [sum(sizes[:k]) for sizes in (basis.block_sizes, basis.block_regular) for k in range(len(BLOCKS))]
@@ -87,7 +94,14 @@ class EigenbasisTransform(nn.Module):
         return _Synthesis.apply(y, self)
 
     def transform(self, x: Tensor, adjoint: bool) -> Tensor:
-        """``U^T x`` (``adjoint``) or ``U x`` without autograd, tile by tile over the columns of ``(B, V, M)``."""
+        """``U^T x`` (``adjoint``) or ``U x`` for ``(B, V, M)`` tensors, outside autograd."""
+        return self._transform(x, adjoint)
+
+    def _dense_transform(self, x: Tensor, adjoint: bool) -> Tensor:
+        eigvecs = self.eigvecs.to(x.dtype)
+        return (eigvecs.T if adjoint else eigvecs) @ x
+
+    def _tiled_transform(self, x: Tensor, adjoint: bool) -> Tensor:
         n_vertices, n_regular = x.shape[1], 8 * self.n_regular
         orbit_transform, axis_transform = self.orbit_transform.to(x.dtype), self.axis_transform.to(x.dtype)
         eigvecs = [getattr(self, f"block_eigvecs_{min(k, 4)}").to(x.dtype) for k in range(len(BLOCKS))]
@@ -117,5 +131,7 @@ class EigenbasisTransform(nn.Module):
             coefficients = tile[start : start + size]
             torch.mm(w[:n_block_regular], coefficients, out=regular[regular_start : regular_start + n_block_regular])
             torch.mm(w[n_block_regular:], coefficients, out=axis[axis_start : axis_start + size - n_block_regular])
-        gathered = torch.cat([(orbit_transform.T @ regular.view(8, self.n_regular * width)).view(n_regular, width), axis_transform @ axis])
+        gathered, shape = tile.new_empty(tile.shape), (8, self.n_regular * width)
+        torch.mm(orbit_transform.T, regular.view(shape), out=gathered[:n_regular].view(shape))
+        torch.mm(axis_transform, axis, out=gathered[n_regular:])
         out.index_copy_(0, self.order, gathered)
