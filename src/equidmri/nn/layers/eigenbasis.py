@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.sphere.symmetry import BLOCKS, symmetric_eigh
 
-TILE_ELEMENTS = 2**21  # values per (V, columns) tile, 8 MiB in float32: the fastest of 2^17..2^22 (32 MiB L3)
+TILE_ELEMENTS = 2**20  # values per (V, columns) tile, 4 MiB in float32: the fastest of 2^17..2^22 (32 MiB L3)
 BLOCK_MIN_VERTICES = 384  # below (nside <= 4 on V+), one dense matmul with U is faster (measured, 2 CPU cores)
 
 
