@@ -70,7 +70,8 @@ def test_eigenbasis_transform_has_no_persistent_state_and_follows_double(tiled):
     assert transform.state_dict() == {}
     assert transform.orbit_transform.dtype == torch.float64
     x = torch.randn(1, 24, 5)
-    assert transform.analysis(x).dtype == torch.float32 and transform.double().synthesis(x.double()).dtype == torch.float64
+    assert transform.analysis(x).dtype == torch.float32
+    assert transform.double().synthesis(x.double()).dtype == torch.float64
 
 
 @pytest.mark.parametrize("path", ("tiled", "default"))
