@@ -15,8 +15,11 @@ Four computation paths give the same outputs from the same parameters:
 - ``method="chebyshev"``: the SHD paper's (precomputed dense ``T_k``, one ``(K V, V)`` matmul);
 - ``method="spectral"`` (default): L is symmetric, so ``sum_k w_k T_k(L) = U diag(sum_k w_k T_k(lambda)) U^T``.
   The layer transforms its input once (``U^T x``), mixes channels per eigenvalue with the filter's
-  spectral response, applies the isotropic stencil and transforms back (``U y``): two V x V matmuls
-  instead of K of them, and channel mixing without the factor K.
+  spectral response, applies the isotropic stencil and transforms back (``U y``): two transforms instead
+  of K V x V matmuls, and channel mixing without the factor K. U is the symmetry-adapted eigenbasis of the
+  grid's D4 symmetry, block diagonal after an orbit-wise change of basis
+  (:class:`~equidmri.nn.layers.eigenbasis.EigenbasisTransform`), so each transform costs about a quarter
+  of a dense V x V product in arithmetic.
 
 The first two exist for the efficiency ablation (``equidmri bench layers``; SHD paper Fig. 4).
 
@@ -43,9 +46,10 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.layers.grid import SphereGrid
+from equidmri.nn.layers.eigenbasis import EigenbasisTransform
 from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport
-from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian, laplacian_eigh
+from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian
 
 KERNEL_FORMS = ("full", "rank1")
 METHODS = ("spectral", "chebyshev", "dense-recursion", "sparse-recursion")
@@ -125,9 +129,8 @@ class SpatioSphericalConv(nn.Module):
             self.register_buffer("laplacian", laplacian, persistent=False)
             self._filter = self._forward_recursion
         else:
-            eigvals, eigvecs = laplacian_eigh(grid.nside, sigma, grid.hemisphere)
-            self.register_buffer("eigvecs", torch.tensor(eigvecs), persistent=False)
-            response = chebyshev_polynomials(eigvals, cheb_order)  # (K, V)
+            self.eigenbasis = EigenbasisTransform(grid, sigma)  # D4 block eigenbasis, non-persistent buffers
+            response = chebyshev_polynomials(self.eigenbasis.eigvals, cheb_order)  # (K, V), spectral order
             self.register_buffer("cheb_response", torch.tensor(response), persistent=False)
             self._filter = self._forward_spectral
         std = math.sqrt(2.0 / (in_channels * cheb_order * kernel_size**3))  # He initialisation
@@ -148,14 +151,6 @@ class SpatioSphericalConv(nn.Module):
         out = self._filter(x)
         return out if self.bias is None else out + self.bias
 
-    def _analysis(self, x: Tensor) -> Tensor:
-        """``U^T x``: ``(B, V, M)`` vertex values -> ``(B, V, M)`` coefficients per eigenvector."""
-        return self.eigvecs.to(x.dtype).T @ x
-
-    def _synthesis(self, y: Tensor) -> Tensor:
-        """``U y``: ``(B, V, M)`` coefficients per eigenvector -> ``(B, V, M)`` vertex values."""
-        return self.eigvecs.to(y.dtype) @ y
-
     def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> Tensor:
         """Masked execution: ``x`` compact on ``mask (+) k`` -> the output compact on ``mask (+) (k - 1)``.
 
@@ -171,7 +166,7 @@ class SpatioSphericalConv(nn.Module):
     def _spectral_classes(self, x: Tensor) -> list[Tensor]:
         """``(B, V, X, Y, Z, C_in)`` -> one ``(B, V, X, Y, Z, C_out)`` map per distance class, in the eigenbasis."""
         b, v, nx, ny, nz, c = x.shape
-        spectrum = self._analysis(x.reshape(b, v, -1)).reshape(b, v, -1, c)
+        spectrum = self.eigenbasis.analysis(x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
         weight = self.class_weight()
         # spectral response of each (class, in, out) filter at each eigenvalue: (R, V, C_in, C_out)
         response = torch.einsum("kv,kiro->rvio", self.cheb_response.to(x.dtype), weight)
@@ -180,7 +175,7 @@ class SpatioSphericalConv(nn.Module):
 
     def _spectral_synthesis(self, y: Tensor) -> Tensor:
         """``(B, V, X, Y, Z, C_out)`` in the eigenbasis -> vertex values, same shape."""
-        return self._synthesis(y.reshape(y.shape[0], y.shape[1], -1)).reshape(y.shape)
+        return self.eigenbasis.synthesis(y.reshape(y.shape[0], y.shape[1], -1)).reshape(y.shape)  # U y
 
     def _forward_spectral(self, x: Tensor) -> Tensor:
         return self._spectral_synthesis(isotropic_stencil(self._spectral_classes(x)))

@@ -1,0 +1,110 @@
+"""Tests of equidmri.nn.layers.eigenbasis and of the spectral path of SpatioSphericalConv built on it.
+
+The reference is the spectral path with the dense eigenvectors of ``graph.laplacian_eigh`` in float64: any
+orthonormal eigenbasis gives the same filter, because the spectral response depends on the eigenvalue only.
+"""
+
+import pytest
+import torch
+
+from equidmri.nn.layers import SphereGrid, SpatioSphericalConv, isotropic_stencil
+from equidmri.nn.layers import eigenbasis
+from equidmri.sphere.graph import chebyshev_polynomials, laplacian_eigh
+from equidmri.sphere.symmetry import symmetric_eigh
+
+CASES = [(1, True), (2, False), (4, True), (8, True)]
+
+
+def _dense_spectral_conv(conv, x):
+    """SpatioSphericalConv's spectral path with U = laplacian_eigh's eigenvectors, float64."""
+    eigvals, eigvecs = laplacian_eigh(conv.grid.nside, hemisphere=conv.grid.hemisphere)
+    u = torch.tensor(eigvecs)
+    b, v, nx, ny, nz, c = x.shape
+    weight = conv.class_weight().double()
+    response = torch.einsum("kv,kiro->rvio", torch.tensor(chebyshev_polynomials(eigvals, conv.cheb_order)), weight)
+    spectrum = (u.T @ x.double().reshape(b, v, -1)).reshape(b, v, -1, c)
+    shape = (b, v, nx, ny, nz, conv.out_channels)
+    out = isotropic_stencil([(spectrum @ response[r]).reshape(shape) for r in range(weight.shape[2])])
+    out = (u @ out.reshape(b, v, -1)).reshape(shape)
+    return out if conv.bias is None else out + conv.bias.double()
+
+
+def _randomised_conv(grid, kernel_size=3):
+    conv = SpatioSphericalConv(3, 2, grid, cheb_order=5, kernel_size=kernel_size)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(torch.randn_like(p))
+    return conv
+
+
+@pytest.fixture
+def tiled(monkeypatch):
+    """The tiled block path on every grid, with several tiles per call (the last one partial)."""
+    monkeypatch.setattr(eigenbasis, "BLOCK_MIN_VERTICES", 0)
+    monkeypatch.setattr(eigenbasis, "TILE_ELEMENTS", 7 * 12)
+
+
+@pytest.mark.parametrize("path", ("tiled", "default"))
+@pytest.mark.parametrize(("nside", "hemi"), CASES)
+def test_analysis_and_synthesis_apply_the_block_eigenvectors(nside, hemi, path, request):
+    if path == "tiled":
+        request.getfixturevalue("tiled")
+    transform = eigenbasis.EigenbasisTransform(SphereGrid(nside, hemi))
+    u = torch.tensor(symmetric_eigh(nside, hemisphere=hemi).eigenvectors())
+    x = torch.randn(2, u.shape[0], 31, dtype=torch.float64)
+    torch.testing.assert_close(transform.analysis(x), u.T @ x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(transform.synthesis(x), u @ x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(transform.synthesis(transform.analysis(x)), x, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(("nside", "hemi"), [(1, True), (2, True), (2, False)])
+def test_analysis_and_synthesis_gradients_pass_gradcheck(nside, hemi, tiled):
+    transform = eigenbasis.EigenbasisTransform(SphereGrid(nside, hemi))
+    x = torch.randn(2, SphereGrid(nside, hemi).n_vertices, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(transform.analysis, (x,))
+    assert torch.autograd.gradcheck(transform.synthesis, (x,))
+
+
+def test_eigenbasis_transform_has_no_persistent_state_and_follows_double(tiled):
+    transform = eigenbasis.EigenbasisTransform(SphereGrid(2))
+    assert transform.state_dict() == {}
+    assert transform.orbit_transform.dtype == torch.float64
+    x = torch.randn(1, 24, 5)
+    assert transform.analysis(x).dtype == torch.float32
+    assert transform.double().synthesis(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("path", ("tiled", "default"))
+@pytest.mark.parametrize(("nside", "hemi"), CASES)
+def test_spectral_conv_equals_the_dense_eigenvector_computation_in_float64(nside, hemi, path, float64, request):
+    if path == "tiled":
+        request.getfixturevalue("tiled")
+    conv = _randomised_conv(SphereGrid(nside, hemi))
+    x = torch.randn(2, conv.grid.n_vertices, 3, 2, 2, 3, requires_grad=True)
+    out, expected = conv(x), _dense_spectral_conv(conv, x)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    grad = torch.randn_like(out)
+    inputs = (x,) + tuple(conv.parameters())
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_the_dense_path_serves_small_grids_and_the_block_path_large_ones():
+    assert hasattr(eigenbasis.EigenbasisTransform(SphereGrid(4)), "eigvecs")
+    large = eigenbasis.EigenbasisTransform(SphereGrid(8))
+    assert not hasattr(large, "eigvecs") and large.block_eigvecs_4.shape == (92, 92)
+
+
+@pytest.mark.parametrize(("nside", "hemi"), [(2, False), (8, True)])
+def test_spectral_conv_in_float32_is_the_float64_dense_computation_to_1e_5(nside, hemi):
+    conv = _randomised_conv(SphereGrid(nside, hemi))
+    x = torch.randn(1, conv.grid.n_vertices, 3, 3, 2, 3, requires_grad=True)
+    x64 = x.detach().double().requires_grad_(True)
+    out, expected = conv(x), _dense_spectral_conv(conv, x64)
+    assert out.dtype == torch.float32
+    assert ((out.double() - expected).abs().max() / expected.abs().max()).item() < 1e-5
+    grad = torch.randn_like(out)
+    inputs = (x,) + tuple(conv.parameters())
+    expected_grads = torch.autograd.grad(expected, (x64,) + tuple(conv.parameters()), grad.double())
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), expected_grads):
+        assert ((got.double() - want).abs().max() / want.abs().max()).item() < 1e-5
