@@ -66,21 +66,20 @@ class MaskSupport:
     def compact(self, x: Tensor, k: int) -> Tensor:
         """``(B, V, X, Y, Z, C)`` -> ``(B, V, N_k, 1, 1, C)``: the values on ``mask (+) k``."""
         b, v = x.shape[:2]
-        return x.reshape(b, v, -1, x.shape[-1])[:, :, self.index[k]].reshape(b, v, -1, 1, 1, x.shape[-1])
+        return x.reshape(b, v, -1, x.shape[-1]).index_select(2, self.index[k]).reshape(b, v, -1, 1, 1, x.shape[-1])
 
     def dense(self, x: Tensor, k: int) -> Tensor:
         """``(B, V, N_k, 1, 1, C)`` -> ``(B, V, X, Y, Z, C)``, zero outside ``mask (+) k``."""
         b, v, c = x.shape[0], x.shape[1], x.shape[-1]
         out = x.new_zeros(b, v, self.shape[0] * self.shape[1] * self.shape[2], c)
-        out[:, :, self.index[k]] = x.reshape(b, v, -1, c)
+        out.index_copy_(2, self.index[k], x.reshape(b, v, -1, c))
         return out.reshape(b, v, *self.shape, c)
 
     def restrict(self, x: Tensor, k_from: int, k_to: int) -> Tensor:
         """Compact map on ``mask (+) k_from`` -> its values on the subset ``mask (+) k_to`` (``k_to <= k_from``)."""
         if k_to == k_from:
             return x
-        position = torch.searchsorted(self.index[k_from], self.index[k_to])
-        return x[:, :, position]
+        return x.index_select(2, torch.searchsorted(self.index[k_from], self.index[k_to]))
 
     def spread(self, classes: Sequence[Tensor], k: int) -> Tensor:
         """The isotropic stencil of compact class maps: on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
