@@ -184,7 +184,8 @@ class SHDModel:
         return meta
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu") -> SHDModel:
+    def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable,
+                        device: str | torch.device = "cpu") -> SHDModel:
         """Rebuild a trained model for a new acquisition ``gtab`` with the shells of the network's input.
 
         For a super-resolution checkpoint, ``gtab`` is the new input acquisition and the target acquisition

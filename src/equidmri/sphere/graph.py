@@ -121,7 +121,8 @@ def chebyshev_stack(nside: int, cheb_order: int, sigma: float | None = None, hem
     """
     if isinstance(cheb_order, bool) or not isinstance(cheb_order, (int, np.integer)) or cheb_order < 1:
         raise ValueError(f"cheb_order must be an int >= 1, got {cheb_order!r}")
-    return _chebyshev_stack(check_nside(nside), int(cheb_order), None if sigma is None else float(sigma), bool(hemisphere))
+    sigma = None if sigma is None else float(sigma)
+    return _chebyshev_stack(check_nside(nside), int(cheb_order), sigma, bool(hemisphere))
 
 
 @lru_cache(maxsize=32)

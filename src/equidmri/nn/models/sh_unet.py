@@ -92,7 +92,7 @@ class SHUNet(UNetBackbone):
             self.head.bias[0] = start * math.sqrt(4 * math.pi)  # Y_00 = 1 / sqrt(4 pi)
 
     def lift(self, x: Tensor) -> Tensor:
-        """Map ``(B, C_in, X, Y, Z, V)`` to the SH coefficients ``(B, 1, X, Y, Z, C_in * K)`` entering :meth:`features`."""
+        """Map ``(B, C_in, X, Y, Z, V)`` to the SH coefficients ``(B, 1, X, Y, Z, C_in * K)`` of :meth:`features`."""
         self.check_input(x)
         coeffs = x @ self.sh_fit.to(x.dtype).T  # (B, C, X, Y, Z, K)
         return coeffs.permute(0, 2, 3, 4, 1, 5).flatten(4)[:, None]
@@ -102,7 +102,7 @@ class SHUNet(UNetBackbone):
         return self.features(self.lift(x))
 
     def readout(self, out: Tensor) -> tuple[Tensor, Tensor]:
-        """Head output ``(B, 1, X, Y, Z, K + n_iso)`` -> fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
+        """Head output ``(B, 1, X, Y, Z, K + n_iso)`` -> fODF ``(B, X, Y, Z, V)``, fractions ``(B, X, Y, Z, n_iso)``."""
         out = out[:, 0]
         fodf = nn.functional.softplus(out[..., : self.n_coeffs] @ self.sh_basis.to(out.dtype).T)
         iso = nn.functional.softplus(out[..., self.n_coeffs :])

@@ -125,7 +125,7 @@ class SHDUNet(UNetBackbone):
         return self.features(self.lift(x))
 
     def readout(self, out: Tensor) -> tuple[Tensor, Tensor]:
-        """Head output ``(B, V, X, Y, Z, 1 + n_iso)`` -> fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, n_iso)``."""
+        """Head output ``(B, V, X, Y, Z, 1 + n_iso)`` -> fODF ``(B, X, Y, Z, V)``, fractions ``(B, X, Y, Z, n_iso)``."""
         fodf = nn.functional.softplus(out[..., 0]).permute(0, 2, 3, 4, 1)
         iso = nn.functional.softplus(out[..., 1:].mean(dim=1))
         return fodf, iso
