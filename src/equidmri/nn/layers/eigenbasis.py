@@ -21,30 +21,17 @@ TILE_ELEMENTS = 2**20  # values per (V, columns) tile, 4 MiB in float32: the fas
 BLOCK_MIN_VERTICES = 384  # below (nside <= 4 on V+), one dense matmul with U is faster (measured, 2 CPU cores)
 
 
-class _Analysis(torch.autograd.Function):
-    """``U^T x``; U is orthogonal, so the adjoint is ``U g``."""
+class _Transform(torch.autograd.Function):
+    """``U^T x`` (``adjoint=True``) or ``U y``; U is orthogonal, so each one's adjoint is the other."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, basis: EigenbasisTransform) -> Tensor:  # noqa: D102
-        ctx.basis = basis
-        return basis.transform(x, adjoint=True)
+    def forward(ctx, x: Tensor, basis: EigenbasisTransform, adjoint: bool) -> Tensor:  # noqa: D102
+        ctx.basis, ctx.adjoint = basis, adjoint
+        return basis.transform(x, adjoint=adjoint)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
-        return _Synthesis.apply(grad, ctx.basis), None
-
-
-class _Synthesis(torch.autograd.Function):
-    """``U y``; its adjoint is ``U^T g``."""
-
-    @staticmethod
-    def forward(ctx, y: Tensor, basis: EigenbasisTransform) -> Tensor:  # noqa: D102
-        ctx.basis = basis
-        return basis.transform(y, adjoint=False)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102
-        return _Analysis.apply(grad, ctx.basis), None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        return _Transform.apply(grad, ctx.basis, not ctx.adjoint), None, None
 
 
 class EigenbasisTransform(nn.Module):
@@ -87,11 +74,11 @@ class EigenbasisTransform(nn.Module):
 
     def analysis(self, x: Tensor) -> Tensor:
         """``U^T x``: ``(B, V, M)`` vertex values -> ``(B, V, M)`` coefficients in spectral order."""
-        return _Analysis.apply(x, self)
+        return _Transform.apply(x, self, True)
 
     def synthesis(self, y: Tensor) -> Tensor:
         """``U y``: ``(B, V, M)`` coefficients in spectral order -> ``(B, V, M)`` vertex values."""
-        return _Synthesis.apply(y, self)
+        return _Transform.apply(y, self, False)
 
     def transform(self, x: Tensor, adjoint: bool) -> Tensor:
         """``U^T x`` (``adjoint``) or ``U x`` for ``(B, V, M)`` tensors, outside autograd."""
