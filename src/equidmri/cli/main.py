@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from equidmri import __version__
-from equidmri.runtime import retain_freed_memory
 from equidmri.cli import bench, deconv, demo, evaluate, fa, phantom, predict
 from equidmri.cli.common import run_command
+from equidmri.runtime import retain_freed_memory
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 

@@ -94,10 +94,10 @@ class EigenbasisTransform(nn.Module):
         eigvecs = [getattr(self, f"block_eigvecs_{min(k, 4)}").to(x.dtype) for k in range(len(BLOCKS))]
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         width = max(1, TILE_ELEMENTS // n_vertices)
+        step = self._analysis_tile if adjoint else self._synthesis_tile
         for b in range(x.shape[0]):
             for start in range(0, x.shape[2], width):
                 tile, out_tile = x[b, :, start : start + width], out[b, :, start : start + width]
-                step = self._analysis_tile if adjoint else self._synthesis_tile
                 step(tile, out_tile, n_regular, orbit_transform, axis_transform, eigvecs)
         return out
 
