@@ -52,11 +52,14 @@ def test_support_rejects_bad_input(mask, radius):
         MaskSupport(mask, radius)
 
 
-@pytest.mark.parametrize("chunk", [1, 7 * 6 * 5 * 3 * 2, 10**9])  # one vertex, two vertices, all at once
-def test_spread_is_the_stencil_on_the_dense_grid_in_any_vertex_chunks(chunk, monkeypatch):
+@pytest.mark.parametrize("per_vertex", [True, False])
+@pytest.mark.parametrize("chunk", [1, 7 * 6 * 5 * 3 * 2 * 2, 10**9])  # one vertex, two vertices, all at once
+def test_convolve_is_the_stencil_of_the_mixed_classes_on_the_dense_grid(chunk, per_vertex, monkeypatch):
     monkeypatch.setattr(support_module, "SPREAD_CHUNK_ELEMENTS", chunk)
     mask = torch.rand(7, 6, 5) < 0.2
     support = MaskSupport(mask, 2)
-    classes = [support.compact(torch.randn(1, 5, 7, 6, 5, 3), 2) for _ in range(4)]
-    expected = support.compact(isotropic_stencil([support.dense(c, 2) for c in classes]), 1)
-    torch.testing.assert_close(support.spread(classes, 2), expected)
+    parts = [support.compact(torch.randn(2, 5, 7, 6, 5, c), 2) for c in (2, 3)]  # a batch of 2, two parts
+    weights = [torch.randn(*((5,) if per_vertex else ()), c, 4 * 3) for c in (2, 3)]
+    mixed = sum(support.dense(x, 2) @ (w[:, None, None] if per_vertex else w) for x, w in zip(parts, weights))
+    expected = support.compact(isotropic_stencil(mixed.unflatten(-1, (4, 3)).unbind(-2)), 1)
+    torch.testing.assert_close(support.convolve(parts, weights, 3, 2), expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +34,12 @@ class ConvBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._activate(self.conv(x))
 
-    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> tuple[Tensor, int]:
-        """Masked execution: ``x`` compact on ``mask (+) k`` -> ``(output, k')``, the output compact on
-        ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``)."""
+    def forward_on(self, x: Tensor | Sequence[Tensor], support: MaskSupport, k: int) -> tuple[Tensor, int]:
+        """Masked execution (inference): ``x`` compact on ``mask (+) k`` -> ``(output, k')``, the output compact
+        on ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``). ``x`` may be a sequence of
+        maps to be read as their concatenation along the channels."""
         if self.conv.kernel_size == 1:
-            return self(x), k
+            return self(x if isinstance(x, Tensor) else torch.cat(list(x), dim=-1)), k
         return self._activate(self.conv.forward_on(x, support, k)), k - 1
 
     def _activate(self, y: Tensor) -> Tensor:

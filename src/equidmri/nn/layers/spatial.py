@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -57,12 +58,13 @@ class IsotropicConv3d(nn.Module):
         out = isotropic_stencil(self._classes(x))
         return out if self.bias is None else out + self.bias
 
-    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> Tensor:
-        """Masked execution (``kernel_size=3``): ``x`` compact on ``mask (+) k`` -> output on ``mask (+) (k - 1)``.
-
-        Channels are mixed on the compact voxels, the distance classes spread on the dense grid.
-        """
-        out = support.spread(self._classes(x), k)
+    def forward_on(self, x: Tensor | Sequence[Tensor], support: MaskSupport, k: int) -> Tensor:
+        """Masked execution (``kernel_size=3``, inference only): ``x`` compact on ``mask (+) k`` -> output on
+        ``mask (+) (k - 1)``; ``x`` may be the parts of a channel concatenation (see
+        :meth:`MaskSupport.convolve`, which mixes and spreads the distance classes)."""
+        parts = [x] if isinstance(x, Tensor) else list(x)
+        weights = self.weight.flatten(1).split([part.shape[-1] for part in parts])
+        out = support.convolve(parts, weights, self.out_channels, k)
         return out if self.bias is None else out + self.bias
 
     def _classes(self, x: Tensor) -> list[Tensor]:

@@ -41,6 +41,7 @@ Chebyshev order and the isotropic stencil a few shifted additions, with no trans
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -151,27 +152,39 @@ class SpatioSphericalConv(nn.Module):
         out = self._filter(x)
         return out if self.bias is None else out + self.bias
 
-    def forward_on(self, x: Tensor, support: MaskSupport, k: int) -> Tensor:
+    def forward_on(self, x: Tensor | Sequence[Tensor], support: MaskSupport, k: int) -> Tensor:
         """Masked execution: ``x`` compact on ``mask (+) k`` -> the output compact on ``mask (+) (k - 1)``.
 
-        Only for ``kernel_size=3`` (a voxel-wise layer runs on compact maps as they are). The spectral path
-        transforms and mixes on the compact voxels and spreads its distance classes on the dense grid; the
-        other paths run on the dense grid (see :mod:`equidmri.nn.layers.support`).
+        ``x`` is one map ``(B, V, N_k, 1, 1, C_in)`` or a sequence of maps whose channels add up to C_in (the
+        parts of a concatenation, which the spectral path never builds). Only for ``kernel_size=3`` (a
+        voxel-wise layer runs on compact maps as they are). The spectral path transforms each part on the
+        compact voxels and mixes and spreads its distance classes chunk by chunk of the spectrum
+        (:meth:`MaskSupport.convolve`); the other paths run on the dense grid (see
+        :mod:`equidmri.nn.layers.support`). Inference only.
         """
+        parts = [x] if isinstance(x, Tensor) else list(x)
         if self.method != "spectral":
-            return support.compact(self(support.dense(x, k)), k - 1)
-        out = self._spectral_synthesis(support.spread(self._spectral_classes(x), k))
+            return support.compact(self(support.dense(torch.cat(parts, dim=-1), k)), k - 1)
+        response = self._spectral_response(parts[0].dtype)  # (R, V, C_in, C_out) -> (V, C_in, R C_out)
+        weights = response.permute(1, 2, 0, 3).flatten(2).split([part.shape[-1] for part in parts], dim=1)
+        out = support.convolve([self._spectrum(part) for part in parts], weights, self.out_channels, k)
+        out = self._spectral_synthesis(out)
         return out if self.bias is None else out + self.bias
+
+    def _spectrum(self, x: Tensor) -> Tensor:
+        """``U^T x`` of ``(B, V, X, Y, Z, C)`` vertex values, same shape."""
+        return self.eigenbasis.analysis(x.reshape(x.shape[0], x.shape[1], -1)).reshape(x.shape)
+
+    def _spectral_response(self, dtype: torch.dtype) -> Tensor:
+        """Spectral response of each (class, in, out) filter at each eigenvalue, ``(R, V, C_in, C_out)``."""
+        return torch.einsum("kv,kiro->rvio", self.cheb_response.to(dtype), self.class_weight())
 
     def _spectral_classes(self, x: Tensor) -> list[Tensor]:
         """``(B, V, X, Y, Z, C_in)`` -> one ``(B, V, X, Y, Z, C_out)`` map per distance class, in the eigenbasis."""
-        b, v, nx, ny, nz, c = x.shape
-        spectrum = self.eigenbasis.analysis(x.reshape(b, v, -1)).reshape(b, v, -1, c)  # U^T x
-        weight = self.class_weight()
-        # spectral response of each (class, in, out) filter at each eigenvalue: (R, V, C_in, C_out)
-        response = torch.einsum("kv,kiro->rvio", self.cheb_response.to(x.dtype), weight)
-        shape = (b, v, nx, ny, nz, self.out_channels)
-        return [(spectrum @ response[r]).reshape(shape) for r in range(weight.shape[2])]
+        b, v = x.shape[:2]
+        spectrum = self._spectrum(x).reshape(b, v, -1, x.shape[-1])
+        shape = x.shape[:-1] + (self.out_channels,)
+        return [(spectrum @ response).reshape(shape) for response in self._spectral_response(x.dtype)]
 
     def _spectral_synthesis(self, y: Tensor) -> Tensor:
         """``(B, V, X, Y, Z, C_out)`` in the eigenbasis -> vertex values, same shape."""

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from equidmri.nn.layers.stencil import isotropic_stencil
+from equidmri.nn.layers.stencil import neighbour_sum
 
-# elements of one dense class map per chunk of vertices in `MaskSupport.spread` (64 M float32 = 256 MiB): bounds
-# the stencil's dense maps on large tiles. Measured on 2 cores, 4 class maps of 384 vertices x 8 channels on a
-# 24^3 tile: 0.84 s unchunked, 0.65 s in chunks of 2^26, 1.0 s of 2^24, 2.8 s of 2^22 (per-chunk indexing costs)
-SPREAD_CHUNK_ELEMENTS = 2**26
+# elements of one dense class map per chunk of the vertex axis in `MaskSupport.convolve` (2 M float32 = 8 MiB):
+# small enough that a chunk's class maps stay near the cache and are reused across chunks, large enough that the
+# per-chunk indexing does not dominate (chosen on the 40^3 phantom, `equidmri bench throughput`)
+SPREAD_CHUNK_ELEMENTS = 2**21
 
 
 class MaskSupport:
@@ -81,24 +81,49 @@ class MaskSupport:
             return x
         return x.index_select(2, torch.searchsorted(self.index[k_from], self.index[k_to]))
 
-    def spread(self, classes: Sequence[Tensor], k: int) -> Tensor:
-        """The isotropic stencil of compact class maps: on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
+    def convolve(self, inputs: Sequence[Tensor], weights: Sequence[Tensor], out_channels: int, k: int) -> Tensor:
+        """A 3x3x3 isotropic convolution of compact maps: ``sum_i inputs[i] @ weights[i]`` mixed into one map per
+        distance class, then the stencil; on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
+
+        Works a chunk of the vertex axis at a time (``SPREAD_CHUNK_ELEMENTS``): the chunk's channels are mixed
+        on the compact voxels, its centre class is restricted to the output voxels and its other classes are
+        summed over their taps on the dense grid (in buffers reused by every chunk: their zeros outside the
+        support stay zero). The 4 class maps never exist for all vertices at once. Inference only (no
+        autograd); the inputs are parts of one feature map split along the channels, so that a concatenation
+        (a decoder's skip connection) need not be built.
 
         Parameters
         ----------
-        classes : sequence of R Tensors ``(B, V, N_k, 1, 1, C)``
-            Maps per distance class (see :func:`~equidmri.nn.layers.stencil.isotropic_stencil`), R = 4.
+        inputs : sequence of Tensors ``(B, V, N_k, 1, 1, C_i)``
+            Compact maps on ``mask (+) k`` (``N_k`` voxels).
+        weights : sequence of Tensors ``(V, C_i, 4 out_channels)`` or ``(C_i, 4 out_channels)``
+            Per vertex (the spectral filters) or shared; output columns are class-major (distance classes
+            0, 1, sqrt 2, sqrt 3 as in :func:`~equidmri.nn.layers.stencil.isotropic_stencil`).
+        out_channels : int
+        k : int
+            Dilation of the inputs' voxel set, >= 1.
 
         Returns
         -------
-        Tensor, shape ``(B, V, N_{k-1}, 1, 1, C)``
-            The stencil's output at the voxels of ``mask (+) (k - 1)``; the stencil runs on the dense grid, a
-            chunk of vertices at a time (it acts on each vertex alone).
+        Tensor, shape ``(B, V, N_{k-1}, 1, 1, out_channels)``
         """
-        b, v, _, _, _, c = classes[0].shape
-        step = max(1, SPREAD_CHUNK_ELEMENTS // (b * math.prod(self.shape) * c))
-        out = classes[0].new_empty(b, v, self.size(k - 1), 1, 1, c)
+        b, v, n = inputs[0].shape[:3]
+        n_voxels = math.prod(self.shape)
+        near = torch.searchsorted(self.index[k], self.index[k - 1])  # output voxels among the input voxels
+        out = inputs[0].new_empty(b, v, self.size(k - 1), out_channels)
+        step = max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * out_channels))
+        buffers = inputs[0].new_zeros(3, b, min(step, v), n_voxels, out_channels)
         for start in range(0, v, step):
-            part = [self.dense(m[:, start : start + step], k) for m in classes]
-            out[:, start : start + step] = self.compact(isotropic_stencil(part), k - 1)
-        return out
+            chunk = slice(start, min(start + step, v))
+            width = chunk.stop - chunk.start
+            classes = 0
+            for x, w in zip(inputs, weights):
+                classes = classes + x[:, chunk].reshape(b, width, n, -1) @ (w[chunk] if w.ndim == 3 else w)
+            classes = classes.view(b, width, n, 4, out_channels)
+            dense = buffers[:, :, :width]
+            for r in range(3):
+                dense[r].index_copy_(2, self.index[k], classes[:, :, :, r + 1])
+            taps = neighbour_sum(*dense.view(3, b, width, *self.shape, out_channels))
+            centre = classes[:, :, :, 0].index_select(2, near)
+            out[:, chunk] = centre.add_(taps.view(b, width, n_voxels, out_channels).index_select(2, self.index[k - 1]))
+        return out.view(b, v, -1, 1, 1, out_channels)

@@ -115,7 +115,7 @@ class UNetBackbone(nn.Module):
                 x = self.pools[level](x)
         for level in reversed(range(len(self.decoders))):
             skip, k_skip = skips[level]
-            x = torch.cat([self.unpools[level](x), support.restrict(skip, k_skip, k)], dim=-1)
+            x = (self.unpools[level](x), support.restrict(skip, k_skip, k))  # read as their concatenation
             for block in self.decoders[level]:
                 x, k = block.forward_on(x, support, k)
         return x
