@@ -44,8 +44,12 @@ class SphereSampler:
         """``(X, Y, Z, N)`` normalised DWI -> ``(C, X, Y, Z, V)`` float32 network input."""
         if dwi.ndim != 4 or dwi.shape[-1] != self.operator.shape[-1]:
             raise ValueError(f"expected a (X, Y, Z, {self.operator.shape[-1]}) DWI, got {dwi.shape}")
-        out = np.einsum("xyzn,cvn->cxyzv", dwi.astype(np.float32), self.operator.astype(np.float32), optimize=True)
-        return np.ascontiguousarray(out)
+        flat = dwi.reshape(-1, dwi.shape[-1]).astype(np.float32)
+        operator = self.operator.astype(np.float32)
+        out = np.empty((operator.shape[0],) + dwi.shape[:3] + (operator.shape[1],), dtype=np.float32)
+        for channel, rows in zip(out, operator):  # one matmul per channel, written in place (no transposition)
+            np.matmul(flat, rows.T, out=channel.reshape(flat.shape[0], -1))
+        return out
 
 
 def build_sampler(bvecs: np.ndarray, shells: Shells, vertices: np.ndarray, lmax_cap: int = LMAX_CAP) -> SphereSampler:

@@ -137,6 +137,11 @@ class UNetBackbone(nn.Module):
         iso : Tensor, shape ``(B, N, n_iso)``
         """
         support = MaskSupport(mask, self.features_radius)
-        h = self.features_on(support.compact(self.lift(x), support.radius), support)
+        if self.receptive_radius == self.features_radius:  # a voxel-wise lift: run it on the support's voxels only
+            voxels = x.flatten(2, 4).index_select(2, support.index[support.radius])
+            h = self.lift(voxels[:, :, :, None, None])
+        else:
+            h = support.compact(self.lift(x), support.radius)
+        h = self.features_on(h, support)
         fodf, iso = self.readout(self.head(h))
         return fodf.flatten(1, 3), iso.flatten(1, 3)
