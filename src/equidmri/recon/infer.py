@@ -17,9 +17,8 @@ from tqdm.auto import tqdm
 from equidmri.nn.blocks import fold_batchnorm
 from equidmri.nn.models.backbone import UNetBackbone
 
-# voxels per tile edge; bounds the peak memory of inference. Measured at nside 8 with the default widths on the
-# 40^3 phantom's mask (2 threads, glibc keeping freed memory): tiles of 24 took 37.8 s and 5.3 GB peak RSS,
-# of 32 43.2 s and 8.6 GB, one tile of 48 (no halo) 35.2 s and 9.7 GB
+# voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
+# `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
 DEFAULT_TILE = 24
 
 

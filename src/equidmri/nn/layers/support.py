@@ -23,9 +23,9 @@ from torch import Tensor
 
 from equidmri.nn.layers.stencil import neighbour_sum
 
-# elements of one dense class map per chunk of the vertex axis in `MaskSupport.convolve` (2 M float32 = 8 MiB):
-# small enough that a chunk's class maps stay near the cache and are reused across chunks, large enough that the
-# per-chunk indexing does not dominate (chosen on the 40^3 phantom, `equidmri bench throughput`)
+# elements of one dense class map per chunk of the vertex axis in `MaskSupport.convolve` (2 M float32 = 8 MiB): the
+# class maps of a chunk stay small and are reused by every chunk, while the chunks stay few enough that their
+# per-chunk indexing and Python overhead is small next to the arithmetic
 SPREAD_CHUNK_ELEMENTS = 2**21
 
 
