@@ -108,22 +108,38 @@ class MaskSupport:
         Tensor, shape ``(B, V, N_{k-1}, 1, 1, out_channels)``
         """
         b, v, n = inputs[0].shape[:3]
-        n_voxels = math.prod(self.shape)
-        near = torch.searchsorted(self.index[k], self.index[k - 1])  # output voxels among the input voxels
-        out = inputs[0].new_empty(b, v, self.size(k - 1), out_channels)
-        step = max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * out_channels))
-        buffers = inputs[0].new_zeros(3, b, min(step, v), n_voxels, out_channels)
+        n_voxels, n_out, n_classes = math.prod(self.shape), self.size(k - 1), 4
+        step = min(v, max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * out_channels)))
+        # Maps are handled as 2D tables of C_out-wide rows, one block of rows per (batch, vertex) slot: row
+        # gathers and scatters on 2D tables are the fast ones. Mixed rows are (slot, voxel, class).
+        slots = torch.arange(b * step, device=inputs[0].device)[:, None]
+        scatter_rows = (slots * n_voxels + self.index[k]).flatten()  # compact input voxels in the dense buffers
+        tap_rows = (slots * n_voxels + self.index[k - 1]).flatten()  # output voxels in the dense buffers
+        centre_rows = ((slots * n + torch.searchsorted(self.index[k], self.index[k - 1])) * n_classes).flatten()
+        out = inputs[0].new_empty(b, v, n_out, out_channels)
+        buffers = inputs[0].new_zeros(3, b * step * n_voxels, out_channels)  # zero outside the support for good
         for start in range(0, v, step):
             chunk = slice(start, min(start + step, v))
             width = chunk.stop - chunk.start
-            classes = 0
-            for x, w in zip(inputs, weights):
-                classes = classes + x[:, chunk].reshape(b, width, n, -1) @ (w[chunk] if w.ndim == 3 else w)
-            classes = classes.view(b, width, n, 4, out_channels)
-            dense = buffers[:, :, :width]
-            for r in range(3):
-                dense[r].index_copy_(2, self.index[k], classes[:, :, :, r + 1])
-            taps = neighbour_sum(*dense.view(3, b, width, *self.shape, out_channels))
-            centre = classes[:, :, :, 0].index_select(2, near)
-            out[:, chunk] = centre.add_(taps.view(b, width, n_voxels, out_channels).index_select(2, self.index[k - 1]))
+            mixed = sum(_mix(x[:, chunk], w[chunk] if w.ndim == 3 else w) for x, w in zip(inputs, weights))
+            mixed = mixed.view(-1, n_classes, out_channels)
+            rows = b * width * n_voxels
+            for r, buffer in enumerate(buffers, start=1):
+                buffer[:rows].index_copy_(0, scatter_rows[: b * width * n], mixed[:, r])
+            taps = neighbour_sum(*(buffer[:rows].view(b, width, *self.shape, out_channels) for buffer in buffers))
+            result = mixed.view(-1, out_channels).index_select(0, centre_rows[: b * width * n_out])
+            result += taps.view(-1, out_channels).index_select(0, tap_rows[: b * width * n_out])
+            out[:, chunk] = result.view(b, width, n_out, out_channels)
         return out.view(b, v, -1, 1, 1, out_channels)
+
+
+def _mix(x: Tensor, weight: Tensor) -> Tensor:
+    """``(B, W, N, 1, 1, C_i)`` maps times ``(W, C_i, M)`` per-vertex or ``(C_i, M)`` shared weights -> ``(B W N, M)``.
+
+    Written as one ``bmm`` (or ``mm``): a broadcast 4D ``matmul`` takes a slower path on the CPU.
+    """
+    b, width, n, c = x.shape[0], x.shape[1], x.shape[2], x.shape[-1]
+    if weight.ndim == 2:
+        return x.reshape(-1, c) @ weight
+    weight = weight.expand(b, *weight.shape).reshape(b * width, c, -1)
+    return torch.bmm(x.reshape(b * width, n, c), weight).view(-1, weight.shape[-1])
