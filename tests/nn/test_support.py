@@ -62,4 +62,4 @@ def test_convolve_is_the_stencil_of_the_mixed_classes_on_the_dense_grid(chunk, p
     weights = [torch.randn(*((5,) if per_vertex else ()), c, 4 * 3) for c in (2, 3)]
     mixed = sum(support.dense(x, 2) @ (w[:, None, None] if per_vertex else w) for x, w in zip(parts, weights))
     expected = support.compact(isotropic_stencil(mixed.unflatten(-1, (4, 3)).unbind(-2)), 1)
-    torch.testing.assert_close(support.convolve(parts, weights, 3, 2), expected)
+    torch.testing.assert_close(support.convolve(parts, torch.cat(weights, dim=-2), 3, 2), expected)

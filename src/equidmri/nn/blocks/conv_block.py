@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.spatial import IsotropicConv3d
 from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv
-from equidmri.nn.layers.support import MaskSupport
+from equidmri.nn.layers.support import MaskSupport, concatenated
 
 
 class ConvBlock(nn.Module):
@@ -39,7 +39,7 @@ class ConvBlock(nn.Module):
         on ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``). ``x`` may be a sequence of
         maps to be read as their concatenation along the channels."""
         if self.conv.kernel_size == 1:
-            return self(x if isinstance(x, Tensor) else torch.cat(list(x), dim=-1)), k
+            return self(concatenated(x)), k
         return self._activate(self.conv.forward_on(x, support, k)), k - 1
 
     def _activate(self, y: Tensor) -> Tensor:

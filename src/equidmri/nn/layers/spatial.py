@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from equidmri.nn.layers.spatio_spherical import KERNEL_SIZES
 from equidmri.nn.layers.stencil import isotropic_stencil
-from equidmri.nn.layers.support import MaskSupport
+from equidmri.nn.layers.support import MaskSupport, channel_parts
 
 _SPATIAL_AXES = (2, 3, 4)  # X, Y, Z of the (B, V, X, Y, Z, C) layout
 
@@ -62,9 +62,7 @@ class IsotropicConv3d(nn.Module):
         """Masked execution (``kernel_size=3``, inference only): ``x`` compact on ``mask (+) k`` -> output on
         ``mask (+) (k - 1)``; ``x`` may be the parts of a channel concatenation (see
         :meth:`MaskSupport.convolve`, which mixes and spreads the distance classes)."""
-        parts = [x] if isinstance(x, Tensor) else list(x)
-        weights = self.weight.flatten(1).split([part.shape[-1] for part in parts])
-        out = support.convolve(parts, weights, self.out_channels, k)
+        out = support.convolve(channel_parts(x), self.weight.flatten(1), self.out_channels, k)
         return out if self.bias is None else out + self.bias
 
     def _classes(self, x: Tensor) -> list[Tensor]:

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.eigenbasis import EigenbasisTransform
 from equidmri.nn.layers.stencil import isotropic_stencil
-from equidmri.nn.layers.support import MaskSupport
+from equidmri.nn.layers.support import MaskSupport, channel_parts, concatenated
 from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian
 
 KERNEL_FORMS = ("full", "rank1")
@@ -162,12 +162,11 @@ class SpatioSphericalConv(nn.Module):
         (:meth:`MaskSupport.convolve`); the other paths run on the dense grid (see
         :mod:`equidmri.nn.layers.support`). Inference only.
         """
-        parts = [x] if isinstance(x, Tensor) else list(x)
         if self.method != "spectral":
-            return support.compact(self(support.dense(torch.cat(parts, dim=-1), k)), k - 1)
-        response = self._spectral_response(parts[0].dtype)  # (R, V, C_in, C_out) -> (V, C_in, R C_out)
-        weights = response.permute(1, 2, 0, 3).flatten(2).split([part.shape[-1] for part in parts], dim=1)
-        out = support.convolve([self._spectrum(part) for part in parts], weights, self.out_channels, k)
+            return support.compact(self(support.dense(concatenated(x), k)), k - 1)
+        parts = channel_parts(x)
+        response = self._spectral_response(parts[0].dtype).permute(1, 2, 0, 3).flatten(2)  # (V, C_in, R C_out)
+        out = support.convolve([self._spectrum(part) for part in parts], response, self.out_channels, k)
         out = self._spectral_synthesis(out)
         return out if self.bias is None else out + self.bias
 

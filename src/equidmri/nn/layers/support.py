@@ -23,6 +23,16 @@ from torch import Tensor
 
 from equidmri.nn.layers.stencil import neighbour_sum
 
+def channel_parts(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """A feature map given whole or as the parts of its concatenation along the channels -> the parts."""
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+def concatenated(x: Tensor | Sequence[Tensor]) -> Tensor:
+    """A feature map given whole or as the parts of its concatenation along the channels -> the whole map."""
+    return x if isinstance(x, Tensor) else torch.cat(list(x), dim=-1)
+
+
 # elements of one dense class map per chunk of the vertex axis in `MaskSupport.convolve` (2 M float32 = 8 MiB): the
 # class maps of a chunk stay small and are reused by every chunk, while the chunks stay few enough that their
 # per-chunk indexing and Python overhead is small next to the arithmetic
@@ -81,9 +91,9 @@ class MaskSupport:
             return x
         return x.index_select(2, torch.searchsorted(self.index[k_from], self.index[k_to]))
 
-    def convolve(self, inputs: Sequence[Tensor], weights: Sequence[Tensor], out_channels: int, k: int) -> Tensor:
-        """A 3x3x3 isotropic convolution of compact maps: ``sum_i inputs[i] @ weights[i]`` mixed into one map per
-        distance class, then the stencil; on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
+    def convolve(self, inputs: Sequence[Tensor], weight: Tensor, out_channels: int, k: int) -> Tensor:
+        """A 3x3x3 isotropic convolution of compact maps: their concatenation times ``weight`` mixed into one map
+        per distance class, then the stencil; on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
 
         Works a chunk of the vertex axis at a time (``SPREAD_CHUNK_ELEMENTS``): the chunk's channels are mixed
         on the compact voxels, its centre class is restricted to the output voxels and its other classes are
@@ -95,8 +105,9 @@ class MaskSupport:
         Parameters
         ----------
         inputs : sequence of Tensors ``(B, V, N_k, 1, 1, C_i)``
-            Compact maps on ``mask (+) k`` (``N_k`` voxels).
-        weights : sequence of Tensors ``(V, C_i, 4 out_channels)`` or ``(C_i, 4 out_channels)``
+            Compact maps on ``mask (+) k`` (``N_k`` voxels), the parts of the input along its channels
+            (``sum_i C_i = C_in``).
+        weight : Tensor ``(V, C_in, 4 out_channels)`` or ``(C_in, 4 out_channels)``
             Per vertex (the spectral filters) or shared; output columns are class-major (distance classes
             0, 1, sqrt 2, sqrt 3 as in :func:`~equidmri.nn.layers.stencil.isotropic_stencil`).
         out_channels : int
@@ -108,6 +119,7 @@ class MaskSupport:
         Tensor, shape ``(B, V, N_{k-1}, 1, 1, out_channels)``
         """
         b, v, n = inputs[0].shape[:3]
+        weights = weight.split([x.shape[-1] for x in inputs], dim=-2)  # the rows of each part
         n_voxels, n_out, n_classes = math.prod(self.shape), self.size(k - 1), 4
         step = min(v, max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * out_channels)))
         # Maps are handled as 2D tables of C_out-wide rows, one block of rows per (batch, vertex) slot: row
