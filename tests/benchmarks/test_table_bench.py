@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def test_table_scores_every_method_at_both_resolutions(tiny_table):
                 assert 0.0 <= run["f1"] <= 1.0 and 0.0 <= run["pr_auc"] <= 1.0
                 assert run["threshold"] in [round(0.05 * k, 2) for k in range(1, 20)]
                 assert run["infer_s"] > 0 and (run["train_s"] is not None) == record["learned"]
+                assert ("f1_train" in run) == record["learned"]  # learned methods: also their training volume
     csd = result["methods"][0]["resolutions"]["high"]["runs"][0]
     assert csd["angle_deg"] < 25.0 and csd["f1"] > 0.5  # CSD finds the fibres of a noisy tiny phantom
 
@@ -53,6 +55,7 @@ def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
     for _, label, _ in COLUMNS:
         assert f"{label} high" in markdown and f"{label} low" in markdown
     assert "| SHD |" in markdown and " ± " in markdown  # two seeds give a confidence interval
+    assert "F1 on `train` high" in markdown
     assert "Low resolution (angular super-resolution, SHD paper §4.2.1)" in markdown
     assert (root / "results" / "table.png").stat().st_size > 0
 
@@ -83,3 +86,23 @@ def test_summary_is_mean_and_student_t_interval():
     assert summary["mean"] == 2.0
     assert summary["ci95"] == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
     assert summarise([5.0]) == {"mean": 5.0, "ci95": None}
+
+
+def _stored_runs(table_json: Path) -> list[tuple]:
+    result = json.loads(table_json.read_text())
+    return [(m["method"], res, run["seed"], run["date"], run["f1"])
+            for m in result["methods"] for res, summary in m["resolutions"].items() for run in summary["runs"]]
+
+
+@pytest.mark.slow
+def test_resume_reuses_the_stored_runs_and_refuses_other_settings(tiny_table, tmp_path):
+    root, argv = tiny_table
+    assert len(list((root / "results" / "table_runs").glob("*.json"))) == 2 + 2 * 2  # CSD: 2 resolutions; SHD: x2 seeds
+    shutil.copytree(root / "results" / "table_runs", tmp_path / "r" / "table_runs")  # runs of an interrupted invocation
+    elsewhere = [*argv[:5], str(tmp_path / "r"), *argv[6:]]
+    assert run_main(elsewhere) == 2  # neither --resume nor --force: the stored runs are not overwritten
+    assert not (tmp_path / "r" / "table.json").exists()
+    assert run_main([*elsewhere, "--resume"]) == 0
+    assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")
+    assert "Runs: 6, made from " in (tmp_path / "r" / "table.md").read_text()
+    assert run_main([*elsewhere, "--resume", "--epochs", "3"]) == 2  # other settings than the stored runs'

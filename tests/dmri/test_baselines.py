@@ -6,14 +6,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 from dipy.core.gradients import gradient_table
-from dipy.data import default_sphere, get_fnames
+from dipy.data import default_sphere, get_fnames, get_sphere
 from dipy.io.gradients import read_bvals_bvecs
 from dipy.reconst.csdeconv import ConstrainedSphericalDeconvModel, auto_response_ssst
 from dipy.reconst.dti import TensorModel
 from dipy.segment.mask import median_otsu
 from dipy.sims.voxel import multi_tensor
 
-from equidmri.dmri.baselines import fit_csd, fit_dti_fa
+from equidmri.dmri.baselines import fit_csd, fit_dti_fa, fit_msmt_csd
+from equidmri.dmri.response import TISSUES, TissueResponses
 from equidmri.dmri.peaks import find_peaks
 from equidmri.eval.agreement import main_peak_agreement
 from equidmri.sphere.sh import sh_matrix
@@ -81,6 +82,37 @@ def test_fit_csd_recovers_noiseless_crossings(gtab, phantom_dwi):
         assert (peak_values[voxel] > 0).sum() == len(true_dirs)
         cosines = np.abs(true_dirs @ peak_dirs[voxel].T).max(axis=1)
         assert np.degrees(np.arccos(np.clip(cosines, 0.0, 1.0))).max() < CSD_PEAK_BOUND_DEG
+
+
+SHELLS = np.array([1000.0, 2000.0, 3000.0])  # s/mm²
+ISO_EVALS = {"gm": 0.8e-3, "csf": 3.0e-3}  # mm²/s
+
+
+@pytest.fixture(scope="module")
+def multi_shell():
+    """Noise-free WM fibres of ``FIBRES`` on 2 b=0 + 3 shells x 60 directions, and the true responses."""
+    directions = get_sphere(name="repulsion100").vertices[:60]
+    bvals = np.concatenate([[0.0, 0.0], np.repeat(SHELLS, len(directions))])
+    gtab = gradient_table(bvals, bvecs=np.concatenate([np.zeros((2, 3)), np.tile(directions, (3, 1))]))
+    signals = [multi_tensor(gtab, np.tile(EVALS, (len(a), 1)), S0=S0, angles=a, fractions=f, snr=None)[0]
+               for a, f in FIBRES]
+    evals = np.stack([np.tile(EVALS, (3, 1))] + [np.full((3, 3), ISO_EVALS[t]) for t in TISSUES[1:]])
+    responses = TissueResponses(tissues=TISSUES, shells=SHELLS, evals=evals, s0=[S0, S0, S0])
+    return np.stack(signals).reshape(2, 2, 1, -1), gtab, responses
+
+
+def test_fit_msmt_csd_recovers_noiseless_crossings_in_non_legacy_basis(multi_shell):
+    dwi, gtab, responses = multi_shell
+    fodf_sh = fit_msmt_csd(dwi, gtab, responses)
+    peak_dirs, peak_values = find_peaks(fodf_sh)
+    peak_dirs, peak_values = peak_dirs.reshape(4, 3, 3), peak_values.reshape(4, 3)
+    for voxel, true_dirs in enumerate(TRUE_DIRS):
+        true_dirs = np.asarray(true_dirs)
+        assert (peak_values[voxel] > 0).sum() == len(true_dirs)
+        cosines = np.abs(true_dirs @ peak_dirs[voxel].T).max(axis=1)
+        assert np.degrees(np.arccos(np.clip(cosines, 0.0, 1.0))).max() < CSD_PEAK_BOUND_DEG
+    with pytest.raises(ValueError, match="MSMT-CSD needs"):
+        fit_msmt_csd(dwi, gtab, TissueResponses(tissues=("wm",), shells=SHELLS, evals=responses.evals[:1], s0=[S0]))
 
 
 def test_fit_csd_is_dipy_odf_in_non_legacy_basis(gtab, phantom_dwi):

@@ -1,6 +1,7 @@
 """The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.bench.methods.METHODS`.
 
-``equidmri bench table --data DIR --out RESULTS [--quick] [--seeds S ...] [--methods NAME ...] [--epochs N]``
+``equidmri bench table --data DIR --out RESULTS [--quick] [--resume] [--seeds S ...] [--methods NAME ...]
+[--epochs N]``
 
 For each method, angular resolution (high: all volumes; low: b=0 + 29 directions) and seed (learned
 methods only), the peaks of the validation volume choose the F1-best relative threshold and the test
@@ -9,7 +10,8 @@ learned methods train for angular super-resolution (SHD paper §4.2.1): input th
 volume, target its high-resolution series; the iterative methods see only low-resolution volumes.
 Learned methods report the mean and 95% confidence interval (Student t) over seeds. Writes
 ``RESULTS/table.md``, ``RESULTS/table.json`` and ``RESULTS/table.png`` (FPR against angular error, the
-paper's Fig. 6 A/B).
+paper's Fig. 6 A/B). Each finished run is also kept in ``RESULTS/table_runs/`` (:class:`RunStore`): ``--resume``
+reuses those made with the same settings, so that a table of many hours can be filled in several sittings.
 ``--quick`` runs on the central 12³ voxels of each volume with two epochs and tiny networks (a smoke test).
 """
 
@@ -28,6 +30,7 @@ import torch
 from scipy import stats
 
 from equidmri.bench.methods import METHODS, Method, Settings, VolumeSet
+from equidmri.bench.run_store import RunStore
 from equidmri.bench.report import DEFAULT_THREADS, check_report_outputs, header_lines, start_record, write_report
 from equidmri.eval.metrics import at_threshold, score_thresholds
 from equidmri.eval.peak_files import load_ground_truth
@@ -42,16 +45,22 @@ CONFIDENCE = 0.95
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK = Settings(epochs=2, patch_size=6, widths=(4, 4, 4, 4), rumba_iters=5)  # --quick: a smoke run
 QUICK_SIZE = 12  # voxels; --quick evaluates the central 12³ voxels of each volume
+RUNS_DIR = "table_runs"  # RESULTS/table_runs: one file per finished run (RunStore)
 
 
 def score_run(ground_truth: dict[str, tuple[np.ndarray, np.ndarray]], peaks: dict[str, tuple]) -> dict[str, Any]:
-    """Threshold chosen on ``val`` (best F1), scores of ``test`` at it (PR-AUC of ``test``)."""
+    """Threshold chosen on ``val`` (best F1), scores of ``test`` at it (PR-AUC of ``test``); when ``peaks``
+    has the training volume, also its F1 at that threshold (``f1_train``: seen against unseen geometry)."""
     scores = {}
-    for volume in ("val", "test"):
+    for volume in peaks:
         gt_dirs, mask = ground_truth[volume]
         dirs, values = peaks[volume]
         scores[volume] = score_thresholds(gt_dirs[mask], dirs[mask], values[mask])
-    return at_threshold(scores["test"], scores["val"]["best"]["threshold"])
+    threshold = scores["val"]["best"]["threshold"]
+    result = at_threshold(scores["test"], threshold)
+    if "train" in scores:
+        result["f1_train"] = at_threshold(scores["train"], threshold)["f1"]
+    return result
 
 
 def summarise(values: list[float]) -> dict[str, float | None]:
@@ -67,18 +76,27 @@ def summarise(values: list[float]) -> dict[str, float | None]:
 
 
 def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int],
-               settings: Settings) -> dict[str, Any]:
-    """All resolutions and seeds of one method: per-run scores and their summaries."""
+               settings: Settings, store: RunStore) -> dict[str, Any]:
+    """All resolutions and seeds of one method: per-run scores (read from ``store`` when it holds them,
+    else made and stored) and their summaries."""
     record: dict[str, Any] = {"method": method.name, "learned": method.learned, "resolutions": {}}
     for resolution in method.resolutions:
         runs = []
         for seed in seeds if method.learned else [None]:
+            stored = store.get(method.name, resolution, seed)
+            if stored is not None:
+                logger.info("%s, %s resolution, seed %s: stored run of %s", method.name, resolution, seed,
+                            stored["date"])
+                runs.append(stored)
+                continue
             logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
             run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
-            runs.append({"seed": seed, "train_s": run.train_s, "infer_s": run.infer_s,
-                         **score_run(ground_truth, run.peaks)})
+            runs.append(store.put(method.name, resolution, seed, {
+                "seed": seed, "train_s": run.train_s, "infer_s": run.infer_s, "threads": settings.threads,
+                **score_run(ground_truth, run.peaks)}))
         summary = {key: summarise([r[key] for r in runs]) for key, _, _ in COLUMNS}
-        summary.update({key: summarise([r[key] for r in runs]) for key in ("train_s", "infer_s", "threshold")})
+        summary.update({key: summarise([r.get(key) for r in runs])
+                        for key in ("train_s", "infer_s", "threshold", "f1_train")})
         record["resolutions"][resolution] = {"runs": runs, "summary": summary}
     return record
 
@@ -88,6 +106,18 @@ def _cell(summary: dict[str, float | None], spec: str) -> str:
         return "–"
     ci = f" ± {format(summary['ci95'], spec)}" if summary["ci95"] is not None else ""
     return format(summary["mean"], spec) + ci
+
+
+def _provenance(result: dict[str, Any]) -> str:
+    """Where the runs come from: their count, commits, dates and threads (``--resume`` gathers sittings)."""
+    runs = [run for record in result["methods"] for res in record["resolutions"].values() for run in res["runs"]]
+    if not runs:
+        return "No run."
+    dates = sorted(run["date"] for run in runs)
+    commits = ", ".join(f"`{c}`" for c in sorted({str(run["commit"]) for run in runs}))
+    threads = ", ".join(str(t) for t in sorted({run["threads"] for run in runs}))
+    return (f"Runs: {len(runs)}, made from {dates[0]} to {dates[-1]} at commit(s) {commits} with {threads} "
+            "torch thread(s) each (every run's own record is in `table.json` and `table_runs/`).")
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -106,6 +136,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "on `val` among 0.05..0.95, scores on `test`; learned rows are mean ± 95% CI (Student t) over seeds. "
         f"RUMBA-SD: {s['rumba_iters']} iterations. FPR = FP/(TP+FP), FNR = FN/(TP+FN), 25° cone.",
         "",
+        _provenance(result),
+        "",
         f"| Method | {head} |",
         "|---|" + "---:|" * (2 * len(COLUMNS)),
     ]
@@ -115,14 +147,17 @@ def render_markdown(result: dict[str, Any]) -> str:
             summary = record["resolutions"].get(res, {}).get("summary")
             cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in COLUMNS]
         lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
+    extra = (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"), ("f1_train", "F1 on `train`", ".3f"))
     lines += ["", "Runtime on this machine, seconds (training on `train`; inference = fit or prediction of `test`, "
-              "with peak extraction):", "", "| Method | train high | infer high | train low | infer low |",
-              "|---|---:|---:|---:|---:|"]
+              "with peak extraction), and the learned methods' F1 on their own training volume at the same "
+              "threshold (seen fibre geometry; compare with F1 on `test`):", "",
+              "| Method | " + " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in extra) + " |",
+              "|---|" + "---:|" * (2 * len(extra))]
     for record in result["methods"]:
         cells = []
         for res in RESOLUTIONS:
             summary = record["resolutions"].get(res, {}).get("summary")
-            cells += [_cell(summary[key], ".1f") if summary else "–" for key in ("train_s", "infer_s")]
+            cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in extra]
         lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
     if result["skipped"]:
         lines += ["", "Not run here: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()) + "."]
@@ -157,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     central crop of the volumes, in a temporary copy)."""
     out = Path(args.out)
     args.json, args.markdown = out / "table.json", out / "table.md"
-    check_report_outputs(args)
+    if args.resume:  # stored runs are reused and the table made from them replaces the old one
+        args.force = True
+    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, {}, False).stored()))
     unknown = set(args.methods or []) - {m.name for m in METHODS}
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {[m.name for m in METHODS]}")
@@ -173,8 +210,13 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     settings = Settings(epochs=args.epochs or base.epochs, patch_size=base.patch_size, widths=base.widths,
                         rumba_iters=args.rumba_iters or base.rumba_iters, threads=args.threads)
     chosen = [m for m in METHODS if not args.methods or m.name in args.methods]
+    store = RunStore(out / RUNS_DIR, {"data": str(Path(args.data).resolve()), "quick": args.quick,
+                                      "epochs": settings.epochs, "patch_size": settings.patch_size,
+                                      "widths": list(settings.widths), "rumba_iters": settings.rumba_iters},
+                     resume=args.resume)
+    store.check()
     ground_truth = {}
-    for volume in ("val", "test"):
+    for volume in ("train", "val", "test"):
         gt_dirs, mask, _ = load_ground_truth(data / volume)
         ground_truth[volume] = (gt_dirs, mask)
     volumes = VolumeSet(data)
@@ -189,7 +231,7 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     result["methods"] = []
     for method in (m for m in chosen if m.available()):
         try:
-            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings))
+            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings, store))
         except (RuntimeError, ValueError) as error:  # one failure, not the table
             logger.warning("%s failed: %s", method.name, error)
             result["skipped"][method.name] = f"failed: {' '.join(str(error).split())[:200]}"
@@ -219,7 +261,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default {Settings().epochs})")
     parser.add_argument("--rumba-iters", type=int, metavar="N",
                         help=f"RUMBA-SD iterations (default {Settings().rumba_iters})")
-    parser.add_argument("--force", action="store_true", help="overwrite existing results")
+    parser.add_argument("--force", action="store_true", help="overwrite existing results and make every run again")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"reuse the runs stored in RESULTS/{RUNS_DIR}/ by an earlier invocation with the same "
+                             "settings, make the missing ones, and rewrite the table from all of them")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                         help="torch/MRtrix3 threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
