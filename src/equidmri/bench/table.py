@@ -227,7 +227,8 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
                           "n_volumes": {r: int(volumes.get("test", r).data.dwi.shape[-1]) for r in RESOLUTIONS},
                           "epochs": settings.epochs, "patch_size": settings.patch_size,
                           "widths": list(settings.widths), "rumba_iters": settings.rumba_iters, "quick": args.quick}
-    result["skipped"] = {m.name: f"{m.requires} not installed" for m in chosen if not m.available()}
+    result["skipped"] = {m.name: "not selected with --methods" for m in METHODS if m not in chosen}
+    result["skipped"].update({m.name: f"{m.requires} not installed" for m in chosen if not m.available()})
     result["methods"] = []
     for method in (m for m in chosen if m.available()):
         try:
