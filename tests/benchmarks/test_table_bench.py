@@ -106,4 +106,7 @@ def test_resume_reuses_the_stored_runs_and_refuses_other_settings(tiny_table, tm
     assert run_main([*elsewhere, "--resume"]) == 0
     assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")
     assert "Runs: 6, made from " in (tmp_path / "r" / "table.md").read_text()
-    assert run_main([*elsewhere, "--resume", "--epochs", "3"]) == 2  # other settings than the stored runs'
+    assert run_main([*elsewhere, "--resume", "--epochs", "3"]) == 2  # SHD's stored runs had other epochs
+    csd_only = [*elsewhere[:elsewhere.index("--methods") + 1], METHODS[0], "--threads", "1"]
+    assert run_main([*csd_only, "--resume", "--epochs", "3"]) == 0  # CSD's runs do not depend on epochs
+    assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")[:2]

@@ -36,6 +36,7 @@ from equidmri.sims.dataset import series_paths
 from equidmri.sphere.sh import sh_fit_matrix
 
 EVAL_VOLUMES = ("val", "test")
+LEARNED_SETTINGS = ("epochs", "patch_size", "widths")  # the Settings fields a learned method depends on
 LEARNED_VOLUMES = ("train", *EVAL_VOLUMES)  # learned methods also deconvolve their training volume (overfitting)
 RUMBA_SPHERE = "repulsion724"  # dipy RUMBA's default sphere
 RUMBA_SH_LMAX = 12  # SH degree fitted to RUMBA's fODF on the sphere before the common peak search
@@ -48,7 +49,7 @@ class Settings:
     """Run settings: training ``epochs``, ``patch_size`` and network ``widths`` of the learned methods,
     ``rumba_iters`` iterations of RUMBA-SD, ``threads`` for MRtrix3."""
 
-    epochs: int = 5  # at 40³ an epoch is ~49 steps of one 8³ patch; 5 keep the full table to hours, not days
+    epochs: int = 10  # at 40³ an epoch is 48 steps of one 8³ patch; SHD needs hundreds of steps
     patch_size: int = 8
     widths: tuple[int, ...] = (8, 16, 32, 64)
     rumba_iters: int = 100
@@ -212,13 +213,22 @@ def _network(model: str, tv: bool) -> Callable[[VolumeSet, str, int, Settings], 
 @dataclass(frozen=True)
 class Method:
     """A table row: ``name``, whether it is ``learned`` (seeds matter), the ``resolutions`` it runs at, and
-    ``run(volumes, resolution, seed, settings) -> Run``; ``available()`` says whether it can run here."""
+    ``run(volumes, resolution, seed, settings) -> Run``; ``available()`` says whether it can run here and
+    ``result_settings`` which settings its result depends on."""
 
     name: str
     learned: bool
     run: Callable[[VolumeSet, str, int, Settings], Run]
     resolutions: tuple[str, ...] = ("high", "low")
     requires: str | None = None  # an executable that must be on PATH
+    uses: tuple[str, ...] = ()  # the Settings fields that change its result (default: learned or none)
+
+    def result_settings(self, settings: Settings) -> dict[str, Any]:
+        """The fields of ``settings`` that change this method's result (``uses``; learned methods: epochs,
+        patch size and widths), JSON-friendly."""
+        fields = self.uses or (LEARNED_SETTINGS if self.learned else ())
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((name, getattr(settings, name)) for name in fields)}
 
     def available(self) -> bool:
         """True unless ``requires`` names a missing executable."""
@@ -229,8 +239,8 @@ METHODS: list[Method] = [
     Method("CSD (lmax 8)", False, _per_volume(_csd(8))),
     Method("CSD (lmax 6)", False, _per_volume(_csd(6))),
     Method("MSMT-CSD", False, _per_volume(_msmt), resolutions=("high",)),
-    Method("RUMBA-SD", False, _per_volume(_rumba(False))),
-    Method("RUMBA-SD+TV", False, _per_volume(_rumba(True))),
+    Method("RUMBA-SD", False, _per_volume(_rumba(False)), uses=("rumba_iters",)),
+    Method("RUMBA-SD+TV", False, _per_volume(_rumba(True)), uses=("rumba_iters",)),
     Method("MRtrix3 CSD", False, _mrtrix("csd"), requires="dwi2fod"),
     Method("MRtrix3 MSMT-CSD", False, _mrtrix("msmt_csd"), resolutions=("high",), requires="dwi2fod"),
     Method("MLP", True, _network("mlp", tv=False)),

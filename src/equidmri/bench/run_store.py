@@ -5,7 +5,7 @@ runs: one method, one angular resolution, one seed. Each finished run is written
 ``FOLDER/<method>_<resolution>_<seed>.json`` together with the settings that produced it, the git commit
 and the date. With ``--resume`` a later invocation reads every stored run of the same settings instead of
 repeating it; two processes may fill one folder with different methods at the same time. A stored run of
-other settings is refused (:meth:`RunStore.check`), never silently mixed in.
+other settings is refused (:meth:`RunStore.get`), never silently mixed in.
 """
 
 from __future__ import annotations
@@ -23,20 +23,18 @@ __all__ = ["RunStore"]
 
 
 class RunStore:
-    """Stored runs under ``folder`` for one set of ``settings`` (a JSON-friendly dict).
+    """Stored runs under ``folder``, each tagged with the settings that changed its result.
 
     Parameters
     ----------
     folder : Path
         Where the run files live (created on the first :meth:`put`).
-    settings : dict
-        Everything that changes a run's result (data, epochs, network...); compared on :meth:`get`.
     resume : bool
         Read stored runs (:meth:`get`); otherwise every run is made again and its file overwritten.
     """
 
-    def __init__(self, folder: Path, settings: dict[str, Any], resume: bool) -> None:
-        self.folder, self.settings, self.resume = Path(folder), json.loads(json.dumps(settings)), resume
+    def __init__(self, folder: Path, resume: bool) -> None:
+        self.folder, self.resume = Path(folder), resume
 
     def path(self, method: str, resolution: str, seed: int | None) -> Path:
         """``FOLDER/<method slug>_<resolution>_<seed or 'fit'>.json``."""
@@ -47,33 +45,33 @@ class RunStore:
         """The run files present now."""
         return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
 
-    def check(self) -> None:
-        """Refuse stored runs of other settings before any work, when resuming.
+    def get(self, method: str, resolution: str, seed: int | None, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored run (with its ``commit`` and ``date``), or None if absent or not resuming.
+
+        ``settings`` (JSON-friendly) are everything that changes this run's result: data, epochs, network...
 
         Raises
         ------
         ValueError
-            Naming the first stored run made with other settings and the settings that differ.
+            If the stored run was made with other ``settings``, naming those that differ.
         """
-        for path in self.stored() if self.resume else []:
-            theirs = json.loads(path.read_text())["settings"]
-            changed = sorted(k for k in {*theirs, *self.settings} if theirs.get(k) != self.settings.get(k))
-            if changed:
-                raise ValueError(f"{path} was made with other settings ({', '.join(changed)}); "
-                                 "use --force to make every run again")
-
-    def get(self, method: str, resolution: str, seed: int | None) -> dict[str, Any] | None:
-        """The stored run (with its ``commit`` and ``date``), or None if absent or not resuming."""
         path = self.path(method, resolution, seed)
         if not self.resume or not path.exists():
             return None
-        stored = json.loads(path.read_text())
+        stored, settings = json.loads(path.read_text()), json.loads(json.dumps(settings))
+        theirs = stored["settings"]
+        changed = sorted(k for k in {*theirs, *settings} if theirs.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"{path} was made with other settings ({', '.join(changed)}); "
+                             "use --force to make every run again")
         return {**stored["run"], "commit": stored["commit"], "date": stored["date"]}
 
-    def put(self, method: str, resolution: str, seed: int | None, run: dict[str, Any]) -> dict[str, Any]:
-        """Write ``run`` atomically with the settings, commit and date; return it with ``commit`` and ``date``."""
+    def put(self, method: str, resolution: str, seed: int | None, settings: dict[str, Any],
+            run: dict[str, Any]) -> dict[str, Any]:
+        """Write ``run`` atomically with its ``settings``, the commit and the date; return it with ``commit``
+        and ``date``."""
         now = datetime.datetime.now(datetime.timezone.utc)
         stamp = {"commit": git_commit(), "date": now.isoformat(timespec="seconds")}
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_json(self.path(method, resolution, seed), {"settings": self.settings, **stamp, "run": run}, force=True)
+        save_json(self.path(method, resolution, seed), {"settings": settings, **stamp, "run": run}, force=True)
         return {**run, **stamp}

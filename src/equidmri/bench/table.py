@@ -75,29 +75,34 @@ def summarise(values: list[float]) -> dict[str, float | None]:
     return {"mean": mean, "ci95": float(half)}
 
 
+def planned_runs(method: Method, seeds: list[int]) -> list[tuple[str, int | None]]:
+    """``(resolution, seed)`` of every run of ``method`` (seed None for an iterative method)."""
+    return [(res, seed) for res in method.resolutions for seed in (seeds if method.learned else [None])]
+
+
 def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int],
-               settings: Settings, store: RunStore) -> dict[str, Any]:
+               settings: Settings, store: RunStore, common: dict[str, Any]) -> dict[str, Any]:
     """All resolutions and seeds of one method: per-run scores (read from ``store`` when it holds them,
-    else made and stored) and their summaries."""
+    else made and stored with ``common`` and the method's own settings) and their summaries."""
+    tag = {**common, **method.result_settings(settings)}
+    runs: dict[str, list[dict[str, Any]]] = {resolution: [] for resolution in method.resolutions}
+    for resolution, seed in planned_runs(method, seeds):
+        stored = store.get(method.name, resolution, seed, tag)
+        if stored is not None:
+            logger.info("%s, %s resolution, seed %s: stored run of %s", method.name, resolution, seed, stored["date"])
+            runs[resolution].append(stored)
+            continue
+        logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
+        run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
+        runs[resolution].append(store.put(method.name, resolution, seed, tag, {
+            "seed": seed, "train_s": run.train_s, "infer_s": run.infer_s, "threads": settings.threads,
+            **score_run(ground_truth, run.peaks)}))
     record: dict[str, Any] = {"method": method.name, "learned": method.learned, "resolutions": {}}
-    for resolution in method.resolutions:
-        runs = []
-        for seed in seeds if method.learned else [None]:
-            stored = store.get(method.name, resolution, seed)
-            if stored is not None:
-                logger.info("%s, %s resolution, seed %s: stored run of %s", method.name, resolution, seed,
-                            stored["date"])
-                runs.append(stored)
-                continue
-            logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
-            run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
-            runs.append(store.put(method.name, resolution, seed, {
-                "seed": seed, "train_s": run.train_s, "infer_s": run.infer_s, "threads": settings.threads,
-                **score_run(ground_truth, run.peaks)}))
-        summary = {key: summarise([r[key] for r in runs]) for key, _, _ in COLUMNS}
-        summary.update({key: summarise([r.get(key) for r in runs])
+    for resolution, done in runs.items():
+        summary = {key: summarise([r[key] for r in done]) for key, _, _ in COLUMNS}
+        summary.update({key: summarise([r.get(key) for r in done])
                         for key in ("train_s", "infer_s", "threshold", "f1_train")})
-        record["resolutions"][resolution] = {"runs": runs, "summary": summary}
+        record["resolutions"][resolution] = {"runs": done, "summary": summary}
     return record
 
 
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     args.json, args.markdown = out / "table.json", out / "table.md"
     if args.resume:  # stored runs are reused and the table made from them replaces the old one
         args.force = True
-    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, {}, False).stored()))
+    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
     unknown = set(args.methods or []) - {m.name for m in METHODS}
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {[m.name for m in METHODS]}")
@@ -210,11 +215,11 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     settings = Settings(epochs=args.epochs or base.epochs, patch_size=base.patch_size, widths=base.widths,
                         rumba_iters=args.rumba_iters or base.rumba_iters, threads=args.threads)
     chosen = [m for m in METHODS if not args.methods or m.name in args.methods]
-    store = RunStore(out / RUNS_DIR, {"data": str(Path(args.data).resolve()), "quick": args.quick,
-                                      "epochs": settings.epochs, "patch_size": settings.patch_size,
-                                      "widths": list(settings.widths), "rumba_iters": settings.rumba_iters},
-                     resume=args.resume)
-    store.check()
+    store, common = RunStore(out / RUNS_DIR, resume=args.resume), {"data": str(Path(args.data).resolve()),
+                                                                    "quick": args.quick}
+    for method in chosen:  # refuse stored runs of other settings before any work
+        for resolution, seed in planned_runs(method, list(args.seeds)):
+            store.get(method.name, resolution, seed, {**common, **method.result_settings(settings)})
     ground_truth = {}
     for volume in ("train", "val", "test"):
         gt_dirs, mask, _ = load_ground_truth(data / volume)
@@ -232,7 +237,8 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     result["methods"] = []
     for method in (m for m in chosen if m.available()):
         try:
-            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings, store))
+            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings, store,
+                                                 common))
         except (RuntimeError, ValueError) as error:  # one failure, not the table
             logger.warning("%s failed: %s", method.name, error)
             result["skipped"][method.name] = f"failed: {' '.join(str(error).split())[:200]}"
