@@ -125,10 +125,22 @@ def _provenance(result: dict[str, Any]) -> str:
             "torch thread(s) each (every run's own record is in `table.json` and `table_runs/`).")
 
 
+def _table(result: dict[str, Any], columns: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """A markdown table: one row per method, ``(key, label, format)`` columns at each resolution."""
+    lines = ["| Method | " + " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in columns) + " |",
+             "|---|" + "---:|" * (len(RESOLUTIONS) * len(columns))]
+    for record in result["methods"]:
+        cells = []
+        for res in RESOLUTIONS:
+            summary = record["resolutions"].get(res, {}).get("summary")
+            cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in columns]
+        lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """Title, command, settings, the Table 1 layout (high | low) and the runtimes."""
     s = result["settings"]
-    head = " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in COLUMNS)
     lines = [
         *header_lines("Deconvolution methods on the phantom test volume (SHD paper Table 1 layout)", result),
         f"Data: `{s['data']}` (size {s['size']}³, SNR {s['snr']}); high = {s['n_volumes']['high']} volumes, "
@@ -143,27 +155,15 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         _provenance(result),
         "",
-        f"| Method | {head} |",
-        "|---|" + "---:|" * (2 * len(COLUMNS)),
+        *_table(result, COLUMNS),
+        "",
+        "Runtime on this machine, seconds (training on `train`; inference = fit or prediction of `test`, with "
+        "peak extraction), and the learned methods' F1 on their own training volume at the same threshold (seen "
+        "fibre geometry; compare with F1 on `test`):",
+        "",
+        *_table(result, (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"),
+                         ("f1_train", "F1 on `train`", ".3f"))),
     ]
-    for record in result["methods"]:
-        cells = []
-        for res in RESOLUTIONS:
-            summary = record["resolutions"].get(res, {}).get("summary")
-            cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in COLUMNS]
-        lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
-    extra = (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"), ("f1_train", "F1 on `train`", ".3f"))
-    lines += ["", "Runtime on this machine, seconds (training on `train`; inference = fit or prediction of `test`, "
-              "with peak extraction), and the learned methods' F1 on their own training volume at the same "
-              "threshold (seen fibre geometry; compare with F1 on `test`):", "",
-              "| Method | " + " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in extra) + " |",
-              "|---|" + "---:|" * (2 * len(extra))]
-    for record in result["methods"]:
-        cells = []
-        for res in RESOLUTIONS:
-            summary = record["resolutions"].get(res, {}).get("summary")
-            cells += [_cell(summary[key], spec) if summary else "–" for key, _, spec in extra]
-        lines.append(f"| {record['method']} | " + " | ".join(cells) + " |")
     if result["skipped"]:
         lines += ["", "Not run here: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()) + "."]
     lines += ["", "![FPR against angular error](table.png)", ""]
