@@ -165,7 +165,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                          ("f1_train", "F1 on `train`", ".3f"))),
     ]
     if result["skipped"]:
-        lines += ["", "Not run here: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()) + "."]
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in result["skipped"].items():
+            by_reason.setdefault(reason, []).append(name)
+        lines += ["", "Not run here: " + "; ".join(f"{', '.join(names)} ({reason})"
+                                                   for reason, names in by_reason.items()) + "."]
     lines += ["", "![FPR against angular error](table.png)", ""]
     return "\n".join(lines)
 
