@@ -31,10 +31,13 @@ class RunStore:
         Where the run files live (created on the first :meth:`put`).
     resume : bool
         Read stored runs (:meth:`get`); otherwise every run is made again and its file overwritten.
+    shared : dict, optional
+        Settings every run depends on (e.g. the data), added to the per-run ``settings`` of :meth:`get` and
+        :meth:`put`.
     """
 
-    def __init__(self, folder: Path, resume: bool) -> None:
-        self.folder, self.resume = Path(folder), resume
+    def __init__(self, folder: Path, resume: bool, shared: dict[str, Any] | None = None) -> None:
+        self.folder, self.resume, self.shared = Path(folder), resume, dict(shared or {})
 
     def path(self, method: str, resolution: str, seed: int | None) -> Path:
         """``FOLDER/<method slug>_<resolution>_<seed or 'fit'>.json``."""
@@ -48,7 +51,8 @@ class RunStore:
     def get(self, method: str, resolution: str, seed: int | None, settings: dict[str, Any]) -> dict[str, Any] | None:
         """The stored run (with its ``commit`` and ``date``), or None if absent or not resuming.
 
-        ``settings`` (JSON-friendly) are everything that changes this run's result: data, epochs, network...
+        ``settings`` (JSON-friendly) and the store's ``shared`` ones are everything that changes this run's
+        result: data, epochs, network...
 
         Raises
         ------
@@ -58,7 +62,7 @@ class RunStore:
         path = self.path(method, resolution, seed)
         if not self.resume or not path.exists():
             return None
-        stored, settings = json.loads(path.read_text()), json.loads(json.dumps(settings))
+        stored, settings = json.loads(path.read_text()), json.loads(json.dumps({**self.shared, **settings}))
         theirs = stored["settings"]
         changed = sorted(k for k in {*theirs, *settings} if theirs.get(k) != settings.get(k))
         if changed:
@@ -68,10 +72,11 @@ class RunStore:
 
     def put(self, method: str, resolution: str, seed: int | None, settings: dict[str, Any],
             run: dict[str, Any]) -> dict[str, Any]:
-        """Write ``run`` atomically with its ``settings``, the commit and the date; return it with ``commit``
-        and ``date``."""
+        """Write ``run`` atomically with its ``settings`` (and the ``shared`` ones), the commit and the date;
+        return it with ``commit`` and ``date``."""
         now = datetime.datetime.now(datetime.timezone.utc)
         stamp = {"commit": git_commit(), "date": now.isoformat(timespec="seconds")}
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_json(self.path(method, resolution, seed), {"settings": settings, **stamp, "run": run}, force=True)
+        save_json(self.path(method, resolution, seed), {"settings": {**self.shared, **settings}, **stamp, "run": run},
+                  force=True)
         return {**run, **stamp}

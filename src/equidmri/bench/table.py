@@ -81,10 +81,10 @@ def planned_runs(method: Method, seeds: list[int]) -> list[tuple[str, int | None
 
 
 def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int],
-               settings: Settings, store: RunStore, common: dict[str, Any]) -> dict[str, Any]:
+               settings: Settings, store: RunStore) -> dict[str, Any]:
     """All resolutions and seeds of one method: per-run scores (read from ``store`` when it holds them,
-    else made and stored with ``common`` and the method's own settings) and their summaries."""
-    tag = {**common, **method.result_settings(settings)}
+    else made and stored with the settings the method depends on) and their summaries."""
+    tag = method.result_settings(settings)
     runs: dict[str, list[dict[str, Any]]] = {resolution: [] for resolution in method.resolutions}
     for resolution, seed in planned_runs(method, seeds):
         stored = store.get(method.name, resolution, seed, tag)
@@ -219,11 +219,10 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     settings = Settings(epochs=args.epochs or base.epochs, patch_size=base.patch_size, widths=base.widths,
                         rumba_iters=args.rumba_iters or base.rumba_iters, threads=args.threads)
     chosen = [m for m in METHODS if not args.methods or m.name in args.methods]
-    store, common = RunStore(out / RUNS_DIR, resume=args.resume), {"data": str(Path(args.data).resolve()),
-                                                                    "quick": args.quick}
+    store = RunStore(out / RUNS_DIR, args.resume, {"data": str(Path(args.data).resolve()), "quick": args.quick})
     for method in chosen:  # refuse stored runs of other settings before any work
         for resolution, seed in planned_runs(method, list(args.seeds)):
-            store.get(method.name, resolution, seed, {**common, **method.result_settings(settings)})
+            store.get(method.name, resolution, seed, method.result_settings(settings))
     ground_truth = {}
     for volume in ("train", "val", "test"):
         gt_dirs, mask, _ = load_ground_truth(data / volume)
@@ -241,8 +240,7 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     result["methods"] = []
     for method in (m for m in chosen if m.available()):
         try:
-            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings, store,
-                                                 common))
+            result["methods"].append(run_method(method, volumes, ground_truth, list(args.seeds), settings, store))
         except (RuntimeError, ValueError) as error:  # one failure, not the table
             logger.warning("%s failed: %s", method.name, error)
             result["skipped"][method.name] = f"failed: {' '.join(str(error).split())[:200]}"
