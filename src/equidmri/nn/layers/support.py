@@ -23,6 +23,7 @@ from torch import Tensor
 
 from equidmri.nn.layers.stencil import neighbour_sum
 
+
 def channel_parts(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """A feature map given whole or as the parts of its concatenation along the channels -> the parts."""
     return [x] if isinstance(x, Tensor) else list(x)
