@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_inputs import run_main  # noqa: E402
 
 from equidmri.bench.methods import VolumeSet, _train  # noqa: E402
-from equidmri.bench.table import COLUMNS, summarise  # noqa: E402
+from equidmri.bench.table import COLUMNS, summarise, target_lines  # noqa: E402
 from equidmri.recon.model import NetworkConfig  # noqa: E402
 from equidmri.recon.train import TrainConfig  # noqa: E402
 
@@ -110,3 +110,31 @@ def test_resume_reuses_the_stored_runs_and_refuses_other_settings(tiny_table, tm
     csd_only = [*elsewhere[:elsewhere.index("--methods") + 1], METHODS[0], "--threads", "1"]
     assert run_main([*csd_only, "--resume", "--epochs", "3"]) == 0  # CSD's runs do not depend on epochs
     assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")[:2]
+
+
+def _record(method, **by_resolution):
+    """A table record with the given ``(f1, angle, ci95)`` per resolution (CI on both columns)."""
+    resolutions = {res: {"summary": {"f1": {"mean": f1, "ci95": ci}, "angle_deg": {"mean": angle, "ci95": ci}}}
+                   for res, (f1, angle, ci) in by_resolution.items()}
+    return {"method": method, "resolutions": resolutions}
+
+
+def test_targets_are_read_off_the_table_and_judged():
+    result = {"methods": [
+        _record("CSD (lmax 8)", high=(0.90, 4.0, None), low=(0.70, 10.0, None)),
+        _record("SHD-TV", high=(0.85, 5.0, 0.01), low=(0.81, 6.9, 0.01)),
+        _record("RT-ESD", high=(0.86, 5.0, 0.02), low=(0.80, 7.0, 0.02)),
+        _record("SHD", high=(0.845, 5.01, 0.01), low=(0.70, 9.0, 0.01)),
+    ]}
+    lines = target_lines(result)
+    assert len(lines) == 4
+    high_csd, low_csd, high_rt, low_rt = lines
+    assert "F1 0.850 vs 0.900 (-0.050)" in high_csd and high_csd.endswith("**missed**.")
+    assert "(31% lower)" in low_csd and low_csd.endswith(": met.")  # +0.11 F1, 6.9 vs 10.0°
+    assert high_rt.endswith(": met.")  # within RT-ESD's CI
+    assert low_rt.endswith("**missed**.")  # 0.70 < 0.80 - 0.02
+    # an F1 gain just short of the margin misses the target, however large the angle reduction
+    result["methods"][1] = _record("SHD-TV", low=(0.79, 6.0, None))
+    assert target_lines(result)[0].endswith("**missed**.")  # +0.09 F1 at low resolution, high not judged
+    # without SHD-TV or RT-ESD in the table there is nothing to judge for them
+    assert target_lines({"methods": [_record("CSD (lmax 8)", high=(0.9, 4.0, None))]}) == []

@@ -46,6 +46,8 @@ DEFAULT_SEEDS = (0, 1, 2)
 QUICK = Settings(epochs=2, patch_size=6, widths=(4, 4, 4, 4), rumba_iters=5)  # --quick: a smoke run
 QUICK_SIZE = 12  # voxels; --quick evaluates the central 12³ voxels of each volume
 RUNS_DIR = "table_runs"  # RESULTS/table_runs: one file per finished run (RunStore)
+# issue #3's targets: SHD-TV against CSD lmax 8 (the SHD paper's margins on DiSCo: 30% and 0.13 at low resolution)
+MIN_ANGLE_REDUCTION, MIN_F1_GAIN = 0.30, 0.10
 
 
 def score_run(ground_truth: dict[str, tuple[np.ndarray, np.ndarray]], peaks: dict[str, tuple]) -> dict[str, Any]:
@@ -138,8 +140,57 @@ def _table(result: dict[str, Any], columns: tuple[tuple[str, str, str], ...]) ->
     return lines
 
 
+def _mean(result: dict[str, Any], method: str, resolution: str, key: str) -> tuple[float, float | None] | None:
+    """``(mean, ci95)`` of ``key`` for ``method`` at ``resolution``, or None when the table lacks it."""
+    for record in result["methods"]:
+        summary = record["resolutions"].get(resolution, {}).get("summary") if record["method"] == method else None
+        if summary and summary[key]["mean"] is not None:
+            return summary[key]["mean"], summary[key]["ci95"]
+    return None
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def target_lines(result: dict[str, Any]) -> list[str]:
+    """Issue #3's targets read off the table, one bullet each (none for a table without the methods they name).
+
+    SHD-TV against CSD (lmax 8): at low resolution an angular error at least ``MIN_ANGLE_REDUCTION`` lower and
+    an F1 at least ``MIN_F1_GAIN`` higher, at high resolution a lower angular error and a higher F1 (means over
+    seeds). SHD against RT-ESD: F1 and angular error not worse than RT-ESD's beyond RT-ESD's 95% CI.
+    """
+    lines = []
+    for res in RESOLUTIONS:
+        ours = [_mean(result, "SHD-TV", res, key) for key in ("f1", "angle_deg")]
+        csd = [_mean(result, "CSD (lmax 8)", res, key) for key in ("f1", "angle_deg")]
+        if None in ours + csd:
+            continue
+        gain, reduction = ours[0][0] - csd[0][0], 1 - ours[1][0] / csd[1][0]
+        if res == "low":
+            met = gain >= MIN_F1_GAIN and reduction >= MIN_ANGLE_REDUCTION
+            wanted = f"≥ {MIN_F1_GAIN:.2f} higher F1 and ≥ {MIN_ANGLE_REDUCTION:.0%} lower angle"
+        else:
+            met, wanted = gain > 0 and reduction > 0, "higher F1 and lower angle"
+        lines.append(f"- SHD-TV against CSD (lmax 8), {res} resolution ({wanted}): F1 {ours[0][0]:.3f} vs "
+                     f"{csd[0][0]:.3f} ({gain:+.3f}), angle {ours[1][0]:.2f}° vs {csd[1][0]:.2f}° "
+                     f"({reduction:.0%} lower): {_verdict(met)}.")
+    for res in RESOLUTIONS:
+        shd = [_mean(result, "SHD", res, key) for key in ("f1", "angle_deg")]
+        rt_esd = [_mean(result, "RT-ESD", res, key) for key in ("f1", "angle_deg")]
+        if None in shd + rt_esd:
+            continue
+        (f1, _), (angle, _) = shd
+        (f1_ref, f1_ci), (angle_ref, angle_ci) = ((m, ci or 0.0) for m, ci in rt_esd)
+        met = f1 >= f1_ref - f1_ci and angle <= angle_ref + angle_ci
+        lines.append(f"- SHD against RT-ESD, {res} resolution (not worse beyond RT-ESD's 95% CI): F1 {f1:.3f} vs "
+                     f"{f1_ref:.3f} ± {f1_ci:.3f}, angle {angle:.2f}° vs {angle_ref:.2f}° ± {angle_ci:.2f}°: "
+                     f"{_verdict(met)}.")
+    return lines
+
+
 def render_markdown(result: dict[str, Any]) -> str:
-    """Title, command, settings, the Table 1 layout (high | low) and the runtimes."""
+    """Title, command, settings, the Table 1 layout (high | low), the runtimes and the issue's targets."""
     s = result["settings"]
     lines = [
         *header_lines("Deconvolution methods on the phantom test volume (SHD paper Table 1 layout)", result),
@@ -164,6 +215,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         *_table(result, (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"),
                          ("f1_train", "F1 on `train`", ".3f"))),
     ]
+    targets = target_lines(result)
+    if targets:
+        lines += ["", "Targets of issue #3 (means over seeds, from the table above):", "", *targets]
     if result["skipped"]:
         by_reason: dict[str, list[str]] = {}
         for name, reason in result["skipped"].items():
