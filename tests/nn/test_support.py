@@ -52,14 +52,15 @@ def test_support_rejects_bad_input(mask, radius):
         MaskSupport(mask, radius)
 
 
+@pytest.mark.parametrize("out_channels", [3, 6])  # C_in = 5: mixed first (5 > 3), spread first (5 <= 6)
 @pytest.mark.parametrize("per_vertex", [True, False])
 @pytest.mark.parametrize("chunk", [1, 7 * 6 * 5 * 3 * 2 * 2, 10**9])  # one vertex, two vertices, all at once
-def test_convolve_is_the_stencil_of_the_mixed_classes_on_the_dense_grid(chunk, per_vertex, monkeypatch):
+def test_convolve_is_the_stencil_of_the_mixed_classes_on_the_dense_grid(chunk, per_vertex, out_channels, monkeypatch):
     monkeypatch.setattr(support_module, "SPREAD_CHUNK_ELEMENTS", chunk)
     mask = torch.rand(7, 6, 5) < 0.2
     support = MaskSupport(mask, 2)
     parts = [support.compact(torch.randn(2, 5, 7, 6, 5, c), 2) for c in (2, 3)]  # a batch of 2, two parts
-    weights = [torch.randn(*((5,) if per_vertex else ()), c, 4 * 3) for c in (2, 3)]
+    weights = [torch.randn(*((5,) if per_vertex else ()), c, 4 * out_channels) for c in (2, 3)]
     mixed = sum(support.dense(x, 2) @ (w[:, None, None] if per_vertex else w) for x, w in zip(parts, weights))
-    expected = support.compact(isotropic_stencil(mixed.unflatten(-1, (4, 3)).unbind(-2)), 1)
-    torch.testing.assert_close(support.convolve(parts, torch.cat(weights, dim=-2), 3, 2), expected)
+    expected = support.compact(isotropic_stencil(mixed.unflatten(-1, (4, out_channels)).unbind(-2)), 1)
+    torch.testing.assert_close(support.convolve(parts, torch.cat(weights, dim=-2), out_channels, 2), expected)

@@ -39,11 +39,13 @@ class ConvBlock(nn.Module):
         on ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``). ``x`` may be a sequence of
         maps to be read as their concatenation along the channels."""
         if self.conv.kernel_size == 1:
-            return self(concatenated(x)), k
-        return self._activate(self.conv.forward_on(x, support, k)), k - 1
+            return self._activate(self.conv(concatenated(x)), inplace=True), k
+        return self._activate(self.conv.forward_on(x, support, k), inplace=True), k - 1
 
-    def _activate(self, y: Tensor) -> Tensor:
-        return self.act(self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape))
+    def _activate(self, y: Tensor, inplace: bool = False) -> Tensor:
+        """BatchNorm and ReLU; ``inplace`` overwrites ``y`` (inference: saves a map-sized allocation)."""
+        y = self.norm(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+        return torch.relu_(y) if inplace else self.act(y)
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ class SphericalPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] != self.grid.n_vertices:
             raise ValueError(f"expected {self.grid.n_vertices} vertices on axis 1, got {x.shape[1]}")
-        return x[:, self.index].mean(dim=2)
+        return x.index_select(1, self.index.flatten()).unflatten(1, self.index.shape).mean(dim=2)
 
     def extra_repr(self) -> str:
         return f"nside={self.grid.nside}->{self.grid.nside // 2}, hemisphere={self.grid.hemisphere}"
@@ -39,7 +39,7 @@ class SphericalUnpool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] != self.grid.coarser().n_vertices:
             raise ValueError(f"expected {self.grid.coarser().n_vertices} vertices on axis 1, got {x.shape[1]}")
-        return x[:, self.index]
+        return x.index_select(1, self.index)
 
     def extra_repr(self) -> str:
         return f"nside={self.grid.nside // 2}->{self.grid.nside}, hemisphere={self.grid.hemisphere}"

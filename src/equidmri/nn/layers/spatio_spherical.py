@@ -168,7 +168,7 @@ class SpatioSphericalConv(nn.Module):
         response = self._spectral_response(parts[0].dtype).permute(1, 2, 0, 3).flatten(2)  # (V, C_in, R C_out)
         out = support.convolve([self._spectrum(part) for part in parts], response, self.out_channels, k)
         out = self._spectral_synthesis(out)
-        return out if self.bias is None else out + self.bias
+        return out if self.bias is None else out.add_(self.bias)  # a new tensor: add in place
 
     def _spectrum(self, x: Tensor) -> Tensor:
         """``U^T x`` of ``(B, V, X, Y, Z, C)`` vertex values, same shape."""

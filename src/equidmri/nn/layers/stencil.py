@@ -61,12 +61,7 @@ class _IsotropicStencil(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102 - the stencil is its own adjoint
-        grad_x, grad_y = _shift_sum(grad, _X), _shift_sum(grad, _Y)
-        faces = _add_shift_sum(grad_x + grad_y, grad, _Z)
-        grad_xy = _shift_sum(grad_x, _Y)
-        edges = _add_shift_sum(_add_shift_sum(grad_xy.clone(), grad_x, _Z), grad_y, _Z)
-        corners = _shift_sum(grad_xy, _Z)
-        return grad, faces, edges, corners
+        return grad, *class_sums(grad)
 
 
 def isotropic_stencil(classes: Sequence[Tensor]) -> Tensor:
@@ -108,3 +103,25 @@ def neighbour_sum(faces: Tensor, edges: Tensor, corners: Tensor) -> Tensor:
         ``isotropic_stencil((0, faces, edges, corners))``, in a new tensor; no autograd support (inference).
     """
     return _spread(None, faces, edges, corners)
+
+
+def class_sums(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sums of ``t`` over its taps at distance 1, sqrt 2 and sqrt 3, one map per class (the stencil's adjoint).
+
+    Parameters
+    ----------
+    t : Tensor, shape ``(B, V, X, Y, Z, C)``
+
+    Returns
+    -------
+    faces, edges, corners : Tensors, shape ``(B, V, X, Y, Z, C)``
+        ``sum_{||d||^2 = r} t(x + d)`` for r = 1, 2, 3, zero outside the volume; with
+        ``A_x t = t(x - e_x) + t(x + e_x)``: ``(A_x + A_y + A_z) t``, ``(A_x A_y + A_x A_z + A_y A_z) t`` and
+        ``A_x A_y A_z t``, in 4 shifted sums, one addition and 3 shifted additions.
+    """
+    t_x, t_y = _shift_sum(t, _X), _shift_sum(t, _Y)
+    faces = _add_shift_sum(t_x + t_y, t, _Z)
+    t_xy = _shift_sum(t_x, _Y)
+    corners = _shift_sum(t_xy, _Z)
+    edges = _add_shift_sum(_add_shift_sum(t_xy, t_x, _Z), t_y, _Z)  # in place: t_xy is not needed again
+    return faces, edges, corners

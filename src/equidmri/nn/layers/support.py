@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from equidmri.nn.layers.stencil import neighbour_sum
+from equidmri.nn.layers.stencil import class_sums, neighbour_sum
 
 
 def channel_parts(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -94,20 +94,24 @@ class MaskSupport:
 
     def convolve(self, inputs: Sequence[Tensor], weight: Tensor, out_channels: int, k: int) -> Tensor:
         """A 3x3x3 isotropic convolution of compact maps: their concatenation times ``weight`` mixed into one map
-        per distance class, then the stencil; on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
+        per distance class, each class summed over its taps; on ``mask (+) k`` in, on ``mask (+) (k - 1)`` out.
 
-        Works a chunk of the vertex axis at a time (``SPREAD_CHUNK_ELEMENTS``): the chunk's channels are mixed
-        on the compact voxels, its centre class is restricted to the output voxels and its other classes are
-        summed over their taps on the dense grid (in buffers reused by every chunk: their zeros outside the
-        support stay zero). The 4 class maps never exist for all vertices at once. Inference only (no
-        autograd); the inputs are parts of one feature map split along the channels, so that a concatenation
-        (a decoder's skip connection) need not be built.
+        Mixing and the (parameter-free) tap sums commute, so either runs first; the cheaper order is taken.
+        Mixing first writes 4 ``out_channels``-wide class maps and spreads three of them; spreading first sums
+        the ``C_in``-wide input over each tap class and mixes the 4 sums into the output. Both touch about
+        ``C_out`` resp. ``C_in`` values per voxel and vertex a number of times that differs little, so the
+        input is spread first when ``C_in <= out_channels`` (SHD's encoders and last decoder layer, 4 -> 8 and
+        8 -> 8 channels at the finest level) and the classes are spread otherwise (a decoder's 24 -> 8).
+
+        Both work a chunk of the vertex axis at a time (``SPREAD_CHUNK_ELEMENTS``) in dense buffers reused by
+        every chunk (their zeros outside the support stay zero), so no dense map ever exists for all vertices
+        at once. Inference only (no autograd).
 
         Parameters
         ----------
         inputs : sequence of Tensors ``(B, V, N_k, 1, 1, C_i)``
             Compact maps on ``mask (+) k`` (``N_k`` voxels), the parts of the input along its channels
-            (``sum_i C_i = C_in``).
+            (``sum_i C_i = C_in``; a decoder's skip connection and unpooled map need not be concatenated).
         weight : Tensor ``(V, C_in, 4 out_channels)`` or ``(C_in, 4 out_channels)``
             Per vertex (the spectral filters) or shared; output columns are class-major (distance classes
             0, 1, sqrt 2, sqrt 3 as in :func:`~equidmri.nn.layers.stencil.isotropic_stencil`).
@@ -119,16 +123,56 @@ class MaskSupport:
         -------
         Tensor, shape ``(B, V, N_{k-1}, 1, 1, out_channels)``
         """
+        if sum(x.shape[-1] for x in inputs) <= out_channels:
+            return self._spread_then_mix(concatenated(inputs), weight, out_channels, k)
+        return self._mix_then_spread(inputs, weight, out_channels, k)
+
+    def _chunk_rows(self, x: Tensor, channels: int, k: int) -> tuple[int, Tensor, Tensor, Tensor]:
+        """Vertices per chunk for dense buffers of ``channels`` and the row indices of a chunk's 2D tables.
+
+        Maps are handled as 2D tables of rows, one block of rows per (batch, vertex) slot of the chunk: row
+        gathers and scatters on 2D tables are PyTorch's fast ones. Returns the chunk width and the rows of the
+        compact input voxels in the dense buffers, of the output voxels in the dense buffers and of the output
+        voxels among the compact input rows.
+        """
+        b, v, n = x.shape[:3]
+        n_voxels = math.prod(self.shape)
+        step = min(v, max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * channels)))
+        slots = torch.arange(b * step, device=x.device)[:, None]
+        scatter_rows = (slots * n_voxels + self.index[k]).flatten()
+        tap_rows = (slots * n_voxels + self.index[k - 1]).flatten()
+        centre_rows = (slots * n + torch.searchsorted(self.index[k], self.index[k - 1])).flatten()
+        return step, scatter_rows, tap_rows, centre_rows
+
+    def _spread_then_mix(self, x: Tensor, weight: Tensor, out_channels: int, k: int) -> Tensor:
+        """:meth:`convolve` by summing the input over each tap class, then mixing the 4 sums."""
+        b, v, n, c = x.shape[0], x.shape[1], x.shape[2], x.shape[-1]
+        n_out, n_voxels = self.size(k - 1), math.prod(self.shape)
+        step, scatter_rows, tap_rows, centre_rows = self._chunk_rows(x, c, k)
+        class_weights = weight.unflatten(-1, (4, out_channels)).movedim(-2, 0)  # (4, [V,] C_in, C_out)
+        out = x.new_empty(b, v, n_out, out_channels)
+        buffer = x.new_zeros(b * step * n_voxels, c)  # zero outside the support for good
+        for start in range(0, v, step):
+            chunk = slice(start, min(start + step, v))
+            width = chunk.stop - chunk.start
+            rows, n_in, n_kept = b * width * n_voxels, b * width * n, b * width * n_out
+            values = x[:, chunk].reshape(-1, c)
+            buffer[:rows].index_copy_(0, scatter_rows[:n_in], values)
+            sums = class_sums(buffer[:rows].view(b, width, *self.shape, c))
+            classes = [values.index_select(0, centre_rows[:n_kept])]
+            classes += [t.view(-1, c).index_select(0, tap_rows[:n_kept]) for t in sums]
+            result = sum(_mix(t.view(b, width, n_out, 1, 1, c), w[chunk] if w.ndim == 3 else w)
+                         for t, w in zip(classes, class_weights))
+            out[:, chunk] = result.view(b, width, n_out, out_channels)
+        return out.view(b, v, -1, 1, 1, out_channels)
+
+    def _mix_then_spread(self, inputs: Sequence[Tensor], weight: Tensor, out_channels: int, k: int) -> Tensor:
+        """:meth:`convolve` by mixing the parts into the 4 class maps, then summing each class over its taps."""
         b, v, n = inputs[0].shape[:3]
         weights = weight.split([x.shape[-1] for x in inputs], dim=-2)  # the rows of each part
         n_voxels, n_out, n_classes = math.prod(self.shape), self.size(k - 1), 4
-        step = min(v, max(1, SPREAD_CHUNK_ELEMENTS // (b * n_voxels * out_channels)))
-        # Maps are handled as 2D tables of C_out-wide rows, one block of rows per (batch, vertex) slot: row
-        # gathers and scatters on 2D tables are the fast ones. Mixed rows are (slot, voxel, class).
-        slots = torch.arange(b * step, device=inputs[0].device)[:, None]
-        scatter_rows = (slots * n_voxels + self.index[k]).flatten()  # compact input voxels in the dense buffers
-        tap_rows = (slots * n_voxels + self.index[k - 1]).flatten()  # output voxels in the dense buffers
-        centre_rows = ((slots * n + torch.searchsorted(self.index[k], self.index[k - 1])) * n_classes).flatten()
+        step, scatter_rows, tap_rows, centre_rows = self._chunk_rows(inputs[0], out_channels, k)
+        centre_rows = centre_rows * n_classes  # mixed rows are (slot, voxel, class)
         out = inputs[0].new_empty(b, v, n_out, out_channels)
         buffers = inputs[0].new_zeros(3, b * step * n_voxels, out_channels)  # zero outside the support for good
         for start in range(0, v, step):
