@@ -149,6 +149,12 @@ def _mean(result: dict[str, Any], method: str, resolution: str, key: str) -> tup
     return None
 
 
+def _f1_and_angle(result: dict[str, Any], method: str, resolution: str) -> list[tuple[float, float | None]] | None:
+    """``[(F1 mean, ci95), (angle mean, ci95)]`` of ``method`` at ``resolution``; None when either is missing."""
+    f1, angle = _mean(result, method, resolution, "f1"), _mean(result, method, resolution, "angle_deg")
+    return None if f1 is None or angle is None else [f1, angle]
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
@@ -162,9 +168,8 @@ def target_lines(result: dict[str, Any]) -> list[str]:
     """
     lines = []
     for res in RESOLUTIONS:
-        ours = [_mean(result, "SHD-TV", res, key) for key in ("f1", "angle_deg")]
-        csd = [_mean(result, "CSD (lmax 8)", res, key) for key in ("f1", "angle_deg")]
-        if None in ours + csd:
+        ours, csd = _f1_and_angle(result, "SHD-TV", res), _f1_and_angle(result, "CSD (lmax 8)", res)
+        if ours is None or csd is None:
             continue
         gain, reduction = ours[0][0] - csd[0][0], 1 - ours[1][0] / csd[1][0]
         if res == "low":
@@ -176,9 +181,8 @@ def target_lines(result: dict[str, Any]) -> list[str]:
                      f"{csd[0][0]:.3f} ({gain:+.3f}), angle {ours[1][0]:.2f}° vs {csd[1][0]:.2f}° "
                      f"({reduction:.0%} lower): {_verdict(met)}.")
     for res in RESOLUTIONS:
-        shd = [_mean(result, "SHD", res, key) for key in ("f1", "angle_deg")]
-        rt_esd = [_mean(result, "RT-ESD", res, key) for key in ("f1", "angle_deg")]
-        if None in shd + rt_esd:
+        shd, rt_esd = _f1_and_angle(result, "SHD", res), _f1_and_angle(result, "RT-ESD", res)
+        if shd is None or rt_esd is None:
             continue
         (f1, _), (angle, _) = shd
         (f1_ref, f1_ci), (angle_ref, angle_ci) = ((m, ci or 0.0) for m, ci in rt_esd)
