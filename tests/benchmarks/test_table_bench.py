@@ -129,7 +129,7 @@ def test_targets_are_read_off_the_table_and_judged():
     lines = target_lines(result)
     assert len(lines) == 4
     high_csd, low_csd, high_rt, low_rt = lines
-    assert "F1 0.850 vs 0.900 (-0.050)" in high_csd and high_csd.endswith("**missed**.")
+    assert "F1 0.850 vs 0.900 (-0.050)" in high_csd and "(25% higher)" in high_csd and high_csd.endswith("**missed**.")
     assert "(31% lower)" in low_csd and low_csd.endswith(": met.")  # +0.11 F1, 6.9 vs 10.0°
     assert high_rt.endswith(": met.")  # within RT-ESD's CI
     assert low_rt.endswith("**missed**.")  # 0.70 < 0.80 - 0.02

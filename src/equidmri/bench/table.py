@@ -179,7 +179,7 @@ def target_lines(result: dict[str, Any]) -> list[str]:
             met, wanted = gain > 0 and reduction > 0, "higher F1 and lower angle"
         lines.append(f"- SHD-TV against CSD (lmax 8), {res} resolution ({wanted}): F1 {ours[0][0]:.3f} vs "
                      f"{csd[0][0]:.3f} ({gain:+.3f}), angle {ours[1][0]:.2f}° vs {csd[1][0]:.2f}° "
-                     f"({reduction:.0%} lower): {_verdict(met)}.")
+                     f"({abs(reduction):.0%} {'lower' if reduction >= 0 else 'higher'}): {_verdict(met)}.")
     for res in RESOLUTIONS:
         shd, rt_esd = _f1_and_angle(result, "SHD", res), _f1_and_angle(result, "RT-ESD", res)
         if shd is None or rt_esd is None:
