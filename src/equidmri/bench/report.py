@@ -101,7 +101,8 @@ def header_lines(title: str, record: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{record['command']}` (repository root)  ",
         f"Date: {record['date']}  ",
-        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {m['threads']} threads, device `{m['device']}`; "
+        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {m['threads']} thread{'' if m['threads'] == 1 else 's'}, "
+        f"device `{m['device']}`; "
         f"load average (1/5/15 min) {loads}  ",
         f"Software: Python {m['python']}, torch {m['torch']}, equidmri {m['equidmri']} (git `{m['git_commit']}`)",
         "",
