@@ -137,7 +137,7 @@ def _rumba(use_tv: bool) -> Callable[[PreparedData, Settings], np.ndarray]:
         sphere, to_sh = _rumba_to_sh()
         model = RumbaSDModel(prepared.gtab, wm_response=prepared.responses.evals[0, 0], n_iter=settings.rumba_iters,
                              voxelwise=False, use_tv=use_tv, sphere=sphere)
-        fodf = model.fit(prepared.data.dwi, mask=prepared.mask).odf(sphere)
+        fodf = model.fit(prepared.data.dwi, mask=prepared.mask).odf(sphere=sphere)
         return np.where(prepared.mask[..., None], fodf @ to_sh.T, 0.0)
     return fit
 
