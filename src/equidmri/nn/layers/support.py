@@ -149,7 +149,8 @@ class MaskSupport:
         b, v, n, c = x.shape[0], x.shape[1], x.shape[2], x.shape[-1]
         n_out, n_voxels = self.size(k - 1), math.prod(self.shape)
         step, scatter_rows, tap_rows, centre_rows = self._chunk_rows(x, c, k)
-        class_weights = weight.unflatten(-1, (4, out_channels)).movedim(-2, 0)  # (4, [V,] C_in, C_out)
+        # ([V,] 4 C_in, C_out): rows class-major, to mix the 4 class sums side by side in one product
+        class_weights = weight.unflatten(-1, (4, out_channels)).movedim(-2, -3).flatten(-3, -2)
         out = x.new_empty(b, v, n_out, out_channels)
         buffer = x.new_zeros(b * step * n_voxels, c)  # zero outside the support for good
         for start in range(0, v, step):
@@ -161,8 +162,8 @@ class MaskSupport:
             sums = class_sums(buffer[:rows].view(b, width, *self.shape, c))
             classes = [values.index_select(0, centre_rows[:n_kept])]
             classes += [t.view(-1, c).index_select(0, tap_rows[:n_kept]) for t in sums]
-            result = sum(_mix(t.view(b, width, n_out, 1, 1, c), w[chunk] if w.ndim == 3 else w)
-                         for t, w in zip(classes, class_weights))
+            result = _mix(torch.cat(classes, dim=-1).view(b, width, n_out, 1, 1, 4 * c),
+                          class_weights[chunk] if class_weights.ndim == 3 else class_weights)
             out[:, chunk] = result.view(b, width, n_out, out_channels)
         return out.view(b, v, -1, 1, 1, out_channels)
 
