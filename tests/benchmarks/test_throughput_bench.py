@@ -4,8 +4,12 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from bench_run import run_bench
+
+from equidmri.bench.throughput import TOP_OPS, support_voxels
+from equidmri.nn.models.unet import SHDUNet
 
 TINY = ["--epochs", "1", "--repeats", "1", "--threads", "2", "--patch-size", "4", "--widths", "4", "4", "4", "4"]
 STAGES = ["train", "ours_predict", "ours_predict_peaks", "csd_fit", "csd_fit_peaks"]
@@ -72,7 +76,9 @@ def test_markdown_states_command_machine_table_and_verdict(tiny_run):
     result, markdown, stdout = tiny_run
     assert f"`{result['command']}`" in markdown
     assert result["date"] in markdown and result["machine"]["cpu_model"] in markdown
-    assert markdown.count("\n| ") == 1 + len(STAGES)  # header and one line per row
+    table = markdown.split("\n\n| stage |")[1].split("\n\n")[0]  # the first table, from its header's end
+    assert table.count("\n| ") == len(STAGES)  # one line per row
+    assert "## Where our inference time goes" in markdown and "## Voxels the masked pass computes" in markdown
     assert result["verdict"]["text"] in markdown and result["verdict"]["text"] in stdout
 
 
@@ -94,3 +100,39 @@ def test_records_follow_the_efficiency_schema(tiny_run):
         assert record["pass"] == ("train" if stage == "train" else "infer")
         assert _positive(record["median_s"]) and _positive(record["peak_mem_mb"])
         assert (record["voxels_per_s"] is None) == (stage == "train")
+
+
+@pytest.mark.slow
+def test_profile_names_every_stage_of_the_masked_pass(tiny_run):
+    result, markdown, _ = tiny_run
+    profile = result["profile"]
+    levels = len(result["settings"]["network"]["widths"])
+    expected = {"mask support", "input lift", "head and readout"}
+    expected |= {f"level {level} encoder" for level in range(levels)}
+    expected |= {f"level {level} decoder" for level in range(levels - 1)}
+    assert set(profile["stages"]) == expected
+    assert all(_positive(seconds) for seconds in profile["stages"].values())
+    assert sum(profile["stages"].values()) <= profile["total_s"]  # disjoint ranges inside one timed call
+    operators = [op["self_s"] for op in profile["operators"]]
+    assert 0 < len(operators) <= TOP_OPS and operators == sorted(operators, reverse=True)
+    assert all(op["calls"] >= 1 for op in profile["operators"])
+    assert f"| `{profile['operators'][0]['name']}` |" in markdown
+
+
+@pytest.mark.slow
+def test_support_voxels_of_the_run_start_at_the_mask_and_grow(tiny_run):
+    result, _, _ = tiny_run
+    voxels = result["support_voxels"]
+    assert voxels["tiled"] == voxels["one_tile"]  # small_64D (10³) fits one tile
+    assert voxels["one_tile"][0] == SMALL_64D_MASK_VOXELS
+    assert voxels["one_tile"] == sorted(voxels["one_tile"]) and len(voxels["one_tile"]) == 5  # radius 4
+
+
+def test_support_voxels_count_the_voxels_tiles_compute_twice():
+    net = SHDUNet(2, nside=2, widths=(2, 2), kernel_sizes=(3, 1))  # four 3x3x3 convolutions at level 0: radius 4
+    mask = np.zeros((9, 9, 9), dtype=bool)
+    mask[4, 4, :] = True  # a line along z, across the tile borders at z = 3 and 6
+    voxels = support_voxels(net, mask, tile=3)
+    assert voxels["one_tile"] == [(2 * k + 1) ** 2 * 9 for k in range(5)]  # dilated in x and y only
+    # the 3 tiles each hold 3 voxels of the line and dilate them by k along z too (within the volume)
+    assert voxels["tiled"] == [(2 * k + 1) ** 2 * (2 * (3 + k) + min(3 + 2 * k, 9)) for k in range(5)]

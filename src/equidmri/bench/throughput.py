@@ -7,7 +7,9 @@ fresh subprocess (so that its peak resident memory belongs to that stage alone):
 
 0. ``baseline``: imports and ``load_dwi`` + ``prepare`` only (every stage starts with the same work);
 1. ``train``: ``SHDModel(...).fit`` for ``--epochs`` epochs, checkpoint in a temporary directory;
-2. ``ours``: ``SHDModel.from_checkpoint(...).predict(dwi, mask)``, then the same with ``fit.peaks()``;
+2. ``ours``: ``SHDModel.from_checkpoint(...).predict(dwi, mask)``, then the same with ``fit.peaks()``; then
+   one more ``predict`` under ``torch.profiler`` (seconds per stage of the masked pass and the operators
+   with the most self time) and the voxels the masked pass computes at each dilation of the mask;
 3. ``csd``: ``fit_csd`` (dipy CSD, lmax 8, the same WM response and mask), then the same with ``find_peaks``.
 
 Inference times are the median of ``--repeats`` runs after one warm-up; throughput is mask voxels per
@@ -41,7 +43,9 @@ from equidmri.cli.demo import DEMO_DATA
 from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi, save_json
 from equidmri.dmri.peaks import find_peaks
-from equidmri.recon.infer import DEFAULT_TILE
+from equidmri.nn.layers.support import MaskSupport
+from equidmri.nn.models.backbone import PROFILE_PREFIX
+from equidmri.recon.infer import DEFAULT_TILE, tiles
 from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
@@ -64,6 +68,8 @@ ROWS = (  # (key, process, label); ratios pair each of ours with the CSD row of 
 RATIO_PAIRS = {"ours_predict": "csd_fit", "ours_predict_peaks": "csd_fit_peaks",
                "csd_fit": "csd_fit", "csd_fit_peaks": "csd_fit_peaks"}
 TARGET_ROW = "ours_predict_peaks"  # the target compares whole pipelines: deconvolution + peaks
+TOP_OPS = 8  # operators listed by self time in the inference profile
+US_PER_S = 1e6  # torch.profiler reports microseconds
 
 
 def peak_rss_mib() -> float:
@@ -138,7 +144,42 @@ def stage_ours(args: argparse.Namespace, prepared: PreparedData) -> dict[str, An
     model, load_s = stopwatch(lambda: SHDModel.from_checkpoint(args.checkpoint, prepared.gtab))
     rows = time_with_peaks(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE), lambda fit: fit.peaks(OUTPUT_LMAX),
                            args.repeats, "ours_predict")
-    return {"load_checkpoint_s": load_s, **rows}
+    return {"load_checkpoint_s": load_s, **rows, "profile": profile_inference(model, dwi, mask),
+            "support_voxels": support_voxels(model.net, mask, DEFAULT_TILE)}
+
+
+def profile_inference(model: SHDModel, dwi: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """One more ``predict`` under ``torch.profiler`` (CPU): where its time goes.
+
+    Returns ``total_s`` (the profiled run's wall time, profiler overhead included), ``stages`` (seconds in
+    each range the masked pass names, ``equidmri.nn.models.backbone.stage``, summed over tiles; disjoint)
+    and ``operators`` (the ``TOP_OPS`` PyTorch operators with the most self time: name, seconds, calls).
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        total_s = stopwatch(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE))[1]
+    events = profiler.key_averages()
+    stages = {event.key.removeprefix(PROFILE_PREFIX): event.cpu_time_total / US_PER_S
+              for event in events if event.key.startswith(PROFILE_PREFIX)}
+    operators = sorted((event for event in events if not event.key.startswith(PROFILE_PREFIX)),
+                       key=lambda event: event.self_cpu_time_total, reverse=True)[:TOP_OPS]
+    return {"total_s": total_s, "stages": stages,
+            "operators": [{"name": event.key, "self_s": event.self_cpu_time_total / US_PER_S, "calls": event.count}
+                          for event in operators]}
+
+
+def support_voxels(net: torch.nn.Module, mask: np.ndarray, tile: int) -> dict[str, list[int]]:
+    """Voxels the masked pass of ``net`` computes at each dilation ``k = 0 .. features_radius`` of ``mask``.
+
+    ``tiled``: summed over the inference tiles of edge ``tile`` (each tile dilates its own mask voxels, so
+    neighbouring tiles compute some voxels twice); ``one_tile``: one tile over the whole volume.
+    """
+    radius, mask_t = net.features_radius, torch.from_numpy(mask)
+    tiled = [0] * (radius + 1)
+    for _, wanted in tiles(mask_t, tile, net.receptive_radius):
+        support = MaskSupport(wanted, radius)
+        tiled = [total + support.size(k) for k, total in enumerate(tiled)]
+    whole = MaskSupport(mask_t, radius)
+    return {"tiled": tiled, "one_tile": [whole.size(k) for k in range(radius + 1)]}
 
 
 def stage_csd(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
@@ -240,7 +281,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "imports the libraries and runs `load_dwi` + `prepare` (peak RSS "
         f"{result['baseline_peak_rss_mib']:.0f} MiB), then training, our inference and dipy CSD, each doing the "
         "same preparation first. Training is one `SHDModel.fit` run (which ends with one whole-volume "
-        f"deconvolution). Inference rows are the median of {s['repeats']} runs after one warm-up; each run times "
+        f"deconvolution). Inference rows are the median of {s['repeats']} run{'s' * (s['repeats'] != 1)} after one "
+        "warm-up; each run times "
         "the deconvolution and then the peak search on its result, so the rows without and with peaks come from "
         "the same runs; voxels/s = mask voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, "
         "mask)`, then `fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then `find_peaks`; both "
@@ -248,8 +290,57 @@ def render_markdown(result: dict[str, Any]) -> str:
         "for the same work (with peaks by with peaks, without by without). The predict-only and fit-only peak RSS "
         f"are read after the warm-up deconvolution, before any peak search in the same process. {coverage}",
         "",
+        *profile_lines(result["profile"]),
+        *support_lines(result["support_voxels"], s["tile"]),
     ]
     return "\n".join(lines)
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    """Markdown: the profiled inference's stages and top operators, as seconds and shares of its wall time."""
+    total = profile["total_s"]
+    rest = total - sum(profile["stages"].values())
+    stages = sorted(profile["stages"].items(), key=lambda item: item[1], reverse=True)
+    lines = [
+        "## Where our inference time goes",
+        "",
+        f"One more `predict` in the inference process, under `torch.profiler` (CPU), took {total:.3f} s (profiler "
+        "overhead included). Its stages are the ranges the masked pass names (summed over tiles, disjoint); "
+        "levels count from the finest grid (level 0).",
+        "",
+        "| stage | s | share |",
+        "|---|---:|---:|",
+        *(f"| {name} | {seconds:.3f} | {seconds / total:.1%} |" for name, seconds in stages),
+        f"| rest of `predict` (input preparation, tile copies, rescaling, SH fit) | {rest:.3f} | {rest / total:.1%} |",
+        "",
+        f"The {len(profile['operators'])} PyTorch operators with the most self time in that run:",
+        "",
+        "| operator | self s | share | calls |",
+        "|---|---:|---:|---:|",
+        *(f"| `{op['name']}` | {op['self_s']:.3f} | {op['self_s'] / total:.1%} | {op['calls']} |"
+          for op in profile["operators"]),
+        "",
+    ]
+    return lines
+
+
+def support_lines(voxels: dict[str, list[int]], tile: int) -> list[str]:
+    """Markdown: voxels computed at each dilation of the mask, tiled and in one tile."""
+    mask = voxels["one_tile"][0]
+    lines = [
+        "## Voxels the masked pass computes",
+        "",
+        "Each 3×3×3 convolution reads its input on the mask dilated by k voxels and writes its output on the mask "
+        "dilated by k − 1 (k = 0 is the mask); the voxel-wise layers keep k. Tiles dilate their own mask voxels, so "
+        f"with {tile}-voxel tiles some voxels are computed by two tiles.",
+        "",
+        f"| dilation k | voxels, {tile}-voxel tiles | voxels, one tile over the volume | tiled / mask |",
+        "|---:|---:|---:|---:|",
+        *(f"| {k} | {tiled} | {whole} | {tiled / mask:.2f} |"
+          for k, (tiled, whole) in enumerate(zip(voxels["tiled"], voxels["one_tile"]))),
+        "",
+    ]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,6 +373,8 @@ def run(args: argparse.Namespace) -> int:
         "build_model_s": records["train"]["build_model_s"],
         "load_checkpoint_s": records["ours"]["load_checkpoint_s"],
         "stage_threads": {stage: records[stage]["torch_threads"] for stage in STAGES},
+        "profile": records["ours"]["profile"],
+        "support_voxels": records["ours"]["support_voxels"],
         "rows": rows,
         "records": [record_of(row, data["mask_voxels"]) for row in rows],
     })

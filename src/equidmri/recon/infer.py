@@ -9,6 +9,7 @@ is bounded by the tile size and the cost by the dilated mask.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -33,6 +34,38 @@ def bounding_box(mask: Tensor) -> tuple[slice, ...]:
     """Smallest box ``(slice_x, slice_y, slice_z)`` holding every voxel of a non-empty ``mask``."""
     inside = mask.nonzero()
     return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(inside.min(dim=0).values, inside.max(dim=0).values))
+
+
+def tiles(mask: Tensor, tile: int, halo: int) -> Iterator[tuple[tuple[slice, ...], Tensor]]:
+    """The tiles of ``mask``'s bounding box that hold mask voxels, each grown by ``halo`` voxels.
+
+    Parameters
+    ----------
+    mask : Tensor, shape ``(X, Y, Z)`` bool
+    tile : int
+        Tile edge, voxels.
+    halo : int
+        Voxels of context added on each side (clipped to the volume).
+
+    Yields
+    ------
+    grown : tuple of slice
+        The tile plus its halo, in volume coordinates.
+    wanted : Tensor, shape of ``grown`` bool
+        The tile's own mask voxels (``False`` in the halo).
+    """
+    if not mask.any():
+        return
+    shape = tuple(mask.shape)
+    box = bounding_box(mask)
+    for origin in tile_grid(box, tile):
+        core = tuple(slice(o, min(o + tile, b.stop)) for o, b in zip(origin, box))
+        if not mask[core].any():
+            continue
+        grown = tuple(slice(max(c.start - halo, 0), min(c.stop + halo, n)) for c, n in zip(core, shape))
+        wanted = torch.zeros(tuple(g.stop - g.start for g in grown), dtype=torch.bool)
+        wanted[tuple(slice(c.start - g.start, c.stop - g.start) for c, g in zip(core, grown))] = mask[core]
+        yield grown, wanted
 
 
 @torch.inference_mode()
@@ -68,21 +101,12 @@ def predict_volume(
     """
     net = fold_batchnorm(net)
     device = next(net.parameters()).device
-    halo = int(net.receptive_radius)
     shape = tuple(inputs.shape[1:4])
     mask = torch.ones(shape, dtype=torch.bool) if mask is None else mask.cpu()
     fodf = inputs.new_zeros(shape + (inputs.shape[-1],))
     iso = inputs.new_zeros(shape + (net.n_iso,))
-    if not mask.any():
-        return fodf, iso
-    box = bounding_box(mask)
-    for origin in tqdm(tile_grid(box, tile), desc="inference", unit="tile", disable=not progress):
-        core = tuple(slice(o, min(o + tile, b.stop)) for o, b in zip(origin, box))
-        if not mask[core].any():
-            continue
-        grown = tuple(slice(max(c.start - halo, 0), min(c.stop + halo, n)) for c, n in zip(core, shape))
-        wanted = torch.zeros(tuple(g.stop - g.start for g in grown), dtype=torch.bool)
-        wanted[tuple(slice(c.start - g.start, c.stop - g.start) for c, g in zip(core, grown))] = mask[core]
+    todo = list(tiles(mask, tile, int(net.receptive_radius)))
+    for grown, wanted in tqdm(todo, desc="inference", unit="tile", disable=not progress):
         out_fodf, out_iso = net.forward_masked(inputs[(slice(None),) + grown].unsqueeze(0).to(device),
                                                wanted.to(device))
         fodf[grown][wanted] = out_fodf[0].to(fodf.device)  # basic slicing: fodf[grown] is a view
