@@ -70,6 +70,7 @@ RATIO_PAIRS = {"ours_predict": "csd_fit", "ours_predict_peaks": "csd_fit_peaks",
 TARGET_ROW = "ours_predict_peaks"  # the target compares whole pipelines: deconvolution + peaks
 TOP_OPS = 8  # operators listed by self time in the inference profile
 US_PER_S = 1e6  # torch.profiler reports microseconds
+KINETO_QUIET_LEVEL = "6"  # KINETO_LOG_LEVEL above kineto's start/stop lines, which it prints at level 5 and below
 
 
 def peak_rss_mib() -> float:
@@ -155,6 +156,7 @@ def profile_inference(model: SHDModel, dwi: np.ndarray, mask: np.ndarray) -> dic
     each range the masked pass names, ``equidmri.nn.models.backbone.stage``, summed over tiles; disjoint)
     and ``operators`` (the ``TOP_OPS`` PyTorch operators with the most self time: name, seconds, calls).
     """
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_QUIET_LEVEL)  # read when the profiler first starts
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         total_s = stopwatch(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE))[1]
     events = profiler.key_averages()
