@@ -85,7 +85,8 @@ def test_super_resolution_loss_is_the_error_on_the_high_resolution_target():
     assert target.shape == SHAPE + (91,)
     model.net.train()  # as in the first training step: fresh weights, batch statistics
     with torch.no_grad():
-        fodf, iso = model.signal_model.rescale(*model.net(inputs[None]), b0=inputs[None, 0, ..., 0])
+        x = inputs[(slice(None),) * 4][None]  # the whole volume
+        fodf, iso = model.signal_model.rescale(*model.net(x), b0=x[:, 0, ..., 0])
         expected = (model.signal_model(fodf, iso)[0] - target).square().mean().item()
     fit = model.fit(dwi, mask, input_dwi=dwi_low)
     assert fit.history[0]["recon"] == pytest.approx(expected, rel=1e-5)

@@ -44,7 +44,7 @@ class SphereSampler:
         """``(X, Y, Z, N)`` normalised DWI -> ``(C, X, Y, Z, V)`` float32 network input."""
         if dwi.ndim != 4 or dwi.shape[-1] != self.operator.shape[-1]:
             raise ValueError(f"expected a (X, Y, Z, {self.operator.shape[-1]}) DWI, got {dwi.shape}")
-        flat = dwi.reshape(-1, dwi.shape[-1]).astype(np.float32)
+        flat = dwi.reshape(-1, dwi.shape[-1]).astype(np.float32, copy=False)
         operator = self.operator.astype(np.float32)
         out = np.empty((operator.shape[0],) + dwi.shape[:3] + (operator.shape[1],), dtype=np.float32)
         for channel, rows in zip(out, operator):  # one matmul per channel, written in place (no transposition)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from equidmri.nn.blocks import fold_batchnorm
 from equidmri.nn.models.backbone import UNetBackbone
+from equidmri.recon.inputs import SampledInputs
 
 # voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
 # `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
@@ -71,7 +72,7 @@ def tiles(mask: Tensor, tile: int, halo: int) -> Iterator[tuple[tuple[slice, ...
 @torch.inference_mode()
 def predict_volume(
     net: UNetBackbone,
-    inputs: Tensor,
+    inputs: Tensor | SampledInputs,
     mask: Tensor | None = None,
     *,
     tile: int = DEFAULT_TILE,
@@ -79,13 +80,18 @@ def predict_volume(
 ) -> tuple[Tensor, Tensor]:
     """Run ``net`` over the voxels of ``mask``, tile by tile, computing only what those voxels depend on.
 
+    Memory follows the tile, not the volume: ``inputs`` is read one grown tile at a time (a
+    :class:`~equidmri.recon.inputs.SampledInputs` lifts only that block) and the outputs are kept for the mask
+    voxels only.
+
     Parameters
     ----------
     net : UNetBackbone
         Fully convolutional network (any registered model); it runs in eval mode with its BatchNorm layers
         folded into the convolutions (:func:`~equidmri.nn.blocks.fold_batchnorm`, on a copy), through
         ``forward_masked`` (masked execution, :mod:`equidmri.nn.layers.support`).
-    inputs : Tensor, shape ``(C, X, Y, Z, V)``
+    inputs : Tensor or SampledInputs, shape ``(C, X, Y, Z, V)``
+        Indexed as ``inputs[:, sx, sy, sz]``.
     mask : Tensor, shape ``(X, Y, Z)`` bool, optional
         Voxels to deconvolve (default all). Only the mask's bounding box is tiled, tiles without a mask
         voxel are skipped, and within a tile only the mask voxels and their receptive field are computed.
@@ -94,21 +100,24 @@ def predict_volume(
 
     Returns
     -------
-    fodf : Tensor, shape ``(X, Y, Z, V)``
-        WM fODF on the grid, on the CPU; zero outside the mask.
-    iso : Tensor, shape ``(X, Y, Z, T - 1)``
-        Isotropic fractions; zero outside the mask.
+    fodf : Tensor, shape ``(M, V)``
+        WM fODF on the grid at the M voxels of ``mask`` (``mask.nonzero()`` order, C order), on the CPU.
+    iso : Tensor, shape ``(M, T - 1)``
+        Isotropic fractions at the same voxels.
     """
     net = fold_batchnorm(net)
-    device = next(net.parameters()).device
+    device, dtype = next(net.parameters()).device, next(net.parameters()).dtype
     shape = tuple(inputs.shape[1:4])
     mask = torch.ones(shape, dtype=torch.bool) if mask is None else mask.cpu()
-    fodf = inputs.new_zeros(shape + (inputs.shape[-1],))
-    iso = inputs.new_zeros(shape + (net.n_iso,))
+    row = torch.full(shape, -1, dtype=torch.long)  # each mask voxel's row in the outputs
+    row[mask] = torch.arange(int(mask.sum()))
+    fodf = torch.zeros(int(mask.sum()), inputs.shape[-1], dtype=dtype)
+    iso = torch.zeros(int(mask.sum()), net.n_iso, dtype=dtype)
     todo = list(tiles(mask, tile, int(net.receptive_radius)))
     for grown, wanted in tqdm(todo, desc="inference", unit="tile", disable=not progress):
         out_fodf, out_iso = net.forward_masked(inputs[(slice(None),) + grown].unsqueeze(0).to(device),
                                                wanted.to(device))
-        fodf[grown][wanted] = out_fodf[0].to(fodf.device)  # basic slicing: fodf[grown] is a view
-        iso[grown][wanted] = out_iso[0].to(iso.device)
+        rows = row[grown][wanted]  # the tile's mask voxels, in the C order forward_masked returns them
+        fodf[rows] = out_fodf[0].to(fodf.device)
+        iso[rows] = out_iso[0].to(iso.device)
     return fodf, iso

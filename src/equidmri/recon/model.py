@@ -29,6 +29,7 @@ from equidmri.nn.models.unet import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
 from equidmri.recon.checkpoint import load_checkpoint
 from equidmri.recon.forward import FODF_LMAX, SignalModel
 from equidmri.recon.infer import DEFAULT_TILE, predict_volume
+from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.train import TrainConfig, train
 from equidmri.sphere.sh import check_lmax, n_coeffs, sh_matrix
 
@@ -221,16 +222,16 @@ class SHDModel:
             raise ValueError(f"mask shape {mask.shape} differs from the {name} volume's {dwi.shape[:3]}")
         return np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
 
-    def _inputs(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, name: str) -> torch.Tensor:
-        """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume."""
-        return torch.from_numpy(self.sampler(self._normalise(dwi, self.input_gtab, mask, s0_wm, name)))
+    def _inputs(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, name: str) -> SampledInputs:
+        """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume, lifted block by block."""
+        return SampledInputs(self._normalise(dwi, self.input_gtab, mask, s0_wm, name), self.sampler)
 
     def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float,
-                 input_dwi: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 input_dwi: np.ndarray | None = None) -> tuple[SampledInputs, torch.Tensor]:
         """Network input from ``input_dwi`` (default ``dwi``) and the normalised target ``dwi``."""
         target = self._normalise(dwi, self.gtab, mask, s0_wm, "dwi")
         if input_dwi is None and not self.super_resolution:  # one normalised copy serves both
-            return torch.from_numpy(self.sampler(target)), torch.from_numpy(target)
+            return SampledInputs(target, self.sampler), torch.from_numpy(target)
         input_dwi = dwi if input_dwi is None else input_dwi
         if input_dwi.shape[:3] != dwi.shape[:3]:
             raise ValueError(f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: "
@@ -304,18 +305,20 @@ class SHDModel:
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
         return self._deconvolve(inputs, mask, [], tile, progress)
 
-    def _deconvolve(self, inputs: torch.Tensor, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
+    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int,
+                    progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
-        with torch.inference_mode():
+        with torch.inference_mode():  # on the mask voxels only, (M, ...)
             device = self.signal_model.grid_to_sh.device
-            fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs[0, ..., 0].to(device))
+            fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
             fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
-        wm_fraction = fodf_sh[..., :1] * math.sqrt(4 * math.pi)  # integral of the fODF
-        fractions = torch.cat([wm_fraction, iso], dim=-1)
-        keep = torch.from_numpy(mask)[..., None]
-        return FODFFit(fodf_sh=(fodf_sh * keep).numpy().astype(np.float32),
-                       fractions=(fractions * keep).numpy().astype(np.float32),
-                       tissues=self.responses.tissues, mask=mask.copy(), history=history)
+        wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
+        volume_sh = np.zeros(mask.shape + (fodf_sh.shape[-1],), dtype=np.float32)
+        volume_sh[mask] = fodf_sh.numpy()
+        fractions = np.zeros(mask.shape + (1 + iso.shape[-1],), dtype=np.float32)
+        fractions[mask] = torch.cat([wm_fraction, iso], dim=-1).numpy()
+        return FODFFit(fodf_sh=volume_sh, fractions=fractions, tissues=self.responses.tissues, mask=mask.copy(),
+                       history=history)
 
 
 def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
