@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 from equidmri.recon.forward import SignalModel
+from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.losses import DeconvLoss, LossWeights
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def sample_patches(mask: Tensor, size: int, count: int, generator: torch.Generat
 def train(
     net: nn.Module,
     signal_model: SignalModel,
-    inputs: Tensor,
+    inputs: Tensor | SampledInputs,
     target: Tensor,
     mask: Tensor,
     config: TrainConfig,
@@ -118,8 +119,9 @@ def train(
         Maps ``(B, C, X, Y, Z, V)`` to the WM fODF ``(B, X, Y, Z, V)`` and fractions ``(B, X, Y, Z, T-1)``.
     signal_model : SignalModel
         Forward model on the same grid and acquisition.
-    inputs : Tensor, shape ``(C, X, Y, Z, V)``
-        Network input of the whole volume (CPU is fine; patches move to the net's device).
+    inputs : Tensor or SampledInputs, shape ``(C, X, Y, Z, V)``
+        Network input of the whole volume, read patch by patch as ``inputs[:, sx, sy, sz]`` (CPU is fine;
+        patches move to the net's device).
     target : Tensor, shape ``(X, Y, Z, N)``
         b0-normalised DWI.
     mask : Tensor, shape ``(X, Y, Z)`` bool
