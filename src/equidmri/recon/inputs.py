@@ -2,8 +2,8 @@
 
 The input holds ``C * V`` values per voxel (1 + shells channels on the grid: 1536 at nside 8 with three
 shells), several times the DWI's own ``N``; lifted up front, a 145 × 174 × 145 volume would need about
-22 GB for it alone. :class:`SampledInputs` keeps the normalised DWI and lifts
-each training patch or inference tile when it is read, so memory follows the block.
+22 GB for it alone. :class:`SampledInputs` keeps the normalised DWI and lifts each training patch or
+inference tile when it is read, so memory follows the block.
 """
 
 from __future__ import annotations
