@@ -101,8 +101,7 @@ def header_lines(title: str, record: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{record['command']}` (repository root)  ",
         f"Date: {record['date']}  ",
-        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {m['threads']} thread{'' if m['threads'] == 1 else 's'}, "
-        f"device `{m['device']}`; "
+        f"Machine: {m['cpu_model']}, {m['cores']} CPU cores, {plural(m['threads'], 'thread')}, device `{m['device']}`; "
         f"load average (1/5/15 min) {loads}  ",
         f"Software: Python {m['python']}, torch {m['torch']}, equidmri {m['equidmri']} (git `{m['git_commit']}`)",
         "",
@@ -131,6 +130,11 @@ def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
         subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)],
                        env=env, check=True)
         return json.loads(output.read_text())
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 thread"``, ``"2 threads"``: the count and the noun, with an ``s`` unless the count is 1."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def fmt(value: float | None, spec: str) -> str:

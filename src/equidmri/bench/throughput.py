@@ -37,7 +37,8 @@ import torch
 from dipy.data import get_fnames
 
 from equidmri.bench.report import (
-    THREAD_ENV, add_report_args, check_report_outputs, fmt, header_lines, run_child, start_record, write_report,
+    THREAD_ENV, add_report_args, check_report_outputs, fmt, header_lines, plural, run_child, start_record,
+    write_report,
 )
 from equidmri.cli.demo import DEMO_DATA
 from equidmri.dmri.baselines import fit_csd
@@ -283,8 +284,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "imports the libraries and runs `load_dwi` + `prepare` (peak RSS "
         f"{result['baseline_peak_rss_mib']:.0f} MiB), then training, our inference and dipy CSD, each doing the "
         "same preparation first. Training is one `SHDModel.fit` run (which ends with one whole-volume "
-        f"deconvolution). Inference rows are the median of {s['repeats']} run{'s' * (s['repeats'] != 1)} after one "
-        "warm-up; each run times "
+        f"deconvolution). Inference rows are the median of {plural(s['repeats'], 'run')} after one warm-up; each "
+        "run times "
         "the deconvolution and then the peak search on its result, so the rows without and with peaks come from "
         "the same runs; voxels/s = mask voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, "
         "mask)`, then `fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then `find_peaks`; both "

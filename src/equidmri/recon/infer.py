@@ -109,10 +109,11 @@ def predict_volume(
     device, dtype = next(net.parameters()).device, next(net.parameters()).dtype
     shape = tuple(inputs.shape[1:4])
     mask = torch.ones(shape, dtype=torch.bool) if mask is None else mask.cpu()
+    n_voxels = int(mask.sum())
     row = torch.full(shape, -1, dtype=torch.long)  # each mask voxel's row in the outputs
-    row[mask] = torch.arange(int(mask.sum()))
-    fodf = torch.zeros(int(mask.sum()), inputs.shape[-1], dtype=dtype)
-    iso = torch.zeros(int(mask.sum()), net.n_iso, dtype=dtype)
+    row[mask] = torch.arange(n_voxels)
+    fodf = torch.zeros(n_voxels, inputs.shape[-1], dtype=dtype)
+    iso = torch.zeros(n_voxels, net.n_iso, dtype=dtype)
     todo = list(tiles(mask, tile, int(net.receptive_radius)))
     for grown, wanted in tqdm(todo, desc="inference", unit="tile", disable=not progress):
         out_fodf, out_iso = net.forward_masked(inputs[(slice(None),) + grown].unsqueeze(0).to(device),

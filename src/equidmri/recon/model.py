@@ -313,12 +313,15 @@ class SHDModel:
             fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
             fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
-        volume_sh = np.zeros(mask.shape + (fodf_sh.shape[-1],), dtype=np.float32)
-        volume_sh[mask] = fodf_sh.numpy()
-        fractions = np.zeros(mask.shape + (1 + iso.shape[-1],), dtype=np.float32)
-        fractions[mask] = torch.cat([wm_fraction, iso], dim=-1).numpy()
-        return FODFFit(fodf_sh=volume_sh, fractions=fractions, tissues=self.responses.tissues, mask=mask.copy(),
-                       history=history)
+        return FODFFit(fodf_sh=on_volume(fodf_sh, mask), fractions=on_volume(torch.cat([wm_fraction, iso], -1), mask),
+                       tissues=self.responses.tissues, mask=mask.copy(), history=history)
+
+
+def on_volume(values: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """``(M, K)`` values at the voxels of ``mask`` (C order) -> ``(X, Y, Z, K)`` float32, zero outside."""
+    volume = np.zeros(mask.shape + (values.shape[-1],), dtype=np.float32)
+    volume[mask] = values.numpy()
+    return volume
 
 
 def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
