@@ -12,7 +12,7 @@ import equidmri.cli.common as cli_common
 from equidmri.recon.train import TrainingDivergedError
 from equidmri.sphere.sh import n_coeffs
 
-pytestmark = pytest.mark.filterwarnings("ignore:shell b=.*SH degree lowered:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
 
 RUN_KEYS = {
     "version", "command", "argv", "arguments", "data_shape", "mask_voxels", "mask_source", "shells", "shell_lmax",

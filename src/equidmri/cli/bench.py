@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from equidmri.bench import efficiency, equivariance, fa, mnist, table, throughput
+from equidmri.cli.commands import COMMANDS
 
 BENCHES = (  # each registers one subcommand
     efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser, equivariance.add_parser,
@@ -14,7 +15,7 @@ BENCHES = (  # each registers one subcommand
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench`` and its subcommands."""
-    parser = subparsers.add_parser("bench", help="benchmarks and experiments (results into docs/results/)",
+    parser = subparsers.add_parser("bench", help=COMMANDS["bench"],
                                    description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for add_bench_parser in BENCHES:
