@@ -22,6 +22,7 @@ from equidmri.cli.commands import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from equidmri.cli.logs import command_logging
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
+from equidmri.extras import MissingExtraError
 from equidmri.nn.models.registry import MODELS
 from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
@@ -39,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 SHD_LAMBDA_TV = 0.0  # SHD is SHD-TV without the TV term (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4); so are
 # the other registered models (RT-ESD, ESD, Concat-ESD, CNN, MLP: the paper's baselines have no TV term)
-USAGE_ERRORS = (ValueError, OSError)  # reported in one line with EXIT_USAGE (OSError: missing/existing files)
+USAGE_ERRORS = (ValueError, OSError, MissingExtraError)  # reported in one line with EXIT_USAGE (OSError: missing
+# or existing files; MissingExtraError: a method whose optional dependency is not installed)
 
 
 THREADS_HELP = (f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "

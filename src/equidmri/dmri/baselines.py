@@ -20,6 +20,7 @@ from dipy.reconst.shm import convert_sh_from_legacy
 from equidmri.dmri.gradients import SHELL_TOL
 from equidmri.dmri.mask import check_mask
 from equidmri.dmri.response import TISSUES, TissueResponses
+from equidmri.extras import require_extra
 from equidmri.sphere.sh import check_lmax
 
 logger = logging.getLogger(__name__)
@@ -148,8 +149,8 @@ def fit_msmt_csd(
     ------
     TypeError, ValueError
         As :func:`fit_csd`; ``ValueError`` also if ``responses`` are single-tissue.
-    ImportError
-        If cvxpy, which dipy's MSMT-CSD needs, is not installed.
+    equidmri.extras.MissingExtraError
+        If cvxpy, which dipy's MSMT-CSD needs, is not installed (the ``baselines`` extra).
 
     References
     ----------
@@ -158,6 +159,7 @@ def fit_msmt_csd(
     _check_dwi(dwi, gtab)
     inside = check_mask(mask, dwi.shape[:3])
     lmax = check_lmax(lmax)
+    require_extra("cvxpy", "baselines", "dipy's MSMT-CSD")
     if responses.tissues != TISSUES:
         raise ValueError(f"MSMT-CSD needs {TISSUES} responses (multi-shell data), got {responses.tissues}")
     rows = [np.column_stack([responses.evals[t], np.full(responses.shells.size, responses.s0[t])])
