@@ -25,7 +25,7 @@ from equidmri.sphere.sh import check_lmax
 
 logger = logging.getLogger(__name__)
 
-CSD_LMAX = 8  # maximal SH degree of the fODF; dipy's `sh_order_max` default and DESIGN.md's output degree
+CSD_LMAX = 8  # maximal SH degree of the fODF; dipy's `sh_order_max` default and the degree of fod.nii.gz
 DTI_FIT_METHOD = "WLS"  # weighted least squares; dipy's TensorModel default (Chung et al., NeuroImage 2006)
 
 
@@ -107,7 +107,7 @@ def fit_csd(
     lmax = check_lmax(lmax)
     model = ConstrainedSphericalDeconvModel(gtab, (evals, s0), sh_order_max=lmax)
     logger.debug("dipy CSD (lmax %d) on %d voxels", lmax, int(inside.sum()))
-    legacy_sh = model.fit(dwi, mask=inside).shm_coeff  # descoteaux07, legacy=True (ECOSYSTEM trip-wire 1)
+    legacy_sh = model.fit(dwi, mask=inside).shm_coeff  # descoteaux07 with legacy=True, dipy's default for CSD
     fodf_sh = np.array(convert_sh_from_legacy(legacy_sh, "descoteaux07"), dtype=np.float64)
     fodf_sh[~inside] = 0.0
     return fodf_sh

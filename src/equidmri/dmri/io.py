@@ -1,6 +1,6 @@
 """The one place that reads and writes files (nibabel, FSL text gradients, JSON).
 
-Frames (DESIGN.md §6): inside the library every orientation is in the *voxel-axis frame*.
+Frames: inside the library every orientation is in the *voxel-axis frame*.
 FSL ``bvecs`` are converted to it once, in :func:`load_dwi`. Files written for users follow MRtrix3:
 SH in ``tournier07`` (``legacy=False``) and peaks, both in world (RAS+) coordinates.
 Every writer is atomic (temporary file in the same directory, then ``os.replace``) and refuses to
@@ -61,7 +61,7 @@ def fsl_bvecs_to_voxel(bvecs: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Convert FSL b-vectors to the voxel-axis frame: negate x when ``det(affine[:3, :3]) > 0``.
 
     FSL stores b-vectors along the image axes with the first axis negated for a det > 0 affine
-    (MRtrix3 ``src/dwi/gradient.cpp``, ECOSYSTEM.md §2). The map is its own inverse.
+    (MRtrix3 ``src/dwi/gradient.cpp``; FSL's FDT documentation). The map is its own inverse.
 
     Parameters
     ----------

@@ -1,8 +1,8 @@
 """Network inputs: b0-normalised signal, per-shell SH fits evaluated on a HEALPix grid.
 
-DESIGN.md §1, §4: normalise the DWI by the WM response's b=0 signal; fit even-order SH per shell
-(degree ``min(8, largest the shell's direction count supports)``) and evaluate it on the network's
-grid (HEALPix V+ for SHD); the b=0 signal enters as a constant channel.
+As Elaldi, Gerig & Dey (NeurIPS 2024, §4 and App. C.2): normalise the DWI by the WM response's b=0
+signal; fit even-order SH per shell (degree ``min(8, largest the shell's direction count supports)``)
+and evaluate it on the network's grid (HEALPix V+ for SHD); the b=0 signal enters as a constant channel.
 """
 
 from __future__ import annotations
