@@ -42,7 +42,7 @@ def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
     assert set(subparsers) == {"deconv", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
     assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa", "table",
-                                                 "cli"}
+                                                 "cli", "threads"}
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
     for group in ("bench", "fa"):

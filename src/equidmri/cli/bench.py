@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from equidmri.bench import cli, efficiency, equivariance, fa, mnist, table, throughput
+from equidmri.bench import cli, efficiency, equivariance, fa, mnist, table, threads, throughput
 from equidmri.cli.commands import COMMANDS
 
 BENCHES = (  # each registers one subcommand
     efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser, equivariance.add_parser,
-    mnist.add_parser, fa.add_parser, table.add_parser, cli.add_parser,
+    mnist.add_parser, fa.add_parser, table.add_parser, cli.add_parser, threads.add_parser,
 )
 
 
