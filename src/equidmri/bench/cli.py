@@ -10,7 +10,6 @@ interleaved run by run, so that both see the same machine load.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
 
 NAME = "cli"
@@ -33,11 +33,9 @@ TARGET_S = 1.0  # s: "well under a second" (issue 22)
 
 def time_command(argv: tuple[str, ...], python_path: Path | None) -> tuple[float, int]:
     """Wall seconds and exit code of one ``python -m equidmri.cli.main *argv`` (output discarded)."""
-    env = dict(os.environ)
-    if python_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join([os.fspath(python_path), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv], env=env, stdout=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv], env=child_env(python_path),
+                          stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - start, done.returncode
 
@@ -88,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     """Time every case (``--quick``: two cases, one run each) and write the JSON record and the page."""
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    if args.baseline_src is not None and not (args.baseline_src / "equidmri").is_dir():
-        raise FileNotFoundError(f"--baseline-src {args.baseline_src} holds no equidmri package")
+    check_baseline(args)
     check_report_outputs(args)
     cases, repeats = (QUICK_CASES, QUICK_REPEATS) if args.quick else (CASES, args.repeats)
     record = start_record(args)
@@ -106,7 +103,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_report_args(parser, NAME, f"two command lines, {QUICK_REPEATS} run each")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
                         help="fresh processes per command line (default: %(default)s)")
-    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
-                        help="src/ directory of another checkout to time alongside, e.g. the commit before a change")
+    add_baseline_arg(parser, "time its command line alongside")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

@@ -24,6 +24,7 @@ from typing import Any
 
 from dipy.data import get_fnames
 
+from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
 from equidmri.cli.demo import DEMO_DATA
 
@@ -45,9 +46,7 @@ CLEARED_ENV = ("OMP_NUM_THREADS", "EQUIDMRI_THREADS", "OMP_WAIT_POLICY")  # each
 def run_case(options: list[str], env: dict[str, str], epochs: int, baseline: Path | None) -> dict[str, Any]:
     """One ``deconv`` of ``small_64D``: fit and wall seconds, torch threads, load average at the end."""
     dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
-    full_env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV} | env
-    if baseline is not None:
-        full_env["PYTHONPATH"] = os.pathsep.join([os.fspath(baseline), *filter(None, [full_env.get("PYTHONPATH")])])
+    full_env = {k: v for k, v in child_env(baseline, **env).items() if k not in CLEARED_ENV or k in env}
     with tempfile.TemporaryDirectory(prefix="equidmri-threads-") as tmp:
         out = Path(tmp) / "out"
         argv = [sys.executable, "-m", "equidmri.cli.main", "deconv", "--dwi", str(dwi), "--bvals", str(bvals),
@@ -97,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases (``--quick``: the default only, 1 epoch) and write the JSON record and the page."""
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.baseline_src is not None and not (args.baseline_src / "equidmri").is_dir():
-        raise FileNotFoundError(f"--baseline-src {args.baseline_src} holds no equidmri package")
+    check_baseline(args)
     check_report_outputs(args)
     cases = {label: CASES[label] for label in QUICK_CASES} if args.quick else dict(CASES)
     if args.baseline_src is not None:
@@ -118,7 +116,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_report_args(parser, NAME, f"the default case only, {QUICK_EPOCHS} epoch")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N",
                         help="training epochs per run (default: %(default)s)")
-    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
-                        help="src/ directory of another checkout whose default is measured too (e.g. before a change)")
+    add_baseline_arg(parser, "its default case is measured too")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser
