@@ -1,10 +1,12 @@
 """Tests of equidmri.cli.common: option defaults come from the library, outputs are checked first."""
 
 import argparse
+import io
+import sys
 
 import pytest
 
-from equidmri.cli.common import SHD_LAMBDA_TV, check_out_dir, network_config, train_config
+from equidmri.cli.common import SHD_LAMBDA_TV, check_out_dir, network_config, show_progress, train_config
 from equidmri.cli.main import build_parser
 from equidmri.recon.losses import LossWeights
 from equidmri.recon.model import NetworkConfig
@@ -60,3 +62,9 @@ def test_check_out_dir_accepts_an_empty_directory(tmp_path):
 def test_check_out_dir_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="--resume needs"):
         check_out_dir(tmp_path, force=False, resume=True)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_progress_bars_when_stderr_is_not_a_terminal(quiet, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file, as under a batch system
+    assert show_progress(argparse.Namespace(quiet=quiet)) is False

@@ -360,6 +360,8 @@ def run(args: argparse.Namespace) -> int:
         save_json(args.child_output, run_stage(args), force=True)
         return 0
     check_report_outputs(args)
+    if args.dwi is not None:
+        load_dwi(*inputs(args)[1])  # a damaged or inconsistent input fails here in one line, before any child
     result = start_record(args, dipy=dipy.__version__, numpy=np.__version__)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as workdir:
         records = {stage: spawn_stage(stage, args, Path(workdir) / "model.pt") for stage in STAGES}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    EXIT_OK, add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
+    add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
 )
 
 DESCRIPTION = """\
@@ -19,7 +20,7 @@ the output directory is created."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``deconv``."""
-    parser = subparsers.add_parser("deconv", help="train on one volume and deconvolve it", description=DESCRIPTION)
+    parser = subparsers.add_parser("deconv", help=COMMANDS["deconv"], description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
     parser.add_argument("--resume", action="store_true",

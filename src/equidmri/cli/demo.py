@@ -7,14 +7,14 @@ import sys
 
 from dipy.data import get_fnames
 
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    EXIT_OK, add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
+    add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
 )
 from equidmri.dmri.io import save_json, save_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
 from equidmri.recon.pipeline import run_csd, timed
 
-DEMO_EPOCHS = 150  # training epochs of the demo: under 3 min on 2 CPU cores (README, "What the demo measured")
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume, b = 1000 s/mm², 64 directions + 1 b=0
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
 CSD_PEAKS, CSD_PEAK_VALUES, DEMO_JSON = "csd_peaks.nii.gz", "csd_peak_values.nii.gz", "demo.json"
@@ -28,12 +28,12 @@ outputs, {CSD_PEAKS}, {CSD_PEAK_VALUES} and {DEMO_JSON} into --out."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``demo``."""
-    parser = subparsers.add_parser("demo", help=f"deconvolve dipy's {DEMO_DATA} and compare with CSD",
+    parser = subparsers.add_parser("demo", help=COMMANDS["demo"],
                                    description=DESCRIPTION)
     add_common_args(parser)
     add_training_args(parser)
     add_output_args(parser)
-    parser.set_defaults(run=run, prog=parser.prog, epochs=DEMO_EPOCHS)
+    parser.set_defaults(run=run, prog=parser.prog)
     return parser
 
 
