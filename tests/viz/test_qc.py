@@ -164,3 +164,27 @@ def test_invalid_input_raises(tmp_path, volume, case, error, match):
     with pytest.raises(error, match=match):
         plot_peaks_qc(**kwargs)
     assert not (tmp_path / "qc.png").exists()
+
+
+def test_multi_tissue_figure_adds_the_axial_fraction_maps(tmp_path, volume):
+    background, peak_dirs = volume
+    fractions = np.zeros(background.shape + (3,))
+    fractions[:4, ..., 0] = 1.0  # WM on the left half, CSF on the right
+    fractions[4:, ..., 2] = 0.9
+    figure = qc_figure(background, peak_dirs, None, (1, 6, 1), fractions=fractions, tissues=("wm", "gm", "csf"))
+    assert [axes.get_title() for axes in figure.axes[3:6]] == ["WM fraction, z = 1", "GM fraction, z = 1",
+                                                               "CSF fraction, z = 1"]
+    for axes, tissue in zip(figure.axes[3:6], range(3)):
+        np.testing.assert_array_equal(axes.get_images()[0].get_array(), fractions[:, :, 1, tissue].T)
+    path = plot_peaks_qc(tmp_path / "qc.png", background, peak_dirs, fractions=fractions, tissues=("wm", "gm", "csf"))
+    assert path.stat().st_size > MIN_PNG_BYTES
+    with pytest.raises(ValueError, match=r"fractions must have shape \(8, 8, 3, 2\) \(one map per tissue\)"):
+        plot_peaks_qc(tmp_path / "bad.png", background, peak_dirs, fractions=fractions, tissues=("wm", "gm"))
+
+
+def test_single_tissue_fractions_add_no_row(volume):
+    background, peak_dirs = volume
+    figure = qc_figure(background, peak_dirs, None, (1, 6, 1), fractions=np.ones(background.shape + (1,)),
+                       tissues=("wm",))
+    assert [axes.get_title() for axes in figure.axes if axes.get_title()] == ["axial, z = 1", "coronal, y = 6",
+                                                                               "sagittal, x = 1"]

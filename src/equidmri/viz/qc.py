@@ -29,6 +29,8 @@ AXIS_NAMES = "xyz"
 COLOUR_KEY = (((1.0, 0.0, 0.0), "x"), ((0.0, 1.0, 0.0), "y"), ((0.0, 0.0, 1.0), "z"))  # RGB = (|x|, |y|, |z|)
 DPI = 150  # dots per inch of the PNG
 BACKGROUND_CMAP = "gray"
+FRACTION_CMAP = "magma"  # perceptually uniform, dark = 0
+FRACTION_MAX = 1.2  # top of the tissue-fraction colour scale (fractions are relative to the WM b=0 response)
 TMP_PREFIX = ".tmp-"  # name prefix of the temporary file behind the atomic write (as in dmri/io.py)
 
 
@@ -123,16 +125,35 @@ def save_png(figure: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
+def _fraction_row(figure: Figure, panels: np.ndarray, fractions: np.ndarray, tissues: tuple[str, ...],
+                  z: int) -> None:
+    """One axial panel per tissue fraction map at slice ``z``, with a shared colour bar."""
+    for axes, tissue, values in zip(panels, tissues, np.moveaxis(fractions[:, :, z], -1, 0)):
+        image = axes.imshow(values.T, origin="lower", cmap=FRACTION_CMAP, interpolation="nearest", vmin=0.0,
+                            vmax=FRACTION_MAX)
+        axes.set_title(f"{tissue.upper()} fraction, z = {z}")
+        axes.set_xlabel("x (voxel)")
+        axes.set_ylabel("y (voxel)")
+    figure.colorbar(image, ax=list(panels), label="tissue fraction (WM b=0 units)", shrink=0.8)
+
+
 def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.ndarray | None,
-              centre: tuple[int, int, int], *, title: str = "", background_label: str = "FA") -> Figure:
+              centre: tuple[int, int, int], *, title: str = "", background_label: str = "FA",
+              fractions: np.ndarray | None = None, tissues: tuple[str, ...] = ()) -> Figure:
     """The QC figure: axial, coronal and sagittal slices through ``centre`` with their peaks, a colour bar
-    of the background and a key of the direction colours (inputs as :func:`plot_peaks_qc`, checked there)."""
+    of the background and a key of the direction colours; with several tissues, a second row of their axial
+    fraction maps (inputs as :func:`plot_peaks_qc`, checked there)."""
     shape = background.shape
     aspect = max(shape[vertical] / shape[horizontal] for _, _, (horizontal, vertical) in VIEWS)
-    height = float(np.clip(PANEL_WIDTH * aspect, *FIGURE_HEIGHT_RANGE)) + LEGEND_HEIGHT
-    figure = Figure(figsize=(PANEL_WIDTH * len(VIEWS), height), dpi=DPI, layout="constrained")
+    row_height = float(np.clip(PANEL_WIDTH * aspect, *FIGURE_HEIGHT_RANGE))
+    rows = 2 if len(tissues) > 1 else 1
+    figure = Figure(figsize=(PANEL_WIDTH * len(VIEWS), rows * row_height + LEGEND_HEIGHT), dpi=DPI,
+                    layout="constrained")
     FigureCanvasAgg(figure)
-    panels = figure.subplots(1, len(VIEWS))
+    grid = figure.subplots(rows, len(VIEWS), squeeze=False)
+    panels = grid[0]
+    if rows == 2:
+        _fraction_row(figure, grid[1], fractions, tissues, centre[2])
     low, high = float(background.min()), float(background.max())
     for axes, (name, fixed, in_plane) in zip(panels, VIEWS):
         index = [slice(None)] * 3
@@ -163,8 +184,14 @@ def plot_peaks_qc(
     slice_index: int | None = None,
     title: str = "",
     background_label: str = "FA",
+    fractions: np.ndarray | None = None,
+    tissues: tuple[str, ...] = (),
 ) -> Path:
     """Save a PNG of peak lines over an axial, a coronal and a sagittal slice of a scalar map.
+
+    With ``fractions`` of several tissues (a multi-shell run: WM, GM, CSF), a second row shows each tissue's
+    fraction map on the axial slice of the peaks, so a reader sees at once whether WM is high where the peaks
+    are and CSF in the ventricles.
 
     Each slice is shown in grey (one grey scale for the three) with voxel axes increasing to the right
     and up (axial: x, y; coronal: x, z; sagittal: y, z), with a colour bar. Each peak is a line through
@@ -189,6 +216,10 @@ def plot_peaks_qc(
         Figure title.
     background_label : str
         Label of the colour bar.
+    fractions : ndarray, shape ``(X, Y, Z, T)``, optional
+        Tissue fractions (dimensionless, relative to the WM b=0 response); drawn only when ``T > 1``.
+    tissues : tuple of str
+        Their names, length T (e.g. ``("wm", "gm", "csf")``).
 
     Returns
     -------
@@ -201,15 +232,20 @@ def plot_peaks_qc(
         If an array argument is not a NumPy array or ``slice_index`` is not an int.
     ValueError
         If ``path`` does not end in ``.png``, the shapes disagree, peaks are not finite, peak
-        values are negative or ``slice_index`` is out of range.
+        values are negative, ``slice_index`` is out of range, or ``fractions`` is not ``(X, Y, Z, T)`` with
+        ``T == len(tissues)``.
     FileNotFoundError
         If the directory of ``path`` does not exist.
     """
     path = Path(path)
     _check_inputs(path, background, peak_dirs, peak_values, slice_index)
+    if fractions is not None and (np.shape(fractions) != background.shape + (len(tissues),)):
+        raise ValueError(f"fractions must have shape {background.shape + (len(tissues),)} (one map per tissue), "
+                         f"got {np.shape(fractions)}")
     x, y, z = (busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
     centre = (x, y, z if slice_index is None else int(slice_index))
-    figure = qc_figure(background, peak_dirs, peak_values, centre, title=title, background_label=background_label)
+    figure = qc_figure(background, peak_dirs, peak_values, centre, title=title, background_label=background_label,
+                       fractions=fractions, tissues=tuple(tissues) if fractions is not None else ())
     save_png(figure, path, DPI)
     logger.info("wrote %s (views through voxel %s)", path, centre)
     return path
