@@ -18,7 +18,7 @@ SHELLS = (1000.0, 2000.0, 3000.0)  # s/mm²; DiSCo's own b-values were not estab
 DIRECTIONS_PER_SHELL = 90  # as DiSCo
 LOW_RES_DIRECTIONS = 29  # of the lowest shell: the SHD paper's clinical protocol (§4.2.1)
 REPULSION_ITERS = 300  # electrostatic repulsion steps spreading each shell's directions (dipy)
-GM_DIFFUSIVITY = 0.6e-3  # mm²/s, grey-matter-like; below dipy's GM selection bound MD < 0.7e-3
+GM_DIFFUSIVITY = 0.9e-3  # mm²/s, cortical grey matter (Helenius et al., AJNR 2002); inside the GM response band
 # (mask_for_response_msmt), so that the multi-tissue response estimation finds GM voxels
 CSF_DIFFUSIVITY = 3.0e-3  # mm²/s, free water at body temperature
 CHUNK_VOXELS = 4096  # voxels per vectorised block: 4096 × 3 fibres × 274 volumes float64 = 27 MB
