@@ -29,15 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 from dipy.core.gradients import GradientTable
-from dipy.data import get_fnames
 from scipy.spatial.transform import Rotation
 from scipy.stats import ttest_rel
 
 from equidmri.bench.fa_report import render_markdown, write_figures
 from equidmri.bench.report import add_report_args, check_report_outputs, start_record, write_report
+from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.gradients import B0_THRESHOLD
-from equidmri.dmri.io import load_dwi
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
     FAModel, FATrainConfig, fit_tensors, get_scheme, rotate_to_ap, sample_tensors, scheme_gtab, select_subset,
@@ -131,7 +130,7 @@ def simulated_test_set(n: int, rng: np.random.Generator) -> EvaluationSet:
 
 def real_test_set() -> tuple[EvaluationSet, np.ndarray, np.ndarray]:
     """``small_64D`` masked voxels, and the mask and reference FA volume ``(X, Y, Z)`` for the maps."""
-    data = load_dwi(*get_fnames(name=REAL_DATA))
+    data = load_real_volume(REAL_DATA)
     gtab = data.gtab()
     mask = compute_mask(data.dwi, gtab, data.valid)
     reference = fit_dti_fa(data.dwi, gtab, mask)

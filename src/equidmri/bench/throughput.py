@@ -34,13 +34,12 @@ from typing import Any
 import dipy
 import numpy as np
 import torch
-from dipy.data import get_fnames
 
 from equidmri.bench.report import (
     THREAD_ENV, add_report_args, check_report_outputs, fmt, header_lines, plural, run_child, start_record,
     write_report,
 )
-from equidmri.cli.demo import DEMO_DATA
+from equidmri.data import real_volume_paths
 from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi, save_json
 from equidmri.dmri.peaks import find_peaks
@@ -54,6 +53,7 @@ from equidmri.recon.train import TrainConfig
 logger = logging.getLogger(__name__)
 
 NAME = "throughput"
+DEFAULT_DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
 DEFAULT_EPOCHS = 20  # the training row's length; inference speed does not depend on it
 DEFAULT_REPEATS = 5  # timed runs per inference measurement, after one warm-up
 QUICK = {"epochs": 1, "repeats": 1, "patch_size": 4, "widths": [4, 4, 4, 4]}  # --quick: a smoke run
@@ -82,8 +82,7 @@ def peak_rss_mib() -> float:
 def inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
     """Name of the data and its ``--dwi --bvals --bvecs [--mask]`` paths (default ``small_64D``)."""
     if args.dwi is None:
-        dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
-        return DEMO_DATA, [dwi, bvals, bvecs, None]
+        return DEFAULT_DATA, [*real_volume_paths(DEFAULT_DATA), None]
     return str(args.dwi), [args.dwi, args.bvals, args.bvecs, args.mask]
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dipy.data import get_fnames
-
 from equidmri.cli.common import (
     EXIT_OK, add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
 )
+from equidmri.data import real_volume_paths
 from equidmri.dmri.io import save_json, save_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
 from equidmri.recon.pipeline import run_csd, timed
 
 DEMO_EPOCHS = 150  # training epochs of the demo: under 3 min on 2 CPU cores (README, "What the demo measured")
-DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume, b = 1000 s/mm², 64 directions + 1 b=0
+DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
 CSD_PEAKS, CSD_PEAK_VALUES, DEMO_JSON = "csd_peaks.nii.gz", "csd_peak_values.nii.gz", "demo.json"
 
@@ -39,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Deconvolve ``small_64D``, fit CSD, compare the main peaks and write ``demo.json``."""
-    dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
+    dwi, bvals, bvecs = real_volume_paths(DEMO_DATA)
     prepared, result, record = deconvolve(args, dwi, bvals, bvecs, None)
     timings = dict(record["timings"])
     with timed(timings, "csd"):
