@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +21,14 @@ import torch
 from equidmri import __version__
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
-from equidmri.nn.models.registry import MODELS
+from equidmri.methods import DEFAULT_METHOD, Method, find_method, get_method
 from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.losses import LossWeights
-from equidmri.recon.model import NetworkConfig, SHDModel
+from equidmri.recon.model import NetworkConfig
 from equidmri.recon.pipeline import (
-    OUTPUT_NAMES, DeconvResult, PreparedData, checkpoint_network, prepare, run_deconv, run_summary, timed,
-    write_outputs,
+    OUTPUT_NAMES, DeconvResult, PreparedData, checkpoint_network, prepare, run_deconv, run_method, run_summary,
+    timed, write_outputs,
 )
 from equidmri.recon.train import TrainConfig, TrainingDivergedError
 from equidmri.viz.qc import plot_peaks_qc
@@ -38,8 +39,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # the computation failed (diverged training)
 EXIT_USAGE = 2  # bad input or options, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
-SHD_LAMBDA_TV = 0.0  # SHD is SHD-TV without the TV term (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4); so are
-# the other registered models (RT-ESD, ESD, Concat-ESD, CNN, MLP: the paper's baselines have no TV term)
 USAGE_ERRORS = (ValueError, OSError)  # reported in one line with EXIT_USAGE (OSError: missing/existing files)
 
 
@@ -111,11 +110,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--lambda-{term}", type=non_negative_float, default=getattr(weights, term),
                            metavar="WEIGHT", help=f"weight of the {text}, dimensionless (default: %(default)s)")
     group.add_argument("--lambda-tv", type=non_negative_float, metavar="WEIGHT",
-                       help=f"weight of the spatial total variation, dimensionless "
-                            f"(default: {weights.tv} with --model shd-tv, {SHD_LAMBDA_TV} with any other)")
-    group = parser.add_argument_group("network")
-    group.add_argument("--model", choices=sorted(MODELS), default=network.model,
-                       help="architecture (default: %(default)s)")
+                       help="weight of the spatial total variation, dimensionless (default: the method's own, "
+                            f"{weights.tv} for SHD-TV and CNN-TV, 0 for the other networks)")
+    group = parser.add_argument_group("method and network")
+    group.add_argument("--method", type=method_name, default=DEFAULT_METHOD, metavar="NAME",
+                       help="fODF method, any of `equidmri methods` (case-insensitive; 'CSD (lmax N)' for any even N); "
+                            "the training and network options apply to the learned ones (default: %(default)s)")
+    group.add_argument("--model", type=method_name, metavar="NAME",
+                       help="deprecated alias of --method (e.g. shd-tv, shd, rt-esd)")
     group.add_argument("--widths", type=positive_int, nargs="+", default=list(network.widths), metavar="C",
                        help="channels per U-Net level (default: %(default)s, CPU-friendly; the SHD reference "
                             f"code uses {' '.join(map(str, REFERENCE_WIDTHS))})")
@@ -140,21 +142,41 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
                        help="peaks kept per voxel (default: %(default)s)")
 
 
+def method_name(text: str) -> str:
+    """argparse type: the registered name of the method ``text`` names (:func:`equidmri.methods.find_method`)."""
+    try:
+        return find_method(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+method_name.__name__ = "method"  # argparse names the type in "invalid method value"
+
+
+def chosen_method(args: argparse.Namespace) -> Method:
+    """The method of ``--method``, or of the deprecated ``--model`` when given (with a warning)."""
+    if args.model is not None:
+        logger.warning("--model is deprecated; use --method %s", shlex.quote(args.model))
+        return find_method(args.model)
+    return find_method(args.method)
+
+
 def network_config(args: argparse.Namespace) -> NetworkConfig:
-    """Architecture from the options."""
-    return NetworkConfig(model=args.model, widths=tuple(args.widths), kernel_sizes=tuple(args.kernel_sizes),
+    """Architecture options of a learned method (its ``model`` is the method's architecture)."""
+    architecture = chosen_method(args).options.get("architecture", NetworkConfig().model)
+    return NetworkConfig(model=architecture, widths=tuple(args.widths), kernel_sizes=tuple(args.kernel_sizes),
                          cheb_order=args.cheb_order)
 
 
-def train_config(args: argparse.Namespace, model: str) -> TrainConfig:
-    """Training settings from the options; ``--lambda-tv`` defaults to 0 for every model but ``shd-tv``."""
+def learned_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of a learned method (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
+    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own)."""
+    options = {"epochs": args.epochs, "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
+               "seed": args.seed, "lambda_nn": args.lambda_nn, "lambda_sparsity": args.lambda_sparsity,
+               "network": network_config(args)}
     if args.lambda_tv is not None:
-        tv = args.lambda_tv
-    else:
-        tv = LossWeights().tv if model == "shd-tv" else SHD_LAMBDA_TV
-    weights = LossWeights(nn=args.lambda_nn, sparsity=args.lambda_sparsity, tv=tv)
-    return TrainConfig(epochs=args.epochs, patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
-                       weights=weights, seed=args.seed)
+        options["lambda_tv"] = args.lambda_tv
+    return options
 
 
 def peak_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,21 +231,38 @@ def load_prepared(dwi: Path, bvals: Path, bvecs: Path, mask: Path | None, timing
 
 def deconvolve(args: argparse.Namespace, dwi: Path, bvals: Path, bvecs: Path, mask: Path | None, *,
                resume: bool = False) -> tuple[PreparedData, DeconvResult, dict[str, Any]]:
-    """The ``deconv`` pipeline: validate, train on the volume, write every output and ``run.json``."""
+    """The ``deconv`` pipeline: validate, fit the method (a network: train it on the volume), write every output
+    and ``run.json``."""
     device = setup_runtime(args)
+    method = chosen_method(args)
+    if resume and not method.learned:
+        raise ValueError(f"--resume continues a training, and {method.name} is not a learned method")
+    if not method.available():
+        raise ValueError(f"method {method.name} needs {method.requires}, which is not on PATH")
     check_out_dir(args.out, force=args.force, resume=resume)
     timings: dict[str, float] = {}
     prepared = load_prepared(dwi, bvals, bvecs, mask, timings)
+    progress = not args.quiet
+    if not method.learned:
+        with timed(timings, "build"):
+            model = get_method(method.name, prepared.gtab, prepared.responses)
+        prepare_out_dir(args.out, force=True)  # checked above, before any computation
+        result = run_method(model, prepared, method=method.name, progress=progress, peak_kwargs=peak_kwargs(args),
+                            responses_used=not method.own_responses)
+        return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
-    network = checkpoint_network(checkpoint) if resume else network_config(args)
-    if resume and network != network_config(args):
-        logger.warning("--resume rebuilds the checkpoint's network %s; the network options are ignored",
-                       network.to_dict())
+    options = learned_options(args)
+    if resume:
+        options["network"] = checkpoint_network(checkpoint)
+        options["architecture"] = options["network"].model
+        if options["network"] != network_config(args):
+            logger.warning("--resume rebuilds the checkpoint's network %s; the network options are ignored",
+                           options["network"].to_dict())
     with timed(timings, "build"):
-        model = SHDModel(prepared.gtab, prepared.responses, network, train_config(args, network.model), device)
+        model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
-    result = run_deconv(model, prepared, checkpoint_path=checkpoint, resume=resume, progress=not args.quiet,
-                        tile=args.tile, peak_kwargs=peak_kwargs(args))
+    result = run_deconv(model, prepared, checkpoint_path=checkpoint, resume=resume, progress=progress,
+                        tile=args.tile, peak_kwargs=peak_kwargs(args), method=method.name)
     return prepared, result, finish(args, prepared, result, timings)
 
 
@@ -239,7 +278,7 @@ def finish(args: argparse.Namespace, prepared: PreparedData, result: DeconvResul
     with timed(timings, "qc"):
         label = "" if result.trained else ", predicted"
         plot_peaks_qc(args.out / OUTPUT_NAMES["qc"], result.fa, result.peak_dirs, result.peak_values,
-                      title=f"{result.network.model.upper()} fODF peaks{label}")
+                      title=f"{result.method} fODF peaks{label}")
     timings["total"] = round(sum(timings.values()), 3)
     arguments = {k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                  if k not in ("run", "prog", "argv")}

@@ -1,4 +1,4 @@
-"""``equidmri deconv``: train SHD-TV unsupervised on one volume and write its fODFs, peaks and fractions."""
+"""``equidmri deconv``: deconvolve one volume with any registered method (default: train SHD-TV on it)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from equidmri.cli.common import (
 )
 
 DESCRIPTION = """\
-Train a spatio-hemispherical deconvolution network on one DWI volume (unsupervised: it learns to
-reconstruct the signal through the tissue responses) and write into --out: fod.nii.gz (WM fODF,
-MRtrix3 tournier07 SH, lmax 8, world frame), peaks.nii.gz (world-frame unit vectors, zeros where
-there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue fractions), response.json, model.pt
-(checkpoint, usable with `equidmri predict`), qc.png and run.json. Every input is validated before
-the output directory is created."""
+Deconvolve one DWI volume with the method of --method (`equidmri methods` lists them). The default,
+SHD-TV, trains a spatio-hemispherical deconvolution network on the volume (unsupervised: it learns to
+reconstruct the signal through the tissue responses). Every method writes into --out: fod.nii.gz (WM
+fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz
+(world-frame unit vectors, zeros where there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue
+fractions), response.json (not for MRtrix3, which estimates its own), qc.png and run.json; a learned
+method also writes model.pt (checkpoint, usable with `equidmri predict`). Every input is validated
+before the output directory is created."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``deconv``."""
-    parser = subparsers.add_parser("deconv", help="train on one volume and deconvolve it", description=DESCRIPTION)
+    parser = subparsers.add_parser("deconv", help="deconvolve one volume (any method; default: train SHD-TV on it)", description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
     parser.add_argument("--resume", action="store_true",

@@ -11,10 +11,12 @@ from equidmri.cli.common import (
 from equidmri.data import real_volume_paths
 from equidmri.dmri.io import save_json, save_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
-from equidmri.recon.pipeline import run_csd, timed
+from equidmri.methods import get_method
+from equidmri.recon.pipeline import timed
 
 DEMO_EPOCHS = 150  # training epochs of the demo: under 3 min on 2 CPU cores (README, "What the demo measured")
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
+CSD_METHOD = "CSD (lmax 8)"  # the reference of the agreement (equidmri.methods)
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
 CSD_PEAKS, CSD_PEAK_VALUES, DEMO_JSON = "csd_peaks.nii.gz", "csd_peak_values.nii.gz", "demo.json"
 
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     prepared, result, record = deconvolve(args, dwi, bvals, bvecs, None)
     timings = dict(record["timings"])
     with timed(timings, "csd"):
-        csd_dirs, csd_values = run_csd(prepared, peak_kwargs(args))
+        csd = get_method(CSD_METHOD, prepared.gtab, prepared.responses).fit(prepared.data.dwi, prepared.mask)
+        csd_dirs, csd_values = csd.peaks(**peak_kwargs(args))
     timings["total"] = round(timings.pop("total") + timings["csd"], 3)  # keeps "total" last
     save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine,
                force=True)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from equidmri import __version__
-from equidmri.cli import bench, deconv, demo, evaluate, fa, phantom, predict
+from equidmri.cli import bench, deconv, demo, evaluate, fa, methods, phantom, predict
 from equidmri.cli.common import run_command
 from equidmri.runtime import retain_freed_memory
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equidmri", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (deconv, predict, demo, phantom, evaluate, fa, bench):
+    for command in (deconv, methods, predict, demo, phantom, evaluate, fa, bench):
         command.add_parser(subparsers)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,16 +32,17 @@ from equidmri.recon.forward import FODF_LMAX, SignalModel
 from equidmri.recon.infer import DEFAULT_TILE, predict_volume
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.train import TrainConfig, train
-from equidmri.sphere.sh import check_lmax, n_coeffs, sh_matrix
+from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
 OUTPUT_LMAX = 8  # SH degree of fod.nii.gz and of the peaks (MRtrix default lmax)
+LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV method's network after the method
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """Architecture of the deconvolution network (see ``SHDUNet``)."""
 
-    model: str = "shd-tv"
+    model: str = "shd"  # an architecture of equidmri.nn.models.registry.MODELS
     nside: int = 8
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
@@ -56,24 +58,31 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{**d, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
+        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
+        model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
+        return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
 
 
 @dataclass(frozen=True, eq=False)
 class FODFFit:
     """Result of a deconvolution, voxel-axis frame.
 
+    Every method of :mod:`equidmri.methods` returns one (the networks, dipy's and MRtrix3's methods).
+
     Attributes
     ----------
-    fodf_sh : ndarray, shape ``(X, Y, Z, 190)`` float32
-        WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), lmax 18; zero outside the mask.
-    fractions : ndarray, shape ``(X, Y, Z, T)`` float32
+    fodf_sh : ndarray, shape ``(X, Y, Z, K)``
+        WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), of any even degree >= ``lmax`` (the
+        networks: lmax 18, K = 190, float32); zero outside the mask.
+    fractions : ndarray, shape ``(X, Y, Z, T)``
         Tissue fractions in ``tissues`` order (WM = fODF integral), relative to the WM b=0 response.
     tissues : tuple of str
     mask : ndarray, shape ``(X, Y, Z)`` bool
     history : list of dict
-        Loss terms per training epoch (empty for a prediction).
+        Loss terms per training epoch (empty for a prediction and for iterative methods).
+    sh_basis : str
+    lmax : int
+        Degree of the method's output: :attr:`shm_coeff`, the peaks and ``fod.nii.gz`` (default 8).
     """
 
     fodf_sh: np.ndarray
@@ -82,26 +91,33 @@ class FODFFit:
     mask: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
     sh_basis: str = "descoteaux07"
+    lmax: int = OUTPUT_LMAX
+
+    def __post_init__(self) -> None:
+        if self.fodf_sh.shape[-1] < n_coeffs(check_lmax(self.lmax)):
+            raise ValueError(f"fodf_sh has {self.fodf_sh.shape[-1]} SH coefficients, fewer than lmax {self.lmax} needs")
 
     @property
     def shm_coeff(self) -> np.ndarray:
-        """WM fODF SH up to lmax 8, shape ``(X, Y, Z, 45)``, ``descoteaux07`` (legacy=False), as dipy's fits."""
-        return self.sh(OUTPUT_LMAX)
+        """WM fODF SH up to :attr:`lmax` (8: shape ``(X, Y, Z, 45)``), ``descoteaux07`` (legacy=False), as dipy's."""
+        return self.sh(self.lmax)
 
     def sh(self, lmax: int) -> np.ndarray:
-        """WM fODF SH truncated to an even ``lmax <= 18``, shape ``(X, Y, Z, K)``, ``descoteaux07``."""
+        """WM fODF SH truncated to an even ``lmax`` (at most that of ``fodf_sh``), shape ``(X, Y, Z, K)``."""
         return self.fodf_sh[..., : n_coeffs(check_lmax(lmax))]
 
     def odf(self, sphere: Sphere) -> np.ndarray:
-        """WM fODF (lmax 18) on the vertices of a dipy ``Sphere`` (voxel-axis frame), shape ``(X, Y, Z, V)``."""
-        return self.fodf_sh @ sh_matrix(sphere.vertices, FODF_LMAX, self.sh_basis).T.astype(np.float32)
+        """WM fODF (all of ``fodf_sh``) on the vertices of a dipy ``Sphere`` (voxel-axis frame), ``(X, Y, Z, V)``."""
+        basis = sh_matrix(sphere.vertices, lmax_from_n_coeffs(self.fodf_sh.shape[-1]), self.sh_basis)
+        return self.fodf_sh @ basis.T.astype(self.fodf_sh.dtype)
 
-    def peaks(self, lmax: int = OUTPUT_LMAX, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Peaks of the lmax-truncated fODF: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P))``.
+    def peaks(self, lmax: int | None = None, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of the fODF truncated to ``lmax`` (default :attr:`lmax`): ``(peak_dirs (X,Y,Z,P,3), peak_values
+        (X,Y,Z,P))``.
 
         Keyword arguments go to :func:`equidmri.dmri.peaks.find_peaks` (thresholds, ``npeaks``).
         """
-        return find_peaks(self.sh(lmax), self.mask, **kwargs)
+        return find_peaks(self.sh(self.lmax if lmax is None else lmax), self.mask, **kwargs)
 
 
 class SHDModel:
@@ -120,7 +136,10 @@ class SHDModel:
     responses : TissueResponses
         WM (single-shell) or WM/GM/CSF (multi-shell) responses on the shells of ``gtab``.
     network : NetworkConfig
+        Architecture; kept as ``network_config`` (``net`` is the built ``torch.nn.Module``).
     train_config : TrainConfig
+        Training settings; ``train_config.seed`` also seeds the initial weights, through a forked RNG (the
+        global torch RNG is not changed).
     device : str or torch.device
     input_gtab : GradientTable, optional
         Acquisition the network reads (voxel-axis frame, with b=0 volumes); default ``gtab``.
@@ -147,22 +166,29 @@ class SHDModel:
     ) -> None:
         self.gtab, self.responses = gtab, responses
         self.input_gtab = gtab if input_gtab is None else input_gtab
-        self.network = network or NetworkConfig()
+        self.network_config = network or NetworkConfig()
         self.train_config = train_config or TrainConfig()
         self.shells = find_shells(gtab.bvals)
         self.input_shells = find_shells(self.input_gtab.bvals)
         check_same_shells(self.shells.bvals, responses.shells)
         check_has_b0(self.shells, "gtab")
         check_has_b0(self.input_shells, "input_gtab")
-        torch.manual_seed(self.train_config.seed)
-        net_kwargs = self.network.to_dict()
+        net_kwargs = self.network_config.to_dict()
         match_b0 = net_kwargs.pop("match_b0")
-        self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.input_shells.bvals.size,
-                               n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's global RNG is left as it was
+            torch.manual_seed(self.train_config.seed)
+            self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.input_shells.bvals.size,
+                                   n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
         self.signal_model = SignalModel(vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells,
                                         responses.zonal(FODF_LMAX), match_b0).to(device)
+
+    @property
+    def network(self) -> NetworkConfig:
+        """Deprecated name of :attr:`network_config` (kept for one minor release)."""
+        warnings.warn("SHDModel.network is deprecated; use SHDModel.network_config", DeprecationWarning, stacklevel=2)
+        return self.network_config
 
     @property
     def super_resolution(self) -> bool:
@@ -176,7 +202,7 @@ class SHDModel:
         records the target acquisition, ``target_gradients = {"bvals": (N,) s/mm², "bvecs": (N, 3) voxel
         frame}``, since prediction only sees input-acquisition volumes.
         """
-        meta = {"version": __version__, "network": self.network.to_dict(), "train": self.train_config.to_dict(),
+        meta = {"version": __version__, "network": self.network_config.to_dict(), "train": self.train_config.to_dict(),
                 "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist(),
                 "input_shells": self.input_shells.bvals.tolist()}
         if self.super_resolution:

@@ -198,7 +198,8 @@ def train(
             if bad:
                 raise TrainingDivergedError(
                     f"loss term(s) {bad} became non-finite at epoch {epoch + 1}; the last good checkpoint "
-                    f"({checkpoint_path}) is kept. Try a lower --lr or check the input for outliers."
+                    f"({checkpoint_path}) is kept. Try a lower learning rate (TrainConfig.lr) or check the input "
+                    "for outliers."
                 )
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
