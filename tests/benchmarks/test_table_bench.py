@@ -11,10 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_inputs import run_main  # noqa: E402
 
-from equidmri.bench.methods import VolumeSet, _train  # noqa: E402
+from equidmri.bench.methods import Settings, VolumeSet, train_on_volumes  # noqa: E402
 from equidmri.bench.table import COLUMNS, summarise, target_lines  # noqa: E402
-from equidmri.recon.model import NetworkConfig  # noqa: E402
-from equidmri.recon.train import TrainConfig  # noqa: E402
+from equidmri.methods import find_method  # noqa: E402
 
 METHODS = ["CSD (lmax 8)", "SHD"]
 
@@ -65,12 +64,12 @@ def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
 def test_low_resolution_networks_read_the_low_series_and_reconstruct_the_high_one(tiny_table):
     root, _ = tiny_table
     volumes = VolumeSet(root / "data")
-    config = TrainConfig(epochs=1, patch_size=6, patches_per_epoch=1)
-    model = _train(volumes, "low", NetworkConfig(widths=(4, 4, 4, 4)), config)
+    settings, shd = Settings(epochs=1, patch_size=6, widths=(4, 4, 4, 4)), find_method("SHD")
+    model = train_on_volumes(shd, volumes, "low", 0, settings)
     n_low, n_high = (volumes.get("train", r).data.dwi.shape[-1] for r in ("low", "high"))
     assert model.super_resolution and model.sampler.operator.shape[-1] == n_low == 33
     assert model.signal_model.wm_operator.shape[0] == n_high > n_low
-    assert not _train(volumes, "high", NetworkConfig(widths=(4, 4, 4, 4)), config).super_resolution
+    assert not train_on_volumes(shd, volumes, "high", 0, settings).super_resolution
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.bench.methods.METHODS`.
+"""The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.methods.METHODS`.
 
 ``equidmri bench table --data DIR --out RESULTS [--quick] [--resume] [--seeds S ...] [--methods NAME ...]
 [--epochs N]``
@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from equidmri.bench.methods import METHODS, Method, Settings, VolumeSet
+from equidmri.bench.methods import Settings, VolumeSet, result_settings, run_on_phantoms
 from equidmri.bench.run_store import RunStore
 from equidmri.bench.report import DEFAULT_THREADS, check_report_outputs, header_lines, start_record, write_report
 from equidmri.eval.metrics import at_threshold, score_thresholds
 from equidmri.eval.peak_files import load_ground_truth
+from equidmri.methods import METHODS, Method
 from equidmri.sims.dataset import crop_phantom_set
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: li
                settings: Settings, store: RunStore) -> dict[str, Any]:
     """All resolutions and seeds of one method: per-run scores (read from ``store`` when it holds them,
     else made and stored with the settings the method depends on) and their summaries."""
-    tag = method.result_settings(settings)
+    tag = result_settings(method, settings)
     runs: dict[str, list[dict[str, Any]]] = {resolution: [] for resolution in method.resolutions}
     for resolution, seed in planned_runs(method, seeds):
         stored = store.get(method.name, resolution, seed, tag)
@@ -96,7 +97,7 @@ def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: li
             runs[resolution].append(stored)
             continue
         logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
-        run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
+        run = run_on_phantoms(method, volumes, resolution, 0 if seed is None else seed, settings)
         runs[resolution].append(store.put(method.name, resolution, seed, tag, {
             "seed": seed, "train_s": run.train_s, "infer_s": run.infer_s, "threads": settings.threads,
             **score_run(ground_truth, run.peaks)}))
@@ -296,7 +297,7 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     store = RunStore(out / RUNS_DIR, args.resume, {"data": str(Path(args.data).resolve()), "quick": args.quick})
     for method in chosen:  # refuse stored runs of other settings before any work
         for resolution, seed in planned_runs(method, list(args.seeds)):
-            store.get(method.name, resolution, seed, method.result_settings(settings))
+            store.get(method.name, resolution, seed, result_settings(method, settings))
     ground_truth = {}
     for volume in ("train", "val", "test"):
         gt_dirs, mask, _ = load_ground_truth(data / volume)

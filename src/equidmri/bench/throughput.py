@@ -10,7 +10,7 @@ fresh subprocess (so that its peak resident memory belongs to that stage alone):
 2. ``ours``: ``SHDModel.from_checkpoint(...).predict(dwi, mask)``, then the same with ``fit.peaks()``; then
    one more ``predict`` under ``torch.profiler`` (seconds per stage of the masked pass and the operators
    with the most self time) and the voxels the masked pass computes at each dilation of the mask;
-3. ``csd``: ``fit_csd`` (dipy CSD, lmax 8, the same WM response and mask), then the same with ``find_peaks``.
+3. ``csd``: ``get_method("CSD (lmax 8)", ...).fit`` (dipy CSD, the same WM response and mask), then ``fit.peaks()``.
 
 Inference times are the median of ``--repeats`` runs after one warm-up; throughput is mask voxels per
 median second and the ratios are ours / CSD on the same volume in the same run. Every process gets the same
@@ -40,11 +40,10 @@ from equidmri.bench.report import (
     write_report,
 )
 from equidmri.data import real_volume_paths
-from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi, save_json
-from equidmri.dmri.peaks import find_peaks
 from equidmri.nn.layers.support import MaskSupport
 from equidmri.nn.models.backbone import PROFILE_PREFIX
+from equidmri.methods import get_method
 from equidmri.recon.infer import DEFAULT_TILE, tiles
 from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
@@ -53,6 +52,7 @@ from equidmri.recon.train import TrainConfig
 logger = logging.getLogger(__name__)
 
 NAME = "throughput"
+OURS, CSD = "SHD-TV", "CSD (lmax 8)"  # the two methods compared (equidmri.methods)
 DEFAULT_DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
 DEFAULT_EPOCHS = 20  # the training row's length; inference speed does not depend on it
 DEFAULT_REPEATS = 5  # timed runs per inference measurement, after one warm-up
@@ -131,9 +131,10 @@ def stage_baseline(args: argparse.Namespace, prepared: PreparedData) -> dict[str
 
 def stage_train(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """Train on the volume (``SHDModel.fit``: training, then one whole-volume deconvolution)."""
-    network = NetworkConfig(widths=tuple(args.widths))
-    model, build_s = stopwatch(lambda: SHDModel(prepared.gtab, prepared.responses, network,
-                                                TrainConfig(epochs=args.epochs, patch_size=args.patch_size)))
+    method = get_method(OURS, prepared.gtab, prepared.responses, epochs=args.epochs, patch_size=args.patch_size,
+                        widths=tuple(args.widths))
+    network = method.network_config
+    model, build_s = stopwatch(method.build)
     fit, seconds = stopwatch(lambda: model.fit(prepared.data.dwi, prepared.mask, checkpoint_path=args.checkpoint))
     return {"build_model_s": build_s,
             "train": {"times_s": [seconds], "final_loss": fit.history[-1]["total"], "network": network.to_dict()}}
@@ -186,10 +187,9 @@ def support_voxels(net: torch.nn.Module, mask: np.ndarray, tile: int) -> dict[st
 
 def stage_csd(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """dipy CSD with the prepared WM response and mask, then the same peak search on its result."""
-    dwi, gtab, mask = prepared.data.dwi, prepared.gtab, prepared.mask
-    response = prepared.responses.dipy_wm_response()
-    return time_with_peaks(lambda: fit_csd(dwi, gtab, response, mask, lmax=OUTPUT_LMAX),
-                           lambda fodf_sh: find_peaks(fodf_sh, mask), args.repeats, "csd_fit")
+    method = get_method(CSD, prepared.gtab, prepared.responses)
+    return time_with_peaks(lambda: method.fit(prepared.data.dwi, prepared.mask), lambda fit: fit.peaks(),
+                           args.repeats, "csd_fit")
 
 
 STAGE_FUNCTIONS = {"baseline": stage_baseline, "train": stage_train, "ours": stage_ours, "csd": stage_csd}
@@ -287,7 +287,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "run times "
         "the deconvolution and then the peak search on its result, so the rows without and with peaks come from "
         "the same runs; voxels/s = mask voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, "
-        "mask)`, then `fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then `find_peaks`; both "
+        "mask)`, then `fit.peaks()`; CSD: the registry's `CSD (lmax 8)` (same WM response and mask), then "
+        "`fit.peaks()`; both "
         f"peak searches use the lmax-{OUTPUT_LMAX} SH and the same settings. Ratios divide our throughput by CSD's "
         "for the same work (with peaks by with peaks, without by without). The predict-only and fit-only peak RSS "
         f"are read after the warm-up deconvolution, before any peak search in the same process. {coverage}",

@@ -21,7 +21,8 @@ before the output directory is created."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``deconv``."""
-    parser = subparsers.add_parser("deconv", help="deconvolve one volume (any method; default: train SHD-TV on it)", description=DESCRIPTION)
+    parser = subparsers.add_parser("deconv", help="deconvolve one volume (any method; default: train SHD-TV on it)",
+                                   description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
     parser.add_argument("--resume", action="store_true",

@@ -353,8 +353,9 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
     -------
     dict
         ``data_shape``, ``mask_voxels``, ``mask_source``, ``nonfinite_voxels``, ``shells`` (s/mm²),
-        ``shell_lmax``, ``tissues``, ``method``, ``network`` and ``train`` (None for iterative methods), ``epochs_trained``, ``final_loss`` (the last
-        epoch's loss terms, None for a prediction), ``history`` (loss terms per epoch), ``timings`` (s).
+        ``shell_lmax``, ``tissues``, ``method``, ``network`` and ``train`` (None for iterative methods),
+        ``epochs_trained``, ``final_loss`` (the last epoch's loss terms, None for a prediction), ``history``
+        (loss terms per epoch), ``timings`` (s).
     """
     history = result.fit.history
     return {
