@@ -89,9 +89,9 @@ def test_exponents_are_the_slopes_of_log_time():
 
 
 def test_existing_results_are_kept_without_force(tmp_path):
-    existing = tmp_path / "result.json"
+    existing = tmp_path / "efficiency_layers.json"
     existing.write_text("keep")
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", "layers", "--json", str(existing),
-                           "--markdown", str(tmp_path / "result.md")], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", "layers", "--out", str(tmp_path)],
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "use --force" in done.stderr
-    assert existing.read_text() == "keep" and not (tmp_path / "result.md").exists()
+    assert existing.read_text() == "keep" and not (tmp_path / "efficiency_layers.md").exists()

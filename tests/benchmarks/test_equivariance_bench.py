@@ -61,5 +61,5 @@ def test_quick_run_writes_every_cell_the_sweep_and_the_figure(tmp_path):
         assert record["n"] == 1 and record["error_mean"] >= 0
     assert result["shd_vs_rt_esd"]["max_abs_difference"] < 1e-6
     assert len(result["sweep"]) == 2 and result["sweep_best"] in result["sweep"]
-    assert (tmp_path / "result.png").stat().st_size > 10_000
-    assert f"Command: `{result['command']}`" in markdown and "![Equivariance errors](result.png)" in markdown
+    assert (tmp_path / "results" / "equivariance.png").stat().st_size > 10_000
+    assert f"Command: `{result['command']}`" in markdown and "![Equivariance errors](equivariance.png)" in markdown

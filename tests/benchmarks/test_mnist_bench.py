@@ -37,5 +37,5 @@ def test_quick_run_trains_every_model_in_both_settings(tmp_path):
     for record in result["records"]:
         assert 0.0 <= record["dice_test_rotated"] <= 1.0 and len(record["loss_history"]) == 1
         assert np.isfinite(record["loss_history"][0])
-    assert (tmp_path / "result.png").stat().st_size > 10_000
+    assert (tmp_path / "results" / "mnist.png").stat().st_size > 10_000
     assert "load_digits" in markdown and "Ranking, trained with rotations, tested with:" in markdown

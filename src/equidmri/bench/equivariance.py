@@ -18,7 +18,7 @@ Inputs ``1 x C x 8 x 8 x 8 x V`` at nside 8: U[0, 1] samples projected on even S
 draws new weights, a new input and new rotations; the errors (SHD eq. 13, see
 :mod:`equidmri.eval.equivariance`) are averaged over the samples. The sweep measures the voxel-rotation
 error of the spherical filter alone (the spatial kernel commutes with R) over the graph's kernel width
-sigma and neighbour count. Writes ``docs/results/equivariance.{json,md,png}``.
+sigma and neighbour count. Writes ``OUT/equivariance.{json,md,png}`` (``--out``, default ``docs/results``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,9 @@ from equidmri.bench.report import (
     add_report_args, header_lines, start_figure_report, write_report,
 )
 from equidmri.eval.equivariance import LMAX_IN, LMAX_OUT, SH_BASIS, TRANSFORMS, draw_sample, equivariance_errors
-from equidmri.nn.layers import IsotropicConv3d, SphereGrid, SpatioSphericalConv, neighbours_as_channels
+from equidmri.nn.layers import NeighboursAsChannels, SHSpatialConv, SphereGrid, SpatioSphericalConv
 from equidmri.nn.models import build_model
 from equidmri.sphere.graph import N_NEIGHBOURS, SIGMA_SCALE, chebyshev_polynomials, hemisphere_laplacian
-from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -74,22 +73,6 @@ PLOT_FLOOR = 1e-16  # smallest error drawn on the log axis
 LEVEL_LABELS = {"layer": "single layer", "unet": "U-Net"}
 
 
-class SHConvLayer(nn.Module):
-    """E(3)-SH layer: SH projection, isotropic 3D convolution of the coefficients, evaluation on the grid."""
-
-    def __init__(self, in_channels: int, out_channels: int, vertices: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("fit", torch.tensor(sh_fit_matrix(vertices, LMAX_IN, SH_BASIS)), persistent=False)
-        self.register_buffer("basis", torch.tensor(sh_matrix(vertices, LMAX_IN, SH_BASIS)), persistent=False)
-        self.n_coeffs, self.out_channels = self.fit.shape[0], out_channels
-        self.conv = IsotropicConv3d(in_channels * self.n_coeffs, out_channels * self.n_coeffs, kernel_size=3)
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, V, X, Y, Z, C) -> (B, V, X, Y, Z, C')
-        coeffs = (x.movedim(1, -1) @ self.fit.T).flatten(4)[:, None]  # (B, 1, X, Y, Z, C K)
-        out = self.conv(coeffs)[:, 0].unflatten(-1, (self.out_channels, self.n_coeffs))
-        return (out @ self.basis.T).movedim(-1, 1)
-
-
 def _vertex_major(module: nn.Module) -> callable:
     """Operator ``(B, C, X, Y, Z, V) -> (B, X, Y, Z, C', V)`` of a layer on ``(B, V, X, Y, Z, C)`` maps."""
     return lambda x: module(x.permute(0, 5, 2, 3, 4, 1)).permute(0, 2, 3, 4, 5, 1)
@@ -105,19 +88,10 @@ def build_layer(operator: str, nside: int) -> tuple[callable, np.ndarray]:
         layer = SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
     elif operator == "concat-so3":
         conv = SpatioSphericalConv(27 * c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
-        layer = nn.Sequential(_Lambda(neighbours_as_channels), conv)
+        layer = nn.Sequential(NeighboursAsChannels(), conv)
     else:
-        layer = SHConvLayer(c_in, c_out, grid.vertices)
+        layer = SHSpatialConv(c_in, c_out, grid.vertices, LMAX_IN, SH_BASIS).double()
     return _vertex_major(layer.double().eval()), grid.vertices
-
-
-class _Lambda(nn.Module):
-    def __init__(self, fn: callable) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x)
 
 
 def build_unet(operator: str, nside: int, widths: tuple[int, ...]) -> tuple[callable, np.ndarray]:

@@ -16,7 +16,7 @@ independent noise), and (b) dipy's real ``small_64D`` volume: the reference FA i
 
 RMSE per ground-truth FA bin, paired t-tests on squared errors (scipy ``ttest_rel``) and the invariance of
 the S-CNN (largest FA change under random rotations of the input tensors). Writes
-``docs/results/fa_scnn.{json,md}`` and PNG figures named after the markdown file.
+``OUT/fa_scnn.{json,md}`` and the PNG figures ``OUT/fa_scnn_*.png`` (``--out``, default ``docs/results``).
 """
 
 from __future__ import annotations

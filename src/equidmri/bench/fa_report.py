@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from equidmri.bench.report import fmt, header_lines
+from equidmri.bench.report import fmt, header_lines, report_path
 from equidmri.microstructure.networks import SCNN_CHANNELS, SCNN_CHEB_ORDER, SCNN_HIDDEN, SCNN_LMAX, SCNN_NSIDE
 from equidmri.viz.fa import plot_error_boxplots, plot_fa_maps, plot_sphere_errors
 
@@ -30,8 +30,8 @@ def footer(record: dict[str, Any]) -> str:
 
 def write_figures(args: argparse.Namespace, record: dict[str, Any], errors: dict, reference: np.ndarray,
                   mask: np.ndarray, slice_maps: dict[str, np.ndarray], map_directions: np.ndarray) -> dict[str, str]:
-    """Write the PNGs next to ``--markdown``; return figure key -> file name."""
-    markdown = Path(args.markdown)
+    """Write the PNGs beside the page, ``OUT/<name>_<key>.png``; return figure key -> file name."""
+    markdown = report_path(args, ".md")
     stem, bins, note = markdown.stem, record["settings"]["fa_bins"], footer(record)
     names = {}
 

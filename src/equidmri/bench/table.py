@@ -275,7 +275,6 @@ def run(args: argparse.Namespace) -> int:
     """Run every selected method and write the table, its JSON record and the figure (``--quick``: on a
     central crop of the volumes, in a temporary copy)."""
     out = Path(args.out)
-    args.json, args.markdown = out / "table.json", out / "table.md"
     if args.resume:  # stored runs are reused and the table made from them replaces the old one
         args.force = True
     check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
@@ -334,7 +333,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("table", help="all methods on the phantom (SHD paper Table 1)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="output of `equidmri phantom`")
-    parser.add_argument("--out", type=Path, required=True, metavar="RESULTS", help="directory of table.md/json/png")
+    parser.add_argument("--out", type=Path, required=True, metavar="RESULTS",
+                        help="directory of table.md/json/png, created if needed")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, "
                              "tiny networks, "
@@ -353,5 +353,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="torch/MRtrix3 threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.set_defaults(run=run, prog=parser.prog)
+    parser.set_defaults(run=run, prog=parser.prog, report_name="table")
     return parser
