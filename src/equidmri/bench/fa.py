@@ -40,7 +40,7 @@ from equidmri.dmri.gradients import B0_THRESHOLD
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
     FAModel, FATrainConfig, fit_tensors, get_scheme, rotate_to_ap, sample_tensors, scheme_gtab, select_subset,
-    simulate_acquisition, tensor_fa, tensor_signals,
+    simulate_acquisition, tensor_fa, tensor_signals, train_fa_model,
 )
 from equidmri.microstructure.simulate import SNR
 from equidmri.sphere.healpix import pixel_of
@@ -173,7 +173,7 @@ def train_model(name: str, tensors: np.ndarray, rng: np.random.Generator, config
     torch.manual_seed(config.seed)
     model = FAModel(name, "skare")
     start = time.perf_counter()
-    losses = model.train(voxels.signals, gtab, voxels.fa, config, progress=progress)
+    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=progress)
     return model, {"n": len(tensors), "final_mse": losses[-1], "seconds": time.perf_counter() - start}
 
 

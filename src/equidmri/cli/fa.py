@@ -17,7 +17,7 @@ from equidmri.dmri.io import check_outputs_free, load_dwi, prepare_out_dir, save
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
     MODELS, SCHEMES, FAModel, FATrainConfig, get_scheme, sample_tensors, scheme_gtab,
-    simulate_acquisition,
+    simulate_acquisition, train_fa_model,
 )
 from equidmri.microstructure.simulate import SNR
 from equidmri.microstructure.tensor import B_VALUE
@@ -95,7 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
     voxels = simulate_acquisition(tensors, gtab, rng, args.snr)
     model = FAModel(args.model, args.scheme)
     config = FATrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    losses = model.train(voxels.signals, gtab, voxels.fa, config, progress=not args.quiet)
+    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=not args.quiet)
     model.save(args.out / MODEL_FILE)
     seconds = time.perf_counter() - start
     save_json(args.out / RUN_FILE, {"version": __version__, "command": args.prog, "argv": args.argv,

@@ -11,11 +11,11 @@ from equidmri.microstructure.schemes import (
 )
 from equidmri.microstructure.simulate import SimulatedVoxels, rotate_to_ap, sample_tensors, simulate_acquisition
 from equidmri.microstructure.tensor import adc_profile, fit_tensors, scheme_gtab, tensor_fa, tensor_signals
-from equidmri.microstructure.train import FATrainConfig, predict_fa, train_regressor
+from equidmri.microstructure.train import FATrainConfig, predict_fa, train_fa_model, train_regressor
 
 __all__ = [
     "FCN", "JONES", "MODELS", "SCHEMES", "SKARE", "FAModel", "FATrainConfig", "SimulatedVoxels", "SphericalCNN",
     "adc_profile", "check_tensor_scheme", "condition_number", "fit_tensors", "get_scheme", "predict_fa",
     "rotate_to_ap", "sample_tensors", "scheme_gtab", "select_subset", "simulate_acquisition", "tensor_fa",
-    "tensor_signals", "train_regressor",
+    "tensor_signals", "train_fa_model", "train_regressor",
 ]

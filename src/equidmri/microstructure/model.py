@@ -21,7 +21,7 @@ from equidmri.dmri.gradients import B0_THRESHOLD
 from equidmri.microstructure.networks import FCN, SCNN_NSIDE, SphericalCNN
 from equidmri.microstructure.schemes import check_tensor_scheme, get_scheme, select_subset
 from equidmri.microstructure.tensor import B_VALUE, adc_profile, fit_tensors
-from equidmri.microstructure.train import FATrainConfig, predict_fa, train_regressor
+from equidmri.microstructure.train import predict_fa
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
 MODELS = ("fcn", "scnn")
@@ -44,6 +44,8 @@ class FAModel:
     nside : int
         HEALPix resolution of the S-CNN's ADC profile (unused by the FCN).
     network : nn.Module
+
+    Training is :func:`equidmri.microstructure.train.train_fa_model`, outside the model.
     """
 
     name: str
@@ -89,11 +91,6 @@ class FAModel:
         chosen = signals[:, dw[select_subset(gtab.bvecs[dw], get_scheme(self.scheme))]]
         return np.divide(chosen, s0, out=np.zeros_like(chosen, dtype=np.float64),
                          where=s0 > MIN_B0_SIGNAL).astype(np.float32)
-
-    def train(self, signals: np.ndarray, gtab: GradientTable, fa: np.ndarray,
-              config: FATrainConfig = FATrainConfig(), *, progress: bool = False) -> list[float]:
-        """Train the network on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``; MSE per epoch."""
-        return train_regressor(self.network, self.inputs(signals, gtab), fa, config, progress=progress)
 
     def predict(self, signals: np.ndarray, gtab: GradientTable) -> np.ndarray:
         """FA ``(M,)`` predicted from the signals ``(M, N)`` of ``gtab``'s volumes."""

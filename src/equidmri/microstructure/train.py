@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # model.py imports this module
+    from dipy.core.gradients import GradientTable
+
+    from equidmri.microstructure.model import FAModel
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +33,13 @@ class FATrainConfig:
     batch_size: int = 32
     lr: float = 1e-3  # Adam learning rate, dimensionless
     seed: int = 0
+
+
+def train_fa_model(model: FAModel, signals: np.ndarray, gtab: GradientTable, fa: np.ndarray,
+                   config: FATrainConfig = FATrainConfig(), *, progress: bool = False) -> list[float]:
+    """Train ``model.network`` on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``, through
+    ``model.inputs``; return the MSE per epoch (see :func:`train_regressor`, same errors)."""
+    return train_regressor(model.network, model.inputs(signals, gtab), fa, config, progress=progress)
 
 
 def train_regressor(network: nn.Module, inputs: np.ndarray, fa: np.ndarray, config: FATrainConfig = FATrainConfig(),
