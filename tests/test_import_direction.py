@@ -8,8 +8,20 @@ import pytest
 import equidmri
 
 PACKAGE = Path(equidmri.__file__).parent
-LIBRARY = ("sphere", "nn", "dmri", "recon", "sims", "eval", "viz", "methods", "microstructure", "data.py",
-           "runtime.py", "__init__.py")
+LIBRARY = (
+    "sphere",
+    "nn",
+    "dmri",
+    "recon",
+    "sims",
+    "eval",
+    "viz",
+    "methods",
+    "microstructure",
+    "data.py",
+    "runtime.py",
+    "__init__.py",
+)
 FORBIDDEN = ("equidmri.cli", "equidmri.bench")
 
 
@@ -43,8 +55,15 @@ def test_the_walk_sees_every_library_package():
     assert len(library_files()) > 50
 
 
-@pytest.mark.parametrize("source", ["from ..cli import common", "import equidmri.bench.report",
-                                    "from equidmri import cli", "from ...bench import table"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..cli import common",
+        "import equidmri.bench.report",
+        "from equidmri import cli",
+        "from ...bench import table",
+    ],
+)
 def test_the_walk_catches_an_upward_import(source):
     package = "equidmri.nn.layers" if source.startswith("from ...") else "equidmri.nn"
     assert any(name.startswith(FORBIDDEN) for name in imported_modules(source, package))
@@ -53,13 +72,15 @@ def test_the_walk_catches_an_upward_import(source):
 @pytest.mark.parametrize("path", library_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_library_module_imports_neither_cli_nor_bench(path):
     package = ".".join(("equidmri", *path.relative_to(PACKAGE).parts[:-1]))
-    upward = [name for name in imported_modules(path.read_text(encoding="utf-8"), package) if name.startswith(FORBIDDEN)]
+    names = imported_modules(path.read_text(encoding="utf-8"), package)
+    upward = [name for name in names if name.startswith(FORBIDDEN)]
     assert not upward, f"{path.relative_to(PACKAGE)} imports {upward}"
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "bench").rglob("*.py")), ids=lambda p: p.name)
 def test_bench_modules_do_not_import_cli(path):
     package = ".".join(("equidmri", *path.relative_to(PACKAGE).parts[:-1]))
-    upward = [name for name in imported_modules(path.read_text(encoding="utf-8"), package)
-              if name.startswith("equidmri.cli")]
+    upward = [
+        name for name in imported_modules(path.read_text(encoding="utf-8"), package) if name.startswith("equidmri.cli")
+    ]
     assert not upward, f"{path.relative_to(PACKAGE)} imports {upward}"

@@ -23,6 +23,15 @@ from equidmri.recon.pipeline import prepare  # noqa: E402
 from equidmri.recon.train import TrainConfig  # noqa: E402
 
 __all__ = [
-    "METHODS", "FODFFit", "NetworkConfig", "SHDModel", "TrainConfig", "__version__", "get_method", "load_dwi",
-    "load_real_volume", "prepare", "read_cohort",
+    "METHODS",
+    "FODFFit",
+    "NetworkConfig",
+    "SHDModel",
+    "TrainConfig",
+    "__version__",
+    "get_method",
+    "load_dwi",
+    "load_real_volume",
+    "prepare",
+    "read_cohort",
 ]

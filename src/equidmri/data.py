@@ -28,9 +28,9 @@ from equidmri.sims.dataset import VOLUMES, series_paths
 
 REAL_VOLUMES = {  # name -> what it holds (shape, voxel size, acquisition), read from the files themselves
     "small_64D": "10×10×10 voxels of a human brain at 2 mm, 1 b=0 + 64 directions at b ≈ 1000 s/mm² "
-                 "(39 at 990, 25 at 1000); an oblique affine with det < 0",
+    "(39 at 990, 25 at 1000); an oblique affine with det < 0",
     "small_101D": "6×10×10 voxels at 2.5 mm, 1 b≈20 + 101 q-space samples from b ≈ 300 to 4060 s/mm² "
-                  "(a generalised q-sampling / DSI-like grid, not shells)",
+    "(a generalised q-sampling / DSI-like grid, not shells)",
     "small_25": "10×8×2 voxels at 2 mm, 1 b=0 + 25 directions at b = 2000 s/mm² (DTI)",
 }
 COHORT_COLUMNS = ("dwi", "bvals", "bvecs")  # required columns of a cohort list

@@ -10,8 +10,15 @@ from cli_inputs import TINY_NET, run_main
 from equidmri.data import real_volume_paths
 from equidmri.methods import METHODS
 
-COMMON_FILES = {"fod.nii.gz", "peaks.nii.gz", "peak_values.nii.gz", "fractions.nii.gz", "response.json", "qc.png",
-                "run.json"}
+COMMON_FILES = {
+    "fod.nii.gz",
+    "peaks.nii.gz",
+    "peak_values.nii.gz",
+    "fractions.nii.gz",
+    "response.json",
+    "qc.png",
+    "run.json",
+}
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +28,20 @@ def small_64d_runs(tmp_path_factory):
     runs = {}
     for method, extra in (("CSD (lmax 8)", []), ("shd-tv", TINY_NET)):
         out = tmp_path_factory.mktemp("deconv_method") / "out"
-        argv = ["deconv", "--dwi", str(dwi), "--bvals", str(bvals), "--bvecs", str(bvecs), "--out", str(out),
-                "--method", method, *extra]
+        argv = [
+            "deconv",
+            "--dwi",
+            str(dwi),
+            "--bvals",
+            str(bvals),
+            "--bvecs",
+            str(bvecs),
+            "--out",
+            str(out),
+            "--method",
+            method,
+            *extra,
+        ]
         assert run_main(argv) == 0
         runs[method] = out
     return runs
@@ -54,8 +73,20 @@ def test_csd_peaks_are_unit_vectors_in_the_mask(small_64d_runs):
 
 def test_resume_is_refused_for_an_iterative_method(small_64d_runs, capsys):
     dwi, bvals, bvecs = real_volume_paths("small_64D")
-    argv = ["deconv", "--dwi", str(dwi), "--bvals", str(bvals), "--bvecs", str(bvecs), "--out",
-            str(small_64d_runs["CSD (lmax 8)"]), "--method", "CSD (lmax 8)", "--resume"]
+    argv = [
+        "deconv",
+        "--dwi",
+        str(dwi),
+        "--bvals",
+        str(bvals),
+        "--bvecs",
+        str(bvecs),
+        "--out",
+        str(small_64d_runs["CSD (lmax 8)"]),
+        "--method",
+        "CSD (lmax 8)",
+        "--resume",
+    ]
     assert run_main(argv) == 2
     assert "CSD (lmax 8) is not a learned method" in capsys.readouterr().err
 

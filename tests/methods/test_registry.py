@@ -33,8 +33,9 @@ def phantom(protocol):
     """A 20³ phantom at SNR 30, its responses, and the box around one of its single-fibre WM voxels (the iterative
     methods fit the box)."""
     volume = make_phantom(PHANTOM_SIZE, protocol, np.random.default_rng(1), snr=30.0)
-    responses = estimate_responses(volume.dwi, make_gtab(protocol.bvals, protocol.bvecs), volume.mask,
-                                   find_shells(protocol.bvals))
+    responses = estimate_responses(
+        volume.dwi, make_gtab(protocol.bvals, protocol.bvecs), volume.mask, find_shells(protocol.bvals)
+    )
     single = (volume.signal_fibres == 1) & (volume.tissue_fractions[..., 0] > 0.9) & volume.mask
     voxel = tuple(int(i) for i in np.argwhere(single)[0])
     box = np.zeros(volume.mask.shape, bool)
@@ -47,8 +48,15 @@ def uniform():
     """Noiseless single fibre along FIBRE in every voxel (b=0 + 40 directions at b = 1000 and 2000 s/mm²), its
     gradient table and WM response."""
     protocol = make_protocol(np.random.default_rng(0), n_b0=2, shells=(1000.0, 2000.0), directions_per_shell=40)
-    signal = fibre_signal(protocol, FIBRE[None, None] / np.linalg.norm(FIBRE), np.ones((1, 1)),
-                          np.array([[[EVALS[0], EVALS[1]]]]), np.zeros(1), np.zeros(1), 100.0)
+    signal = fibre_signal(
+        protocol,
+        FIBRE[None, None] / np.linalg.norm(FIBRE),
+        np.ones((1, 1)),
+        np.array([[[EVALS[0], EVALS[1]]]]),
+        np.zeros(1),
+        np.zeros(1),
+        100.0,
+    )
     dwi = np.broadcast_to(signal[0], UNIFORM_SHAPE + signal.shape[1:]).copy()
     responses = TissueResponses(tissues=("wm",), shells=[1000.0, 2000.0], evals=np.stack([EVALS] * 2)[None], s0=[100.0])
     return dwi, make_gtab(protocol.bvals, protocol.bvecs), responses
@@ -87,8 +95,9 @@ def test_every_method_fits_and_finds_a_single_fibre(method, protocol, phantom, u
 def test_responses_are_estimated_inside_the_mask_when_not_given(phantom, protocol):
     volume, responses, voxel, _ = phantom
     fit = get_method("CSD (lmax 8)", make_gtab(protocol.bvals, protocol.bvecs)).fit(volume.dwi, volume.mask)
-    given = get_method("CSD (lmax 8)", make_gtab(protocol.bvals, protocol.bvecs), responses).fit(volume.dwi,
-                                                                                                 volume.mask)
+    given = get_method("CSD (lmax 8)", make_gtab(protocol.bvals, protocol.bvecs), responses).fit(
+        volume.dwi, volume.mask
+    )
     np.testing.assert_allclose(fit.shm_coeff, given.shm_coeff, rtol=1e-6, atol=1e-9)
 
 

@@ -5,7 +5,12 @@ import pytest
 from dipy.core.gradients import gradient_table
 
 from equidmri.microstructure import (
-    FAModel, FATrainConfig, sample_tensors, scheme_gtab, simulate_acquisition, train_fa_model,
+    FAModel,
+    FATrainConfig,
+    sample_tensors,
+    scheme_gtab,
+    simulate_acquisition,
+    train_fa_model,
 )
 from equidmri.microstructure.schemes import JONES, SKARE
 from equidmri.microstructure.tensor import tensor_signals

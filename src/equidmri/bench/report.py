@@ -39,7 +39,8 @@ def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> N
     group = parser.add_argument_group("run and results")
     group.add_argument("--quick", action="store_true", help=quick)
     group.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
-                       help=f"folder of {name}.json, {name}.md and the figures, created if needed (default: %(default)s)")
+                       help=f"folder of {name}.json, {name}.md and the figures, created if needed "
+                            "(default: %(default)s)")
     group.add_argument("--force", action="store_true", help="overwrite existing result files")
     group.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                        help="torch/BLAS threads of every measured process (default: %(default)s)")
@@ -50,7 +51,7 @@ def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> N
 
 
 def report_path(args: argparse.Namespace, suffix: str) -> Path:
-    """``OUT/<name><suffix>``: the JSON record (``".json"``), the page (``".md"``) or a figure (``".png"``, ``"_x.png"``)."""
+    """``OUT/<name><suffix>``: the JSON record (``".json"``), the page (``".md"``) or a figure (``".png"``)."""
     return Path(args.out) / f"{args.report_name}{suffix}"
 
 

@@ -105,7 +105,7 @@ def time_with_peaks(deconvolve: Callable[[], Any], peaks: Callable[[Any], Any], 
     alone, totals, peak_times = [], [], []
     for _ in range(repeats):
         result, deconvolve_s = stopwatch(deconvolve)
-        peaks_s = stopwatch(lambda: peaks(result))[1]
+        peaks_s = stopwatch(lambda result=result: peaks(result))[1]
         alone.append(deconvolve_s)
         totals.append(deconvolve_s + peaks_s)
         peak_times.append(peaks_s)

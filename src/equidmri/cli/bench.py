@@ -14,7 +14,7 @@ BENCHES = (  # each registers one subcommand
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench`` and its subcommands."""
-    parser = subparsers.add_parser("bench", help="benchmarks and experiments (results into --out, default docs/results/)",
+    parser = subparsers.add_parser("bench", help="benchmarks and experiments (results into --out DIR)",
                                    description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for add_bench_parser in BENCHES:

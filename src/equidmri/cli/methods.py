@@ -11,8 +11,7 @@ from equidmri.methods import DEFAULT_METHOD, METHODS
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``methods``."""
-    parser = subparsers.add_parser("methods", help="list the fODF methods of `deconv --method`",
-                                   description=__doc__)
+    parser = subparsers.add_parser("methods", help="list the fODF methods of `deconv --method`", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

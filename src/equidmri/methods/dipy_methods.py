@@ -80,15 +80,27 @@ class RumbaMethod(IterativeMethod):
     Canales-Rodríguez et al., PLoS ONE 10(10), 2015 (RUMBA-SD).
     """
 
-    def __init__(self, gtab: GradientTable, responses: TissueResponses | None = None, *, use_tv: bool = False,
-                 n_iter: int = RUMBA_ITERATIONS) -> None:
+    def __init__(
+        self,
+        gtab: GradientTable,
+        responses: TissueResponses | None = None,
+        *,
+        use_tv: bool = False,
+        n_iter: int = RUMBA_ITERATIONS,
+    ) -> None:
         super().__init__(gtab, responses, lmax=RUMBA_SH_LMAX)
         self.use_tv, self.n_iter = use_tv, n_iter
 
     def fit_sh(self, dwi: np.ndarray, mask: np.ndarray, responses: TissueResponses) -> FODFFit:
         """See :meth:`IterativeMethod.fit`."""
         sphere, to_sh = _rumba_to_sh()
-        model = RumbaSDModel(self.gtab, wm_response=responses.evals[0, 0], n_iter=self.n_iter, voxelwise=False,
-                             use_tv=self.use_tv, sphere=sphere)
+        model = RumbaSDModel(
+            self.gtab,
+            wm_response=responses.evals[0, 0],
+            n_iter=self.n_iter,
+            voxelwise=False,
+            use_tv=self.use_tv,
+            sphere=sphere,
+        )
         fodf = model.fit(dwi, mask=mask).odf(sphere=sphere)
         return wm_fit(np.where(mask[..., None], fodf @ to_sh.T, 0.0), mask, self.lmax)

@@ -70,8 +70,14 @@ class MRtrixMethod:
     Jeurissen et al., NeuroImage 103, 2014 (MSMT-CSD); Dhollander et al., ISMRM 2016 (dhollander responses).
     """
 
-    def __init__(self, gtab: GradientTable, responses: TissueResponses | None = None, *, algorithm: str = "csd",
-                 threads: int = DEFAULT_THREADS) -> None:
+    def __init__(
+        self,
+        gtab: GradientTable,
+        responses: TissueResponses | None = None,
+        *,
+        algorithm: str = "csd",
+        threads: int = DEFAULT_THREADS,
+    ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         self.gtab, self.responses, self.algorithm, self.threads = gtab, responses, algorithm, threads
@@ -91,16 +97,33 @@ class MRtrixMethod:
             save_nifti(out / "mask.nii.gz", inside, np.eye(4))
             rows = np.column_stack([np.asarray(self.gtab.bvecs), np.asarray(self.gtab.bvals)])
             save_text(out / "grad.txt", "\n".join(" ".join(f"{v:.8g}" for v in row) for row in rows) + "\n")
-            common = ["-grad", str(out / "grad.txt"), "-mask", str(out / "mask.nii.gz"), "-nthreads",
-                      str(self.threads), "-quiet", "-force"]
+            common = [
+                "-grad",
+                str(out / "grad.txt"),
+                "-mask",
+                str(out / "mask.nii.gz"),
+                "-nthreads",
+                str(self.threads),
+                "-quiet",
+                "-force",
+            ]
             dwi_file = str(out / "dwi.nii.gz")
             if self.algorithm == "csd":
                 shells = ["-shells", str(int(round(find_shells(self.gtab.bvals).bvals[0])))]
                 _call(["dwi2response", "tournier", dwi_file, str(out / "wm.txt"), *common, *shells, "-scratch", tmp])
                 _call(["dwi2fod", "csd", dwi_file, str(out / "wm.txt"), str(out / "wm.nii.gz"), *common, *shells])
             else:
-                _call(["dwi2response", "dhollander", dwi_file, *(str(out / f"{t}.txt") for t in TISSUES), *common,
-                       "-scratch", tmp])
+                _call(
+                    [
+                        "dwi2response",
+                        "dhollander",
+                        dwi_file,
+                        *(str(out / f"{t}.txt") for t in TISSUES),
+                        *common,
+                        "-scratch",
+                        tmp,
+                    ]
+                )
                 outputs = [str(out / f"{t}{suffix}") for t in TISSUES for suffix in (".txt", ".nii.gz")]
                 _call(["dwi2fod", "msmt_csd", dwi_file, *outputs, *common])
             tournier, _ = load_nifti_volume(out / "wm.nii.gz")

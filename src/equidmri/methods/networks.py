@@ -64,19 +64,32 @@ class NetworkMethod:
     Elaldi, Gerig & Dey, NeurIPS 2024 (SHD, SHD-TV, eq. 4; the baselines of its App. C.3/C.4).
     """
 
-    def __init__(self, gtab: GradientTable, responses: TissueResponses | None = None, *, architecture: str,
-                 lambda_tv: float, network: NetworkConfig | None = None, train_config: TrainConfig | None = None,
-                 device: str | torch.device = "cpu", input_gtab: GradientTable | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        gtab: GradientTable,
+        responses: TissueResponses | None = None,
+        *,
+        architecture: str,
+        lambda_tv: float,
+        network: NetworkConfig | None = None,
+        train_config: TrainConfig | None = None,
+        device: str | torch.device = "cpu",
+        input_gtab: GradientTable | None = None,
+        **options: Any,
+    ) -> None:
         unknown = sorted(set(options) - set(LOSS_OPTIONS) - set(TRAIN_OPTIONS) - set(NETWORK_OPTIONS))
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} of a learned method")
         train_config = train_config or TrainConfig()
-        weights = dataclasses.replace(train_config.weights, tv=lambda_tv,
-                                      **{LOSS_OPTIONS[k]: v for k, v in options.items() if k in LOSS_OPTIONS})
-        self.train_config = dataclasses.replace(train_config, weights=weights,
-                                                **{k: v for k, v in options.items() if k in TRAIN_OPTIONS})
-        network_options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()
-                           if k in NETWORK_OPTIONS}
+        weights = dataclasses.replace(
+            train_config.weights, tv=lambda_tv, **{LOSS_OPTIONS[k]: v for k, v in options.items() if k in LOSS_OPTIONS}
+        )
+        self.train_config = dataclasses.replace(
+            train_config, weights=weights, **{k: v for k, v in options.items() if k in TRAIN_OPTIONS}
+        )
+        network_options = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in NETWORK_OPTIONS
+        }
         self.network_config = dataclasses.replace(network or NetworkConfig(), model=architecture, **network_options)
         self.gtab, self.responses, self.device, self.input_gtab = gtab, responses, device, input_gtab
 
@@ -91,8 +104,9 @@ class NetworkMethod:
         responses = responses or self.responses
         if responses is None:
             raise ValueError("build needs tissue responses (given here or to the constructor)")
-        return SHDModel(self.gtab, responses, self.network_config, self.train_config, self.device,
-                        input_gtab=self.input_gtab)
+        return SHDModel(
+            self.gtab, responses, self.network_config, self.train_config, self.device, input_gtab=self.input_gtab
+        )
 
     def fit(self, dwi: np.ndarray, mask: np.ndarray | None = None) -> FODFFit:
         """Train on ``dwi`` ``(X, Y, Z, N)`` (scanner units) inside ``mask`` (default: every voxel) and deconvolve it.
@@ -107,4 +121,3 @@ class NetworkMethod:
         if responses is None:
             responses = estimate_responses(dwi, self.gtab, inside, find_shells(self.gtab.bvals))
         return self.build(responses).fit(np.asarray(dwi), inside)
-

@@ -86,25 +86,67 @@ class Method:
 
 
 def _network(name: str, architecture: str, summary: str, tv: float = 0.0) -> Method:
-    return Method(name, NetworkMethod, {"architecture": architecture, "lambda_tv": tv}, summary,
-                  "equidmri; Elaldi, Gerig & Dey, NeurIPS 2024", learned=True)
+    return Method(
+        name,
+        NetworkMethod,
+        {"architecture": architecture, "lambda_tv": tv},
+        summary,
+        "equidmri; Elaldi, Gerig & Dey, NeurIPS 2024",
+        learned=True,
+    )
 
 
 DIPY, MRTRIX = "dipy", "MRtrix3 (Tournier et al., NeuroImage 2019)"
 METHODS: tuple[Method, ...] = (
-    Method("CSD (lmax 8)", CSDMethod, {"lmax": 8}, "single-shell constrained spherical deconvolution, any lmax",
-           f"{DIPY}; Tournier et al., NeuroImage 2007"),
+    Method(
+        "CSD (lmax 8)",
+        CSDMethod,
+        {"lmax": 8},
+        "single-shell constrained spherical deconvolution, any lmax",
+        f"{DIPY}; Tournier et al., NeuroImage 2007",
+    ),
     Method("CSD (lmax 6)", CSDMethod, {"lmax": 6}, "the same at lmax 6", f"{DIPY}; Tournier et al., NeuroImage 2007"),
-    Method("MSMT-CSD", MSMTCSDMethod, {}, "multi-shell multi-tissue CSD (WM, GM, CSF; cvxpy)",
-           f"{DIPY}; Jeurissen et al., NeuroImage 2014", resolutions=("high",)),
-    Method("RUMBA-SD", RumbaMethod, {"use_tv": False}, "Richardson-Lucy deconvolution with Rician noise",
-           f"{DIPY}; Canales-Rodríguez et al., PLoS ONE 2015"),
-    Method("RUMBA-SD+TV", RumbaMethod, {"use_tv": True}, "RUMBA-SD with spatial total variation",
-           f"{DIPY}; Canales-Rodríguez et al., PLoS ONE 2015"),
-    Method("MRtrix3 CSD", MRtrixMethod, {"algorithm": "csd"}, "dwi2response tournier + dwi2fod csd",
-           MRTRIX, requires=REQUIRED_COMMAND, own_responses=True),
-    Method("MRtrix3 MSMT-CSD", MRtrixMethod, {"algorithm": "msmt_csd"}, "dwi2response dhollander + dwi2fod msmt_csd",
-           MRTRIX, resolutions=("high",), requires=REQUIRED_COMMAND, own_responses=True),
+    Method(
+        "MSMT-CSD",
+        MSMTCSDMethod,
+        {},
+        "multi-shell multi-tissue CSD (WM, GM, CSF; cvxpy)",
+        f"{DIPY}; Jeurissen et al., NeuroImage 2014",
+        resolutions=("high",),
+    ),
+    Method(
+        "RUMBA-SD",
+        RumbaMethod,
+        {"use_tv": False},
+        "Richardson-Lucy deconvolution with Rician noise",
+        f"{DIPY}; Canales-Rodríguez et al., PLoS ONE 2015",
+    ),
+    Method(
+        "RUMBA-SD+TV",
+        RumbaMethod,
+        {"use_tv": True},
+        "RUMBA-SD with spatial total variation",
+        f"{DIPY}; Canales-Rodríguez et al., PLoS ONE 2015",
+    ),
+    Method(
+        "MRtrix3 CSD",
+        MRtrixMethod,
+        {"algorithm": "csd"},
+        "dwi2response tournier + dwi2fod csd",
+        MRTRIX,
+        requires=REQUIRED_COMMAND,
+        own_responses=True,
+    ),
+    Method(
+        "MRtrix3 MSMT-CSD",
+        MRtrixMethod,
+        {"algorithm": "msmt_csd"},
+        "dwi2response dhollander + dwi2fod msmt_csd",
+        MRTRIX,
+        resolutions=("high",),
+        requires=REQUIRED_COMMAND,
+        own_responses=True,
+    ),
     _network("MLP", "mlp", "voxel-wise MLP on SH coefficients"),
     _network("CNN", "cnn", "3D CNN on SH coefficients"),
     _network("CNN-TV", "cnn", "3D CNN on SH coefficients, TV loss", SHD_TV_WEIGHT),
@@ -133,8 +175,13 @@ def find_method(name: str) -> Method:
         for method in METHODS:
             family = LMAX_NAME.match(method.name)
             if family and family["family"].lower() == match["family"].lower():
-                return Method(f"{family['family']} (lmax {int(match['lmax'])})", method.build,
-                              {**method.options, "lmax": int(match["lmax"])}, method.summary, method.source)
+                return Method(
+                    f"{family['family']} (lmax {int(match['lmax'])})",
+                    method.build,
+                    {**method.options, "lmax": int(match["lmax"])},
+                    method.summary,
+                    method.source,
+                )
     raise ValueError(f"unknown method {name!r}; choose from {[m.name for m in METHODS]}")
 
 

@@ -37,8 +37,15 @@ class SHSpatialConv(nn.Module):
     Elaldi, Gerig & Dey, NeurIPS 2024, App. A.2 (the E(3)-SH operator of Fig. 8).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, vertices: np.ndarray, lmax: int,
-                 sh_basis: str = "descoteaux07", kernel_size: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        vertices: np.ndarray,
+        lmax: int,
+        sh_basis: str = "descoteaux07",
+        kernel_size: int = 3,
+    ) -> None:
         super().__init__()
         self.register_buffer("fit", torch.tensor(sh_fit_matrix(vertices, lmax, sh_basis)), persistent=False)
         self.register_buffer("basis", torch.tensor(sh_matrix(vertices, lmax, sh_basis)), persistent=False)

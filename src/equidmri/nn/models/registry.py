@@ -15,8 +15,9 @@ from equidmri.nn.models.sh_unet import SHUNet
 from equidmri.nn.models.unet import SHDUNet
 
 # name -> (class, fixed keyword arguments). Architectures only: a method (an architecture with its loss, e.g.
-# SHD-TV = "shd" + the TV weight) is registered in equidmri.methods. ESD and Concat-ESD run on V+ unless told otherwise: for antipodally symmetric signals that is exactly the
-# full-sphere network (SHD Theorem 1), at half the cost.
+# SHD-TV = "shd" + the TV weight) is registered in equidmri.methods. ESD and Concat-ESD run on V+ unless told
+# otherwise: for antipodally symmetric signals that is exactly the full-sphere network (SHD Theorem 1), at half
+# the cost.
 MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "shd": (SHDUNet, {"hemisphere": True}),
     "rt-esd": (SHDUNet, {"hemisphere": False}),
