@@ -41,6 +41,7 @@ from equidmri.eval.equivariance import LMAX_IN, LMAX_OUT, SH_BASIS, TRANSFORMS, 
 from equidmri.nn.layers import NeighboursAsChannels, SHSpatialConv, SphereGrid, SpatioSphericalConv
 from equidmri.nn.models import build_model
 from equidmri.sphere.graph import N_NEIGHBOURS, SIGMA_SCALE, chebyshev_polynomials, hemisphere_laplacian
+from equidmri.viz.results import BarPanel, plot_bar_panels
 
 logger = logging.getLogger(__name__)
 
@@ -178,32 +179,16 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
     Errors below ``PLOT_FLOOR`` (exact to float64) are drawn at the floor.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(LEVELS), figsize=(12, 4.2), sharey=True)
-    width = 0.8 / len(OPERATORS)
-    for ax, level in zip(axes, LEVELS):
-        n = 0
-        for j, operator in enumerate(OPERATORS):
-            cells = {r["transform"]: r for r in records if r["operator"] == operator and r["level"] == level}
-            means = np.array([max(cells[t]["error_mean"], PLOT_FLOOR) for t in FIGURE_TRANSFORMS])
-            stds = np.array([cells[t]["error_std"] for t in FIGURE_TRANSFORMS])
-            positions = np.arange(len(FIGURE_TRANSFORMS)) + (j - (len(OPERATORS) - 1) / 2) * width
-            lower = np.minimum(stds, means - PLOT_FLOOR)  # keep error bars above the floor on the log axis
-            ax.bar(positions, means, width, yerr=[lower, stds], label=OPERATORS[operator][0], capsize=2)
-            n = cells[FIGURE_TRANSFORMS[0]]["n"]
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(FIGURE_TRANSFORMS)), ["grid rotation T", "voxel rotation R", "both (T, R)"])
-        ax.set_title(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("relative squared error (SHD eq. 13)")
-    axes[-1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    panels = []
+    for level in LEVELS:
+        cells = {(r["operator"], r["transform"]): r for r in records if r["level"] == level}
+        means = np.array([[cells[o, t]["error_mean"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
+        stds = np.array([[cells[o, t]["error_std"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
+        n = cells[next(iter(OPERATORS)), FIGURE_TRANSFORMS[0]]["n"]
+        panels.append(BarPanel(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples", means, stds))
+    plot_bar_panels(path, panels, [label for label, _ in OPERATORS.values()],
+                    ["grid rotation T", "voxel rotation R", "both (T, R)"],
+                    ylabel="relative squared error (SHD eq. 13)", log_floor=PLOT_FLOOR)
 
 
 def render_markdown(result: dict[str, Any], figure: Path) -> str:

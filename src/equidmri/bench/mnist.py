@@ -36,6 +36,7 @@ from equidmri.bench.report import (
 )
 from equidmri.nn.models import build_model
 from equidmri.sims.digits import N_CLASSES, SLICE, DigitVolumes, load_digit_images, make_volumes, split_images
+from equidmri.viz.results import BarPanel, plot_bar_panels
 
 logger = logging.getLogger(__name__)
 
@@ -198,26 +199,12 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Fig. 11 D/E: Dice on the rotated test set per model, one group per training setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(MODELS)
-    for j, model in enumerate(MODELS):
-        cells = [next(r for r in rows if r["model"] == model and r["setting"] == s) for s in SETTINGS]
-        positions = np.arange(len(SETTINGS)) + (j - (len(MODELS) - 1) / 2) * width
-        ax.bar(positions, [c["dice_mean"] for c in cells], width, yerr=[c["dice_std"] for c in cells],
-               label=MODELS[model][0], capsize=3)
-    ax.set_xticks(range(len(SETTINGS)), [label for _, label in SETTINGS.values()])
-    ax.set_ylabel("Dice, digits 1–9 (rotated test set)")
-    ax.set_ylim(0, 1)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    cells = {(r["model"], r["setting"]): r for r in rows}
+    means = np.array([[cells[m, s]["dice_mean"] for s in SETTINGS] for m in MODELS])
+    stds = np.array([[cells[m, s]["dice_std"] for s in SETTINGS] for m in MODELS])
+    plot_bar_panels(path, [BarPanel("", means, stds)], [label for label, _ in MODELS.values()],
+                    [label for _, label in SETTINGS.values()], ylabel="Dice, digits 1–9 (rotated test set)",
+                    ylim=(0.0, 1.0), panel_size=(8.0, 4.0))
 
 
 def render_markdown(result: dict[str, Any], figure: Path) -> str:

@@ -36,6 +36,7 @@ from equidmri.eval.metrics import at_threshold, score_thresholds
 from equidmri.eval.peak_files import load_ground_truth
 from equidmri.methods import METHODS, Method
 from equidmri.sims.dataset import crop_phantom_set
+from equidmri.viz.results import ScatterPoint, plot_error_scatter
 
 logger = logging.getLogger(__name__)
 
@@ -240,35 +241,17 @@ def plot_fpr_angle(result: dict[str, Any], path: Path) -> None:
     Top row: every method; bottom row: the same axes zoomed on the methods whose mean angular error is at most
     ``ZOOM_FACTOR`` times the best one. Circles are iterative methods, squares learned ones (mean ± 95% CI).
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
-    colours = plt.get_cmap("tab20")
-    for column, res in enumerate(RESOLUTIONS):
+    columns = []
+    for res in RESOLUTIONS:
         points = []
-        for index, record in enumerate(result["methods"]):  # one colour per method in every panel
+        for record in result["methods"]:
             summary = record["resolutions"].get(res, {}).get("summary")
             if summary and summary["angle_deg"]["mean"] is not None:
-                points.append((record, summary["angle_deg"], summary["fpr"], colours(index % 20)))
-        for ax in axes[:, column]:
-            for record, x, y, colour in points:
-                ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], capsize=3, color=colour,
-                            fmt="s" if record["learned"] else "o", label=record["method"])
-            ax.set(xlabel="angular error (°)", ylabel="FPR")
-            ax.grid(alpha=0.3)
-        axes[0, column].set_title(f"{res} angular resolution")
-        if points:
-            best = min(x["mean"] for _, x, _, _ in points)
-            limit = ZOOM_FACTOR * best
-            near = [(x, y) for _, x, y, _ in points if x["mean"] <= limit]
-            top = max(y["mean"] + (y["ci95"] or 0.0) for _, y in near)
-            axes[1, column].set(xlim=(0.75 * best, limit), ylim=(-0.02, 1.1 * top + 0.02),
-                                title=f"{res}: zoom on angular error ≤ {limit:.1f}°")
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+                angle, fpr = summary["angle_deg"], summary["fpr"]
+                points.append(ScatterPoint(record["method"], record["learned"], angle["mean"], angle["ci95"],
+                                           fpr["mean"], fpr["ci95"]))
+        columns.append((f"{res} angular resolution", points))
+    plot_error_scatter(path, columns, xlabel="angular error (°)", ylabel="FPR", zoom_factor=ZOOM_FACTOR)
 
 
 def run(args: argparse.Namespace) -> int:
