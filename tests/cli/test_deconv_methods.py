@@ -21,29 +21,19 @@ COMMON_FILES = {
 }
 
 
+def _deconv_small_64d(out, method: str, *extra: str) -> int:
+    dwi, bvals, bvecs = real_volume_paths("small_64D")
+    argv = ["deconv", "--dwi", str(dwi), "--bvals", str(bvals), "--bvecs", str(bvecs), "--out", str(out)]
+    return run_main([*argv, "--method", method, *extra])
+
+
 @pytest.fixture(scope="module")
 def small_64d_runs(tmp_path_factory):
     """``deconv`` on dipy's small_64D with dipy's CSD and with SHD-TV (2 epochs, tiny network)."""
-    dwi, bvals, bvecs = real_volume_paths("small_64D")
     runs = {}
     for method, extra in (("CSD (lmax 8)", []), ("shd-tv", TINY_NET)):
-        out = tmp_path_factory.mktemp("deconv_method") / "out"
-        argv = [
-            "deconv",
-            "--dwi",
-            str(dwi),
-            "--bvals",
-            str(bvals),
-            "--bvecs",
-            str(bvecs),
-            "--out",
-            str(out),
-            "--method",
-            method,
-            *extra,
-        ]
-        assert run_main(argv) == 0
-        runs[method] = out
+        runs[method] = tmp_path_factory.mktemp("deconv_method") / "out"
+        assert _deconv_small_64d(runs[method], method, *extra) == 0
     return runs
 
 
@@ -72,22 +62,7 @@ def test_csd_peaks_are_unit_vectors_in_the_mask(small_64d_runs):
 
 
 def test_resume_is_refused_for_an_iterative_method(small_64d_runs, capsys):
-    dwi, bvals, bvecs = real_volume_paths("small_64D")
-    argv = [
-        "deconv",
-        "--dwi",
-        str(dwi),
-        "--bvals",
-        str(bvals),
-        "--bvecs",
-        str(bvecs),
-        "--out",
-        str(small_64d_runs["CSD (lmax 8)"]),
-        "--method",
-        "CSD (lmax 8)",
-        "--resume",
-    ]
-    assert run_main(argv) == 2
+    assert _deconv_small_64d(small_64d_runs["CSD (lmax 8)"], "CSD (lmax 8)", "--resume") == 2
     assert "CSD (lmax 8) is not a learned method" in capsys.readouterr().err
 
 

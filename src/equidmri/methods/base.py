@@ -18,7 +18,22 @@ from equidmri.dmri.response import TissueResponses, estimate_responses
 from equidmri.recon.model import FODFFit
 from equidmri.sphere.sh import check_lmax
 
-__all__ = ["IterativeMethod", "wm_fit"]
+__all__ = ["IterativeMethod", "volume_responses", "wm_fit"]
+
+
+def volume_responses(
+    gtab: GradientTable, responses: TissueResponses | None, dwi: np.ndarray, mask: np.ndarray
+) -> TissueResponses:
+    """``responses`` when given, else those estimated from ``dwi`` inside ``mask`` (as ``equidmri deconv`` does).
+
+    Raises
+    ------
+    ValueError
+        As :func:`equidmri.dmri.response.estimate_responses` (too few WM voxels, no GM/CSF voxel).
+    """
+    if responses is not None:
+        return responses
+    return estimate_responses(dwi, gtab, mask, find_shells(gtab.bvals))
 
 
 def wm_fit(fodf_sh: np.ndarray, mask: np.ndarray, lmax: int) -> FODFFit:
@@ -70,10 +85,7 @@ class IterativeMethod:
             If ``dwi`` does not match ``gtab``, the mask's shape differs, or the responses cannot be estimated.
         """
         inside = check_mask(mask, np.shape(dwi)[:3])
-        responses = self.responses
-        if responses is None:
-            responses = estimate_responses(dwi, self.gtab, inside, find_shells(self.gtab.bvals))
-        return self.fit_sh(np.asarray(dwi), inside, responses)
+        return self.fit_sh(np.asarray(dwi), inside, volume_responses(self.gtab, self.responses, dwi, inside))
 
     def fit_sh(self, dwi: np.ndarray, mask: np.ndarray, responses: TissueResponses) -> FODFFit:
         """The method itself (subclasses)."""

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from dipy.core.gradients import GradientTable
 
-from equidmri.dmri.gradients import find_shells
 from equidmri.dmri.mask import check_mask
-from equidmri.dmri.response import TissueResponses, estimate_responses
+from equidmri.dmri.response import TissueResponses
+from equidmri.methods.base import volume_responses
 from equidmri.recon.model import FODFFit, NetworkConfig, SHDModel
 from equidmri.recon.train import TrainConfig
 
@@ -117,7 +117,4 @@ class NetworkMethod:
             As :meth:`SHDModel.fit`, or if the responses cannot be estimated.
         """
         inside = check_mask(mask, np.shape(dwi)[:3])
-        responses = self.responses
-        if responses is None:
-            responses = estimate_responses(dwi, self.gtab, inside, find_shells(self.gtab.bvals))
-        return self.build(responses).fit(np.asarray(dwi), inside)
+        return self.build(volume_responses(self.gtab, self.responses, dwi, inside)).fit(np.asarray(dwi), inside)
