@@ -260,10 +260,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume:  # stored runs are reused and the table made from them replaces the old one
         args.force = True
-    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
     unknown = set(args.methods or []) - {m.name for m in METHODS}
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {[m.name for m in METHODS]}")
+    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
     if not args.quick:
         return _run_table(args, out, Path(args.data))
     with tempfile.TemporaryDirectory(prefix="equidmri-table-") as tmp:
