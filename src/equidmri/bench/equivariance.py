@@ -27,6 +27,8 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,39 @@ from equidmri.viz.results import BarPanel, plot_bar_panels
 logger = logging.getLogger(__name__)
 
 NAME = "equivariance"
-OPERATORS = {  # name -> (label, registered U-Net)
-    "shd": ("E(3)×SO(3) hemisphere (SHD)", "shd"),
-    "rt-esd": ("E(3)×SO(3) full sphere (RT-ESD)", "rt-esd"),
-    "e3-sh": ("E(3)-SH (CNN on SH)", "cnn"),
-    "concat-so3": ("Concat-SO(3) (Concat-ESD)", "concat-esd"),
-    "so3": ("voxel-wise SO(3) (ESD)", "esd"),
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator family: its ``label``, the registered U-Net ``unet`` of its family, whether it runs on the
+    hemisphere, and ``layer(c_in, c_out, grid) -> nn.Module``, one layer of ``nn.layers`` on ``(B, V, X, Y, Z, C)``."""
+
+    label: str
+    unet: str
+    hemisphere: bool
+    layer: Callable[[int, int, SphereGrid], nn.Module]
+
+
+def _spatio_spherical(kernel_size: int) -> Callable[[int, int, SphereGrid], nn.Module]:
+    return lambda c_in, c_out, grid: SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER,
+                                                         kernel_size=kernel_size)
+
+
+def _concat(c_in: int, c_out: int, grid: SphereGrid) -> nn.Module:
+    conv = SpatioSphericalConv(27 * c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
+    return nn.Sequential(NeighboursAsChannels(), conv)
+
+
+def _sh(c_in: int, c_out: int, grid: SphereGrid) -> nn.Module:
+    return SHSpatialConv(c_in, c_out, grid.vertices, LMAX_IN, SH_BASIS).double()
+
+
+CHEB_ORDER = 5
+OPERATORS = {  # the table of operator families (the one place their names map to layers and U-Nets)
+    "shd": Operator("E(3)×SO(3) hemisphere (SHD)", "shd", True, _spatio_spherical(3)),
+    "rt-esd": Operator("E(3)×SO(3) full sphere (RT-ESD)", "rt-esd", False, _spatio_spherical(3)),
+    "e3-sh": Operator("E(3)-SH (CNN on SH)", "cnn", True, _sh),
+    "concat-so3": Operator("Concat-SO(3) (Concat-ESD)", "concat-esd", True, _concat),
+    "so3": Operator("voxel-wise SO(3) (ESD)", "esd", True, _spatio_spherical(1)),
 }
 LEVELS = ("layer", "unet")
 FIGURE_TRANSFORMS = ("grid", "voxel", "both")
@@ -69,7 +98,6 @@ SIGMA_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2, 1.6, 2.4)  # sigma = scale / nside (the
 NEIGHBOUR_COUNTS = (8, 12, 16)  # k of the k-NN graph (the library's: N_NEIGHBOURS)
 QUICK_SWEEP = ((SIGMA_SCALE, 1.2), (N_NEIGHBOURS,))  # --quick: scales, neighbour counts
 SWEEP_SIZE = 4  # voxels per edge of a sweep sample
-CHEB_ORDER = 5
 PLOT_FLOOR = 1e-16  # smallest error drawn on the log axis
 LEVEL_LABELS = {"layer": "single layer", "unet": "U-Net"}
 
@@ -81,17 +109,8 @@ def _vertex_major(module: nn.Module) -> callable:
 
 def build_layer(operator: str, nside: int) -> tuple[callable, np.ndarray]:
     """One layer of ``operator`` with random weights (call after seeding): ``(operator, vertices)``."""
-    c_in, c_out = LAYER_CHANNELS
-    grid = SphereGrid(nside, operator != "rt-esd")
-    if operator in ("shd", "rt-esd"):
-        layer = SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=3)
-    elif operator == "so3":
-        layer = SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
-    elif operator == "concat-so3":
-        conv = SpatioSphericalConv(27 * c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
-        layer = nn.Sequential(NeighboursAsChannels(), conv)
-    else:
-        layer = SHSpatialConv(c_in, c_out, grid.vertices, LMAX_IN, SH_BASIS).double()
+    grid = SphereGrid(nside, OPERATORS[operator].hemisphere)
+    layer = OPERATORS[operator].layer(*LAYER_CHANNELS, grid)
     return _vertex_major(layer.double().eval()), grid.vertices
 
 
@@ -102,7 +121,7 @@ def build_unet(operator: str, nside: int, widths: tuple[int, ...]) -> tuple[call
     hide every error, so the head gets the He initialisation of the other layers and a zero bias.
     """
     kernel_sizes = (3,) + (1,) * (len(widths) - 1)
-    net = build_model(OPERATORS[operator][1], in_channels=UNET_IN_CHANNELS, nside=nside, widths=widths,
+    net = build_model(OPERATORS[operator].unet, in_channels=UNET_IN_CHANNELS, nside=nside, widths=widths,
                       kernel_sizes=kernel_sizes, cheb_order=CHEB_ORDER)
     with torch.no_grad():
         weight = net.head.weight
@@ -186,7 +205,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         stds = np.array([[cells[o, t]["error_std"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
         n = cells[next(iter(OPERATORS)), FIGURE_TRANSFORMS[0]]["n"]
         panels.append(BarPanel(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples", means, stds))
-    plot_bar_panels(path, panels, [label for label, _ in OPERATORS.values()],
+    plot_bar_panels(path, panels, [op.label for op in OPERATORS.values()],
                     ["grid rotation T", "voxel rotation R", "both (T, R)"],
                     ylabel="relative squared error (SHD eq. 13)", log_floor=PLOT_FLOOR)
 
@@ -221,7 +240,7 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         for operator in OPERATORS:
             cells = {r["transform"]: r for r in records if r["operator"] == operator and r["level"] == level}
             values = " | ".join(f"{cells[t]['error_mean']:.3g} ± {cells[t]['error_std']:.2g}" for t in TRANSFORMS)
-            lines.append(f"| {OPERATORS[operator][0]} | {level} | {values} | {cells['grid']['n']} |")
+            lines.append(f"| {OPERATORS[operator].label} | {level} | {values} | {cells['grid']['n']} |")
     check = result["shd_vs_rt_esd"]
     scales = sorted({r["sigma_scale"] for r in result["sweep"]})
     lines += [
