@@ -19,7 +19,8 @@ def _parse(*extra: str) -> argparse.Namespace:
 
 
 def _learned(args: argparse.Namespace):
-    return get_method(chosen_method(args).name, None, **learned_options(args))
+    method = chosen_method(args)
+    return get_method(method.name, None, **learned_options(args, method))
 
 
 def test_default_options_build_the_library_defaults():
@@ -72,3 +73,9 @@ def test_check_out_dir_accepts_an_empty_directory(tmp_path):
 def test_check_out_dir_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="--resume needs"):
         check_out_dir(tmp_path, force=False, resume=True)
+
+
+def test_the_deprecated_model_option_warns_and_chooses_the_method(caplog):
+    with caplog.at_level("WARNING", logger="equidmri"):
+        assert chosen_method(_parse("--model", "rt-esd")).name == "RT-ESD"
+    assert "--model is deprecated; use --method RT-ESD" in caplog.text

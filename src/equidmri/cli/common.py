@@ -161,19 +161,19 @@ def chosen_method(args: argparse.Namespace) -> Method:
     return find_method(args.method)
 
 
-def network_config(args: argparse.Namespace) -> NetworkConfig:
-    """Architecture options of a learned method (its ``model`` is the method's architecture)."""
-    architecture = chosen_method(args).options.get("architecture", NetworkConfig().model)
+def network_config(args: argparse.Namespace, method: Method) -> NetworkConfig:
+    """Architecture options of the learned ``method`` (its ``model`` is the method's architecture)."""
+    architecture = method.options.get("architecture", NetworkConfig().model)
     return NetworkConfig(model=architecture, widths=tuple(args.widths), kernel_sizes=tuple(args.kernel_sizes),
                          cheb_order=args.cheb_order)
 
 
-def learned_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Options of a learned method (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
+def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
+    """Options of the learned ``method`` (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
     ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own)."""
     options = {"epochs": args.epochs, "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
                "seed": args.seed, "lambda_nn": args.lambda_nn, "lambda_sparsity": args.lambda_sparsity,
-               "network": network_config(args)}
+               "network": network_config(args, method)}
     if args.lambda_tv is not None:
         options["lambda_tv"] = args.lambda_tv
     return options
@@ -251,11 +251,11 @@ def deconvolve(args: argparse.Namespace, dwi: Path, bvals: Path, bvecs: Path, ma
                             responses_used=not method.own_responses)
         return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
-    options = learned_options(args)
+    options = learned_options(args, method)
     if resume:
         options["network"] = checkpoint_network(checkpoint)
         options["architecture"] = options["network"].model
-        if options["network"] != network_config(args):
+        if options["network"] != network_config(args, method):
             logger.warning("--resume rebuilds the checkpoint's network %s; the network options are ignored",
                            options["network"].to_dict())
     with timed(timings, "build"):

@@ -154,7 +154,7 @@ METHODS: tuple[Method, ...] = (
     _network("Concat-ESD", "concat-esd", "ESD with the 3×3×3 neighbours as channels"),
     _network("RT-ESD", "rt-esd", "E(3)×SO(3) U-Net on the full sphere"),
     _network("SHD", "shd", "E(3)×SO(3) U-Net on the hemisphere"),
-    _network("SHD-TV", "shd", "SHD with the spatial TV loss (the default method)", SHD_TV_WEIGHT),
+    _network("SHD-TV", "shd", "SHD with the spatial TV loss", SHD_TV_WEIGHT),
 )
 DEFAULT_METHOD = "SHD-TV"
 
