@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from dipy.core.gradients import GradientTable
 
+from equidmri.dmri.response import TissueResponses
 from equidmri.methods.dipy_methods import CSDMethod, MSMTCSDMethod, RumbaMethod
 from equidmri.methods.mrtrix import REQUIRED_COMMAND, MRtrixMethod
 from equidmri.methods.networks import NetworkMethod
@@ -185,7 +186,7 @@ def find_method(name: str) -> Method:
     raise ValueError(f"unknown method {name!r}; choose from {[m.name for m in METHODS]}")
 
 
-def get_method(name: str, gtab: GradientTable, responses: Any = None, **options: Any) -> FODFMethod:
+def get_method(name: str, gtab: GradientTable, responses: TissueResponses | None = None, **options: Any) -> FODFMethod:
     """Build the method ``name`` for the acquisition ``gtab``: ``get_method(...).fit(dwi, mask) -> FODFFit``.
 
     Parameters
