@@ -36,7 +36,7 @@ def _nested(parser):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
-    assert set(subparsers) == {"deconv", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
+    assert set(subparsers) == {"deconv", "methods", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
     assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa", "table"}
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
