@@ -19,6 +19,7 @@ from equidmri.dmri.io import (
     load_dwi,
     load_nifti_volume,
     prepare_out_dir,
+    load_fod,
     save_fod,
     save_json,
     save_nifti,
@@ -281,6 +282,21 @@ def test_save_fod_evaluates_at_world_directions_like_the_voxel_fodf(tmp_path, af
     voxel_values = fodf_sh @ sh_matrix(directions, 8, "descoteaux07").T
     world_values = stored.astype(np.float64) @ sh_matrix(directions @ rotation.T, 8, "tournier07").T
     np.testing.assert_allclose(world_values, voxel_values, rtol=0, atol=1e-6 * np.abs(voxel_values).max())
+
+
+@pytest.mark.parametrize("affine", [DET_POS_AFFINE, SMALL_64D_AFFINE], ids=["det>0", "small_64D det<0"])
+def test_load_fod_inverts_save_fod(tmp_path, affine):
+    fodf_sh = np.random.default_rng(5).normal(size=(2, 1, 1, n_coeffs(8)))
+    save_fod(tmp_path / "fod.nii.gz", fodf_sh, affine)
+    loaded, loaded_affine = load_fod(tmp_path / "fod.nii.gz")
+    np.testing.assert_allclose(loaded, fodf_sh, rtol=0, atol=1e-5 * np.abs(fodf_sh).max())  # float32 on disk
+    np.testing.assert_allclose(loaded_affine, affine, atol=1e-5)
+
+
+def test_load_fod_rejects_a_3d_image(tmp_path):
+    save_nifti(tmp_path / "fa.nii.gz", np.zeros((2, 2, 2)), DET_POS_AFFINE)
+    with pytest.raises(ValueError, match=r"an SH image must be 4D \(X, Y, Z, K\), got shape \(2, 2, 2\)"):
+        load_fod(tmp_path / "fa.nii.gz")
 
 
 def test_save_fod_rejects_bad_coefficient_count(tmp_path):

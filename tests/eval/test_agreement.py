@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from equidmri.eval.agreement import main_peak_agreement
+from equidmri.eval.agreement import main_peak_agreement, second_peak_recall
 
 
 def axis(angle_deg: float) -> np.ndarray:
@@ -100,3 +100,39 @@ ONE = field([axis(0.0)])  # a valid one-voxel field
 def test_invalid_input_raises(dirs_a, dirs_b, kwargs, error, match):
     with pytest.raises(error, match=match):
         main_peak_agreement(dirs_a, dirs_b, **kwargs)
+
+
+def _two_peak_field():
+    """Four voxels: a clear crossing (x, y), a weak one (y at 0.3), a crossing at (x, z), no peak."""
+    dirs = np.zeros((4, 1, 1, 2, 3))
+    values = np.zeros((4, 1, 1, 2))
+    dirs[0, 0, 0] = [[1, 0, 0], [0, 1, 0]]
+    values[0, 0, 0] = [1.0, 0.8]
+    dirs[1, 0, 0] = [[1, 0, 0], [0, 1, 0]]
+    values[1, 0, 0] = [1.0, 0.3]
+    dirs[2, 0, 0] = [[1, 0, 0], [0, 0, 1]]
+    values[2, 0, 0] = [1.0, 0.5]
+    return dirs, values
+
+
+def test_second_peak_recall_counts_clear_crossings_found_within_the_cone():
+    ref_dirs, ref_values = _two_peak_field()
+    mask = np.ones((4, 1, 1), bool)
+    tilted = np.array([0.0, np.cos(np.radians(20)), np.sin(np.radians(20))])  # 20 deg from y, 70 deg from z
+    found = np.zeros((4, 1, 1, 3, 3))
+    found[0, 0, 0, 2] = -tilted  # the sign and the peak's rank do not matter
+    found[2, 0, 0, 0] = [1, 0, 0]  # only the first peak: the crossing at z is missed
+    result = second_peak_recall(ref_dirs, ref_values, found, mask)
+    assert result == {"n_crossings": 2, "fraction_found": 0.5}
+    assert second_peak_recall(ref_dirs, ref_values, found, mask, cone_deg=15.0)["fraction_found"] == 0.0
+    assert second_peak_recall(ref_dirs, ref_values, found, mask, min_ratio=0.2)["n_crossings"] == 3
+
+
+def test_second_peak_recall_without_crossings_is_nan_and_checks_inputs():
+    ref_dirs, ref_values = _two_peak_field()
+    none = second_peak_recall(ref_dirs, ref_values, ref_dirs, np.zeros((4, 1, 1), bool))
+    assert none["n_crossings"] == 0 and np.isnan(none["fraction_found"])
+    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, 1\], got 0.0"):
+        second_peak_recall(ref_dirs, ref_values, ref_dirs, np.ones((4, 1, 1), bool), min_ratio=0.0)
+    with pytest.raises(ValueError, match="ref_values must be"):
+        second_peak_recall(ref_dirs[..., :1, :], ref_values[..., :1], ref_dirs, np.ones((4, 1, 1), bool))

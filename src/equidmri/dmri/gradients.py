@@ -16,6 +16,7 @@ from equidmri.sphere.sh import check_lmax, n_coeffs
 B0_THRESHOLD = 50.0  # s/mm², dipy's default (gradient_table b0_threshold): b <= 50 is a b=0 volume
 BVEC_ATOL = 0.01  # dimensionless, dipy gradient_table atol: allowed | ||g|| - 1 | of a DW b-vector
 SHELL_TOL = 20.0  # s/mm², dipy unique_bvals_tolerance default tol
+MIN_SHELL_DIRECTIONS = 6  # an SH fit of degree 2 (6 coefficients) needs this many directions per shell
 LMAX_CAP = 8  # SH degree cap of the per-shell signal fits (DESIGN.md §4)
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "BVEC_ATOL",
     "SHELL_TOL",
     "LMAX_CAP",
+    "MIN_SHELL_DIRECTIONS",
     "Shells",
     "check_gradients",
+    "check_shell_sampling",
     "find_shells",
     "make_gtab",
     "max_sh_order",
@@ -188,6 +191,41 @@ def find_shells(bvals: np.ndarray) -> Shells:
     index[dw] = np.argmin(np.abs(bvals[dw, None] - centres[None, :]), axis=1)
     shell_bvals = np.array([bvals[index == s].mean() for s in range(centres.size)])
     return Shells(bvals=shell_bvals, index=index)
+
+
+def check_shell_sampling(shells: Shells) -> None:
+    """Refuse acquisitions whose b-values do not form shells (q-space / DSI-style sampling).
+
+    Shell-based deconvolution fits SH per shell; a shell with fewer than ``MIN_SHELL_DIRECTIONS``
+    directions supports no fODF information (degree 0 only).
+
+    Parameters
+    ----------
+    shells : Shells
+        From :func:`find_shells`.
+
+    Raises
+    ------
+    ValueError
+        If a shell has fewer than ``MIN_SHELL_DIRECTIONS`` directions; the message says whether the sampling
+        looks like q-space (most shells small) or has a stray shell, and what to do.
+    """
+    counts = shells.n_directions
+    small = counts < MIN_SHELL_DIRECTIONS
+    if not small.any():
+        return
+    if small.sum() * 2 > small.size:
+        raise ValueError(
+            f"the b-values do not form shells ({small.size} distinct b-values between {shells.bvals.min():.0f} and "
+            f"{shells.bvals.max():.0f} s/mm², {int(small.sum())} with fewer than {MIN_SHELL_DIRECTIONS} directions): "
+            "this is q-space (DSI-style) sampling, which shell-based deconvolution cannot use; fit it with a "
+            "q-space method such as dipy's GQI, SHORE or MAP-MRI"
+        )
+    listed = ", ".join(f"b={b:.0f} ({n} directions)" for b, n in zip(shells.bvals[small], counts[small]))
+    raise ValueError(
+        f"shells with fewer than {MIN_SHELL_DIRECTIONS} directions cannot be deconvolved: {listed}; "
+        "remove those volumes from the DWI, bvals and bvecs"
+    )
 
 
 def max_sh_order(n_directions: int, lmax_cap: int = LMAX_CAP) -> int:

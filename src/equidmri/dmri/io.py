@@ -35,7 +35,8 @@ JSON_INDENT = 2  # spaces
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 __all__ = [
-    "DWIData", "check_outputs_free", "fsl_bvecs_to_voxel", "load_dwi", "load_nifti_volume", "prepare_out_dir",
+    "DWIData", "check_outputs_free", "fsl_bvecs_to_voxel", "load_dwi", "load_fod", "load_nifti_volume",
+    "prepare_out_dir",
     "save_fod", "save_json", "save_nifti", "save_peaks", "voxel_bvecs_to_fsl", "voxel_to_world_rotation",
 ]
 
@@ -409,6 +410,33 @@ def save_fod(path: str | os.PathLike, fodf_sh: np.ndarray, affine: np.ndarray, *
     lmax = lmax_from_n_coeffs(fodf_sh.shape[-1])
     rotate = sh_rotation_matrix(voxel_to_world_rotation(affine), lmax, "descoteaux07", "tournier07")
     return save_nifti(path, (fodf_sh @ rotate.T).astype(np.float32), affine, force=force)
+
+
+def load_fod(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read an MRtrix3 SH image (``tournier07``, world frame; e.g. ``fod.nii.gz`` or ``mrconvert wm.mif``).
+
+    The inverse of :func:`save_fod`.
+
+    Returns
+    -------
+    fodf_sh : ndarray, shape ``(X, Y, Z, K)`` float64
+        ``descoteaux07`` (``legacy=False``) coefficients in the voxel-axis frame; NaN (MRtrix's "no value")
+        becomes 0.
+    affine : ndarray, shape ``(4, 4)`` float64
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the image is not 4D with an even-degree SH count along its last axis.
+    """
+    data, affine = load_nifti_volume(path)
+    if data.ndim != 4:
+        raise ValueError(f"{path}: an SH image must be 4D (X, Y, Z, K), got shape {data.shape}")
+    lmax = lmax_from_n_coeffs(data.shape[-1])
+    rotate = sh_rotation_matrix(voxel_to_world_rotation(affine).T, lmax, "tournier07", "descoteaux07")
+    return np.nan_to_num(np.asarray(data, dtype=np.float64)) @ rotate.T, affine
 
 
 def save_peaks(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from dipy.core.gradients import GradientTable, gradient_table
 from dipy.reconst.csdeconv import mask_for_response_ssst, response_from_mask_ssst
+from dipy.reconst.dti import TensorModel
 from dipy.reconst.mcsd import mask_for_response_msmt, response_from_mask_msmt
 from scipy.special import eval_legendre, roots_legendre
 
@@ -24,7 +25,8 @@ from equidmri.sphere.sh import check_lmax
 
 TISSUES = ("wm", "gm", "csf")
 FA_THR = 0.7  # WM FA threshold, dipy's mask_for_response_ssst / mask_for_response_msmt default
-FA_THR_FLOOR = 0.5  # lowest WM FA threshold tried before giving up
+FA_THR_FLOOR = 0.5  # lowest WM FA threshold tried before falling back to the highest-FA voxels
+FA_FALLBACK_MIN = 0.4  # the fallback's WM voxels must still have FA above this (a crossing or GM voxel is below)
 FA_THR_STEP = 0.1  # decrement of the WM FA threshold when too few voxels pass
 MIN_RESPONSE_VOXELS = 10  # voxels; fewer WM voxels make the response too noisy
 ROI_RADII = 10  # voxels, dipy's default half-width of the cuboid ROI at the volume centre
@@ -176,21 +178,54 @@ def _wm_thresholds(fa_thr: float) -> list[float]:
     return [round(fa_thr - k * FA_THR_STEP, 10) for k in range(steps + 1)]
 
 
-def _select_wm(select: Callable[[float], tuple[np.ndarray, ...]], fa_thr: float) -> tuple[np.ndarray, ...]:
-    """Call ``select(thr)`` (WM mask first) with lower FA thresholds until enough WM voxels pass."""
+def _select_wm(
+    select: Callable[[float], tuple[np.ndarray, ...]], fa_thr: float, fa_map: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """Call ``select(thr)`` (WM mask first) with lower FA thresholds until enough WM voxels pass.
+
+    When too few pass even at ``FA_THR_FLOOR`` (a small field of view, thick slices), the WM mask becomes the
+    ``MIN_RESPONSE_VOXELS`` voxels of highest FA, ``fa_map()`` ``(X, Y, Z)``, provided their FA exceeds
+    ``FA_FALLBACK_MIN``; one warning says so.
+    """
+    counts = []
     for thr in _wm_thresholds(fa_thr):
         masks = select(thr)
-        count = int(np.count_nonzero(masks[0]))
-        if count >= MIN_RESPONSE_VOXELS:
+        counts.append(int(np.count_nonzero(masks[0])))
+        if counts[-1] >= MIN_RESPONSE_VOXELS:
+            if thr != fa_thr:
+                warnings.warn(
+                    f"only {counts[0]} WM voxel(s) with FA > {fa_thr} (need {MIN_RESPONSE_VOXELS}) for the response: "
+                    f"FA threshold lowered to {thr} ({counts[-1]} voxels)",
+                    stacklevel=4,  # the caller of estimate_responses (through _estimate_* and this helper)
+                )
             return masks
-        warnings.warn(
-            f"only {count} WM voxel(s) with FA > {thr} (need {MIN_RESPONSE_VOXELS}) for the response",
-            stacklevel=4,  # the caller of estimate_responses (through _estimate_* and this helper)
+    fa = fa_map()
+    candidates = np.flatnonzero(fa > FA_FALLBACK_MIN)
+    if candidates.size < MIN_RESPONSE_VOXELS:
+        raise ValueError(
+            f"fewer than {MIN_RESPONSE_VOXELS} voxels of the mask look like single-fibre white matter "
+            f"(FA > {FA_FALLBACK_MIN}; found {candidates.size}): the WM response cannot be estimated; "
+            "check that the mask covers white matter and that the volume is a brain DWI"
         )
-    raise ValueError(
-        f"fewer than {MIN_RESPONSE_VOXELS} wm voxels for the response with FA thresholds "
-        f"{_wm_thresholds(fa_thr)} inside the mask and ROI; give a better mask or a larger roi_radii"
+    top = candidates[np.argsort(fa.ravel()[candidates])[::-1][:MIN_RESPONSE_VOXELS]]
+    wm = np.zeros(fa.shape, dtype=bool)
+    wm.flat[top] = True
+    warnings.warn(
+        f"fewer than {MIN_RESPONSE_VOXELS} WM voxels with FA > {FA_THR_FLOOR}: the WM response uses the "
+        f"{MIN_RESPONSE_VOXELS} voxels of highest FA ({fa.ravel()[top].min():.2f} to {fa.ravel()[top].max():.2f})",
+        stacklevel=4,  # the caller of estimate_responses (through _estimate_* and this helper)
     )
+    return (wm, *masks[1:])
+
+
+def _fa_in_mask(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> Callable[[], np.ndarray]:
+    """Deferred DTI FA ``(X, Y, Z)`` inside ``mask`` (zero elsewhere), for the WM fallback."""
+    def fa() -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # dipy's bias note above b=1200
+            values = np.nan_to_num(TensorModel(gtab).fit(dwi, mask=mask).fa)
+        return np.where(mask, values, 0.0)
+    return fa
 
 
 def _check_inputs(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray | None, shells: Shells) -> np.ndarray:
@@ -204,10 +239,13 @@ def _check_inputs(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray | None,
     if not np.array_equal(shells.index < 0, gtab.b0s_mask):
         raise ValueError("shells and gradient table disagree on which volumes are b=0")
     if mask is None:
-        return np.ones(dwi.shape[:3], dtype=bool)
-    if np.shape(mask) != dwi.shape[:3]:
+        mask = np.ones(dwi.shape[:3], dtype=bool)
+    elif np.shape(mask) != dwi.shape[:3]:
         raise ValueError(f"mask must have shape {dwi.shape[:3]}, got {np.shape(mask)}")
-    return np.asarray(mask, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    if not np.any(dwi[mask]):
+        raise ValueError("the DWI volume is all zeros inside the mask: there is no signal to estimate responses from")
+    return mask
 
 
 def estimate_responses(
@@ -229,7 +267,8 @@ def estimate_responses(
     Several: WM, GM and CSF masks from ``mask_for_response_msmt`` on the b=0 and b <= ``DTI_BMAX``
     volumes (AND ``mask``), then ``response_from_mask_msmt`` on all shells. In both cases, if fewer
     than ``MIN_RESPONSE_VOXELS`` WM voxels pass, the FA threshold drops by ``FA_THR_STEP`` (with a
-    warning) down to ``FA_THR_FLOOR``. CSF voxels are those with ``0 < FA < csf_fa_thr`` and
+    warning) down to ``FA_THR_FLOOR``, then the ``MIN_RESPONSE_VOXELS`` voxels of highest FA serve (if their
+    FA exceeds ``FA_FALLBACK_MIN``; a warning says so). CSF voxels are those with ``0 < FA < csf_fa_thr`` and
     ``MD >= csf_md_thr`` (dipy keeps ``MD < csf_md_thr``, which selects grey matter, not CSF).
     dipy averages λ2 into λ3, so the GM/CSF diffusivity set here is ``(λ1 + 2 λ2) / 3``.
 
@@ -257,8 +296,9 @@ def estimate_responses(
     Raises
     ------
     ValueError
-        If shapes or volume counts disagree, too few WM voxels remain at ``FA_THR_FLOOR``, or the
-        GM or CSF mask is empty (the message names the tissue and its thresholds).
+        If shapes or volume counts disagree, the volume is all zeros inside the mask, fewer than
+        ``MIN_RESPONSE_VOXELS`` voxels have FA above ``FA_FALLBACK_MIN``, or the GM or CSF mask is empty (the
+        message names the tissue and its thresholds).
 
     References
     ----------
@@ -280,7 +320,7 @@ def _estimate_single_shell(dwi, gtab, mask, shells, fa_thr, roi_radii) -> Tissue
             wm = mask_for_response_ssst(gtab, dwi, roi_radii=roi_radii, fa_thr=thr)
         return (wm.astype(bool) & mask,)
 
-    (wm,) = _select_wm(select, fa_thr)
+    (wm,) = _select_wm(select, fa_thr, _fa_in_mask(dwi, gtab, mask))
     (evals, s0), _ = response_from_mask_ssst(gtab, dwi, wm)
     return TissueResponses(tissues=("wm",), shells=shells.bvals, evals=np.asarray(evals)[None, None], s0=[s0])
 
@@ -302,7 +342,7 @@ def _estimate_multi_shell(dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds
         csf = low_fa.astype(bool) & ~low_fa_low_md.astype(bool)
         return wm.astype(bool) & mask, gm.astype(bool) & mask, csf & mask
 
-    wm, gm, csf = _select_wm(select, fa_thr)
+    wm, gm, csf = _select_wm(select, fa_thr, _fa_in_mask(data_dti, gtab_dti, mask))
     rules = {
         "gm": f"0 < FA < {thresholds['gm_fa_thr']} and MD < {thresholds['gm_md_thr']} mm²/s",
         "csf": f"0 < FA < {thresholds['csf_fa_thr']} and MD >= {csf_md_thr} mm²/s",
@@ -310,8 +350,9 @@ def _estimate_multi_shell(dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds
     for tissue, tissue_mask in (("gm", gm), ("csf", csf)):
         if not np.any(tissue_mask):
             raise ValueError(
-                f"no {tissue} voxel for the response: needs {rules[tissue]} inside the mask and the ROI "
-                f"(roi_radii {roi_radii} voxels)"
+                f"no {tissue} voxel for the multi-tissue response: needs {rules[tissue]} inside the mask and "
+                f"within {roi_radii} voxels of the volume centre; give a mask that includes "
+                f"{'CSF (ventricles)' if tissue == 'csf' else 'grey matter'}, or deconvolve one shell alone"
             )
     gtab_all = gradient_table(bvals, bvecs=gtab.bvecs, b0_threshold=gtab.b0_threshold)
     rows = response_from_mask_msmt(gtab_all, dwi, wm, gm, csf, tol=SHELL_TOL)  # 3 × (S, 4): λ1 λ2 λ3 S0

@@ -29,7 +29,7 @@ import numpy as np
 from dipy.core.gradients import GradientTable
 
 from equidmri.dmri.baselines import fit_dti_fa
-from equidmri.dmri.gradients import Shells, find_shells
+from equidmri.dmri.gradients import Shells, check_shell_sampling, find_shells
 from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peaks
 from equidmri.dmri.mask import compute_mask
 from equidmri.dmri.response import TissueResponses, estimate_responses
@@ -112,7 +112,8 @@ def prepare(data: DWIData) -> PreparedData:
     Raises
     ------
     ValueError
-        If the mask holds no voxel, or the responses cannot be estimated (too few WM voxels, no GM/CSF
+        If the mask holds no voxel, the b-values do not form shells (q-space sampling, or a shell with fewer
+        than 6 directions: :func:`equidmri.dmri.gradients.check_shell_sampling`), or the responses cannot be estimated (too few WM voxels, no GM/CSF
         voxel: see :func:`equidmri.dmri.response.estimate_responses`).
     """
     timings: dict[str, float] = {}
@@ -127,6 +128,7 @@ def prepare(data: DWIData) -> PreparedData:
     logger.info("%s mask: %d of %d voxels", "no mask given, computed a" if source == "computed" else "given",
                 int(mask.sum()), mask.size)
     shells = find_shells(data.bvals)
+    check_shell_sampling(shells)
     with timed(timings, "response"):
         responses = estimate_responses(data.dwi, gtab, mask, shells)
     logger.info("responses %s on shells %s s/mm²", responses.tissues, np.round(shells.bvals).tolist())
