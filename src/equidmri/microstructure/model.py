@@ -11,6 +11,7 @@ network's inputs:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from equidmri.microstructure.tensor import B_VALUE, adc_profile, fit_tensors
 from equidmri.microstructure.train import predict_fa
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
-MODELS = ("fcn", "scnn")
+MODELS = ("fcn", "scnn")  # FA networks output a scalar map, not an fODF: not methods of equidmri.methods
 BVAL_TOLERANCE = 0.2  # relative; b-values within ±20% of the training b-value form the shell used
 CHECKPOINT_KIND = "fa"  # meta['kind'] of FA model checkpoints
 MIN_B0_SIGNAL = 1e-6  # scanner units; b=0 signals below this give zero normalised signals
@@ -43,7 +44,8 @@ class FAModel:
         Training b-value, s/mm².
     nside : int
         HEALPix resolution of the S-CNN's ADC profile (unused by the FCN).
-    network : nn.Module
+    net : nn.Module
+        The network (``network`` is its deprecated name).
 
     Training is :func:`equidmri.microstructure.train.train_fa_model`, outside the model.
     """
@@ -52,14 +54,20 @@ class FAModel:
     scheme: str
     bval: float = B_VALUE
     nside: int = SCNN_NSIDE
-    network: nn.Module = field(default=None)  # type: ignore[assignment]
+    net: nn.Module = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.name!r}")
         get_scheme(self.scheme)
-        if self.network is None:
-            self.network = FCN() if self.name == "fcn" else SphericalCNN(self.nside)
+        if self.net is None:
+            self.net = FCN() if self.name == "fcn" else SphericalCNN(self.nside)
+
+    @property
+    def network(self) -> nn.Module:
+        """Deprecated name of :attr:`net` (kept for one minor release)."""
+        warnings.warn("FAModel.network is deprecated; use FAModel.net", DeprecationWarning, stacklevel=2)
+        return self.net
 
     def shell(self, gtab: GradientTable) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the b=0 volumes and of the diffusion-weighted volumes within ``BVAL_TOLERANCE`` of ``bval``.
@@ -94,13 +102,13 @@ class FAModel:
 
     def predict(self, signals: np.ndarray, gtab: GradientTable) -> np.ndarray:
         """FA ``(M,)`` predicted from the signals ``(M, N)`` of ``gtab``'s volumes."""
-        return predict_fa(self.network, self.inputs(signals, gtab))
+        return predict_fa(self.net, self.inputs(signals, gtab))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the checkpoint atomically (:func:`~equidmri.recon.checkpoint.save_checkpoint`)."""
         meta = {"kind": CHECKPOINT_KIND, "name": self.name, "scheme": self.scheme, "bval": self.bval,
                 "nside": self.nside}
-        save_checkpoint(path, {"meta": meta, "state_dict": self.network.state_dict()})
+        save_checkpoint(path, {"meta": meta, "state_dict": self.net.state_dict()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FAModel:
@@ -118,6 +126,6 @@ class FAModel:
         if meta.get("kind") != CHECKPOINT_KIND:
             raise ValueError(f"{path} is not an FA model (written by `equidmri fa train`)")
         model = cls(meta["name"], meta["scheme"], meta["bval"], meta["nside"])
-        model.network.load_state_dict(state["state_dict"])
-        model.network.eval()
+        model.net.load_state_dict(state["state_dict"])
+        model.net.eval()
         return model

@@ -37,9 +37,9 @@ class FATrainConfig:
 
 def train_fa_model(model: FAModel, signals: np.ndarray, gtab: GradientTable, fa: np.ndarray,
                    config: FATrainConfig = FATrainConfig(), *, progress: bool = False) -> list[float]:
-    """Train ``model.network`` on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``, through
+    """Train ``model.net`` on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``, through
     ``model.inputs``; return the MSE per epoch (see :func:`train_regressor`, same errors)."""
-    return train_regressor(model.network, model.inputs(signals, gtab), fa, config, progress=progress)
+    return train_regressor(model.net, model.inputs(signals, gtab), fa, config, progress=progress)
 
 
 def train_regressor(network: nn.Module, inputs: np.ndarray, fa: np.ndarray, config: FATrainConfig = FATrainConfig(),
