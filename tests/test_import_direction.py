@@ -20,6 +20,7 @@ LIBRARY = (
     "microstructure",
     "data.py",
     "runtime.py",
+    "extras.py",
     "__init__.py",
 )
 FORBIDDEN = ("equidmri.cli", "equidmri.bench")

@@ -1,5 +1,8 @@
 """The public API of the README: ``from equidmri import ...`` names and the three-line workflow."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 import equidmri
@@ -22,3 +25,13 @@ def test_readme_example_runs_with_a_tiny_network():
     assert isinstance(fit, equidmri.FODFFit) and fit.shm_coeff.shape == (10, 10, 10, 45)
     assert peak_dirs.shape[:3] == (10, 10, 10) and np.all(peak_values[~prepared.mask] == 0)
     assert np.count_nonzero(peak_values[prepared.mask][:, 0]) > 0.5 * prepared.mask.sum()
+
+
+def test_importing_the_package_loads_neither_torch_nor_dipy():
+    code = (
+        "import sys, equidmri; "
+        "print(sorted(n for n in ('torch', 'healpy', 'dipy', 'matplotlib') if n in sys.modules)); "
+        "equidmri.get_method; print('torch' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.split("\n")[:2] == ["[]", "True"]  # the public names are imported on first use

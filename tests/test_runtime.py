@@ -1,13 +1,68 @@
-"""Tests of equidmri.runtime: the glibc allocator settings."""
+"""Tests of equidmri.runtime: the glibc allocator settings, the threads default, the contention watch."""
 
+import logging
+import os
+import subprocess
 import sys
+import time
 
 import pytest
 
-from equidmri.runtime import retain_freed_memory
+from equidmri import runtime
+from equidmri.runtime import THREADS_ENV, ContentionWatch, available_cpus, default_threads, retain_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_retain_freed_memory_takes_effect_and_is_idempotent():
     assert retain_freed_memory() is True
     assert retain_freed_memory() is True
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"EQUIDMRI_THREADS": "3", "OMP_NUM_THREADS": "5"}, 3),
+    ({"OMP_NUM_THREADS": "5"}, 5),
+])
+def test_default_threads_reads_the_environment_first(monkeypatch, env, expected):
+    for name in THREADS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert default_threads() == expected
+
+
+def test_default_threads_without_environment_is_the_usable_cpus(monkeypatch):
+    for name in THREADS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 1 <= default_threads() == available_cpus() <= usable
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_default_threads_rejects_a_bad_environment_value(monkeypatch, value):
+    monkeypatch.setenv("EQUIDMRI_THREADS", value)
+    with pytest.raises(ValueError, match=f"EQUIDMRI_THREADS must be a positive integer, got '{value}'"):
+        default_threads()
+
+
+def test_set_passive_wait_keeps_a_users_policy_and_sets_passive_before_torch():
+    code = ("import os, sys; from equidmri.runtime import set_passive_wait; "
+            "print(set_passive_wait(), os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    def run(**policy):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | policy
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=env).stdout.split()
+
+    assert run() == ["True", "PASSIVE", "False"]
+    assert run(OMP_WAIT_POLICY="ACTIVE") == ["False", "ACTIVE", "False"]
+
+
+def test_contention_watch_warns_once_when_waiting_as_long_as_running(monkeypatch, caplog):
+    times = iter([(0, 0), (10, 5), (20, 25), (30, 60), (40, 100)])  # ns run, ns waited: windows 0.5, 2, 3.5, 4
+    monkeypatch.setattr(runtime, "_cpu_times_ns", lambda: next(times, (40, 100)))
+    with caplog.at_level(logging.WARNING, logger="equidmri.runtime"), ContentionWatch(interval=0.01) as watch:
+        deadline = time.monotonic() + 5.0
+        while watch.slowdown is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+    assert watch.slowdown == pytest.approx(3.0)  # the first window with wait >= run: (10 + 20) / 10
+    assert len(caplog.records) == 1 and "waited for a CPU 67%" in caplog.records[0].getMessage()

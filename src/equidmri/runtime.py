@@ -1,10 +1,13 @@
-"""Process settings that make large-tensor work on the CPU faster.
+"""Process settings for CPU work: the allocator, torch's threads and OpenMP's wait policy, a contention watch.
 
 PyTorch's CPU allocator takes memory from ``malloc``, and glibc serves blocks above its mmap threshold (at
 most 32 MiB) with fresh ``mmap`` pages and returns them to the kernel on ``free``. The feature maps of the
 spherical U-Nets are hundreds of MB, so every new map is first-touch page faults: on this 2-core machine a
 170 MB ``a + b`` took 123 ms into a fresh tensor and 27 ms into a reused one. :func:`retain_freed_memory`
 makes glibc keep freed memory for reuse instead.
+
+Threads: :func:`default_threads` and :func:`set_passive_wait` choose how many threads torch uses and how
+they wait; :class:`ContentionWatch` says once when other processes slow the run down.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
+import threading
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +26,10 @@ logger = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 TRIM_THRESHOLD = 2**31 - 1  # bytes: free memory at the heap's top kept up to this size (the largest int)
+
+THREADS_ENV = ("EQUIDMRI_THREADS", "OMP_NUM_THREADS")  # read in this order by default_threads
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"  # OpenMP 4.5 spec, §4.8: ACTIVE spins, PASSIVE sleeps
+CONTENTION_INTERVAL = 20.0  # s: window of ContentionWatch (long enough to span a few epochs)
 
 
 def retain_freed_memory() -> bool:
@@ -44,3 +54,116 @@ def retain_freed_memory() -> bool:
     if not done:
         logger.debug("mallopt refused the settings; freed memory goes back to the kernel")
     return done
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the least of the machine's, its affinity and its cgroup CPU quota.
+
+    Returns
+    -------
+    int
+        At least 1. Read with joblib's ``loky.cpu_count`` (also honours ``LOKY_MAX_CPU_COUNT``).
+    """
+    from joblib.externals.loky import cpu_count  # 0.1 s of imports, paid only when threads are chosen
+
+    return max(1, cpu_count())
+
+
+def default_threads() -> int:
+    """Torch's CPU threads when ``--threads`` is not given.
+
+    ``EQUIDMRI_THREADS`` if set, else ``OMP_NUM_THREADS`` if set, else :func:`available_cpus`. With
+    :func:`set_passive_wait` in effect, using every available CPU was the fastest choice on a shared
+    2-core machine both idle and beside one busy process (``docs/results/threads.md``).
+
+    Raises
+    ------
+    ValueError
+        If ``EQUIDMRI_THREADS`` or ``OMP_NUM_THREADS`` is set but not a positive integer.
+    """
+    for name in THREADS_ENV:
+        text = os.environ.get(name, "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {text!r}")
+            return int(text)
+    return available_cpus()
+
+
+def set_passive_wait() -> bool:
+    """Make OpenMP threads sleep instead of spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``).
+
+    OpenMP reads the variable once, when torch loads it, so this must run before ``import torch``; a
+    value already set by the user is kept. Spinning threads compete with any other busy process for
+    the same cores: 5 epochs of ``deconv`` on a loaded 2-core machine took 62 s with torch's default
+    and 9 s with PASSIVE (``docs/results/threads.md``).
+
+    Returns
+    -------
+    bool
+        ``True`` if the policy is PASSIVE for the torch this process will load.
+    """
+    if "torch" in sys.modules:
+        logger.debug("torch is already imported; OMP_WAIT_POLICY is left as it is")
+        return os.environ.get(WAIT_POLICY_ENV, "").upper() == "PASSIVE"
+    os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
+    return os.environ[WAIT_POLICY_ENV].upper() == "PASSIVE"
+
+
+def _cpu_times_ns() -> tuple[int, int]:
+    """Nanoseconds this process's threads have run, and waited runnable for a CPU (Linux schedstat)."""
+    run = wait = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            fields = stat.read_text().split()
+        except OSError:  # the thread ended
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run, wait
+
+
+class ContentionWatch:
+    """Warn once when this process spends more time waiting for a CPU than running (other busy processes).
+
+    A daemon thread reads ``/proc/self/task/*/schedstat`` every ``interval`` seconds; when, over one
+    interval, the threads waited runnable for a CPU at least as long as they ran (the work would take
+    twice as long or more than on an idle machine), it logs one warning naming the slow-down and the
+    load average, then stops. Does nothing where schedstat is missing (not Linux). Use as a context
+    manager around the work.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds per measurement window.
+    """
+
+    def __init__(self, interval: float = CONTENTION_INTERVAL) -> None:
+        self.interval = interval
+        self.slowdown: float | None = None  # (run + wait) / run of the window that warned
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="equidmri-contention", daemon=True)
+
+    def __enter__(self) -> ContentionWatch:
+        if Path("/proc/self/task").is_dir():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        before = _cpu_times_ns()
+        while not self._stop.wait(self.interval):
+            now = _cpu_times_ns()
+            run, wait = now[0] - before[0], now[1] - before[1]
+            before = now
+            if run > 0 and wait >= run:
+                self.slowdown = (run + wait) / run
+                logger.warning(
+                    "this run waited for a CPU %.0f%% of the last %.0f s (load average %.1f on %d CPUs): the CPUs "
+                    "are oversubscribed (other busy processes, or more threads than CPUs), and the run may take "
+                    "%.1fx as long as on an idle machine",
+                    100 * wait / (run + wait), self.interval, os.getloadavg()[0], available_cpus(), self.slowdown)
+                return

@@ -1,10 +1,12 @@
 """Tests of equidmri.cli.common: option defaults come from the library, outputs are checked first."""
 
 import argparse
+import io
+import sys
 
 import pytest
 
-from equidmri.cli.common import check_out_dir, chosen_method, learned_options
+from equidmri.cli.common import check_out_dir, chosen_method, learned_options, show_progress
 from equidmri.cli.main import build_parser
 from equidmri.methods import get_method
 from equidmri.recon.losses import LossWeights
@@ -79,3 +81,9 @@ def test_the_deprecated_model_option_warns_and_chooses_the_method(caplog):
     with caplog.at_level("WARNING", logger="equidmri"):
         assert chosen_method(_parse("--model", "rt-esd")).name == "RT-ESD"
     assert "--model is deprecated; use --method RT-ESD" in caplog.text
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_progress_bars_when_stderr_is_not_a_terminal(quiet, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file, as under a batch system
+    assert show_progress(argparse.Namespace(quiet=quiet)) is False

@@ -4,12 +4,13 @@ import json
 
 from cli_inputs import run_main
 
-from equidmri.cli.demo import DEMO_EPOCHS, DEMO_JSON
+from equidmri.cli.demo import DEMO_JSON
 from equidmri.cli.main import build_parser
+from equidmri.recon.train import TrainConfig
 
 
-def test_demo_epochs_default_is_the_named_constant():
-    assert build_parser().parse_args(["demo", "--out", "x"]).epochs == DEMO_EPOCHS
+def test_demo_epochs_default_is_the_library_default():
+    assert build_parser().parse_args(["demo", "--out", "x"]).epochs == TrainConfig().epochs
 
 
 def test_demo_writes_agreement_with_csd(tmp_path, capsys):

@@ -1,7 +1,11 @@
 """Tests of equidmri.cli.main: the entry point, help texts and exit codes."""
 
+import subprocess
+import sys
+
 import pytest
 
+from equidmri.cli import main as cli_main
 from equidmri.cli.main import build_parser, main
 
 
@@ -37,7 +41,8 @@ def _nested(parser):
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
     assert set(subparsers) == {"deconv", "methods", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
-    assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa", "table"}
+    assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa", "table",
+                                                 "realdata", "cli", "threads"}
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
     for group in ("bench", "fa"):
@@ -45,3 +50,24 @@ def test_every_subcommand_module_registers_run_and_prog():
     for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"
         assert callable(parser.get_default("run"))
+
+
+def test_the_entry_point_module_loads_neither_torch_nor_healpy():
+    code = ("import sys, equidmri.cli.main as m; m.build_parser([]); "
+            "print(sorted(n for n in ('torch', 'healpy', 'dipy', 'matplotlib') if n in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(commands):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    assert main(["deconv", "--help"]) == 130
+    assert capsys.readouterr().err == "equidmri: interrupted\n"
+
+
+def test_an_unknown_command_is_a_usage_error_naming_the_commands(capsys):
+    assert main(["deconvolve"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'deconvolve'" in err and "'deconv'" in err

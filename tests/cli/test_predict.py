@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from cli_inputs import Inputs, run_main, synthetic_series
 
-pytestmark = pytest.mark.filterwarnings("ignore:shell b=.*SH degree lowered:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
 
 
 def _predict(model, inputs: Inputs, out, *extra: str) -> int:

@@ -7,7 +7,7 @@ from dipy.data import get_fnames
 from equidmri.dmri.io import load_dwi
 from equidmri.dmri.mask import compute_mask
 
-SMALL_64D_MASK_VOXELS = 303  # median_otsu, DW volumes, median_radius 2, numpass 1 (ECOSYSTEM.md §1)
+SMALL_64D_MASK_VOXELS = 303  # median_otsu, DW volumes, median_radius 2, numpass 1 (measured)
 
 
 @pytest.fixture(scope="module")

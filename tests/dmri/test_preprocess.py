@@ -78,7 +78,7 @@ def test_each_shell_channel_reads_only_its_own_volumes():
 
 def test_a_shell_with_few_directions_lowers_its_lmax_with_a_warning():
     bvals, bvecs = _scheme(counts=(20, 64), bvals=(1000.0, 2000.0))
-    message = "shell b=1000 s/mm² has 20 directions: SH degree lowered from 8 to 4"
+    message = r"SH degree lowered from 8 on 1 of 2 shell\(s\) with too few directions: b=1000 \(20 directions, deg"
     with pytest.warns(UserWarning, match=message) as record:
         sampler = build_sampler(bvecs, find_shells(bvals), hemisphere.hemisphere_centres(4))
     assert len(record) == 1 and record[0].filename == __file__  # stacklevel points at the caller
@@ -86,6 +86,16 @@ def test_a_shell_with_few_directions_lowers_its_lmax_with_a_warning():
     # a degree-4 fit still reproduces a constant exactly
     dwi = np.where(bvals > 0, 0.5, 1.0)
     np.testing.assert_allclose(sampler.operator[1] @ dwi, np.full(96, 0.5), atol=1e-12, rtol=0)
+
+
+def test_many_lowered_shells_give_one_warning_that_counts_them():
+    counts, bvals_list = (12,) * 8, tuple(1000.0 + 300.0 * k for k in range(8))  # 12 directions support degree 2
+    bvals, bvecs = _scheme(counts=counts, bvals=bvals_list)
+    with pytest.warns(UserWarning, match=r"on 8 of 8 shell\(s\).*b=2200 \(12 directions, degree 2\), \.\.\.") as record:
+        sampler = build_sampler(bvecs, find_shells(bvals), hemisphere.hemisphere_centres(2))
+    assert len(record) == 1
+    assert "b=2500" not in str(record[0].message)  # five shells named, the others counted
+    assert sampler.shell_lmax == (2,) * 8
 
 
 def test_lmax_cap_limits_every_shell():

@@ -7,7 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from equidmri.viz.qc import PEAK_HALF_LENGTH, busiest_slice, peak_segments, plot_peaks_qc
+from equidmri.viz.qc import DPI, PEAK_HALF_LENGTH, busiest_slice, peak_segments, plot_peaks_qc, qc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 10_000  # sanity floor; measured 27.5 KB for the figure below (26.7 KB with no peak)
@@ -35,22 +35,51 @@ def coloured_pixels(image: np.ndarray, channel: int) -> tuple[np.ndarray, np.nda
     return np.nonzero(selected)
 
 
-def test_png_shows_vertical_green_and_horizontal_red_lines_in_place(tmp_path, volume):
+def _panel_pixels(tmp_path, volume, panel: int) -> np.ndarray:
+    """RGBA pixels inside the axes of one view (0 axial, 1 coronal, 2 sagittal) of the QC figure."""
     background, peak_dirs = volume
-    path = plot_peaks_qc(tmp_path / "qc.png", background, peak_dirs, title="peaks")
+    centre = tuple(busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
+    figure = qc_figure(background, peak_dirs, None, centre, title="peaks")
+    figure.savefig(tmp_path / "figure.png", dpi=DPI)  # lays the figure out as plot_peaks_qc does
+    box = figure.axes[panel].get_window_extent()
+    image = matplotlib.image.imread(tmp_path / "figure.png")
+    rows = image.shape[0]
+    return image[int(rows - box.y1) + 2 : int(rows - box.y0) - 2, int(box.x0) + 2 : int(box.x1) - 2]
+
+
+def test_png_has_three_views_a_colour_key_and_no_temporary_file(tmp_path, volume):
+    path = plot_peaks_qc(tmp_path / "qc.png", *volume, title="peaks")
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     assert path.stat().st_size > MIN_PNG_BYTES
-    image = matplotlib.image.imread(path)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    background, peak_dirs = volume
+    figure = qc_figure(background, peak_dirs, None, (1, 6, 1))
+    assert [axes.get_title() for axes in figure.axes[:3]] == ["axial, z = 1", "coronal, y = 6", "sagittal, x = 1"]
+    key = figure.legends[0]
+    assert [text.get_text() for text in key.get_texts()] == ["along x", "along y", "along z"]
+    assert [tuple(line.get_color()) for line in key.legend_handles] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0),
+                                                                        (0.0, 0.0, 1.0)]
+
+
+def test_axial_view_shows_vertical_green_and_horizontal_red_lines_in_place(tmp_path, volume):
+    image = _panel_pixels(tmp_path, volume, panel=0)
     green_rows, green_cols = coloured_pixels(image, channel=1)
     red_rows, red_cols = coloured_pixels(image, channel=0)
-    assert green_rows.size > 100 and red_rows.size > 50
+    assert green_rows.size > 50 and red_rows.size > 25
     # the +y line is vertical: tall and thin in the image
     assert np.ptp(green_cols) < 0.1 * np.ptp(green_rows)
     assert np.ptp(red_rows) < 0.1 * np.ptp(red_cols)
     # x to the right: the x = 1 line is left of the x = 3..7 line; y up: the y = 6 line is near the top
     assert green_cols.mean() < red_cols.min()
     assert red_rows.mean() < green_rows.mean() - 0.25 * np.ptp(green_rows)
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_sagittal_view_shows_the_y_line_horizontal(tmp_path, volume):
+    image = _panel_pixels(tmp_path, volume, panel=2)  # x = 1: the +y line, seen with y to the right
+    green_rows, green_cols = coloured_pixels(image, channel=1)
+    assert green_rows.size > 50
+    assert np.ptp(green_rows) < 0.1 * np.ptp(green_cols)
+    assert coloured_pixels(image, channel=0)[0].size == 0  # the red line lies at other x
 
 
 def test_png_leaves_matplotlib_global_state_alone(tmp_path, volume):
@@ -72,6 +101,7 @@ def test_busiest_slice_counts_peaks():
     peak_dirs[0, 0, 2, :2] = [1.0, 0.0, 0.0]
     peak_dirs[1, 1, 3, 0] = [0.0, 1.0, 0.0]
     assert busiest_slice(peak_dirs) == 2
+    assert busiest_slice(peak_dirs, axis=0) == 0 and busiest_slice(peak_dirs, axis=1) == 0
     assert busiest_slice(np.zeros((2, 2, 5, 1, 3))) == 2  # no peak: the middle slice
 
 
@@ -93,6 +123,8 @@ def test_peak_segments_geometry_and_dec_colours():
     np.testing.assert_allclose(colours, [[0.0, 1.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], atol=1e-12, rtol=0)
     unit_segments, _ = peak_segments(peak_dirs, None)
     np.testing.assert_allclose(np.linalg.norm(unit_segments[:2, 1] - unit_segments[:2, 0], axis=-1), 2 * h)
+    coronal, _ = peak_segments(peak_dirs, None, in_plane=(0, 2))  # (x, z) components: the z peak is a full line
+    np.testing.assert_allclose(coronal[2], [[2.0, h], [2.0, -h]], atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize(

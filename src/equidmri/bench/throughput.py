@@ -359,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stage is not None:
         save_json(args.child_output, run_stage(args), force=True)
         return 0
+    if args.dwi is not None:  # a damaged or inconsistent input fails here in one line, before any child or output
+        load_dwi(*inputs(args)[1])
     check_report_outputs(args)
     result = start_record(args, dipy=dipy.__version__, numpy=np.__version__)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as workdir:

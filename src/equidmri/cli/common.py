@@ -19,8 +19,11 @@ from typing import Any
 import torch
 
 from equidmri import __version__
+from equidmri.cli.commands import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from equidmri.cli.logs import command_logging
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
+from equidmri.extras import MissingExtraError
 from equidmri.methods import DEFAULT_METHOD, Method, find_method, get_method
 from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
@@ -31,20 +34,48 @@ from equidmri.recon.pipeline import (
     timed, write_outputs,
 )
 from equidmri.recon.train import TrainConfig, TrainingDivergedError
+from equidmri.runtime import THREADS_ENV, ContentionWatch, default_threads
 from equidmri.viz.qc import plot_peaks_qc
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1  # the computation failed (diverged training)
-EXIT_USAGE = 2  # bad input or options, as argparse
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
-USAGE_ERRORS = (ValueError, OSError)  # reported in one line with EXIT_USAGE (OSError: missing/existing files)
+USAGE_ERRORS = (ValueError, OSError, MissingExtraError)  # reported in one line with EXIT_USAGE (OSError: missing
+# or existing files; MissingExtraError: a method whose optional dependency is not installed)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+THREADS_HELP = (f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "
+                "process may use: affinity and cgroup quota)")
+
+
+def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--threads``."""
+    parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
+
+
+def add_verbosity_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-v`` and ``-q``."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="errors only: no warnings, no progress bars (bars are shown only on a terminal)")
+
+
+def set_threads(args: argparse.Namespace) -> int:
+    """Set torch's CPU threads from ``--threads`` or :func:`equidmri.runtime.default_threads`; return them.
+
+    Raises
+    ------
+    ValueError
+        If ``EQUIDMRI_THREADS`` or ``OMP_NUM_THREADS`` is used and is not a positive integer.
+    """
+    threads = args.threads or default_threads()
+    torch.set_num_threads(threads)
+    logger.info("%d CPU thread(s) for torch", threads)
+    return threads
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless ``-q`` or stderr is not a terminal (a log file would get one huge line)."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _bounded(kind: Callable[[str], Any], low: float, high: float = math.inf, *, low_open: bool = False):
@@ -77,21 +108,20 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
                             "(default: computed from the DWI with dipy's median_otsu)")
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """``--out --force --seed --device --threads -v -q``."""
+def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """``--out --force --seed --device --threads -v -q`` (``--seed`` only where something is random)."""
     group = parser.add_argument_group("run")
     group.add_argument("--out", type=Path, required=True, metavar="DIR",
                        help="output directory (created; must be new or empty)")
     group.add_argument("--force", action="store_true",
                        help="write into an existing non-empty output directory, overwriting its files")
-    group.add_argument("--seed", type=int, default=TrainConfig().seed, metavar="INT",
-                       help="seed of the initialisation and patch sampling (default: %(default)s)")
+    if seed:
+        group.add_argument("--seed", type=int, default=TrainConfig().seed, metavar="INT",
+                           help="seed of the initialisation and patch sampling (default: %(default)s)")
     group.add_argument("--device", default="cpu", metavar="DEVICE",
                        help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
-    group.add_argument("--threads", type=positive_int, metavar="N",
-                       help=f"CPU threads for torch (default: all cores, {available_cores()} here)")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_threads_arg(group)
+    add_verbosity_args(group)
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -186,14 +216,14 @@ def peak_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def setup_runtime(args: argparse.Namespace) -> torch.device:
-    """Set torch's thread count and check the device.
+    """Set torch's thread count (:func:`set_threads`) and check the device.
 
     Raises
     ------
     ValueError
-        If ``--device`` is not a torch device or names CUDA on a machine without it.
+        If ``--device`` is not a torch device or names CUDA on a machine without it, or as :func:`set_threads`.
     """
-    torch.set_num_threads(args.threads or available_cores())
+    set_threads(args)
     try:
         device = torch.device(args.device)
     except RuntimeError as error:
@@ -242,7 +272,7 @@ def deconvolve(args: argparse.Namespace, dwi: Path, bvals: Path, bvecs: Path, ma
     check_out_dir(args.out, force=args.force, resume=resume)
     timings: dict[str, float] = {}
     prepared = load_prepared(dwi, bvals, bvecs, mask, timings)
-    progress = not args.quiet
+    progress = show_progress(args)
     if not method.learned:
         with timed(timings, "build"):
             model = get_method(method.name, prepared.gtab, prepared.responses)
@@ -300,16 +330,18 @@ def report_success(record: dict[str, Any], out: Path) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; report a failure in one line on stderr and return its exit code."""
-    try:
-        return args.run(args)
-    except TrainingDivergedError as error:
-        return _fail(args, error, EXIT_FAILURE)
-    except USAGE_ERRORS as error:
-        return _fail(args, error, EXIT_USAGE)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{args.prog}: interrupted\n")
-        return EXIT_INTERRUPTED
+    """Run a parsed subcommand with its logging and a :class:`~equidmri.runtime.ContentionWatch`; report a
+    failure in one line on stderr and return its exit code."""
+    with command_logging(args.verbose, getattr(args, "quiet", False)), ContentionWatch():
+        try:
+            return args.run(args)
+        except TrainingDivergedError as error:
+            return _fail(args, error, EXIT_FAILURE)
+        except USAGE_ERRORS as error:
+            return _fail(args, error, EXIT_USAGE)
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{args.prog}: interrupted\n")
+            return EXIT_INTERRUPTED
 
 
 def _fail(args: argparse.Namespace, error: BaseException, code: int) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    EXIT_OK, add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
+    add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
 )
 
 DESCRIPTION = """\
@@ -21,8 +22,7 @@ before the output directory is created."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``deconv``."""
-    parser = subparsers.add_parser("deconv", help="deconvolve one volume (any method; default: train SHD-TV on it)",
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser("deconv", help=COMMANDS["deconv"], description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
     parser.add_argument("--resume", action="store_true",

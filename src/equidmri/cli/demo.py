@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    EXIT_OK, add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
+    add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
 )
 from equidmri.data import real_volume_paths
 from equidmri.dmri.io import save_json, save_peaks
@@ -14,7 +15,6 @@ from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
 from equidmri.methods import get_method
 from equidmri.recon.pipeline import timed
 
-DEMO_EPOCHS = 150  # training epochs of the demo: under 3 min on 2 CPU cores (README, "What the demo measured")
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
 CSD_METHOD = "CSD (lmax 8)"  # the reference of the agreement (equidmri.methods)
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
@@ -29,12 +29,12 @@ outputs, {CSD_PEAKS}, {CSD_PEAK_VALUES} and {DEMO_JSON} into --out."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``demo``."""
-    parser = subparsers.add_parser("demo", help=f"deconvolve dipy's {DEMO_DATA} and compare with CSD",
+    parser = subparsers.add_parser("demo", help=COMMANDS["demo"],
                                    description=DESCRIPTION)
     add_common_args(parser)
     add_training_args(parser)
     add_output_args(parser)
-    parser.set_defaults(run=run, prog=parser.prog, epochs=DEMO_EPOCHS)
+    parser.set_defaults(run=run, prog=parser.prog)
     return parser
 
 

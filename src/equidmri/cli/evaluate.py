@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from equidmri.cli.common import EXIT_OK
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.dmri.io import AFFINE_ATOL, check_outputs_free, load_nifti_volume, save_json
 from equidmri.eval.metrics import CONE_DEG, THRESHOLDS, at_threshold, score_thresholds
 from equidmri.eval.peak_files import SH_BASES, load_ground_truth, load_peak_field, peaks_from_fod
@@ -24,7 +24,7 @@ with --threshold for the test volume."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate``."""
-    parser = subparsers.add_parser("evaluate", help="score peaks against a phantom's ground truth",
+    parser = subparsers.add_parser("evaluate", help=COMMANDS["evaluate"],
                                    description=DESCRIPTION)
     parser.add_argument("--gt", type=Path, required=True, metavar="DIR",
                         help="phantom volume directory (gt_peaks.nii.gz, mask.nii.gz)")

@@ -12,7 +12,10 @@ import numpy as np
 import torch
 
 from equidmri import __version__
-from equidmri.cli.common import EXIT_OK, add_input_args, available_cores, positive_float, positive_int
+from equidmri.cli.commands import COMMANDS, EXIT_OK
+from equidmri.cli.common import (
+    add_input_args, add_threads_arg, add_verbosity_args, positive_float, positive_int, set_threads, show_progress,
+)
 from equidmri.dmri.io import check_outputs_free, load_dwi, prepare_out_dir, save_json, save_nifti
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
@@ -41,7 +44,7 @@ directions of that shell. Voxels outside the mask are 0."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``fa train`` and ``fa predict``."""
-    parser = subparsers.add_parser("fa", help="FA from clinical 6-direction scans (FCN or spherical CNN)",
+    parser = subparsers.add_parser("fa", help=COMMANDS["fa"],
                                    description=__doc__)
     commands = parser.add_subparsers(dest="fa_command", required=True, metavar="{train,predict}")
     train = commands.add_parser("train", help="train an FA regressor on simulated data", description=TRAIN_DESCRIPTION)
@@ -77,16 +80,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=text)
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help=f"CPU threads for torch (default: all cores, {available_cores()} here)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_threads_arg(parser)
+    add_verbosity_args(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Simulate, train, write ``model.pt`` and ``run.json``."""
     prepare_out_dir(args.out, force=args.force)
-    torch.set_num_threads(args.threads or available_cores())
+    set_threads(args)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
     voxels = simulate_acquisition(tensors, gtab, rng, args.snr)
     model = FAModel(args.model, args.scheme)
     config = FATrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=not args.quiet)
+    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=show_progress(args))
     model.save(args.out / MODEL_FILE)
     seconds = time.perf_counter() - start
     save_json(args.out / RUN_FILE, {"version": __version__, "command": args.prog, "argv": args.argv,
@@ -112,7 +113,7 @@ def run_predict(args: argparse.Namespace) -> int:
     check_outputs_free([args.out], args.force)
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"directory of --out does not exist: {args.out.parent}")
-    torch.set_num_threads(args.threads or available_cores())
+    set_threads(args)
     model = FAModel.load(args.model)
     data = load_dwi(args.dwi, args.bvals, args.bvecs, args.mask)
     gtab = data.gtab()

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from equidmri import __version__
-from equidmri.cli import bench, deconv, demo, evaluate, fa, methods, phantom, predict
-from equidmri.cli.common import run_command
-from equidmri.runtime import retain_freed_memory
-
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+from equidmri.cli.commands import COMMANDS, EXIT_INTERRUPTED
+from equidmri.runtime import retain_freed_memory, set_passive_wait
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``equidmri`` parser with one subparser per command."""
+def build_parser(commands: Iterable[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The ``equidmri`` parser; the subcommands in ``commands`` are built in full (importing their modules),
+    the others only named, with their summary, for the top-level help."""
     parser = argparse.ArgumentParser(prog="equidmri", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (deconv, methods, predict, demo, phantom, evaluate, fa, bench):
-        command.add_parser(subparsers)
+    chosen = set(commands)
+    for name, summary in COMMANDS.items():
+        if name in chosen:
+            importlib.import_module(f"equidmri.cli.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -29,18 +31,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return the exit code.
 
     0 on success, 1 when the computation failed (diverged training), 2 for bad input or options
-    (one line ``equidmri <command>: error: ...`` on stderr, nothing written), 130 when interrupted.
+    (one line ``equidmri <command>: error: ...`` on stderr, nothing written), 130 when interrupted
+    (one line, also during start-up). Only the named subcommand's module is imported, after
+    ``OMP_WAIT_POLICY`` is set (:func:`equidmri.runtime.set_passive_wait`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as stop:  # --help, --version and usage errors; argparse already wrote the message
-        return stop.code if isinstance(stop.code, int) else 0
-    args.argv = argv
-    retain_freed_memory()  # large feature maps reuse freed memory instead of faulting in fresh pages
-    logging.basicConfig(format=LOG_FORMAT)
-    logging.getLogger("equidmri").setLevel(max(logging.DEBUG, logging.WARNING - 10 * args.verbose))
-    return run_command(args)
+        set_passive_wait()
+        command = next((word for word in argv if not word.startswith("-")), None)
+        try:
+            args = build_parser([command] if command in COMMANDS else []).parse_args(argv)
+        except SystemExit as stop:  # --help, --version and usage errors; argparse already wrote the message
+            return stop.code if isinstance(stop.code, int) else 0
+        args.argv = argv
+        retain_freed_memory()  # large feature maps reuse freed memory instead of faulting in fresh pages
+        from equidmri.cli.common import run_command  # noqa: PLC0415 (loads torch: after the parse)
+
+        return run_command(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("equidmri: interrupted\n")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from equidmri.cli.common import EXIT_OK
+from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.methods import DEFAULT_METHOD, METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``methods``."""
-    parser = subparsers.add_parser("methods", help="list the fODF methods of `deconv --method`", description=__doc__)
+    parser = subparsers.add_parser("methods", help=COMMANDS["methods"], description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from equidmri.cli.common import EXIT_OK, positive_float, positive_int
+from equidmri.cli.commands import COMMANDS, EXIT_OK
+from equidmri.cli.common import positive_float, positive_int
 from equidmri.dmri.io import save_json
 from equidmri.sims.dataset import FILES, VOLUMES, write_phantom_set
 from equidmri.sims.synthesis import DIRECTIONS_PER_SHELL, LOW_RES_DIRECTIONS, N_B0, SHELLS
@@ -24,7 +25,7 @@ vectors (X, Y, Z, 3P) like equidmri's peaks.nii.gz; bvecs are FSL convention."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``phantom``."""
-    parser = subparsers.add_parser("phantom", help="write phantoms with ground-truth fibres", description=DESCRIPTION)
+    parser = subparsers.add_parser("phantom", help=COMMANDS["phantom"], description=DESCRIPTION)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument("--seed", type=int, default=0, metavar="INT", help="seed (default: %(default)s)")
     parser.add_argument("--size", type=positive_int, default=40, metavar="VOXELS",

@@ -20,11 +20,12 @@ from dipy.reconst.shm import convert_sh_from_legacy
 from equidmri.dmri.gradients import SHELL_TOL
 from equidmri.dmri.mask import check_mask
 from equidmri.dmri.response import TISSUES, TissueResponses
+from equidmri.extras import require_extra
 from equidmri.sphere.sh import check_lmax
 
 logger = logging.getLogger(__name__)
 
-CSD_LMAX = 8  # maximal SH degree of the fODF; dipy's `sh_order_max` default and DESIGN.md's output degree
+CSD_LMAX = 8  # maximal SH degree of the fODF; dipy's `sh_order_max` default and the degree of fod.nii.gz
 DTI_FIT_METHOD = "WLS"  # weighted least squares; dipy's TensorModel default (Chung et al., NeuroImage 2006)
 
 
@@ -106,7 +107,7 @@ def fit_csd(
     lmax = check_lmax(lmax)
     model = ConstrainedSphericalDeconvModel(gtab, (evals, s0), sh_order_max=lmax)
     logger.debug("dipy CSD (lmax %d) on %d voxels", lmax, int(inside.sum()))
-    legacy_sh = model.fit(dwi, mask=inside).shm_coeff  # descoteaux07, legacy=True (ECOSYSTEM trip-wire 1)
+    legacy_sh = model.fit(dwi, mask=inside).shm_coeff  # descoteaux07 with legacy=True, dipy's default for CSD
     fodf_sh = np.array(convert_sh_from_legacy(legacy_sh, "descoteaux07"), dtype=np.float64)
     fodf_sh[~inside] = 0.0
     return fodf_sh
@@ -148,8 +149,8 @@ def fit_msmt_csd(
     ------
     TypeError, ValueError
         As :func:`fit_csd`; ``ValueError`` also if ``responses`` are single-tissue.
-    ImportError
-        If cvxpy, which dipy's MSMT-CSD needs, is not installed.
+    equidmri.extras.MissingExtraError
+        If cvxpy, which dipy's MSMT-CSD needs, is not installed (the ``baselines`` extra).
 
     References
     ----------
@@ -158,6 +159,7 @@ def fit_msmt_csd(
     _check_dwi(dwi, gtab)
     inside = check_mask(mask, dwi.shape[:3])
     lmax = check_lmax(lmax)
+    require_extra("cvxpy", "baselines", "dipy's MSMT-CSD")
     if responses.tissues != TISSUES:
         raise ValueError(f"MSMT-CSD needs {TISSUES} responses (multi-shell data), got {responses.tissues}")
     rows = [np.column_stack([responses.evals[t], np.full(responses.shells.size, responses.s0[t])])

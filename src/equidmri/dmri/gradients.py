@@ -1,6 +1,6 @@
 """Validated gradient tables, shells and the SH degree each shell supports.
 
-Every b-vector handled here is in the *voxel-axis frame* (DESIGN.md §6): :mod:`equidmri.dmri.io`
+Every b-vector handled here is in the *voxel-axis frame*: :mod:`equidmri.dmri.io`
 converts FSL files once on load. b-values are in s/mm².
 """
 
@@ -17,7 +17,7 @@ B0_THRESHOLD = 50.0  # s/mm², dipy's default (gradient_table b0_threshold): b <
 BVEC_ATOL = 0.01  # dimensionless, dipy gradient_table atol: allowed | ||g|| - 1 | of a DW b-vector
 SHELL_TOL = 20.0  # s/mm², dipy unique_bvals_tolerance default tol
 MIN_SHELL_DIRECTIONS = 6  # an SH fit of degree 2 (6 coefficients) needs this many directions per shell
-LMAX_CAP = 8  # SH degree cap of the per-shell signal fits (DESIGN.md §4)
+LMAX_CAP = 8  # SH degree cap of the per-shell signal fits (the degree of the fODF output and of dipy's CSD default)
 
 __all__ = [
     "B0_THRESHOLD",

@@ -1,6 +1,6 @@
 """The one place that reads and writes files (nibabel, FSL text gradients, JSON).
 
-Frames (DESIGN.md §6): inside the library every orientation is in the *voxel-axis frame*.
+Frames: inside the library every orientation is in the *voxel-axis frame*.
 FSL ``bvecs`` are converted to it once, in :func:`load_dwi`. Files written for users follow MRtrix3:
 SH in ``tournier07`` (``legacy=False``) and peaks, both in world (RAS+) coordinates.
 Every writer is atomic (temporary file in the same directory, then ``os.replace``) and refuses to
@@ -15,7 +15,9 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from dipy.core.gradients import GradientTable
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from equidmri.dmri.gradients import check_gradients, make_gtab
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_rotation_matrix
@@ -33,6 +37,10 @@ AFFINE_ATOL = 1e-4  # mm (and mm per voxel); float32 NIfTI headers round ~200 mm
 TMP_PREFIX = ".tmp-"  # name prefix of the temporary file behind every atomic write
 JSON_INDENT = 2  # spaces
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# what nibabel, gzip and zlib raise on a damaged file: empty or not NIfTI (ImageFileError), a header field
+# out of range (HeaderDataError), a truncated .nii (OSError "Expected N bytes"), a truncated or corrupt
+# .nii.gz (EOFError, zlib.error, gzip.BadGzipFile, an OSError)
+UNREADABLE_NIFTI = (ImageFileError, HeaderDataError, EOFError, zlib.error, OSError, ValueError)
 
 __all__ = [
     "DWIData", "check_outputs_free", "fsl_bvecs_to_voxel", "load_dwi", "load_fod", "load_nifti_volume",
@@ -54,7 +62,7 @@ def fsl_bvecs_to_voxel(bvecs: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Convert FSL b-vectors to the voxel-axis frame: negate x when ``det(affine[:3, :3]) > 0``.
 
     FSL stores b-vectors along the image axes with the first axis negated for a det > 0 affine
-    (MRtrix3 ``src/dwi/gradient.cpp``, ECOSYSTEM.md §2). The map is its own inverse.
+    (MRtrix3 ``src/dwi/gradient.cpp``; FSL's FDT documentation). The map is its own inverse.
 
     Parameters
     ----------
@@ -121,8 +129,28 @@ def _require_files(paths: dict[str, str | os.PathLike | None]) -> None:
             raise FileNotFoundError(f"{what} file not found: {path}")
 
 
+@contextmanager
+def _reading_nifti(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn the errors of reading a damaged NIfTI file into one ``ValueError`` naming the file.
+
+    Raises
+    ------
+    ValueError
+        If the block raised one of ``UNREADABLE_NIFTI`` (a missing file is checked before, by the caller).
+    """
+    try:
+        yield
+    except UNREADABLE_NIFTI as error:
+        reason = str(error).strip() or type(error).__name__
+        raise ValueError(f"cannot read the {what} {os.fspath(path)} as NIfTI: "
+                         f"{reason}") from error
+
+
 def _read_table(path: Path) -> np.ndarray:
-    text = re.sub(r"[\t,]", " ", path.read_text())  # FSL files may be tab- or comma-separated
+    try:
+        text = re.sub(r"[\t,]", " ", path.read_text())  # FSL files may be tab- or comma-separated
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a text file of numbers ({error.reason} at byte {error.start})") from error
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # numpy warns on an empty file
@@ -148,8 +176,8 @@ def _read_bvecs(path: Path) -> np.ndarray:
     raise ValueError(f"bvecs file {path} must have 3 rows (FSL) or 3 columns, got shape {table.shape}")
 
 
-def load_nifti_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NIfTI image: ``(data, affine)``.
+def load_nifti_volume(path: str | os.PathLike, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI image: ``(data, affine)``; ``what`` names it in errors (e.g. ``"mask"``).
 
     Returns
     -------
@@ -162,10 +190,13 @@ def load_nifti_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    ValueError
+        If the file is empty, truncated, not NIfTI, or has a damaged header.
     """
     _require_files({"NIfTI": path})
-    img = nib.load(os.fspath(path))
-    return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
+    with _reading_nifti(path, what):
+        img = nib.load(os.fspath(path))
+        return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,7 +246,7 @@ class DWIData:
 
 
 def _load_mask(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    data, mask_affine = load_nifti_volume(path)
+    data, mask_affine = load_nifti_volume(path, "mask")
     if data.shape != shape:
         raise ValueError(f"mask must be 3D with the DWI's spatial shape {shape}, got {data.shape} from {path}")
     if not np.allclose(mask_affine, affine, rtol=0.0, atol=AFFINE_ATOL):
@@ -255,12 +286,14 @@ def load_dwi(
     FileNotFoundError
         Naming the first missing input file.
     ValueError
-        If the image is not 4D; the b-value count, b-vector count and number of volumes differ;
-        a gradient file cannot be parsed; the gradients fail validation; or the mask is not 3D with
-        the DWI's spatial shape and affine.
+        If an image is empty, truncated, not NIfTI or has a damaged header; the image is not 4D;
+        the b-value count, b-vector count and number of volumes differ; a gradient file cannot be
+        parsed; the gradients fail validation; or the mask is not 3D with the DWI's spatial shape and
+        affine.
     """
     _require_files({"DWI": dwi_path, "bvals": bvals_path, "bvecs": bvecs_path, "mask": mask_path})
-    img = nib.load(os.fspath(dwi_path))
+    with _reading_nifti(dwi_path, "DWI"):
+        img = nib.load(os.fspath(dwi_path))
     if len(img.shape) != 4:
         raise ValueError(f"needs a 4D image (X, Y, Z, N), got shape {img.shape} from {dwi_path}")
     bvals, bvecs = _read_bvals(Path(bvals_path)), _read_bvecs(Path(bvecs_path))
@@ -273,7 +306,8 @@ def load_dwi(
     bvals, bvecs = check_gradients(bvals, fsl_bvecs_to_voxel(bvecs, affine))
     mask = None if mask_path is None else _load_mask(mask_path, tuple(img.shape[:3]), affine)
 
-    dwi = img.get_fdata(dtype=np.float32)
+    with _reading_nifti(dwi_path, "DWI"):
+        dwi = img.get_fdata(dtype=np.float32)
     valid = np.all(np.isfinite(dwi), axis=-1)
     n_nonfinite = int(np.count_nonzero(~valid))
     if n_nonfinite:

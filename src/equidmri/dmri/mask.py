@@ -6,7 +6,7 @@ import numpy as np
 from dipy.core.gradients import GradientTable
 from dipy.segment.mask import median_otsu
 
-MEDIAN_RADIUS = 2  # voxels; gives 303 voxels on dipy's small_64D (ECOSYSTEM.md §1), dipy's default is 4
+MEDIAN_RADIUS = 2  # voxels; gives 303 voxels on dipy's small_64D (tests/dmri/test_mask.py), dipy's default is 4
 NUMPASS = 1  # median filter passes; dipy's default is 4
 
 __all__ = ["MEDIAN_RADIUS", "NUMPASS", "check_mask", "compute_mask"]

@@ -1,8 +1,8 @@
 """Network inputs: b0-normalised signal, per-shell SH fits evaluated on a HEALPix grid.
 
-DESIGN.md §1, §4: normalise the DWI by the WM response's b=0 signal; fit even-order SH per shell
-(degree ``min(8, largest the shell's direction count supports)``) and evaluate it on the network's
-grid (HEALPix V+ for SHD); the b=0 signal enters as a constant channel.
+As Elaldi, Gerig & Dey (NeurIPS 2024, §4 and App. C.2): normalise the DWI by the WM response's b=0
+signal; fit even-order SH per shell (degree ``min(8, largest the shell's direction count supports)``)
+and evaluate it on the network's grid (HEALPix V+ for SHD); the b=0 signal enters as a constant channel.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 
 from equidmri.dmri.gradients import LMAX_CAP, Shells, max_sh_order
 from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
+
+LISTED_SHELLS = 5  # shells named in the one "SH degree lowered" warning; the others are counted
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +89,19 @@ def build_sampler(bvecs: np.ndarray, shells: Shells, vertices: np.ndarray, lmax_
         raise ValueError("no b=0 volume: the signal cannot be normalised")
     operator = np.zeros((1 + shells.bvals.size, len(vertices), bvecs.shape[0]))
     operator[0][:, b0] = 1.0 / b0.sum()
-    shell_lmax = []
+    shell_lmax, lowered = [], []
     for s, bval in enumerate(shells.bvals):
         members = np.flatnonzero(shells.index == s)
         lmax = max_sh_order(members.size, lmax_cap)
         if lmax < lmax_cap:
-            warnings.warn(
-                f"shell b={bval:.0f} s/mm² has {members.size} directions: SH degree lowered from {lmax_cap} to {lmax}",
-                stacklevel=2,
-            )
+            lowered.append(f"b={bval:.0f} ({members.size} directions, degree {lmax})")
         operator[1 + s][:, members] = sh_matrix(vertices, lmax, "descoteaux07") @ sh_fit_matrix(
             bvecs[members], lmax, "descoteaux07"
         )
         shell_lmax.append(lmax)
+    if lowered:
+        listed = ", ".join(lowered[:LISTED_SHELLS]) + (", ..." if len(lowered) > LISTED_SHELLS else "")
+        warnings.warn(f"SH degree lowered from {lmax_cap} on {len(lowered)} of {shells.bvals.size} shell(s) with "
+                      f"too few directions: {listed} (b in s/mm²)", stacklevel=2)
     logger.info("per-shell SH degrees: %s", dict(zip(shells.bvals.round().tolist(), shell_lmax)))
     return SphereSampler(operator=operator, shell_lmax=tuple(shell_lmax))

@@ -9,7 +9,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-CONE_DEG = 25.0  # degrees; the matching cone of the Daducci et al. (IEEE TMI 2014) protocol, as in DESIGN.md sec. 5
+CONE_DEG = 25.0  # degrees; the matching cone of the Daducci et al. (IEEE TMI 2014) protocol, as the SHD paper uses it
 MAX_AXIS_ANGLE_DEG = 90.0  # degrees; the largest antipodal angle between two axes
 
 

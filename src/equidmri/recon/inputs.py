@@ -23,7 +23,7 @@ class SampledInputs:
     dwi : ndarray, shape ``(X, Y, Z, N)`` float32
         DWI divided by the WM b=0 response (dimensionless), volumes in the sampler's order.
     sampler : SphereSampler
-        Per-shell SH interpolation onto the network's grid (DESIGN.md §4).
+        Per-shell SH interpolation onto the network's grid (:func:`equidmri.dmri.preprocess.build_sampler`).
 
     Raises
     ------

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.ndimage import affine_transform, map_coordinates
 from scipy.spatial.transform import Rotation
 
+from equidmri.extras import require_extra
 from equidmri.sphere.healpix import pixel_centres
 
 SLICE = 16  # voxels per edge of a slice (and of the cube that is rotated)
@@ -52,10 +53,15 @@ class DigitVolumes:
 
 
 def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 digits: ``images (1797, 8, 8)`` float64 in [0, 1] and ``targets (1797,)`` 0-9."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's 8x8 digits: ``images (1797, 8, 8)`` float64 in [0, 1] and ``targets (1797,)`` 0-9.
 
-    digits = load_digits()
+    Raises
+    ------
+    equidmri.extras.MissingExtraError
+        If scikit-learn is not installed (the ``bench`` extra).
+    """
+    datasets = require_extra("sklearn.datasets", "bench", "the R³×S² MNIST stand-in", package="scikit-learn")
+    digits = datasets.load_digits()
     return digits.images / DIGIT_MAX, digits.target.astype(np.int64)
 
 

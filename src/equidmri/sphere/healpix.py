@@ -1,13 +1,14 @@
 """HEALPix pixel centres in NESTED ordering (healpy), antipodes and exact grid symmetries.
 
 NESTED ordering gives the pooling hierarchy: the parent of pixel ``c`` at ``nside // 2`` is ``c // 4``.
+healpy is imported on first use: it loads matplotlib and astropy (about 1 s), which ``equidmri <command>
+--help`` should not wait for.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-import healpy as hp
 import numpy as np
 
 SYMMETRY_ATOL = 1e-9  # max distance between a rotated centre and its image pixel for an exact symmetry
@@ -22,11 +23,13 @@ def check_nside(nside: int) -> int:
 
 def npix(nside: int) -> int:
     """Number of HEALPix pixels, ``12 * nside**2`` (nside 8 -> 768)."""
-    return int(hp.nside2npix(check_nside(nside)))
+    return 12 * check_nside(nside) ** 2
 
 
 @lru_cache(maxsize=16)
 def _centres(nside: int) -> np.ndarray:
+    import healpy as hp  # noqa: PLC0415 (deferred: see the module docstring)
+
     vectors = np.array(hp.pix2vec(nside, np.arange(npix(nside)), nest=True)).T
     vectors.setflags(write=False)
     return vectors
@@ -39,6 +42,8 @@ def pixel_centres(nside: int) -> np.ndarray:
 
 def pixel_of(nside: int, directions: np.ndarray) -> np.ndarray:
     """NESTED index of the pixel containing each direction, shape ``(M,)`` int64."""
+    import healpy as hp  # noqa: PLC0415 (deferred: see the module docstring)
+
     directions = np.asarray(directions, dtype=np.float64)
     return np.asarray(hp.vec2pix(check_nside(nside), *directions.T, nest=True), dtype=np.int64)
 

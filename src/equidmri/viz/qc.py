@@ -1,4 +1,4 @@
-"""Quality-control figure: fODF peaks drawn over an axial slice of a scalar map.
+"""Quality-control figure: fODF peaks drawn over three orthogonal slices of a scalar map, with a colour key.
 
 Built on ``matplotlib.figure.Figure`` with an Agg canvas, never ``pyplot``: nothing global
 (backend, open-figure registry, rcParams) changes for the caller.
@@ -14,13 +14,19 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 logger = logging.getLogger(__name__)
 
 PEAK_HALF_LENGTH = 0.45  # voxels; a full-length peak spans 0.9 voxel, so neighbouring lines do not touch
 PEAK_LINE_WIDTH = 1.5  # points
-FIGURE_WIDTH = 6.0  # inches, including the colour bar
-FIGURE_HEIGHT_RANGE = (3.0, 12.0)  # inches; the height follows the slice's aspect ratio within this range
+PANEL_WIDTH = 4.0  # inches per view
+FIGURE_HEIGHT_RANGE = (3.5, 9.0)  # inches; the height follows the tallest view's aspect ratio within this range
+LEGEND_HEIGHT = 0.6  # inches below the views for the colour key
+# the three views: (name, axis held fixed, in-plane axes (horizontal, vertical)), voxel axes x=0, y=1, z=2
+VIEWS = (("axial", 2, (0, 1)), ("coronal", 1, (0, 2)), ("sagittal", 0, (1, 2)))
+AXIS_NAMES = "xyz"
+COLOUR_KEY = (((1.0, 0.0, 0.0), "x"), ((0.0, 1.0, 0.0), "y"), ((0.0, 0.0, 1.0), "z"))  # RGB = (|x|, |y|, |z|)
 DPI = 150  # dots per inch of the PNG
 BACKGROUND_CMAP = "gray"
 TMP_PREFIX = ".tmp-"  # name prefix of the temporary file behind the atomic write (as in dmri/io.py)
@@ -60,27 +66,33 @@ def _check_inputs(
             raise ValueError(f"slice_index must be in [0, {background.shape[2] - 1}], got {slice_index}")
 
 
-def busiest_slice(peak_dirs: np.ndarray) -> int:
-    """Axial index z with the most peaks, shape ``(X, Y, Z, P, 3)`` input; the middle slice if none."""
-    counts = np.any(peak_dirs != 0, axis=-1).sum(axis=(0, 1, 3))  # (Z,)
-    return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[2] // 2
+def busiest_slice(peak_dirs: np.ndarray, axis: int = 2) -> int:
+    """Index along ``axis`` (2: axial z) of the slice with the most peaks, ``(X, Y, Z, P, 3)`` input; the
+    middle slice if there is no peak."""
+    others = tuple(a for a in (0, 1, 2, 3) if a != axis)
+    counts = np.any(peak_dirs != 0, axis=-1).sum(axis=others)
+    return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[axis] // 2
 
 
-def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Line segments and DEC colours of the peaks of one axial slice.
+def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None,
+                  in_plane: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments and DEC colours of the peaks of one slice.
 
     Parameters
     ----------
-    peak_dirs : ndarray, shape ``(X, Y, P, 3)``
-        Peak directions in the voxel-axis frame, zeros where there is no peak.
-    peak_values : ndarray, shape ``(X, Y, P)``, optional
+    peak_dirs : ndarray, shape ``(A, B, P, 3)``
+        Peak directions in the voxel-axis frame over the slice's two voxel axes, zeros where there is no peak.
+    peak_values : ndarray, shape ``(A, B, P)``, optional
         Peak amplitudes; lengths are scaled by the value relative to the slice maximum.
         Default: every peak has full length.
+    in_plane : (int, int)
+        The direction components along the slice's axes A and B: ``(0, 1)`` for an axial slice (x, y),
+        ``(0, 2)`` coronal (x, z), ``(1, 2)`` sagittal (y, z).
 
     Returns
     -------
     segments : ndarray, shape ``(L, 2, 2)`` float64
-        End points ``(x, y)`` in voxel coordinates: the in-plane projection of each peak, centred on
+        End points ``(a, b)`` in voxel coordinates: the in-plane projection of each peak, centred on
         its voxel, ``2 * PEAK_HALF_LENGTH`` voxels long at full length.
     colours : ndarray, shape ``(L, 3)`` float64
         RGB = (|x|, |y|, |z|) of the unit direction (directionally encoded colour, as in dipy/MRtrix).
@@ -95,7 +107,7 @@ def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None) -> tupl
         largest = peak_values[present].max(initial=0.0)
         scale = peak_values[present] / largest if largest > 0 else np.zeros(len(units))
     centres = np.stack([x_index, y_index], axis=-1).astype(np.float64)
-    half = (PEAK_HALF_LENGTH * scale)[:, None] * units[:, :2]
+    half = (PEAK_HALF_LENGTH * scale)[:, None] * units[:, list(in_plane)]
     return np.stack([centres - half, centres + half], axis=1), np.abs(units)
 
 
@@ -111,6 +123,37 @@ def save_png(figure: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
+def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.ndarray | None,
+              centre: tuple[int, int, int], *, title: str = "", background_label: str = "FA") -> Figure:
+    """The QC figure: axial, coronal and sagittal slices through ``centre`` with their peaks, a colour bar
+    of the background and a key of the direction colours (inputs as :func:`plot_peaks_qc`, checked there)."""
+    shape = background.shape
+    aspect = max(shape[vertical] / shape[horizontal] for _, _, (horizontal, vertical) in VIEWS)
+    height = float(np.clip(PANEL_WIDTH * aspect, *FIGURE_HEIGHT_RANGE)) + LEGEND_HEIGHT
+    figure = Figure(figsize=(PANEL_WIDTH * len(VIEWS), height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(1, len(VIEWS))
+    low, high = float(background.min()), float(background.max())
+    for axes, (name, fixed, in_plane) in zip(panels, VIEWS):
+        index = [slice(None)] * 3
+        index[fixed] = centre[fixed]
+        image = axes.imshow(background[tuple(index)].T, origin="lower", cmap=BACKGROUND_CMAP,
+                            interpolation="nearest", vmin=low, vmax=high)
+        values = None if peak_values is None else peak_values[tuple(index)]
+        segments, colours = peak_segments(peak_dirs[tuple(index)], values, in_plane)
+        axes.add_collection(LineCollection(segments, colors=colours, linewidths=PEAK_LINE_WIDTH), autolim=False)
+        axes.set_xlabel(f"{AXIS_NAMES[in_plane[0]]} (voxel)")
+        axes.set_ylabel(f"{AXIS_NAMES[in_plane[1]]} (voxel)")
+        axes.set_title(f"{name}, {AXIS_NAMES[fixed]} = {centre[fixed]}")
+    figure.colorbar(image, ax=list(panels), label=background_label, shrink=0.8)
+    key = [Line2D([], [], color=rgb, linewidth=3 * PEAK_LINE_WIDTH, label=f"along {axis}") for rgb, axis in COLOUR_KEY]
+    figure.legend(handles=key, loc="outside lower center", ncols=len(key), frameon=False,
+                  title="peak colour = (|x|, |y|, |z|) of its direction, voxel axes; oblique peaks mix the colours")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
 def plot_peaks_qc(
     path: str | os.PathLike,
     background: np.ndarray,
@@ -121,11 +164,12 @@ def plot_peaks_qc(
     title: str = "",
     background_label: str = "FA",
 ) -> Path:
-    """Save a PNG of peak lines over one axial slice of a scalar map.
+    """Save a PNG of peak lines over an axial, a coronal and a sagittal slice of a scalar map.
 
-    The slice ``background[:, :, z]`` is shown in grey with x to the right and y up (voxel axes,
-    ``imshow(slice.T, origin="lower")``), with a colour bar. Each peak is a line through its voxel
-    centre along the in-plane projection of its direction, coloured (|x|, |y|, |z|).
+    Each slice is shown in grey (one grey scale for the three) with voxel axes increasing to the right
+    and up (axial: x, y; coronal: x, z; sagittal: y, z), with a colour bar. Each peak is a line through
+    its voxel centre along the in-plane projection of its direction, coloured (|x|, |y|, |z|), and a key
+    below the views names the colours. Each view shows the slice with the most peaks along its axis.
 
     Parameters
     ----------
@@ -137,12 +181,12 @@ def plot_peaks_qc(
     peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
         Peak directions in the voxel-axis frame, zeros where there is no peak.
     peak_values : ndarray, shape ``(X, Y, Z, P)``, optional
-        Peak amplitudes (>= 0); line length is proportional to value / slice maximum. Default:
+        Peak amplitudes (>= 0); line length is proportional to value / the slice's maximum. Default:
         every line has the full length of 0.9 voxel.
     slice_index : int, optional
         Axial slice z. Default: the slice with the most peaks (the middle slice if there are none).
     title : str
-        Figure title; the slice index is appended.
+        Figure title.
     background_label : str
         Label of the colour bar.
 
@@ -163,23 +207,9 @@ def plot_peaks_qc(
     """
     path = Path(path)
     _check_inputs(path, background, peak_dirs, peak_values, slice_index)
-    z = busiest_slice(peak_dirs) if slice_index is None else int(slice_index)
-    segments, colours = peak_segments(
-        peak_dirs[:, :, z], None if peak_values is None else peak_values[:, :, z]
-    )
-
-    n_x, n_y = background.shape[:2]
-    height = float(np.clip(FIGURE_WIDTH * n_y / n_x, *FIGURE_HEIGHT_RANGE))
-    figure = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(background[:, :, z].T, origin="lower", cmap=BACKGROUND_CMAP, interpolation="nearest")
-    axes.add_collection(LineCollection(segments, colors=colours, linewidths=PEAK_LINE_WIDTH), autolim=False)
-    figure.colorbar(image, ax=axes, label=background_label)
-    axes.set_xlabel("x (voxel)")
-    axes.set_ylabel("y (voxel)")
-    axes.set_title(f"{title} (z = {z})" if title else f"z = {z}")
-
+    x, y, z = (busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
+    centre = (x, y, z if slice_index is None else int(slice_index))
+    figure = qc_figure(background, peak_dirs, peak_values, centre, title=title, background_label=background_label)
     save_png(figure, path, DPI)
-    logger.info("wrote %s (%d peak lines, z = %d)", path, len(segments), z)
+    logger.info("wrote %s (views through voxel %s)", path, centre)
     return path

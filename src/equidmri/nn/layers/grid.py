@@ -50,7 +50,8 @@ class SphereGrid:
     def pool_index(self) -> np.ndarray:
         """For each pixel of the coarser grid, the positions of its 4 NESTED children, shape ``(V/4, 4)``.
 
-        On V+ a child outside V+ is read through its antipode (exact for symmetric signals; DESIGN §2).
+        On V+ a child outside V+ is read through its antipode (exact for symmetric signals; Elaldi, Gerig &
+        Dey, NeurIPS 2024, App. A.1).
         """
         parents = self.coarser().pixels
         children = 4 * parents[:, None] + np.arange(4)[None, :]

@@ -1,0 +1,108 @@
+"""``equidmri bench cli``: how long the command line takes to answer ``--help`` and argument errors.
+
+Each case runs ``python -m equidmri.cli.main ARGS`` in a fresh process ``--repeats`` times and records the
+wall time from start to exit (interpreter start, imports, parsing; nothing is computed: every case stops
+at a help text or a usage error). With ``--baseline-src DIR`` the same cases also run with ``DIR`` (the
+``src/`` directory of another checkout, e.g. the commit before a change) first on ``PYTHONPATH``,
+interleaved run by run, so that both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
+from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
+
+NAME = "cli"
+CASES = (  # command lines after `equidmri`: help texts and a usage error (a required option missing)
+    ("--help",), ("--version",), ("deconv", "--help"), ("deconv",), ("predict", "--help"), ("demo", "--help"),
+    ("fa", "predict", "--help"), ("evaluate", "--help"), ("bench", "--help"),
+)
+QUICK_CASES = (("--help",), ("deconv",))
+DEFAULT_REPEATS = 5
+QUICK_REPEATS = 1
+TARGET_S = 1.0  # s: "well under a second" (issue 22)
+
+
+def time_command(argv: tuple[str, ...], python_path: Path | None) -> tuple[float, int]:
+    """Wall seconds and exit code of one ``python -m equidmri.cli.main *argv`` (output discarded)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv], env=child_env(python_path),
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start, done.returncode
+
+
+def measure(cases: tuple[tuple[str, ...], ...], repeats: int, baseline: Path | None) -> list[dict[str, Any]]:
+    """One row per case: exit code and run times of this checkout (and of ``baseline``), medians in s."""
+    sources = {"current": None} if baseline is None else {"current": None, "baseline": baseline}
+    rows = []
+    for argv in cases:
+        row: dict[str, Any] = {"argv": list(argv)}
+        times: dict[str, list[float]] = {name: [] for name in sources}
+        for _ in range(repeats):
+            for name, path in sources.items():
+                seconds, code = time_command(argv, path)
+                times[name].append(round(seconds, 4))
+                row[f"{name}_exit_code"] = code
+        for name, values in times.items():
+            row[f"{name}_times_s"] = values
+            row[f"{name}_median_s"] = round(statistics.median(values), 4)
+        rows.append(row)
+    return rows
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The results page: one row per command line, with the baseline's column when there is one."""
+    compare = record["settings"]["baseline_src"] is not None
+    lines = [*header_lines("Command-line start-up: help texts and argument errors", record),
+             f"Median wall time of {record['settings']['repeats']} fresh processes per command line "
+             f"(`python -m equidmri.cli.main ...`; interpreter start, imports, parsing). Target: well under "
+             f"{TARGET_S:g} s.", ""]
+    if compare:
+        lines += [f"Baseline: `{record['settings']['baseline_src']}` first on `PYTHONPATH`, run alternately with "
+                  "the current checkout.", "",
+                  "| command | exit | current (s) | baseline (s) | speed-up |", "|---|---|---|---|---|"]
+    else:
+        lines += ["| command | exit | median (s) |", "|---|---|---|"]
+    for row in record["rows"]:
+        command = " ".join(["equidmri", *row["argv"]])
+        cells = [f"`{command}`", str(row["current_exit_code"]), fmt(row["current_median_s"], ".2f")]
+        if compare:
+            cells += [fmt(row["baseline_median_s"], ".2f"),
+                      f"{row['baseline_median_s'] / row['current_median_s']:.1f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time every case (``--quick``: two cases, one run each) and write the JSON record and the page."""
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    check_baseline(args)
+    check_report_outputs(args)
+    cases, repeats = (QUICK_CASES, QUICK_REPEATS) if args.quick else (CASES, args.repeats)
+    record = start_record(args)
+    record["settings"] = {"repeats": repeats, "baseline_src": args.baseline_src, "target_s": TARGET_S}
+    record["rows"] = measure(cases, repeats, args.baseline_src)
+    write_report(args, record, render_markdown(record))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench cli``."""
+    parser = subparsers.add_parser(NAME, help="start-up time of --help and argument errors", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_report_args(parser, NAME, f"two command lines, {QUICK_REPEATS} run each")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
+                        help="fresh processes per command line (default: %(default)s)")
+    add_baseline_arg(parser, "time its command line alongside")
+    parser.set_defaults(run=run, prog=parser.prog)
+    return parser

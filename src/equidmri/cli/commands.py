@@ -1,0 +1,21 @@
+"""The subcommands of ``equidmri`` with their one-line summaries, and the exit codes, known without importing torch.
+
+Each name is the module ``equidmri.cli.<name>``; :mod:`equidmri.cli.main` imports only the one asked for,
+so that ``equidmri --help`` and a mistyped command answer without loading torch.
+"""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the computation failed (diverged training)
+EXIT_USAGE = 2  # bad input or options, as argparse
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+
+COMMANDS = {
+    "deconv": "deconvolve one volume (any method; default: train SHD-TV on it)",
+    "methods": "list the fODF methods of `deconv --method`",
+    "predict": "deconvolve a volume with a trained network",
+    "demo": "deconvolve dipy's small_64D and compare with CSD",
+    "phantom": "write phantoms with ground-truth fibres",
+    "evaluate": "score peaks against a phantom's ground truth",
+    "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
+    "bench": "benchmarks and experiments (results into --out DIR)",
+}

@@ -1,0 +1,50 @@
+"""Optional dependencies: the pip extras that bring them, and one error that names the extra.
+
+``pip install equidmri`` installs what ``deconv``, ``predict``, ``demo``, ``fa`` and ``evaluate`` need.
+Dependencies used only by a baseline or a benchmark are extras (``pyproject.toml``):
+
+- ``baselines``: cvxpy, the solver of dipy's MSMT-CSD (:func:`equidmri.dmri.baselines.fit_msmt_csd`);
+- ``bench``: scikit-learn, whose bundled digits stand in for MNIST (:mod:`equidmri.sims.digits`), and the
+  ``baselines`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the pip extra that installs it."""
+
+
+def require_extra(module: str, extra: str, purpose: str, package: str | None = None) -> ModuleType:
+    """Import ``module``, or say which extra installs it.
+
+    Parameters
+    ----------
+    module : str
+        Importable name, e.g. ``"cvxpy"``.
+    extra : str
+        The equidmri extra that installs it, e.g. ``"baselines"``.
+    purpose : str
+        What needs it, for the message, e.g. ``"dipy's MSMT-CSD"``.
+    package : str, optional
+        Its name on PyPI where that differs from ``module`` (``"scikit-learn"`` for ``sklearn.datasets``).
+
+    Returns
+    -------
+    ModuleType
+        The imported module.
+
+    Raises
+    ------
+    MissingExtraError
+        If ``module`` cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtraError(
+            f"{purpose} needs {package or module}, which is not installed: pip install 'equidmri[{extra}]'"
+        ) from error
