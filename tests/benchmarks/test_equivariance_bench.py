@@ -54,8 +54,12 @@ def test_voxelwise_so3_keeps_both(layer_errors):
 def test_quick_run_writes_every_cell_the_sweep_and_the_figure(tmp_path):
     result, markdown, _ = run_bench("equivariance", ["--quick", "--threads", "2"], tmp_path)
     cells = {(r["operator"], r["level"], r["transform"]) for r in result["records"]}
-    assert cells == {(o, level, t) for o in OPERATORS for level in ("layer", "unet")
-                     for t in ("grid", "voxel", "both", "grid-trilinear")}
+    assert cells == {
+        (o, level, t)
+        for o in OPERATORS
+        for level in ("layer", "unet")
+        for t in ("grid", "voxel", "both", "grid-trilinear")
+    }
     for record in result["records"]:
         assert set(record) == {"operator", "level", "transform", "error_mean", "error_std", "n"}
         assert record["n"] == 1 and record["error_mean"] >= 0

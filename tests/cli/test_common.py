@@ -31,14 +31,17 @@ def test_default_options_build_the_library_defaults():
     assert method.network_config == NetworkConfig()
 
 
-@pytest.mark.parametrize(("extra", "expected_tv"), [
-    ((), LossWeights().tv),
-    (("--method", "shd"), 0.0),
-    (("--method", "SHD", "--lambda-tv", "0.25"), 0.25),
-    (("--method", "rt-esd"), 0.0),
-    (("--method", "cnn-tv"), LossWeights().tv),
-    (("--model", "cnn"), 0.0),  # the deprecated alias
-])
+@pytest.mark.parametrize(
+    ("extra", "expected_tv"),
+    [
+        ((), LossWeights().tv),
+        (("--method", "shd"), 0.0),
+        (("--method", "SHD", "--lambda-tv", "0.25"), 0.25),
+        (("--method", "rt-esd"), 0.0),
+        (("--method", "cnn-tv"), LossWeights().tv),
+        (("--model", "cnn"), 0.0),  # the deprecated alias
+    ],
+)
 def test_lambda_tv_default_is_the_methods_own(extra, expected_tv):
     assert _learned(_parse(*extra)).train_config.weights.tv == expected_tv
 
@@ -49,11 +52,20 @@ def test_method_names_are_case_insensitive_and_csd_takes_any_lmax():
     assert _parse("--model", "rt-esd").model == "RT-ESD"
 
 
-@pytest.mark.parametrize("option", [
-    ["--epochs", "0"], ["--lr", "0"], ["--lambda-nn", "-1"], ["--relative-peak-threshold", "1.5"],
-    ["--min-separation-angle", "91"], ["--npeaks", "0"], ["--threads", "0"], ["--model", "csd"],
-    ["--method", "NoSuchMethod"],
-])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--lr", "0"],
+        ["--lambda-nn", "-1"],
+        ["--relative-peak-threshold", "1.5"],
+        ["--min-separation-angle", "91"],
+        ["--npeaks", "0"],
+        ["--threads", "0"],
+        ["--model", "csd"],
+        ["--method", "NoSuchMethod"],
+    ],
+)
 def test_out_of_range_option_is_a_usage_error(option, capsys):
     with pytest.raises(SystemExit) as stop:
         _parse(*option)

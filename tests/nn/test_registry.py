@@ -23,9 +23,16 @@ def test_registry_names():
     assert sorted(MODELS) == NAMES
 
 
-@pytest.mark.parametrize(("name", "cls", "kernel_sizes", "radius"), [
-    ("esd", SHDUNet, (1, 1), 0), ("concat-esd", SHDUNet, (1, 1), 1), ("cnn", SHUNet, (3, 1), 4),
-    ("mlp", SHUNet, (1, 1), 0), ("shd", SHDUNet, (3, 1), 4)])
+@pytest.mark.parametrize(
+    ("name", "cls", "kernel_sizes", "radius"),
+    [
+        ("esd", SHDUNet, (1, 1), 0),
+        ("concat-esd", SHDUNet, (1, 1), 1),
+        ("cnn", SHUNet, (3, 1), 4),
+        ("mlp", SHUNet, (1, 1), 0),
+        ("shd", SHDUNet, (3, 1), 4),
+    ],
+)
 def test_baselines_fix_their_spatial_kernels(name, cls, kernel_sizes, radius):
     net = build_model(name, **CONFIG)
     assert type(net) is cls and net.kernel_sizes == kernel_sizes and net.receptive_radius == radius

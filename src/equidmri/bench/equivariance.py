@@ -37,10 +37,13 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.bench.report import (
-    add_report_args, header_lines, start_figure_report, write_report,
+    add_report_args,
+    header_lines,
+    start_figure_report,
+    write_report,
 )
 from equidmri.eval.equivariance import LMAX_IN, LMAX_OUT, SH_BASIS, TRANSFORMS, draw_sample, equivariance_errors
-from equidmri.nn.layers import NeighboursAsChannels, SHSpatialConv, SphereGrid, SpatioSphericalConv
+from equidmri.nn.layers import NeighboursAsChannels, SHSpatialConv, SpatioSphericalConv, SphereGrid
 from equidmri.nn.models import build_model
 from equidmri.sphere.graph import N_NEIGHBOURS, SIGMA_SCALE, chebyshev_polynomials, hemisphere_laplacian
 from equidmri.viz.results import BarPanel, plot_bar_panels
@@ -48,6 +51,7 @@ from equidmri.viz.results import BarPanel, plot_bar_panels
 logger = logging.getLogger(__name__)
 
 NAME = "equivariance"
+
 
 @dataclass(frozen=True)
 class Operator:
@@ -61,8 +65,9 @@ class Operator:
 
 
 def _spatio_spherical(kernel_size: int) -> Callable[[int, int, SphereGrid], nn.Module]:
-    return lambda c_in, c_out, grid: SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER,
-                                                         kernel_size=kernel_size)
+    return lambda c_in, c_out, grid: SpatioSphericalConv(
+        c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=kernel_size
+    )
 
 
 def _concat(c_in: int, c_out: int, grid: SphereGrid) -> nn.Module:
@@ -121,8 +126,14 @@ def build_unet(operator: str, nside: int, widths: tuple[int, ...]) -> tuple[call
     hide every error, so the head gets the He initialisation of the other layers and a zero bias.
     """
     kernel_sizes = (3,) + (1,) * (len(widths) - 1)
-    net = build_model(OPERATORS[operator].unet, in_channels=UNET_IN_CHANNELS, nside=nside, widths=widths,
-                      kernel_sizes=kernel_sizes, cheb_order=CHEB_ORDER)
+    net = build_model(
+        OPERATORS[operator].unet,
+        in_channels=UNET_IN_CHANNELS,
+        nside=nside,
+        widths=widths,
+        kernel_sizes=kernel_sizes,
+        cheb_order=CHEB_ORDER,
+    )
     with torch.no_grad():
         weight = net.head.weight
         weight.copy_(torch.randn_like(weight) * math.sqrt(2.0 * weight.shape[-1] / weight.numel()))
@@ -162,8 +173,13 @@ def spherical_filter(eigvals: np.ndarray, eigvecs: np.ndarray) -> callable:
     return apply
 
 
-def sweep(nside: int, samples: int, seed: int, scales: tuple[float, ...] = SIGMA_SCALES,
-          counts: tuple[int, ...] = NEIGHBOUR_COUNTS) -> list[dict[str, Any]]:
+def sweep(
+    nside: int,
+    samples: int,
+    seed: int,
+    scales: tuple[float, ...] = SIGMA_SCALES,
+    counts: tuple[int, ...] = NEIGHBOUR_COUNTS,
+) -> list[dict[str, Any]]:
     """Voxel-rotation error of random spherical filters per (sigma scale, neighbour count), ``4^3`` voxels."""
     records = []
     vertices = SphereGrid(nside).vertices
@@ -175,17 +191,33 @@ def sweep(nside: int, samples: int, seed: int, scales: tuple[float, ...] = SIGMA
                 torch.manual_seed(seed + i)
                 sample = draw_sample(np.random.default_rng(seed + i), LAYER_CHANNELS[0], SWEEP_SIZE)
                 errors.append(equivariance_errors(spherical_filter(eigvals, eigvecs), vertices, sample)["voxel"])
-            records.append({"sigma_scale": scale, "sigma": scale / nside, "n_neighbours": n_neighbours,
-                            "error_mean": float(np.mean(errors)), "error_std": float(np.std(errors)),
-                            "n": samples})
+            records.append(
+                {
+                    "sigma_scale": scale,
+                    "sigma": scale / nside,
+                    "n_neighbours": n_neighbours,
+                    "error_mean": float(np.mean(errors)),
+                    "error_std": float(np.std(errors)),
+                    "n": samples,
+                }
+            )
             logger.info("sweep sigma %.2f/nside, k %d: %.3g", scale, n_neighbours, records[-1]["error_mean"])
     return records
 
 
 def summarise(errors: dict[str, list[float]], operator: str, level: str) -> list[dict[str, Any]]:
     """One record per transform: ``{"operator", "level", "transform", "error_mean", "error_std", "n"}``."""
-    return [{"operator": operator, "level": level, "transform": transform, "error_mean": float(np.mean(values)),
-             "error_std": float(np.std(values)), "n": len(values)} for transform, values in errors.items()]
+    return [
+        {
+            "operator": operator,
+            "level": level,
+            "transform": transform,
+            "error_mean": float(np.mean(values)),
+            "error_std": float(np.std(values)),
+            "n": len(values),
+        }
+        for transform, values in errors.items()
+    ]
 
 
 def best_setting(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -205,9 +237,14 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         stds = np.array([[cells[o, t]["error_std"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
         n = cells[next(iter(OPERATORS)), FIGURE_TRANSFORMS[0]]["n"]
         panels.append(BarPanel(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples", means, stds))
-    plot_bar_panels(path, panels, [op.label for op in OPERATORS.values()],
-                    ["grid rotation T", "voxel rotation R", "both (T, R)"],
-                    ylabel="relative squared error (SHD eq. 13)", log_floor=PLOT_FLOOR)
+    plot_bar_panels(
+        path,
+        panels,
+        [op.label for op in OPERATORS.values()],
+        ["grid rotation T", "voxel rotation R", "both (T, R)"],
+        ylabel="relative squared error (SHD eq. 13)",
+        log_floor=PLOT_FLOOR,
+    )
 
 
 def render_markdown(result: dict[str, Any], figure: Path) -> str:
@@ -291,23 +328,38 @@ def run(args: argparse.Namespace) -> int:
             records += summarise(measure(operator, level, samples, args), operator, level)
             logger.info("%s %s done after %.0f s", operator, level, time.perf_counter() - start)
     sweep_records = sweep(args.nside, args.sweep_samples, args.seed, *(QUICK_SWEEP if args.quick else ()))
-    default = next(r for r in sweep_records
-                   if r["sigma_scale"] == SIGMA_SCALE and r["n_neighbours"] == N_NEIGHBOURS)
+    default = next(r for r in sweep_records if r["sigma_scale"] == SIGMA_SCALE and r["n_neighbours"] == N_NEIGHBOURS)
     cell = {(r["operator"], r["level"], r["transform"]): r["error_mean"] for r in records}
     differences = [abs(cell["shd", level, t] - cell["rt-esd", level, t]) for level in LEVELS for t in TRANSFORMS]
     layer_voxel, layer_grid = cell["shd", "layer", "voxel"], cell["shd", "layer", "grid"]
-    result.update({
-        "records": records,
-        "shd_vs_rt_esd": {"max_abs_difference": max(differences)},
-        "targets": {"layer_voxel": layer_voxel, "layer_grid": layer_grid,
-                    "met": layer_voxel < 1e-2 and layer_grid < 1e-2 and max(differences) <= 1e-6},
-        "sweep": sweep_records, "sweep_best": best_setting(sweep_records), "sweep_default": default,
-        "settings": {"nside": args.nside, "size": args.size, "samples": args.samples, "unet_samples": args.unet_samples,
-                     "sweep_samples": args.sweep_samples, "seed": args.seed, "lmax_in": LMAX_IN, "lmax_out": LMAX_OUT,
-                     "unet_widths": list(QUICK_UNET_WIDTHS if args.quick else UNET_WIDTHS),
-                     "default_sigma_scale": SIGMA_SCALE, "default_n_neighbours": N_NEIGHBOURS},
-        "elapsed_s": time.perf_counter() - start,
-    })
+    result.update(
+        {
+            "records": records,
+            "shd_vs_rt_esd": {"max_abs_difference": max(differences)},
+            "targets": {
+                "layer_voxel": layer_voxel,
+                "layer_grid": layer_grid,
+                "met": layer_voxel < 1e-2 and layer_grid < 1e-2 and max(differences) <= 1e-6,
+            },
+            "sweep": sweep_records,
+            "sweep_best": best_setting(sweep_records),
+            "sweep_default": default,
+            "settings": {
+                "nside": args.nside,
+                "size": args.size,
+                "samples": args.samples,
+                "unet_samples": args.unet_samples,
+                "sweep_samples": args.sweep_samples,
+                "seed": args.seed,
+                "lmax_in": LMAX_IN,
+                "lmax_out": LMAX_OUT,
+                "unet_widths": list(QUICK_UNET_WIDTHS if args.quick else UNET_WIDTHS),
+                "default_sigma_scale": SIGMA_SCALE,
+                "default_n_neighbours": N_NEIGHBOURS,
+            },
+            "elapsed_s": time.perf_counter() - start,
+        }
+    )
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot(records, figure)
     write_report(args, result, render_markdown(result, figure))
@@ -316,14 +368,20 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench equivariance``."""
-    parser = subparsers.add_parser("equivariance", help="equivariance error of layers and U-Nets (SHD Fig. 8)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_report_args(parser, NAME, f"nside {QUICK_NSIDE}, {QUICK_SIZE}^3 voxels, U-Net widths {QUICK_UNET_WIDTHS}, "
-                                  f"samples {QUICK}")
+    parser = subparsers.add_parser(
+        "equivariance",
+        help="equivariance error of layers and U-Nets (SHD Fig. 8)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_report_args(
+        parser, NAME, f"nside {QUICK_NSIDE}, {QUICK_SIZE}^3 voxels, U-Net widths {QUICK_UNET_WIDTHS}, samples {QUICK}"
+    )
     parser.add_argument("--samples", type=int, help=f"samples per single layer (default {DEFAULTS['samples']})")
     parser.add_argument("--unet-samples", type=int, help=f"samples per U-Net (default {DEFAULTS['unet_samples']})")
-    parser.add_argument("--sweep-samples", type=int,
-                        help=f"samples per sigma/neighbour cell (default {DEFAULTS['sweep_samples']})")
+    parser.add_argument(
+        "--sweep-samples", type=int, help=f"samples per sigma/neighbour cell (default {DEFAULTS['sweep_samples']})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="first sample's seed (default %(default)s)")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

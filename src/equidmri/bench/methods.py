@@ -93,14 +93,17 @@ def result_settings(method: Method, settings: Settings) -> dict[str, Any]:
         fields = LEARNED_SETTINGS
     else:
         fields = tuple(name for name, option in ITERATIVE_SETTINGS.items() if _accepts(method, option))
-    return {name: list(value) if isinstance(value, tuple) else value
-            for name, value in ((name, getattr(settings, name)) for name in fields)}
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in ((name, getattr(settings, name)) for name in fields)
+    }
 
 
 def _iterative(method: Method, volumes: VolumeSet, resolution: str, settings: Settings) -> Run:
     """Fit each evaluation volume on its own; the time (fit and peaks) is that of the test volume."""
-    options = {option: getattr(settings, name) for name, option in ITERATIVE_SETTINGS.items()
-               if _accepts(method, option)}
+    options = {
+        option: getattr(settings, name) for name, option in ITERATIVE_SETTINGS.items() if _accepts(method, option)
+    }
     if _accepts(method, "threads"):
         options["threads"] = settings.threads
     peaks, seconds = {}, 0.0
@@ -118,8 +121,16 @@ def train_on_volumes(method: Method, volumes: VolumeSet, resolution: str, seed: 
     high resolution series through the responses of that series (at low resolution: angular
     super-resolution, SHD paper §4.2.1)."""
     source, target = volumes.get("train", resolution), volumes.get("train", "high")
-    network = get_method(method.name, target.gtab, target.responses, input_gtab=source.gtab, seed=seed,
-                         epochs=settings.epochs, patch_size=settings.patch_size, widths=settings.widths)
+    network = get_method(
+        method.name,
+        target.gtab,
+        target.responses,
+        input_gtab=source.gtab,
+        seed=seed,
+        epochs=settings.epochs,
+        patch_size=settings.patch_size,
+        widths=settings.widths,
+    )
     model = network.build()
     model.train_network(target.data.dwi, target.mask, input_dwi=source.data.dwi)
     return model

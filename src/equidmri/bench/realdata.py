@@ -93,18 +93,27 @@ def folder_volume(name: str, folder: Path, scratch: Path) -> Volume:
         target.mkdir(parents=True)
         for source, converted in MRTRIX_LAYOUT.items():
             if (folder / source).is_file():
-                extra = ["-export_grad_fsl", str(target / "dwi.bvec"), str(target / "dwi.bval")] \
-                    if source == "dwi.mif" else []
-                subprocess.run(["mrconvert", "-quiet", str(folder / source), str(target / converted), *extra],
-                               check=True)
+                extra = (
+                    ["-export_grad_fsl", str(target / "dwi.bvec"), str(target / "dwi.bval")]
+                    if source == "dwi.mif"
+                    else []
+                )
+                subprocess.run(
+                    ["mrconvert", "-quiet", str(folder / source), str(target / converted), *extra], check=True
+                )
         folder = target
     paths = {key: folder / f"dwi.{key}" for key in ("bval", "bvec")}
     if not (folder / "dwi.nii.gz").is_file() or not all(p.is_file() for p in paths.values()):
         raise FileNotFoundError(f"{folder} needs dwi.nii.gz, dwi.bval and dwi.bvec (or dwi.mif)")
     optional = {key: folder / f"{key}.nii.gz" for key in ("mask", "reference_fod")}
-    return Volume(name=name, dwi=folder / "dwi.nii.gz", bvals=paths["bval"], bvecs=paths["bvec"],
-                  mask=optional["mask"] if optional["mask"].is_file() else None,
-                  reference=optional["reference_fod"] if optional["reference_fod"].is_file() else None)
+    return Volume(
+        name=name,
+        dwi=folder / "dwi.nii.gz",
+        bvals=paths["bval"],
+        bvecs=paths["bvec"],
+        mask=optional["mask"] if optional["mask"].is_file() else None,
+        reference=optional["reference_fod"] if optional["reference_fod"].is_file() else None,
+    )
 
 
 def select_shell(data: DWIData, bval: float) -> DWIData:
@@ -146,10 +155,16 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         rows.append(Row("dipy CSD (lmax 8)", shells, fodf, time.perf_counter() - start))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
-    fit = fit_method("SHD-TV", prepared, network=QUICK_NETWORK if args.quick else NetworkConfig(), seed=args.seed,
-                     **({} if epochs is None else {"epochs": epochs}))
-    rows.append(Row("SHD-TV (equidmri)", shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions,
-                    fit.tissues))
+    fit = fit_method(
+        "SHD-TV",
+        prepared,
+        network=QUICK_NETWORK if args.quick else NetworkConfig(),
+        seed=args.seed,
+        **({} if epochs is None else {"epochs": epochs}),
+    )
+    rows.append(
+        Row("SHD-TV (equidmri)", shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues)
+    )
     return rows
 
 
@@ -158,10 +173,16 @@ def score(row: Row, reference: tuple[np.ndarray, np.ndarray], clear: np.ndarray)
     dirs, _ = find_peaks(row.fodf_sh, clear, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS)
     main = main_peak_agreement(reference[0], dirs, clear)
     crossings = second_peak_recall(*reference, dirs, clear, min_ratio=CLEAR_CROSSING)
-    result = {"method": row.method, "shells": row.shells, "seconds": round(row.seconds, 2),
-              "voxels": main["n_voxels"], "within_cone_pct": 100 * main["fraction_within_cone"],
-              "median_angle_deg": main["median_angle_deg"], "crossings": crossings["n_crossings"],
-              "crossings_found_pct": 100 * crossings["fraction_found"]}
+    result = {
+        "method": row.method,
+        "shells": row.shells,
+        "seconds": round(row.seconds, 2),
+        "voxels": main["n_voxels"],
+        "within_cone_pct": 100 * main["fraction_within_cone"],
+        "median_angle_deg": main["median_angle_deg"],
+        "crossings": crossings["n_crossings"],
+        "crossings_found_pct": 100 * crossings["fraction_found"],
+    }
     if row.fractions is not None:
         result["mean_fractions_clear_wm"] = dict(zip(row.tissues, row.fractions[clear].mean(axis=0).tolist()))
     return result
@@ -179,8 +200,9 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
         top = prepared if shells.size == 1 else prepare(select_shell(data, shells[-1]))
         ref_sh = fit_method(REFERENCE_CSD, top).shm_coeff
         reference_name = f"dipy CSD (lmax 8), b={shells[-1]:.0f}"
-    ref_dirs, ref_values = find_peaks(ref_sh[..., :45], prepared.mask, relative_peak_threshold=PEAK_THRESHOLD,
-                                      npeaks=NPEAKS)
+    ref_dirs, ref_values = find_peaks(
+        ref_sh[..., :45], prepared.mask, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS
+    )
     first = ref_values[..., 0]
     clear = prepared.mask & (first > CLEAR_WM * first[prepared.mask].max())
     rows = []
@@ -188,9 +210,15 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
         for bval in shells:
             rows += run_methods(prepare(select_shell(data, bval)), f"b={bval:.0f}", args)
     rows += run_methods(prepared, "all" if shells.size > 1 else f"b={shells[0]:.0f}", args)
-    record = {"volume": volume.name, "shape": list(data.dwi.shape), "shells": shells.round().tolist(),
-              "mask_voxels": int(prepared.mask.sum()), "reference": reference_name, "clear_wm_voxels": int(clear.sum()),
-              "rows": [score(row, (ref_dirs, ref_values), clear) for row in rows]}
+    record = {
+        "volume": volume.name,
+        "shape": list(data.dwi.shape),
+        "shells": shells.round().tolist(),
+        "mask_voxels": int(prepared.mask.sum()),
+        "reference": reference_name,
+        "clear_wm_voxels": int(clear.sum()),
+        "rows": [score(row, (ref_dirs, ref_values), clear) for row in rows],
+    }
     logger.info("%s: %d rows", volume.name, len(rows))
     return record
 
@@ -205,18 +233,27 @@ def _markdown(record: dict[str, Any]) -> str:
         "",
     ]
     for volume in record["volumes"]:
-        lines += [f"## {volume['volume']}", "",
-                  f"{'×'.join(map(str, volume['shape'][:3]))} voxels, {volume['shape'][3]} volumes, shells "
-                  f"{volume['shells']} s/mm², {volume['mask_voxels']} mask voxels; reference: {volume['reference']}; "
-                  f"{volume['clear_wm_voxels']} clear WM voxels.", "",
-                  "| method | shells | main peak within 25° | median angle | reference crossings found | time (s) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {volume['volume']}",
+            "",
+            f"{'×'.join(map(str, volume['shape'][:3]))} voxels, {volume['shape'][3]} volumes, shells "
+            f"{volume['shells']} s/mm², {volume['mask_voxels']} mask voxels; reference: {volume['reference']}; "
+            f"{volume['clear_wm_voxels']} clear WM voxels.",
+            "",
+            "| method | shells | main peak within 25° | median angle | reference crossings found | time (s) |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in volume["rows"]:
-            lines.append(f"| {row['method']} | {row['shells']} | {fmt(row['within_cone_pct'], '.1f')} % | "
-                         f"{fmt(row['median_angle_deg'], '.1f')}° | {fmt(row['crossings_found_pct'], '.1f')} % "
-                         f"(of {row['crossings']}) | {row['seconds']:.1f} |")
-        fractions = [row for row in volume["rows"] if "mean_fractions_clear_wm" in row and len(
-            row["mean_fractions_clear_wm"]) > 1]
+            lines.append(
+                f"| {row['method']} | {row['shells']} | {fmt(row['within_cone_pct'], '.1f')} % | "
+                f"{fmt(row['median_angle_deg'], '.1f')}° | {fmt(row['crossings_found_pct'], '.1f')} % "
+                f"(of {row['crossings']}) | {row['seconds']:.1f} |"
+            )
+        fractions = [
+            row
+            for row in volume["rows"]
+            if "mean_fractions_clear_wm" in row and len(row["mean_fractions_clear_wm"]) > 1
+        ]
         for row in fractions:
             mean = ", ".join(f"{t} {v:.2f}" for t, v in row["mean_fractions_clear_wm"].items())
             lines += ["", f"Mean tissue fractions of {row['method']} ({row['shells']}) in the clear WM voxels: {mean}."]
@@ -228,8 +265,11 @@ def run(args: argparse.Namespace) -> int:
     check_report_outputs(args)
     torch.set_num_threads(args.threads)
     record = start_record(args)
-    record["settings"] = (f"{QUICK_EPOCHS} epochs, widths {list(QUICK_NETWORK.widths)} (--quick)" if args.quick
-                          else f"{args.epochs or TrainConfig().epochs} epochs, default network, seed {args.seed}")
+    record["settings"] = (
+        f"{QUICK_EPOCHS} epochs, widths {list(QUICK_NETWORK.widths)} (--quick)"
+        if args.quick
+        else f"{args.epochs or TrainConfig().epochs} epochs, default network, seed {args.seed}"
+    )
     with tempfile.TemporaryDirectory(prefix="equidmri-realdata-") as scratch:
         volumes = [dipy_volume("small_64D")]
         volumes += [folder_volume(name, Path(folder), Path(scratch)) for name, folder in args.volume]
@@ -247,10 +287,20 @@ def _named_folder(text: str) -> tuple[str, str]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench realdata``."""
-    parser = subparsers.add_parser("realdata", help="fODF methods against reference fODFs on real volumes",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--volume", type=_named_folder, action="append", default=[], metavar="NAME=DIR",
-                        help="a real volume folder (NIfTI + FSL files, or MRtrix3 .mif layout); repeatable")
+    parser = subparsers.add_parser(
+        "realdata",
+        help="fODF methods against reference fODFs on real volumes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--volume",
+        type=_named_folder,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a real volume folder (NIfTI + FSL files, or MRtrix3 .mif layout); repeatable",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="SHD-TV training epochs (default: the library's)")
     parser.add_argument("--seed", type=int, default=0, help="SHD-TV seed (default: %(default)s)")
     add_report_args(parser, NAME, quick=f"small_64D only, SHD-TV with {QUICK_EPOCHS} epochs and a tiny network")

@@ -38,14 +38,24 @@ def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> N
     """
     group = parser.add_argument_group("run and results")
     group.add_argument("--quick", action="store_true", help=quick)
-    group.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
-                       help=f"folder of {name}.json, {name}.md and the figures, created if needed "
-                            "(default: %(default)s)")
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help=f"folder of {name}.json, {name}.md and the figures, created if needed (default: %(default)s)",
+    )
     group.add_argument("--force", action="store_true", help="overwrite existing result files")
-    group.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
-                       help="torch/BLAS threads of every measured process (default: %(default)s)")
-    group.add_argument("--device", default="cpu", metavar="DEVICE",
-                       help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="torch/BLAS threads of every measured process (default: %(default)s)",
+    )
+    group.add_argument(
+        "--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)"
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.set_defaults(report_name=name)
 
@@ -91,10 +101,12 @@ def start_figure_report(args: argparse.Namespace, defaults: dict[str, Any]) -> t
 
 def start_record(args: argparse.Namespace, **machine_extra: Any) -> dict[str, Any]:
     """``command``, ``date``, ``load_average.start`` and ``machine`` of a run (``args.argv`` after ``equidmri``)."""
-    return {"command": shlex.join(["equidmri", *args.argv]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "load_average": {"start": list(os.getloadavg())},
-            "machine": machine_info(args.threads, device=args.device, **machine_extra)}
+    return {
+        "command": shlex.join(["equidmri", *args.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": {"start": list(os.getloadavg())},
+        "machine": machine_info(args.threads, device=args.device, **machine_extra),
+    }
 
 
 def header_lines(title: str, record: dict[str, Any]) -> list[str]:
@@ -134,8 +146,9 @@ def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="equidmri-bench-") as tmp:
         output = Path(tmp) / "child.json"
         env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
-        subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)],
-                       env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)], env=env, check=True
+        )
         return json.loads(output.read_text())
 
 

@@ -6,7 +6,12 @@ import argparse
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
+    add_common_args,
+    add_input_args,
+    add_output_args,
+    add_training_args,
+    deconvolve,
+    report_success,
 )
 
 DESCRIPTION = """\
@@ -25,8 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("deconv", help=COMMANDS["deconv"], description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the training saved in OUT/model.pt (OUT may then exist)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the training saved in OUT/model.pt (OUT may then exist)"
+    )
     add_training_args(parser)
     add_output_args(parser)
     parser.set_defaults(run=run, prog=parser.prog)

@@ -7,7 +7,12 @@ import sys
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
+    add_common_args,
+    add_output_args,
+    add_training_args,
+    deconvolve,
+    peak_kwargs,
+    report_success,
 )
 from equidmri.data import real_volume_paths
 from equidmri.dmri.io import save_json, save_peaks
@@ -29,8 +34,7 @@ outputs, {CSD_PEAKS}, {CSD_PEAK_VALUES} and {DEMO_JSON} into --out."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``demo``."""
-    parser = subparsers.add_parser("demo", help=COMMANDS["demo"],
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser("demo", help=COMMANDS["demo"], description=DESCRIPTION)
     add_common_args(parser)
     add_training_args(parser)
     add_output_args(parser)
@@ -47,11 +51,17 @@ def run(args: argparse.Namespace) -> int:
         csd = get_method(CSD_METHOD, prepared.gtab, prepared.responses).fit(prepared.data.dwi, prepared.mask)
         csd_dirs, csd_values = csd.peaks(**peak_kwargs(args))
     timings["total"] = round(timings.pop("total") + timings["csd"], 3)  # keeps "total" last
-    save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine,
-               force=True)
+    save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine, force=True)
     agreement = main_peak_agreement(result.peak_dirs, csd_dirs, prepared.mask & (result.fa > AGREEMENT_FA))
-    summary = {"data": DEMO_DATA, "out": args.out, "fa_threshold": AGREEMENT_FA, "cone_deg": CONE_DEG, **agreement,
-               "epochs": record["epochs_trained"], "timings": timings}
+    summary = {
+        "data": DEMO_DATA,
+        "out": args.out,
+        "fa_threshold": AGREEMENT_FA,
+        "cone_deg": CONE_DEG,
+        **agreement,
+        "epochs": record["epochs_trained"],
+        "timings": timings,
+    }
     save_json(args.out / DEMO_JSON, summary, force=True)
     report_success(record, args.out)
     sys.stdout.write(

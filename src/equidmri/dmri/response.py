@@ -220,11 +220,13 @@ def _select_wm(
 
 def _fa_in_mask(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> Callable[[], np.ndarray]:
     """Deferred DTI FA ``(X, Y, Z)`` inside ``mask`` (zero elsewhere), for the WM fallback."""
+
     def fa() -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # dipy's bias note above b=1200
             values = np.nan_to_num(TensorModel(gtab).fit(dwi, mask=mask).fa)
         return np.where(mask, values, 0.0)
+
     return fa
 
 

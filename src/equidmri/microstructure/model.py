@@ -83,8 +83,10 @@ class FAModel:
             raise ValueError(f"no b=0 volume (b <= {B0_THRESHOLD} s/mm²) found")
         dw = np.flatnonzero(np.abs(gtab.bvals - self.bval) <= BVAL_TOLERANCE * self.bval)
         if dw.size == 0:
-            raise ValueError(f"no volume at b ≈ {self.bval:g} s/mm² (±{BVAL_TOLERANCE:.0%}); the model was trained "
-                             f"at {self.bval:g} s/mm², b-values given: {sorted(set(np.round(gtab.bvals)))}")
+            raise ValueError(
+                f"no volume at b ≈ {self.bval:g} s/mm² (±{BVAL_TOLERANCE:.0%}); the model was trained "
+                f"at {self.bval:g} s/mm², b-values given: {sorted(set(np.round(gtab.bvals)))}"
+            )
         check_tensor_scheme(gtab.bvecs[dw])
         return b0, dw
 
@@ -97,8 +99,9 @@ class FAModel:
             return adc_profile(fit_tensors(signals[:, volumes], sub), self.nside)
         s0 = signals[:, b0].mean(axis=1, keepdims=True)
         chosen = signals[:, dw[select_subset(gtab.bvecs[dw], get_scheme(self.scheme))]]
-        return np.divide(chosen, s0, out=np.zeros_like(chosen, dtype=np.float64),
-                         where=s0 > MIN_B0_SIGNAL).astype(np.float32)
+        return np.divide(chosen, s0, out=np.zeros_like(chosen, dtype=np.float64), where=s0 > MIN_B0_SIGNAL).astype(
+            np.float32
+        )
 
     def predict(self, signals: np.ndarray, gtab: GradientTable) -> np.ndarray:
         """FA ``(M,)`` predicted from the signals ``(M, N)`` of ``gtab``'s volumes."""
@@ -106,8 +109,13 @@ class FAModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the checkpoint atomically (:func:`~equidmri.recon.checkpoint.save_checkpoint`)."""
-        meta = {"kind": CHECKPOINT_KIND, "name": self.name, "scheme": self.scheme, "bval": self.bval,
-                "nside": self.nside}
+        meta = {
+            "kind": CHECKPOINT_KIND,
+            "name": self.name,
+            "scheme": self.scheme,
+            "bval": self.bval,
+            "nside": self.nside,
+        }
         save_checkpoint(path, {"meta": meta, "state_dict": self.net.state_dict()})
 
     @classmethod

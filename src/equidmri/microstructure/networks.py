@@ -72,14 +72,22 @@ class SphericalCNN(nn.Module):
         If V+ is too small for ``lmax`` (see :func:`equidmri.sphere.sh.laplace_beltrami`).
     """
 
-    def __init__(self, nside: int = SCNN_NSIDE, channels: tuple[int, ...] = SCNN_CHANNELS,
-                 cheb_order: int = SCNN_CHEB_ORDER, hidden: int = SCNN_HIDDEN, lmax: int = SCNN_LMAX) -> None:
+    def __init__(
+        self,
+        nside: int = SCNN_NSIDE,
+        channels: tuple[int, ...] = SCNN_CHANNELS,
+        cheb_order: int = SCNN_CHEB_ORDER,
+        hidden: int = SCNN_HIDDEN,
+        lmax: int = SCNN_LMAX,
+    ) -> None:
         super().__init__()
         self.grid = SphereGrid(nside, hemisphere=True)
         operator = laplace_beltrami(self.grid.vertices, lmax)
         widths = (1, *channels)
-        self.convs = nn.ModuleList(OperatorChebyshevConv(operator, width_in, width_out, cheb_order)
-                                   for width_in, width_out in zip(widths, widths[1:]))
+        self.convs = nn.ModuleList(
+            OperatorChebyshevConv(operator, width_in, width_out, cheb_order)
+            for width_in, width_out in zip(widths, widths[1:])
+        )
         weights = mean_weights(self.grid.vertices, lmax)
         self.register_buffer("mean_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
         self.activation = SCNN_ACTIVATION()

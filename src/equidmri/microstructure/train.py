@@ -35,15 +35,28 @@ class FATrainConfig:
     seed: int = 0
 
 
-def train_fa_model(model: FAModel, signals: np.ndarray, gtab: GradientTable, fa: np.ndarray,
-                   config: FATrainConfig = FATrainConfig(), *, progress: bool = False) -> list[float]:
+def train_fa_model(
+    model: FAModel,
+    signals: np.ndarray,
+    gtab: GradientTable,
+    fa: np.ndarray,
+    config: FATrainConfig = FATrainConfig(),
+    *,
+    progress: bool = False,
+) -> list[float]:
     """Train ``model.net`` on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``, through
     ``model.inputs``; return the MSE per epoch (see :func:`train_regressor`, same errors)."""
     return train_regressor(model.net, model.inputs(signals, gtab), fa, config, progress=progress)
 
 
-def train_regressor(network: nn.Module, inputs: np.ndarray, fa: np.ndarray, config: FATrainConfig = FATrainConfig(),
-                    *, progress: bool = False) -> list[float]:
+def train_regressor(
+    network: nn.Module,
+    inputs: np.ndarray,
+    fa: np.ndarray,
+    config: FATrainConfig = FATrainConfig(),
+    *,
+    progress: bool = False,
+) -> list[float]:
     """Fit ``network`` to map ``inputs`` ``(M, F)`` to ``fa`` ``(M,)`` by MSE; return the mean loss per epoch.
 
     Batches are reshuffled every epoch with ``config.seed``; the network is trained in place.
@@ -82,5 +95,6 @@ def predict_fa(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
     network.eval()
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
     with torch.no_grad():
-        return torch.cat([network(chunk) for chunk in x.split(PREDICT_BATCH)]).double().numpy() if len(x) else \
-            np.zeros(0)
+        return (
+            torch.cat([network(chunk) for chunk in x.split(PREDICT_BATCH)]).double().numpy() if len(x) else np.zeros(0)
+        )

@@ -52,9 +52,15 @@ class NetworkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
-        return {"model": self.model, "nside": self.nside, "widths": list(self.widths),
-                "kernel_sizes": list(self.kernel_sizes), "cheb_order": self.cheb_order, "kernel": self.kernel,
-                "match_b0": self.match_b0}
+        return {
+            "model": self.model,
+            "nside": self.nside,
+            "widths": list(self.widths),
+            "kernel_sizes": list(self.kernel_sizes),
+            "cheb_order": self.cheb_order,
+            "kernel": self.kernel,
+            "match_b0": self.match_b0,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
@@ -177,12 +183,17 @@ class SHDModel:
         match_b0 = net_kwargs.pop("match_b0")
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's global RNG is left as it was
             torch.manual_seed(self.train_config.seed)
-            self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.input_shells.bvals.size,
-                                   n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
+            self.net = build_model(
+                net_kwargs.pop("model"),
+                in_channels=1 + self.input_shells.bvals.size,
+                n_iso=len(responses.tissues) - 1,
+                **net_kwargs,
+            ).to(device)
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
-        self.signal_model = SignalModel(vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells,
-                                        responses.zonal(FODF_LMAX), match_b0).to(device)
+        self.signal_model = SignalModel(
+            vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells, responses.zonal(FODF_LMAX), match_b0
+        ).to(device)
 
     @property
     def network(self) -> NetworkConfig:
@@ -202,17 +213,25 @@ class SHDModel:
         records the target acquisition, ``target_gradients = {"bvals": (N,) s/mm², "bvecs": (N, 3) voxel
         frame}``, since prediction only sees input-acquisition volumes.
         """
-        meta = {"version": __version__, "network": self.network_config.to_dict(), "train": self.train_config.to_dict(),
-                "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist(),
-                "input_shells": self.input_shells.bvals.tolist()}
+        meta = {
+            "version": __version__,
+            "network": self.network_config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "responses": self.responses.to_dict(),
+            "shells": self.shells.bvals.tolist(),
+            "input_shells": self.input_shells.bvals.tolist(),
+        }
         if self.super_resolution:
-            meta["target_gradients"] = {"bvals": np.asarray(self.gtab.bvals, dtype=np.float64).tolist(),
-                                        "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist()}
+            meta["target_gradients"] = {
+                "bvals": np.asarray(self.gtab.bvals, dtype=np.float64).tolist(),
+                "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist(),
+            }
         return meta
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable,
-                        device: str | torch.device = "cpu") -> SHDModel:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu"
+    ) -> SHDModel:
         """Rebuild a trained model for a new acquisition ``gtab`` with the shells of the network's input.
 
         For a super-resolution checkpoint, ``gtab`` is the new input acquisition and the target acquisition
@@ -232,18 +251,23 @@ class SHDModel:
         if target is None:
             model = cls(gtab, responses, *configs, device=device)
         else:
-            model = cls(make_gtab(np.asarray(target["bvals"]), np.asarray(target["bvecs"])), responses, *configs,
-                        device=device, input_gtab=gtab)
+            model = cls(
+                make_gtab(np.asarray(target["bvals"]), np.asarray(target["bvecs"])),
+                responses,
+                *configs,
+                device=device,
+                input_gtab=gtab,
+            )
         model.net.load_state_dict(state["state_dict"])
         model.net.eval()
         return model
 
-    def _normalise(self, dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, s0_wm: float,
-                   name: str) -> np.ndarray:
+    def _normalise(self, dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, s0_wm: float, name: str) -> np.ndarray:
         """``dwi (X, Y, Z, N)`` of ``gtab`` divided by ``s0_wm`` inside ``mask``, zero outside, float32."""
         if dwi.ndim != 4 or dwi.shape[-1] != len(gtab.bvals):
-            raise ValueError(f"{name} must be (X, Y, Z, {len(gtab.bvals)}) to match its gradient table, "
-                             f"got {dwi.shape}")
+            raise ValueError(
+                f"{name} must be (X, Y, Z, {len(gtab.bvals)}) to match its gradient table, got {dwi.shape}"
+            )
         if mask.shape != dwi.shape[:3]:
             raise ValueError(f"mask shape {mask.shape} differs from the {name} volume's {dwi.shape[:3]}")
         return np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
@@ -252,21 +276,31 @@ class SHDModel:
         """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume, lifted block by block."""
         return SampledInputs(self._normalise(dwi, self.input_gtab, mask, s0_wm, name), self.sampler)
 
-    def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float,
-                 input_dwi: np.ndarray | None = None) -> tuple[SampledInputs, torch.Tensor]:
+    def _prepare(
+        self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, input_dwi: np.ndarray | None = None
+    ) -> tuple[SampledInputs, torch.Tensor]:
         """Network input from ``input_dwi`` (default ``dwi``) and the normalised target ``dwi``."""
         target = self._normalise(dwi, self.gtab, mask, s0_wm, "dwi")
         if input_dwi is None and not self.super_resolution:  # one normalised copy serves both
             return SampledInputs(target, self.sampler), torch.from_numpy(target)
         input_dwi = dwi if input_dwi is None else input_dwi
         if input_dwi.shape[:3] != dwi.shape[:3]:
-            raise ValueError(f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: "
-                             "both must be the same volume")
+            raise ValueError(
+                f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: both must be the same volume"
+            )
         return self._inputs(input_dwi, mask, s0_wm, "input_dwi"), torch.from_numpy(target)
 
-    def fit(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
-            checkpoint_path: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
-            tile: int = DEFAULT_TILE) -> FODFFit:
+    def fit(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        input_dwi: np.ndarray | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = False,
+        tile: int = DEFAULT_TILE,
+    ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
         Both volumes are divided by the WM b=0 response ``responses.s0[0]``.
@@ -297,21 +331,52 @@ class SHDModel:
         history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
         return self._deconvolve(inputs, mask, history, tile, progress)
 
-    def train_network(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
-                      checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
-                      progress: bool = False) -> list[dict[str, float]]:
+    def train_network(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        input_dwi: np.ndarray | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = False,
+    ) -> list[dict[str, float]]:
         """:meth:`fit` without its final deconvolution of the training volume (when only other volumes are
         wanted, e.g. with :meth:`predict`); same parameters and errors. Returns the loss history."""
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         return self._train(inputs, target, mask, checkpoint_path, resume, progress)
 
-    def _train(self, inputs: torch.Tensor, target: torch.Tensor, mask: np.ndarray,
-               checkpoint_path: str | os.PathLike | None, resume: bool, progress: bool) -> list[dict[str, float]]:
-        return train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
-                     checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume, progress=progress)
+    def _train(
+        self,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        mask: np.ndarray,
+        checkpoint_path: str | os.PathLike | None,
+        resume: bool,
+        progress: bool,
+    ) -> list[dict[str, float]]:
+        return train(
+            self.net,
+            self.signal_model,
+            inputs,
+            target,
+            torch.from_numpy(mask),
+            self.train_config,
+            checkpoint_path=checkpoint_path,
+            meta=self.checkpoint_meta(),
+            resume=resume,
+            progress=progress,
+        )
 
-    def predict(self, dwi: np.ndarray, mask: np.ndarray, *, s0_wm: float | None = None,
-                tile: int = DEFAULT_TILE, progress: bool = False) -> FODFFit:
+    def predict(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        s0_wm: float | None = None,
+        tile: int = DEFAULT_TILE,
+        progress: bool = False,
+    ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
         Parameters
@@ -331,16 +396,20 @@ class SHDModel:
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
         return self._deconvolve(inputs, mask, [], tile, progress)
 
-    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int,
-                    progress: bool) -> FODFFit:
+    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
         with torch.inference_mode():  # on the mask voxels only, (M, ...)
             device = self.signal_model.grid_to_sh.device
             fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
             fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
-        return FODFFit(fodf_sh=on_volume(fodf_sh, mask), fractions=on_volume(torch.cat([wm_fraction, iso], -1), mask),
-                       tissues=self.responses.tissues, mask=mask.copy(), history=history)
+        return FODFFit(
+            fodf_sh=on_volume(fodf_sh, mask),
+            fractions=on_volume(torch.cat([wm_fraction, iso], -1), mask),
+            tissues=self.responses.tissues,
+            mask=mask.copy(),
+            history=history,
+        )
 
 
 def on_volume(values: torch.Tensor, mask: np.ndarray) -> np.ndarray:
@@ -363,5 +432,7 @@ def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
 def check_has_b0(shells: Shells, name: str) -> None:
     """Raise ``ValueError`` unless the acquisition ``name`` holds a b=0 volume (it normalises the signal)."""
     if not np.any(shells.index < 0):
-        raise ValueError(f"{name} has no b=0 volume (b <= {B0_THRESHOLD} s/mm²): the signal cannot be "
-                         "normalised by the WM b=0 response")
+        raise ValueError(
+            f"{name} has no b=0 volume (b <= {B0_THRESHOLD} s/mm²): the signal cannot be "
+            "normalised by the WM b=0 response"
+        )

@@ -53,8 +53,17 @@ OUTPUT_NAMES = {  # file of each output inside the output directory
 }
 
 __all__ = [
-    "OUTPUT_NAMES", "DeconvResult", "PreparedData", "checkpoint_network", "prepare", "run_deconv",
-    "run_method", "run_predict", "run_summary", "timed", "write_outputs",
+    "OUTPUT_NAMES",
+    "DeconvResult",
+    "PreparedData",
+    "checkpoint_network",
+    "prepare",
+    "run_deconv",
+    "run_method",
+    "run_predict",
+    "run_summary",
+    "timed",
+    "write_outputs",
 ]
 
 
@@ -125,15 +134,20 @@ def prepare(data: DWIData) -> PreparedData:
             mask, source = data.mask, "given"
     if not mask.any():
         raise ValueError(f"the {source} mask holds no voxel (NaN/Inf voxels are excluded from it)")
-    logger.info("%s mask: %d of %d voxels", "no mask given, computed a" if source == "computed" else "given",
-                int(mask.sum()), mask.size)
+    logger.info(
+        "%s mask: %d of %d voxels",
+        "no mask given, computed a" if source == "computed" else "given",
+        int(mask.sum()),
+        mask.size,
+    )
     shells = find_shells(data.bvals)
     check_shell_sampling(shells)
     with timed(timings, "response"):
         responses = estimate_responses(data.dwi, gtab, mask, shells)
     logger.info("responses %s on shells %s s/mm²", responses.tissues, np.round(shells.bvals).tolist())
-    return PreparedData(data=data, gtab=gtab, mask=mask, mask_source=source, shells=shells,
-                        responses=responses, timings=timings)
+    return PreparedData(
+        data=data, gtab=gtab, mask=mask, mask_source=source, shells=shells, responses=responses, timings=timings
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,21 +195,37 @@ class DeconvResult:
     timings: dict[str, float]
 
 
-def _finish(fit: FODFFit, prepared: PreparedData, timings: dict[str, float], peak_kwargs: dict[str, Any],
-            progress: bool, **described: Any) -> DeconvResult:
+def _finish(
+    fit: FODFFit,
+    prepared: PreparedData,
+    timings: dict[str, float],
+    peak_kwargs: dict[str, Any],
+    progress: bool,
+    **described: Any,
+) -> DeconvResult:
     """Peaks (at ``fit.lmax``) and DTI FA of a fit; ``described`` are the other fields of :class:`DeconvResult`."""
     with timed(timings, "peaks"):
         peak_dirs, peak_values = fit.peaks(progress=progress, **peak_kwargs)
     with timed(timings, "fa"):
         fa = fit_dti_fa(prepared.data.dwi, prepared.gtab, prepared.mask)
-    return DeconvResult(fit=fit, peak_dirs=peak_dirs, peak_values=peak_values, fa=fa,
-                        timings={**prepared.timings, **timings}, **described)
+    return DeconvResult(
+        fit=fit,
+        peak_dirs=peak_dirs,
+        peak_values=peak_values,
+        fa=fa,
+        timings={**prepared.timings, **timings},
+        **described,
+    )
 
 
 def _network_fields(model: SHDModel, method: str | None) -> dict[str, Any]:
-    return {"method": method or model.network_config.model.upper(), "network": model.network_config,
-            "train_config": model.train_config, "responses": model.responses,
-            "shell_lmax": tuple(model.sampler.shell_lmax)}
+    return {
+        "method": method or model.network_config.model.upper(),
+        "network": model.network_config,
+        "train_config": model.train_config,
+        "responses": model.responses,
+        "shell_lmax": tuple(model.sampler.shell_lmax),
+    }
 
 
 def run_deconv(
@@ -244,8 +274,14 @@ def run_deconv(
     """
     timings: dict[str, float] = {}
     with timed(timings, "fit"):
-        fit = model.fit(prepared.data.dwi, prepared.mask, checkpoint_path=checkpoint_path, resume=resume,
-                        progress=progress, tile=tile)
+        fit = model.fit(
+            prepared.data.dwi,
+            prepared.mask,
+            checkpoint_path=checkpoint_path,
+            resume=resume,
+            progress=progress,
+            tile=tile,
+        )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
 
@@ -265,14 +301,21 @@ def run_predict(
     """
     timings: dict[str, float] = {}
     with timed(timings, "predict"):
-        fit = model.predict(prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]),
-                            tile=tile, progress=progress)
-    return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False,
-                   **_network_fields(model, method))
+        fit = model.predict(
+            prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]), tile=tile, progress=progress
+        )
+    return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
 
 
-def run_method(model: Any, prepared: PreparedData, *, method: str, progress: bool = False,
-               peak_kwargs: dict[str, Any] | None = None, responses_used: bool = True) -> DeconvResult:
+def run_method(
+    model: Any,
+    prepared: PreparedData,
+    *,
+    method: str,
+    progress: bool = False,
+    peak_kwargs: dict[str, Any] | None = None,
+    responses_used: bool = True,
+) -> DeconvResult:
     """Fit an iterative method (a Model of :mod:`equidmri.methods` with ``fit(dwi, mask) -> FODFFit``) to the
     prepared volume, then find its peaks.
 
@@ -293,8 +336,19 @@ def run_method(model: Any, prepared: PreparedData, *, method: str, progress: boo
     timings: dict[str, float] = {}
     with timed(timings, "fit"):
         fit = model.fit(prepared.data.dwi, prepared.mask)
-    return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, method=method, network=None,
-                   train_config=None, responses=prepared.responses if responses_used else None, shell_lmax=())
+    return _finish(
+        fit,
+        prepared,
+        timings,
+        peak_kwargs or {},
+        progress,
+        trained=True,
+        method=method,
+        network=None,
+        train_config=None,
+        responses=prepared.responses if responses_used else None,
+        shell_lmax=(),
+    )
 
 
 def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
@@ -310,8 +364,9 @@ def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
     return NetworkConfig.from_dict(load_checkpoint(path)["meta"]["network"])
 
 
-def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.ndarray, *,
-                  force: bool = False) -> list[Path]:
+def write_outputs(
+    out_dir: str | os.PathLike, result: DeconvResult, affine: np.ndarray, *, force: bool = False
+) -> list[Path]:
     """Write ``fod``, ``peaks``, ``peak_values``, ``fractions`` and (when trained) ``response.json``.
 
     Parameters
@@ -339,8 +394,14 @@ def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.n
     out = Path(out_dir)
     paths = [
         save_fod(out / OUTPUT_NAMES["fod"], result.fit.shm_coeff, affine, force=force),
-        *save_peaks(out / OUTPUT_NAMES["peaks"], out / OUTPUT_NAMES["peak_values"], result.peak_dirs,
-                    result.peak_values, affine, force=force),
+        *save_peaks(
+            out / OUTPUT_NAMES["peaks"],
+            out / OUTPUT_NAMES["peak_values"],
+            result.peak_dirs,
+            result.peak_values,
+            affine,
+            force=force,
+        ),
         save_nifti(out / OUTPUT_NAMES["fractions"], result.fit.fractions, affine, force=force),
     ]
     if result.trained and result.responses is not None:

@@ -74,8 +74,9 @@ def busiest_slice(peak_dirs: np.ndarray, axis: int = 2) -> int:
     return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[axis] // 2
 
 
-def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None,
-                  in_plane: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+def peak_segments(
+    peak_dirs: np.ndarray, peak_values: np.ndarray | None, in_plane: tuple[int, int] = (0, 1)
+) -> tuple[np.ndarray, np.ndarray]:
     """Line segments and DEC colours of the peaks of one slice.
 
     Parameters
@@ -123,8 +124,15 @@ def save_png(figure: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.ndarray | None,
-              centre: tuple[int, int, int], *, title: str = "", background_label: str = "FA") -> Figure:
+def qc_figure(
+    background: np.ndarray,
+    peak_dirs: np.ndarray,
+    peak_values: np.ndarray | None,
+    centre: tuple[int, int, int],
+    *,
+    title: str = "",
+    background_label: str = "FA",
+) -> Figure:
     """The QC figure: axial, coronal and sagittal slices through ``centre`` with their peaks, a colour bar
     of the background and a key of the direction colours (inputs as :func:`plot_peaks_qc`, checked there)."""
     shape = background.shape
@@ -137,8 +145,14 @@ def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.nda
     for axes, (name, fixed, in_plane) in zip(panels, VIEWS):
         index = [slice(None)] * 3
         index[fixed] = centre[fixed]
-        image = axes.imshow(background[tuple(index)].T, origin="lower", cmap=BACKGROUND_CMAP,
-                            interpolation="nearest", vmin=low, vmax=high)
+        image = axes.imshow(
+            background[tuple(index)].T,
+            origin="lower",
+            cmap=BACKGROUND_CMAP,
+            interpolation="nearest",
+            vmin=low,
+            vmax=high,
+        )
         values = None if peak_values is None else peak_values[tuple(index)]
         segments, colours = peak_segments(peak_dirs[tuple(index)], values, in_plane)
         axes.add_collection(LineCollection(segments, colors=colours, linewidths=PEAK_LINE_WIDTH), autolim=False)
@@ -147,8 +161,13 @@ def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.nda
         axes.set_title(f"{name}, {AXIS_NAMES[fixed]} = {centre[fixed]}")
     figure.colorbar(image, ax=list(panels), label=background_label, shrink=0.8)
     key = [Line2D([], [], color=rgb, linewidth=3 * PEAK_LINE_WIDTH, label=f"along {axis}") for rgb, axis in COLOUR_KEY]
-    figure.legend(handles=key, loc="outside lower center", ncols=len(key), frameon=False,
-                  title="peak colour = (|x|, |y|, |z|) of its direction, voxel axes; oblique peaks mix the colours")
+    figure.legend(
+        handles=key,
+        loc="outside lower center",
+        ncols=len(key),
+        frameon=False,
+        title="peak colour = (|x|, |y|, |z|) of its direction, voxel axes; oblique peaks mix the colours",
+    )
     if title:
         figure.suptitle(title)
     return figure

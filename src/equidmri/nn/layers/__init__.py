@@ -8,6 +8,15 @@ from equidmri.nn.layers.spatial import IsotropicConv3d, NeighboursAsChannels, ne
 from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv
 from equidmri.nn.layers.stencil import isotropic_stencil
 
-__all__ = ["SphereGrid", "SpatioSphericalConv", "SphericalPool", "SphericalUnpool", "isotropic_stencil",
-           "IsotropicConv3d", "NeighboursAsChannels", "OperatorChebyshevConv", "SHSpatialConv",
-           "neighbours_as_channels"]
+__all__ = [
+    "SphereGrid",
+    "SpatioSphericalConv",
+    "SphericalPool",
+    "SphericalUnpool",
+    "isotropic_stencil",
+    "IsotropicConv3d",
+    "NeighboursAsChannels",
+    "OperatorChebyshevConv",
+    "SHSpatialConv",
+    "neighbours_as_channels",
+]
