@@ -123,7 +123,8 @@ def test_unit_integral_fodf_with_isotropic_response_gives_the_response_signal(fl
 
 
 def test_constant_fodf_gives_the_mean_of_the_wm_response(float64):
-    """Mean over the sphere of exp(-b (l_perp + dl t^2)): exp(-b l_perp) sqrt(pi) erf(sqrt(a)) / (2 sqrt(a)), a = b dl."""
+    """Mean over the sphere of exp(-b (l_perp + dl t^2)):
+    exp(-b l_perp) sqrt(pi) erf(sqrt(a)) / (2 sqrt(a)), a = b dl."""
     bvals, bvecs, shells = _scheme()
     vertices = hemisphere.hemisphere_centres(8)
     model = SignalModel(vertices, bvecs, shells, _responses().zonal(FODF_LMAX))

@@ -122,8 +122,8 @@ def prepare(data: DWIData) -> PreparedData:
     ------
     ValueError
         If the mask holds no voxel, the b-values do not form shells (q-space sampling, or a shell with fewer
-        than 6 directions: :func:`equidmri.dmri.gradients.check_shell_sampling`), or the responses cannot be estimated (too few WM voxels, no GM/CSF
-        voxel: see :func:`equidmri.dmri.response.estimate_responses`).
+        than 6 directions: :func:`equidmri.dmri.gradients.check_shell_sampling`), or the responses cannot be
+        estimated (too few WM voxels, no GM/CSF voxel: see :func:`equidmri.dmri.response.estimate_responses`).
     """
     timings: dict[str, float] = {}
     gtab = data.gtab()
