@@ -27,7 +27,11 @@ def test_msmt_csd_without_cvxpy_names_the_baselines_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cvxpy", None)  # import cvxpy now raises ImportError
     bvals = np.r_[0.0, np.full(6, 1000.0), np.full(6, 2000.0)]
     bvecs = np.vstack([np.zeros(3), np.tile(np.eye(3), (4, 1))])
-    responses = TissueResponses(("wm", "gm", "csf"), [1000.0, 2000.0], [[(1.7e-3, 3e-4, 3e-4)] * 2,
-                                [(8e-4,) * 3] * 2, [(3e-3,) * 3] * 2], [1.0, 1.0, 1.0])
+    responses = TissueResponses(
+        ("wm", "gm", "csf"),
+        [1000.0, 2000.0],
+        [[(1.7e-3, 3e-4, 3e-4)] * 2, [(8e-4,) * 3] * 2, [(3e-3,) * 3] * 2],
+        [1.0, 1.0, 1.0],
+    )
     with pytest.raises(MissingExtraError, match=r"dipy's MSMT-CSD needs cvxpy.*pip install 'equidmri\[baselines\]'"):
         fit_msmt_csd(np.ones((1, 1, 1, 13)), gradient_table(bvals, bvecs=bvecs), responses)

@@ -18,10 +18,13 @@ def test_retain_freed_memory_takes_effect_and_is_idempotent():
     assert retain_freed_memory() is True
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"EQUIDMRI_THREADS": "3", "OMP_NUM_THREADS": "5"}, 3),
-    ({"OMP_NUM_THREADS": "5"}, 5),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"EQUIDMRI_THREADS": "3", "OMP_NUM_THREADS": "5"}, 3),
+        ({"OMP_NUM_THREADS": "5"}, 5),
+    ],
+)
 def test_default_threads_reads_the_environment_first(monkeypatch, env, expected):
     for name in THREADS_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -45,12 +48,16 @@ def test_default_threads_rejects_a_bad_environment_value(monkeypatch, value):
 
 
 def test_set_passive_wait_keeps_a_users_policy_and_sets_passive_before_torch():
-    code = ("import os, sys; from equidmri.runtime import set_passive_wait; "
-            "print(set_passive_wait(), os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    code = (
+        "import os, sys; from equidmri.runtime import set_passive_wait; "
+        "print(set_passive_wait(), os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    )
+
     def run(**policy):
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | policy
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env=env).stdout.split()
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
 
     assert run() == ["True", "PASSIVE", "False"]
     assert run(OMP_WAIT_POLICY="ACTIVE") == ["False", "ACTIVE", "False"]

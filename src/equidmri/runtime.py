@@ -165,5 +165,10 @@ class ContentionWatch:
                     "this run waited for a CPU %.0f%% of the last %.0f s (load average %.1f on %d CPUs): the CPUs "
                     "are oversubscribed (other busy processes, or more threads than CPUs), and the run may take "
                     "%.1fx as long as on an idle machine",
-                    100 * wait / (run + wait), self.interval, os.getloadavg()[0], available_cpus(), self.slowdown)
+                    100 * wait / (run + wait),
+                    self.interval,
+                    os.getloadavg()[0],
+                    available_cpus(),
+                    self.slowdown,
+                )
                 return

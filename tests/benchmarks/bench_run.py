@@ -8,10 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+
 def run_bench(name: str, args: list[str], out: Path) -> tuple[dict[str, Any], str, str]:
-    """``equidmri bench <name> <args> --json --markdown`` into ``out``: ``(json, markdown, stdout)``."""
-    json_path, markdown_path = out / "result.json", out / "result.md"
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", name, *args, "--json", str(json_path),
-                           "--markdown", str(markdown_path)], capture_output=True, text=True, check=False)
+    """``equidmri bench <name> <args> --out OUT/results``, run from the empty folder ``out`` (so that nothing is
+    read from the repository and the results folder must be created): ``(json, markdown, stdout)``."""
+    assert not any(out.iterdir()), f"{out} must be empty"
+    results = out / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "equidmri.cli.main", "bench", name, *args, "--out", "results"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=out,
+    )
     assert done.returncode == 0, done.stderr
-    return json.loads(json_path.read_text()), markdown_path.read_text(), done.stdout
+    (json_path,) = results.glob("*.json")
+    return json.loads(json_path.read_text()), json_path.with_suffix(".md").read_text(), done.stdout

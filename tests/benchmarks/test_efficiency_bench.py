@@ -35,7 +35,11 @@ def test_layer_records_follow_the_schema_with_positive_times_and_memory(layers_r
     assert result["machine"]["threads"] == 2
     records = result["records"]
     assert [(r["variant"], r["nside"], r["pass"]) for r in records] == [
-        ("a", 1, "fwd"), ("a", 1, "fwdbwd"), ("e", 1, "fwd"), ("e", 1, "fwdbwd")]
+        ("a", 1, "fwd"),
+        ("a", 1, "fwdbwd"),
+        ("e", 1, "fwd"),
+        ("e", 1, "fwdbwd"),
+    ]
     for record in records:
         assert RECORD_KEYS <= set(record) and record["bench"] == "layer" and record["voxels_per_s"] is None
         assert isinstance(record["nside"], int) and record["edge"] == 8
@@ -69,7 +73,11 @@ def test_unet_quick_run_measures_the_whole_network_at_nside_8(unet_run):
     result, markdown = unet_run
     records = result["records"]
     assert [(r["variant"], r["pass"]) for r in records] == [
-        ("c", "fwd"), ("c", "fwdbwd"), ("e", "fwd"), ("e", "fwdbwd")]
+        ("c", "fwd"),
+        ("c", "fwdbwd"),
+        ("e", "fwd"),
+        ("e", "fwdbwd"),
+    ]
     for record in records:
         assert record["bench"] == "unet" and record["nside"] == 8 and record["edge"] == 8
         assert record["n_vertices"] == (384 if record["variant"] == "e" else 768)
@@ -79,19 +87,34 @@ def test_unet_quick_run_measures_the_whole_network_at_nside_8(unet_run):
 
 
 def test_exponents_are_the_slopes_of_log_time():
-    records = [{"variant": "a", "pass": "fwd", "nside": n, "edge": 8, "n_vertices": 12 * n * n,
-                "median_s": 1e-6 * (12 * n * n) ** 1.5} for n in (1, 2, 4, 8)]
-    records += [{"variant": "a", "pass": "fwd", "nside": 8, "edge": e, "n_vertices": 768, "median_s": 1e-3 * e**3}
-                for e in (4, 16)]
+    records = [
+        {
+            "variant": "a",
+            "pass": "fwd",
+            "nside": n,
+            "edge": 8,
+            "n_vertices": 12 * n * n,
+            "median_s": 1e-6 * (12 * n * n) ** 1.5,
+        }
+        for n in (1, 2, 4, 8)
+    ]
+    records += [
+        {"variant": "a", "pass": "fwd", "nside": 8, "edge": e, "n_vertices": 768, "median_s": 1e-3 * e**3}
+        for e in (4, 16)
+    ]
     fits = {f["axis"]: f for f in fit_exponents(records)}
     assert fits["V"]["exponent"] == pytest.approx(1.5) and fits["V"]["points"] == 3  # nside 1 (V = 12) left out
     assert fits["voxels"]["exponent"] == pytest.approx(1.0, abs=0.05) and fits["voxels"]["points"] == 3
 
 
 def test_existing_results_are_kept_without_force(tmp_path):
-    existing = tmp_path / "result.json"
+    existing = tmp_path / "efficiency_layers.json"
     existing.write_text("keep")
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", "layers", "--json", str(existing),
-                           "--markdown", str(tmp_path / "result.md")], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "equidmri.cli.main", "bench", "layers", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and "use --force" in done.stderr
-    assert existing.read_text() == "keep" and not (tmp_path / "result.md").exists()
+    assert existing.read_text() == "keep" and not (tmp_path / "efficiency_layers.md").exists()

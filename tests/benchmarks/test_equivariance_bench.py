@@ -54,12 +54,16 @@ def test_voxelwise_so3_keeps_both(layer_errors):
 def test_quick_run_writes_every_cell_the_sweep_and_the_figure(tmp_path):
     result, markdown, _ = run_bench("equivariance", ["--quick", "--threads", "2"], tmp_path)
     cells = {(r["operator"], r["level"], r["transform"]) for r in result["records"]}
-    assert cells == {(o, level, t) for o in OPERATORS for level in ("layer", "unet")
-                     for t in ("grid", "voxel", "both", "grid-trilinear")}
+    assert cells == {
+        (o, level, t)
+        for o in OPERATORS
+        for level in ("layer", "unet")
+        for t in ("grid", "voxel", "both", "grid-trilinear")
+    }
     for record in result["records"]:
         assert set(record) == {"operator", "level", "transform", "error_mean", "error_std", "n"}
         assert record["n"] == 1 and record["error_mean"] >= 0
     assert result["shd_vs_rt_esd"]["max_abs_difference"] < 1e-6
     assert len(result["sweep"]) == 2 and result["sweep_best"] in result["sweep"]
-    assert (tmp_path / "result.png").stat().st_size > 10_000
-    assert f"Command: `{result['command']}`" in markdown and "![Equivariance errors](result.png)" in markdown
+    assert (tmp_path / "results" / "equivariance.png").stat().st_size > 10_000
+    assert f"Command: `{result['command']}`" in markdown and "![Equivariance errors](equivariance.png)" in markdown

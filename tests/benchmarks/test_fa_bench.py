@@ -54,4 +54,4 @@ def test_markdown_states_command_data_and_figures(quick_run):
     assert "**Training**" in markdown and "**Test `small_64D`**" in markdown
     figures = [line.split("(")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert len(figures) == 5
-    assert all((Path(out) / name).stat().st_size > 10_000 for name in figures)
+    assert all((Path(out) / "results" / name).stat().st_size > 10_000 for name in figures)

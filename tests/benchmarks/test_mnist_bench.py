@@ -33,9 +33,10 @@ def test_loss_is_small_for_confident_correct_logits_and_large_for_wrong_ones():
 def test_quick_run_trains_every_model_in_both_settings(tmp_path):
     result, markdown, _ = run_bench("mnist", ["--quick", "--threads", "2"], tmp_path)
     assert {(r["model"], r["setting"]) for r in result["summary"]} == {
-        (m, s) for m in MODELS for s in ("train-without", "train-with")}
+        (m, s) for m in MODELS for s in ("train-without", "train-with")
+    }
     for record in result["records"]:
         assert 0.0 <= record["dice_test_rotated"] <= 1.0 and len(record["loss_history"]) == 1
         assert np.isfinite(record["loss_history"][0])
-    assert (tmp_path / "result.png").stat().st_size > 10_000
+    assert (tmp_path / "results" / "mnist.png").stat().st_size > 10_000
     assert "load_digits" in markdown and "Ranking, trained with rotations, tested with:" in markdown

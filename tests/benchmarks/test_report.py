@@ -4,10 +4,22 @@ from equidmri.bench.report import header_lines
 
 
 def _record(threads):
-    machine = {"cpu_model": "CPU", "cores": 2, "threads": threads, "device": "cpu", "python": "3",
-               "torch": "2", "equidmri": "0", "git_commit": "abc"}
-    return {"command": "equidmri bench x", "date": "today", "machine": machine,
-            "load_average": {"start": [0.5, 0.25, 0.125], "end": [1.0, 0.5, 0.25]}}
+    machine = {
+        "cpu_model": "CPU",
+        "cores": 2,
+        "threads": threads,
+        "device": "cpu",
+        "python": "3",
+        "torch": "2",
+        "equidmri": "0",
+        "git_commit": "abc",
+    }
+    return {
+        "command": "equidmri bench x",
+        "date": "today",
+        "machine": machine,
+        "load_average": {"start": [0.5, 0.25, 0.125], "end": [1.0, 0.5, 0.25]},
+    }
 
 
 def test_header_states_command_threads_and_load():

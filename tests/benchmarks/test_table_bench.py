@@ -11,10 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 from cli_inputs import run_main  # noqa: E402
 
-from equidmri.bench.methods import VolumeSet, _train  # noqa: E402
+from equidmri.bench.methods import Settings, VolumeSet, train_on_volumes  # noqa: E402
 from equidmri.bench.table import COLUMNS, summarise, target_lines  # noqa: E402
-from equidmri.recon.model import NetworkConfig  # noqa: E402
-from equidmri.recon.train import TrainConfig  # noqa: E402
+from equidmri.methods import find_method  # noqa: E402
 
 METHODS = ["CSD (lmax 8)", "SHD"]
 
@@ -23,8 +22,22 @@ METHODS = ["CSD (lmax 8)", "SHD"]
 def tiny_table(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
     assert run_main(["phantom", "--out", str(root / "data"), "--size", "14", "--seed", "4"]) == 0
-    argv = ["bench", "table", "--data", str(root / "data"), "--out", str(root / "results"), "--quick",
-            "--seeds", "0", "1", "--methods", *METHODS, "--threads", "1"]
+    argv = [
+        "bench",
+        "table",
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(root / "results"),
+        "--quick",
+        "--seeds",
+        "0",
+        "1",
+        "--methods",
+        *METHODS,
+        "--threads",
+        "1",
+    ]
     assert run_main(argv) == 0
     return root, argv
 
@@ -65,20 +78,34 @@ def test_markdown_has_the_paper_columns_and_the_figure(tiny_table):
 def test_low_resolution_networks_read_the_low_series_and_reconstruct_the_high_one(tiny_table):
     root, _ = tiny_table
     volumes = VolumeSet(root / "data")
-    config = TrainConfig(epochs=1, patch_size=6, patches_per_epoch=1)
-    model = _train(volumes, "low", NetworkConfig(widths=(4, 4, 4, 4)), config)
+    settings, shd = Settings(epochs=1, patch_size=6, widths=(4, 4, 4, 4)), find_method("SHD")
+    model = train_on_volumes(shd, volumes, "low", 0, settings)
     n_low, n_high = (volumes.get("train", r).data.dwi.shape[-1] for r in ("low", "high"))
     assert model.super_resolution and model.sampler.operator.shape[-1] == n_low == 33
     assert model.signal_model.wm_operator.shape[0] == n_high > n_low
-    assert not _train(volumes, "high", NetworkConfig(widths=(4, 4, 4, 4)), config).super_resolution
+    assert not train_on_volumes(shd, volumes, "high", 0, settings).super_resolution
 
 
 @pytest.mark.slow
 def test_existing_results_need_force_and_unknown_methods_are_refused(tiny_table, tmp_path):
     root, argv = tiny_table
     assert run_main(argv) == 2
-    assert run_main(["bench", "table", "--data", str(root / "data"), "--out", str(tmp_path / "r"), "--quick",
-                     "--methods", "NoSuchMethod"]) == 2
+    assert (
+        run_main(
+            [
+                "bench",
+                "table",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(tmp_path / "r"),
+                "--quick",
+                "--methods",
+                "NoSuchMethod",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -91,8 +118,12 @@ def test_summary_is_mean_and_student_t_interval():
 
 def _stored_runs(table_json: Path) -> list[tuple]:
     result = json.loads(table_json.read_text())
-    return [(m["method"], res, run["seed"], run["date"], run["f1"])
-            for m in result["methods"] for res, summary in m["resolutions"].items() for run in summary["runs"]]
+    return [
+        (m["method"], res, run["seed"], run["date"], run["f1"])
+        for m in result["methods"]
+        for res, summary in m["resolutions"].items()
+        for run in summary["runs"]
+    ]
 
 
 @pytest.mark.slow
@@ -107,25 +138,29 @@ def test_resume_reuses_the_stored_runs_and_refuses_other_settings(tiny_table, tm
     assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")
     assert "Runs: 6, made from " in (tmp_path / "r" / "table.md").read_text()
     assert run_main([*elsewhere, "--resume", "--epochs", "3"]) == 2  # SHD's stored runs had other epochs
-    csd_only = [*elsewhere[:elsewhere.index("--methods") + 1], METHODS[0], "--threads", "1"]
+    csd_only = [*elsewhere[: elsewhere.index("--methods") + 1], METHODS[0], "--threads", "1"]
     assert run_main([*csd_only, "--resume", "--epochs", "3"]) == 0  # CSD's runs do not depend on epochs
     assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")[:2]
 
 
 def _record(method, **by_resolution):
     """A table record with the given ``(f1, angle, ci95)`` per resolution (CI on both columns)."""
-    resolutions = {res: {"summary": {"f1": {"mean": f1, "ci95": ci}, "angle_deg": {"mean": angle, "ci95": ci}}}
-                   for res, (f1, angle, ci) in by_resolution.items()}
+    resolutions = {
+        res: {"summary": {"f1": {"mean": f1, "ci95": ci}, "angle_deg": {"mean": angle, "ci95": ci}}}
+        for res, (f1, angle, ci) in by_resolution.items()
+    }
     return {"method": method, "resolutions": resolutions}
 
 
 def test_targets_are_read_off_the_table_and_judged():
-    result = {"methods": [
-        _record("CSD (lmax 8)", high=(0.90, 4.0, None), low=(0.70, 10.0, None)),
-        _record("SHD-TV", high=(0.85, 5.0, 0.01), low=(0.81, 6.9, 0.01)),
-        _record("RT-ESD", high=(0.86, 5.0, 0.02), low=(0.80, 7.0, 0.02)),
-        _record("SHD", high=(0.845, 5.01, 0.01), low=(0.70, 9.0, 0.01)),
-    ]}
+    result = {
+        "methods": [
+            _record("CSD (lmax 8)", high=(0.90, 4.0, None), low=(0.70, 10.0, None)),
+            _record("SHD-TV", high=(0.85, 5.0, 0.01), low=(0.81, 6.9, 0.01)),
+            _record("RT-ESD", high=(0.86, 5.0, 0.02), low=(0.80, 7.0, 0.02)),
+            _record("SHD", high=(0.845, 5.01, 0.01), low=(0.70, 9.0, 0.01)),
+        ]
+    }
     lines = target_lines(result)
     assert len(lines) == 4
     high_csd, low_csd, high_rt, low_rt = lines

@@ -58,7 +58,11 @@ def test_record_states_settings_machine_and_data(tiny_run):
     result, _, _ = tiny_run
     settings = result["settings"]
     assert {k: settings[k] for k in ("epochs", "patch_size", "repeats", "threads")} == {
-        "epochs": 1, "patch_size": 4, "repeats": 1, "threads": 2}
+        "epochs": 1,
+        "patch_size": 4,
+        "repeats": 1,
+        "threads": 2,
+    }
     assert settings["tile"] >= 1
     assert result["settings"]["network"]["widths"] == [4, 4, 4, 4]
     assert set(result["stage_threads"].values()) == {2}
@@ -83,8 +87,12 @@ def test_markdown_states_command_machine_table_and_verdict(tiny_run):
 
 
 def test_rejects_zero_repeats():
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", "bench", "throughput", "--repeats", "0"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "equidmri.cli.main", "bench", "throughput", "--repeats", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2
     assert "--repeats must be >= 1, got 0" in done.stderr
 

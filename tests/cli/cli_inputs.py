@@ -46,8 +46,14 @@ def directions(n: int) -> np.ndarray:
     return disperse_charges(hemisphere, 200)[0].vertices
 
 
-def write_series(folder: Path, dwi: np.ndarray, bvals: np.ndarray, fsl_bvecs: np.ndarray, affine: np.ndarray,
-                 mask: np.ndarray | None = None) -> Inputs:
+def write_series(
+    folder: Path,
+    dwi: np.ndarray,
+    bvals: np.ndarray,
+    fsl_bvecs: np.ndarray,
+    affine: np.ndarray,
+    mask: np.ndarray | None = None,
+) -> Inputs:
     """Write a DWI NIfTI, FSL bvals/bvecs (3 rows) and an optional mask into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     inputs = Inputs(folder / "dwi.nii.gz", folder / "bvals", folder / "bvecs")
@@ -81,8 +87,13 @@ def small_64d_crop_series(folder: Path) -> Inputs:
     affine = image.affine.copy()
     affine[:, 3] = image.affine @ np.array([*(s.start or 0 for s in CROP), 1.0])
     bvecs = np.loadtxt(bvecs_path)
-    return write_series(folder, np.asarray(image.dataobj)[CROP], np.loadtxt(bvals_path),
-                        bvecs.T if bvecs.shape[0] == 3 else bvecs, affine)
+    return write_series(
+        folder,
+        np.asarray(image.dataobj)[CROP],
+        np.loadtxt(bvals_path),
+        bvecs.T if bvecs.shape[0] == 3 else bvecs,
+        affine,
+    )
 
 
 def run_main(argv: list[str]) -> int:

@@ -34,4 +34,3 @@ def crop_run(small_64d_crop, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("crop_run") / "out"
     assert run_main(["deconv", *small_64d_crop.args(), "--out", str(out), *TINY_NET]) == 0
     return out
-

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from equidmri.cli.common import SHD_LAMBDA_TV, check_out_dir, network_config, show_progress, train_config
+from equidmri.cli.common import check_out_dir, chosen_method, learned_options, show_progress
 from equidmri.cli.main import build_parser
+from equidmri.methods import get_method
 from equidmri.recon.losses import LossWeights
 from equidmri.recon.model import NetworkConfig
 from equidmri.recon.train import TrainConfig
@@ -19,28 +20,52 @@ def _parse(*extra: str) -> argparse.Namespace:
     return build_parser().parse_args(["deconv", *REQUIRED, *extra])
 
 
+def _learned(args: argparse.Namespace):
+    method = chosen_method(args)
+    return get_method(method.name, None, **learned_options(args, method))
+
+
 def test_default_options_build_the_library_defaults():
-    args = _parse()
-    assert train_config(args, args.model) == TrainConfig()
-    assert network_config(args) == NetworkConfig()
+    method = _learned(_parse())
+    assert method.train_config == TrainConfig()
+    assert method.network_config == NetworkConfig()
 
 
-@pytest.mark.parametrize(("extra", "expected_tv"), [
-    ((), LossWeights().tv),
-    (("--model", "shd"), SHD_LAMBDA_TV),
-    (("--model", "shd", "--lambda-tv", "0.25"), 0.25),
-    (("--model", "rt-esd"), SHD_LAMBDA_TV),
-    (("--model", "cnn"), SHD_LAMBDA_TV),
-])
-def test_lambda_tv_default_depends_on_the_model(extra, expected_tv):
-    args = _parse(*extra)
-    assert train_config(args, args.model).weights.tv == expected_tv
+@pytest.mark.parametrize(
+    ("extra", "expected_tv"),
+    [
+        ((), LossWeights().tv),
+        (("--method", "shd"), 0.0),
+        (("--method", "SHD", "--lambda-tv", "0.25"), 0.25),
+        (("--method", "rt-esd"), 0.0),
+        (("--method", "cnn-tv"), LossWeights().tv),
+        (("--model", "cnn"), 0.0),  # the deprecated alias
+    ],
+)
+def test_lambda_tv_default_is_the_methods_own(extra, expected_tv):
+    assert _learned(_parse(*extra)).train_config.weights.tv == expected_tv
 
 
-@pytest.mark.parametrize("option", [
-    ["--epochs", "0"], ["--lr", "0"], ["--lambda-nn", "-1"], ["--relative-peak-threshold", "1.5"],
-    ["--min-separation-angle", "91"], ["--npeaks", "0"], ["--threads", "0"], ["--model", "csd"],
-])
+def test_method_names_are_case_insensitive_and_csd_takes_any_lmax():
+    assert _parse("--method", "shd-tv").method == "SHD-TV"
+    assert _parse("--method", "csd (lmax 10)").method == "CSD (lmax 10)"
+    assert _parse("--model", "rt-esd").model == "RT-ESD"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--lr", "0"],
+        ["--lambda-nn", "-1"],
+        ["--relative-peak-threshold", "1.5"],
+        ["--min-separation-angle", "91"],
+        ["--npeaks", "0"],
+        ["--threads", "0"],
+        ["--model", "csd"],
+        ["--method", "NoSuchMethod"],
+    ],
+)
 def test_out_of_range_option_is_a_usage_error(option, capsys):
     with pytest.raises(SystemExit) as stop:
         _parse(*option)
@@ -62,6 +87,12 @@ def test_check_out_dir_accepts_an_empty_directory(tmp_path):
 def test_check_out_dir_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="--resume needs"):
         check_out_dir(tmp_path, force=False, resume=True)
+
+
+def test_the_deprecated_model_option_warns_and_chooses_the_method(caplog):
+    with caplog.at_level("WARNING", logger="equidmri"):
+        assert chosen_method(_parse("--model", "rt-esd")).name == "RT-ESD"
+    assert "--model is deprecated; use --method RT-ESD" in caplog.text
 
 
 @pytest.mark.parametrize("quiet", [False, True])

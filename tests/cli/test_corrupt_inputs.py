@@ -32,6 +32,7 @@ def _flip(offset: int) -> Callable[[bytes], bytes]:
         header = bytearray(gzip.decompress(raw))
         header[offset] ^= 0xFF
         return gzip.compress(bytes(header))
+
     return corrupt
 
 
@@ -77,12 +78,18 @@ def _commands(inputs: Inputs, work: Path, model: Path, fa_model: Path, gt: Path)
     return {
         "deconv": (["deconv", *inputs.args(), "--out", str(out), *TINY_NET], out),
         "predict": (["predict", "--model", str(model), *inputs.args(), "--out", str(out), "-q"], out),
-        "fa predict": (["fa", "predict", "--model", str(fa_model), *inputs.args(), "--out", str(work / "fa.nii.gz")],
-                       work / "fa.nii.gz"),
-        "evaluate": (["evaluate", "--gt", str(gt), "--pred-peaks", str(inputs.mask), "--json", str(work / "s.json")],
-                     work / "s.json"),
-        "bench throughput": (["bench", "throughput", *inputs.args(), "--quick", "--json", str(work / "t.json"),
-                              "--markdown", str(work / "t.md")], work / "t.json"),
+        "fa predict": (
+            ["fa", "predict", "--model", str(fa_model), *inputs.args(), "--out", str(work / "fa.nii.gz")],
+            work / "fa.nii.gz",
+        ),
+        "evaluate": (
+            ["evaluate", "--gt", str(gt), "--pred-peaks", str(inputs.mask), "--json", str(work / "s.json")],
+            work / "s.json",
+        ),
+        "bench throughput": (
+            ["bench", "throughput", *inputs.args(), "--quick", "--out", str(work / "bench")],
+            work / "bench",
+        ),
     }
 
 
@@ -101,8 +108,9 @@ def _assert_one_line_exit_2_nothing_written(argv: list[str], written: Path, caps
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-def test_a_damaged_image_fails_every_command_in_one_line(corruption, synthetic, synthetic_run, fa_model, peaks_gt,
-                                                        tmp_path, capsys):
+def test_a_damaged_image_fails_every_command_in_one_line(
+    corruption, synthetic, synthetic_run, fa_model, peaks_gt, tmp_path, capsys
+):
     inputs = _copy(synthetic, tmp_path / "in")
     target = {"dwi": inputs.dwi, "mask": inputs.mask}
     for name, path in target.items():
@@ -116,8 +124,9 @@ def test_a_damaged_image_fails_every_command_in_one_line(corruption, synthetic, 
 
 
 @pytest.mark.parametrize("corruption", sorted(GRADIENT_CORRUPTIONS))
-def test_gradient_files_of_the_wrong_shape_fail_in_one_line(corruption, synthetic, synthetic_run, fa_model,
-                                                           peaks_gt, tmp_path, capsys):
+def test_gradient_files_of_the_wrong_shape_fail_in_one_line(
+    corruption, synthetic, synthetic_run, fa_model, peaks_gt, tmp_path, capsys
+):
     inputs = _copy(synthetic, tmp_path / "in")
     name, text = GRADIENT_CORRUPTIONS[corruption]
     path = getattr(inputs, name)
@@ -125,7 +134,6 @@ def test_gradient_files_of_the_wrong_shape_fail_in_one_line(corruption, syntheti
         path.write_bytes(inputs.dwi.read_bytes())
     else:
         path.write_text(text)
-    for command, (argv, written) in _commands(inputs, tmp_path, synthetic_run / "model.pt", fa_model,
-                                              peaks_gt).items():
+    for command, (argv, written) in _commands(inputs, tmp_path, synthetic_run / "model.pt", fa_model, peaks_gt).items():
         if command != "evaluate":  # reads no gradients
             _assert_one_line_exit_2_nothing_written(argv, written, capsys)

@@ -16,8 +16,20 @@ from equidmri.sphere.sh import n_coeffs
 pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
 
 RUN_KEYS = {
-    "version", "command", "argv", "arguments", "data_shape", "mask_voxels", "mask_source", "shells", "shell_lmax",
-    "timings", "final_loss", "history", "device", "threads",
+    "version",
+    "command",
+    "argv",
+    "arguments",
+    "data_shape",
+    "mask_voxels",
+    "mask_source",
+    "shells",
+    "shell_lmax",
+    "timings",
+    "final_loss",
+    "history",
+    "device",
+    "threads",
 }
 STAGES = {"load", "mask", "response", "build", "fit", "peaks", "fa", "write", "qc", "total"}
 
@@ -25,8 +37,11 @@ STAGES = {"load", "mask", "response", "build", "fit", "peaks", "fa", "write", "q
 def _read(inputs: Inputs) -> dict:
     image = nib.load(inputs.dwi)
     return {
-        "dwi": np.asarray(image.dataobj), "affine": image.affine, "bvals": np.loadtxt(inputs.bvals),
-        "bvecs": np.loadtxt(inputs.bvecs).T, "mask": np.asarray(nib.load(inputs.mask).dataobj).astype(bool),
+        "dwi": np.asarray(image.dataobj),
+        "affine": image.affine,
+        "bvals": np.loadtxt(inputs.bvals),
+        "bvecs": np.loadtxt(inputs.bvecs).T,
+        "mask": np.asarray(nib.load(inputs.mask).dataobj).astype(bool),
     }
 
 
@@ -171,7 +186,8 @@ def test_nan_voxels_warn_and_are_masked(synthetic, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="py.warnings"):  # the CLI logs warnings (equidmri.cli.logs)
         assert run_main(["deconv", *inputs.args(), "--out", str(tmp_path / "out"), *not_quiet, "--epochs", "1"]) == 0
     assert [r.getMessage() for r in caplog.records if "NaN or Inf" in r.getMessage()] == [
-        f"UserWarning: 1 voxel(s) of {inputs.dwi} hold NaN or Inf; they are set to 0 and excluded from the mask"]
+        f"UserWarning: 1 voxel(s) of {inputs.dwi} hold NaN or Inf; they are set to 0 and excluded from the mask"
+    ]
     fod = np.asarray(nib.load(tmp_path / "out" / "fod.nii.gz").dataobj)
     assert np.all(fod[2, 3, 1] == 0)
     assert json.loads((tmp_path / "out" / "run.json").read_text())["mask_voxels"] == np.prod(SHAPE) - 1

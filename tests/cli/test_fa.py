@@ -55,8 +55,11 @@ def test_predict_writes_the_models_fa_on_a_jones_acquisition(trained, tmp_path):
 _B0_AND_6 = np.r_[0.0, np.full(6, 1000.0)]
 _SQUEEZED = SKARE * [1.0, 1.0, 0.02] / np.linalg.norm(SKARE * [1.0, 1.0, 0.02], axis=1, keepdims=True)
 BAD_INPUTS = {
-    "five directions": (np.r_[0.0, np.full(7, 1000.0)], np.vstack([np.zeros(3), SKARE[:5], -SKARE[:2]]),
-                        "needs >= 6 non-collinear gradient directions, got 5"),
+    "five directions": (
+        np.r_[0.0, np.full(7, 1000.0)],
+        np.vstack([np.zeros(3), SKARE[:5], -SKARE[:2]]),
+        "needs >= 6 non-collinear gradient directions, got 5",
+    ),
     "degenerate": (_B0_AND_6, np.vstack([np.zeros(3), _SQUEEZED]), "degenerate gradient scheme: condition number"),
     "no b0": (np.full(7, 1000.0), np.vstack([JONES[:1], SKARE]), "no b=0 volume"),
     "wrong shell": (np.r_[0.0, np.full(6, 3000.0)], np.vstack([np.zeros(3), SKARE]), "no volume at b ≈ 1000"),

@@ -70,8 +70,9 @@ def _single_fibre_series(folder: Path, affine: np.ndarray, *, fsl_flip: bool = T
     bvals = np.r_[0.0, np.full(len(bvecs) - 1, BVALUE)]
     x, y, z = voxel_to_world_rotation(affine).T @ FIBRE  # the fibre in the voxel-axis frame
     angles = [(np.degrees(np.arccos(z)), np.degrees(np.arctan2(y, x)))]
-    signal, _ = multi_tensor(gradient_table(bvals, bvecs=bvecs), np.array([EVALS]), S0=S0, angles=angles,
-                             fractions=[100.0], snr=None)
+    signal, _ = multi_tensor(
+        gradient_table(bvals, bvecs=bvecs), np.array([EVALS]), S0=S0, angles=angles, fractions=[100.0], snr=None
+    )
     fsl_bvecs = voxel_bvecs_to_fsl(bvecs, affine) if fsl_flip else bvecs
     dwi = np.broadcast_to(signal, SHAPE + signal.shape)
     return write_series(folder, dwi, bvals, fsl_bvecs, affine, np.ones(SHAPE, dtype=bool))
@@ -104,13 +105,18 @@ def _fod_maxima(out: Path) -> np.ndarray:
     start = grid[np.argmax(coefficients @ _tournier_basis(grid).T, axis=1)]
     maxima = []
     for sh, (x, y, z) in zip(coefficients, start):
+
         def negative_fod(angles, sh=sh):
             theta, phi = angles
             u = np.array([[np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)]])
             return -float(_tournier_basis(u)[0] @ sh)
 
-        best = minimize(negative_fod, [np.arccos(z), np.arctan2(y, x)], method="Nelder-Mead",
-                        options={"xatol": 1e-7, "fatol": 1e-12})
+        best = minimize(
+            negative_fod,
+            [np.arccos(z), np.arctan2(y, x)],
+            method="Nelder-Mead",
+            options={"xatol": 1e-7, "fatol": 1e-12},
+        )
         theta, phi = best.x
         maxima.append([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
     return np.array(maxima)

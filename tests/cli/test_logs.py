@@ -11,10 +11,17 @@ from dipy.data import get_fnames
 from equidmri.cli.logs import WARNINGS_LOGGER, command_logging, log_level
 
 
-@pytest.mark.parametrize(("verbose", "quiet", "level"), [
-    (0, False, logging.WARNING), (1, False, logging.INFO), (2, False, logging.DEBUG), (5, False, logging.DEBUG),
-    (0, True, logging.ERROR), (2, True, logging.ERROR),
-])
+@pytest.mark.parametrize(
+    ("verbose", "quiet", "level"),
+    [
+        (0, False, logging.WARNING),
+        (1, False, logging.INFO),
+        (2, False, logging.DEBUG),
+        (5, False, logging.DEBUG),
+        (0, True, logging.ERROR),
+        (2, True, logging.ERROR),
+    ],
+)
 def test_log_level_of_the_options(verbose, quiet, level):
     assert log_level(verbose, quiet) == level
 
@@ -24,8 +31,11 @@ def test_warnings_are_logged_once_in_one_line_and_levels_are_restored(caplog):
     with caplog.at_level(logging.WARNING, logger=WARNINGS_LOGGER), command_logging(verbose=1):
         assert logging.getLogger("equidmri").level == logging.INFO
         for _ in range(3):
-            warnings.warn("There is overlap in clustering of b-values.\n    The tolerance factor might be too high.",
-                          UserWarning, stacklevel=1)
+            warnings.warn(
+                "There is overlap in clustering of b-values.\n    The tolerance factor might be too high.",
+                UserWarning,
+                stacklevel=1,
+            )
         warnings.warn("another condition", RuntimeWarning, stacklevel=1)
     assert [r.getMessage() for r in caplog.records if r.name == WARNINGS_LOGGER] == [
         "UserWarning: There is overlap in clustering of b-values. The tolerance factor might be too high.",
@@ -36,9 +46,30 @@ def test_warnings_are_logged_once_in_one_line_and_levels_are_restored(caplog):
 
 def _deconv_stderr(*options: str, tmp_path) -> list[str]:
     dwi, bvals, bvecs = get_fnames(name="small_101D")  # 102 volumes, 23 b-values: many warnings before issue 22
-    argv = [sys.executable, "-m", "equidmri.cli.main", "deconv", "--dwi", str(dwi), "--bvals", str(bvals),
-            "--bvecs", str(bvecs), "--out", str(tmp_path / "out"), "--epochs", "1", "--widths", "4", "4", "4", "4",
-            "--threads", "1", *options]
+    argv = [
+        sys.executable,
+        "-m",
+        "equidmri.cli.main",
+        "deconv",
+        "--dwi",
+        str(dwi),
+        "--bvals",
+        str(bvals),
+        "--bvecs",
+        str(bvecs),
+        "--out",
+        str(tmp_path / "out"),
+        "--epochs",
+        "1",
+        "--widths",
+        "4",
+        "4",
+        "4",
+        "4",
+        "--threads",
+        "1",
+        *options,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=300).stderr.splitlines()
 
 

@@ -9,11 +9,14 @@ from equidmri.cli import main as cli_main
 from equidmri.cli.main import build_parser, main
 
 
-@pytest.mark.parametrize(("command", "units"), [
-    ("deconv", ["s/mm²", "voxels", "degrees"]),
-    ("predict", ["s/mm²", "voxels", "degrees"]),
-    ("demo", ["voxels", "degrees"]),
-])
+@pytest.mark.parametrize(
+    ("command", "units"),
+    [
+        ("deconv", ["s/mm²", "voxels", "degrees"]),
+        ("predict", ["s/mm²", "voxels", "degrees"]),
+        ("demo", ["voxels", "degrees"]),
+    ],
+)
 def test_subcommand_help_exits_zero_and_states_units(command, units, capsys):
     assert main([command, "--help"]) == 0
     text = capsys.readouterr().out
@@ -40,9 +43,19 @@ def _nested(parser):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
-    assert set(subparsers) == {"deconv", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
-    assert set(_nested(subparsers["bench"])) == {"layers", "unet", "throughput", "equivariance", "mnist", "fa", "table",
-                                                 "cli", "threads"}
+    assert set(subparsers) == {"deconv", "methods", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
+    assert set(_nested(subparsers["bench"])) == {
+        "layers",
+        "unet",
+        "throughput",
+        "equivariance",
+        "mnist",
+        "fa",
+        "table",
+        "realdata",
+        "cli",
+        "threads",
+    }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
     for group in ("bench", "fa"):
@@ -53,8 +66,10 @@ def test_every_subcommand_module_registers_run_and_prog():
 
 
 def test_the_entry_point_module_loads_neither_torch_nor_healpy():
-    code = ("import sys, equidmri.cli.main as m; m.build_parser([]); "
-            "print(sorted(n for n in ('torch', 'healpy', 'dipy', 'matplotlib') if n in sys.modules))")
+    code = (
+        "import sys, equidmri.cli.main as m; m.build_parser([]); "
+        "print(sorted(n for n in ('torch', 'healpy', 'dipy', 'matplotlib') if n in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
@@ -62,6 +77,7 @@ def test_the_entry_point_module_loads_neither_torch_nor_healpy():
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
     def interrupted(commands):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(cli_main, "build_parser", interrupted)
     assert main(["deconv", "--help"]) == 130
     assert capsys.readouterr().err == "equidmri: interrupted\n"

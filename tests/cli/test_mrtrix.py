@@ -47,8 +47,14 @@ def _centre_series(folder: Path) -> Inputs:
     dwi_path, bvals_path, bvecs_path = get_fnames(name="small_64D")
     image = nib.load(dwi_path).slicer[CENTRE]
     bvecs = np.loadtxt(bvecs_path)
-    return write_series(folder, np.asarray(image.dataobj), np.loadtxt(bvals_path),
-                        bvecs.T if bvecs.shape[0] == 3 else bvecs, image.affine, np.ones(image.shape[:3], dtype=bool))
+    return write_series(
+        folder,
+        np.asarray(image.dataobj),
+        np.loadtxt(bvals_path),
+        bvecs.T if bvecs.shape[0] == 3 else bvecs,
+        image.affine,
+        np.ones(image.shape[:3], dtype=bool),
+    )
 
 
 def _load(path: Path) -> np.ndarray:

@@ -30,8 +30,9 @@ def multishell_run(tmp_path_factory):
     gtab = gradient_table(bvals, bvecs=bvecs)
     dwi = np.zeros(SHAPE + (bvals.size,))
     for tissue, xs in (("wm", slice(0, 2)), ("gm", slice(2, 4)), ("csf", slice(4, 6))):
-        signal, _ = multi_tensor(gtab, np.array([TISSUE_EVALS[tissue]]), S0=TISSUE_S0[tissue],
-                                 angles=[(90, 0)], fractions=[100], snr=None)
+        signal, _ = multi_tensor(
+            gtab, np.array([TISSUE_EVALS[tissue]]), S0=TISSUE_S0[tissue], angles=[(90, 0)], fractions=[100], snr=None
+        )
         dwi[xs] = signal
     folder = tmp_path_factory.mktemp("multishell")
     affine = np.diag([2.0, 2.0, 2.0, 1.0])  # det > 0: FSL x flip on write

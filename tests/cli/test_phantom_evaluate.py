@@ -32,12 +32,27 @@ def test_phantom_refuses_existing_outputs_and_writes_nothing(phantom_dir, capsys
 def test_evaluate_ground_truth_against_itself(phantom_dir, tmp_path):
     out = tmp_path / "scores.json"
     gt = phantom_dir / "test"
-    assert run_main(["evaluate", "--gt", str(gt), "--pred-peaks", str(gt / "gt_peaks.nii.gz"), "--json", str(out),
-                     "--threshold", "0.5"]) == 0
+    assert (
+        run_main(
+            [
+                "evaluate",
+                "--gt",
+                str(gt),
+                "--pred-peaks",
+                str(gt / "gt_peaks.nii.gz"),
+                "--json",
+                str(out),
+                "--threshold",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(out.read_text())
     assert scores["at_threshold"]["f1"] == 1.0 and scores["at_threshold"]["angle_deg"] == pytest.approx(0, abs=1e-3)
-    assert run_main(["evaluate", "--gt", str(gt), "--pred-peaks", str(gt / "gt_peaks.nii.gz"),
-                     "--json", str(out)]) == 2  # exists without --force
+    assert (
+        run_main(["evaluate", "--gt", str(gt), "--pred-peaks", str(gt / "gt_peaks.nii.gz"), "--json", str(out)]) == 2
+    )  # exists without --force
 
 
 def test_evaluate_refuses_peaks_in_another_frame(phantom_dir, tmp_path):
@@ -45,6 +60,18 @@ def test_evaluate_refuses_peaks_in_another_frame(phantom_dir, tmp_path):
     data, affine = load_nifti_volume(gt / "gt_peaks.nii.gz")
     flipped = affine @ np.diag([-1.0, 1.0, 1.0, 1.0])
     save_nifti(tmp_path / "peaks.nii.gz", np.asarray(data), flipped)
-    assert run_main(["evaluate", "--gt", str(gt), "--pred-peaks", str(tmp_path / "peaks.nii.gz"),
-                     "--json", str(tmp_path / "s.json")]) == 2
+    assert (
+        run_main(
+            [
+                "evaluate",
+                "--gt",
+                str(gt),
+                "--pred-peaks",
+                str(tmp_path / "peaks.nii.gz"),
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "s.json").exists()

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
 
 
 def _predict(model, inputs: Inputs, out, *extra: str) -> int:
-    return run_main(["predict", "--model", str(model), *inputs.args(), "--out", str(out), "--threads", "1", "-q",
-                     *extra])
+    return run_main(
+        ["predict", "--model", str(model), *inputs.args(), "--out", str(out), "--threads", "1", "-q", *extra]
+    )
 
 
 def test_predict_on_the_training_volume_reproduces_the_fod(synthetic_run, synthetic, tmp_path):

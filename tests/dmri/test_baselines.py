@@ -14,8 +14,8 @@ from dipy.segment.mask import median_otsu
 from dipy.sims.voxel import multi_tensor
 
 from equidmri.dmri.baselines import fit_csd, fit_dti_fa, fit_msmt_csd
-from equidmri.dmri.response import TISSUES, TissueResponses
 from equidmri.dmri.peaks import find_peaks
+from equidmri.dmri.response import TISSUES, TissueResponses
 from equidmri.eval.agreement import main_peak_agreement
 from equidmri.sphere.sh import sh_matrix
 
@@ -98,8 +98,9 @@ def multi_shell():
     directions = get_sphere(name="repulsion100").vertices[:60]
     bvals = np.concatenate([[0.0, 0.0], np.repeat(SHELLS, len(directions))])
     gtab = gradient_table(bvals, bvecs=np.concatenate([np.zeros((2, 3)), np.tile(directions, (3, 1))]))
-    signals = [multi_tensor(gtab, np.tile(EVALS, (len(a), 1)), S0=S0, angles=a, fractions=f, snr=None)[0]
-               for a, f in FIBRES]
+    signals = [
+        multi_tensor(gtab, np.tile(EVALS, (len(a), 1)), S0=S0, angles=a, fractions=f, snr=None)[0] for a, f in FIBRES
+    ]
     evals = np.stack([np.tile(EVALS, (3, 1))] + [np.full((3, 3), ISO_EVALS[t]) for t in TISSUES[1:]])
     responses = TissueResponses(tissues=TISSUES, shells=SHELLS, evals=evals, s0=[S0, S0, S0])
     return np.stack(signals).reshape(2, 2, 1, -1), gtab, responses

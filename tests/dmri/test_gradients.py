@@ -118,8 +118,23 @@ def test_shells_validate_index_range():
 
 @pytest.mark.parametrize(
     ("n_directions", "lmax_cap", "expected"),
-    [(1, 8, 0), (5, 8, 0), (6, 8, 2), (14, 8, 2), (15, 8, 4), (27, 8, 4), (28, 8, 6), (44, 8, 6),
-     (45, 8, 8), (64, 8, 8), (1000, 8, 8), (90, 12, 10), (91, 12, 12), (200, 0, 0), (30, 4, 4)],
+    [
+        (1, 8, 0),
+        (5, 8, 0),
+        (6, 8, 2),
+        (14, 8, 2),
+        (15, 8, 4),
+        (27, 8, 4),
+        (28, 8, 6),
+        (44, 8, 6),
+        (45, 8, 8),
+        (64, 8, 8),
+        (1000, 8, 8),
+        (90, 12, 10),
+        (91, 12, 12),
+        (200, 0, 0),
+        (30, 4, 4),
+    ],
 )
 def test_max_sh_order(n_directions, lmax_cap, expected):
     assert max_sh_order(n_directions, lmax_cap=lmax_cap) == expected

@@ -17,9 +17,9 @@ from equidmri.dmri.io import (
     check_outputs_free,
     fsl_bvecs_to_voxel,
     load_dwi,
+    load_fod,
     load_nifti_volume,
     prepare_out_dir,
-    load_fod,
     save_fod,
     save_json,
     save_nifti,
@@ -135,8 +135,9 @@ def test_known_fibre_comes_out_right_in_voxel_and_world_frames(tmp_path, affine)
     bvals, bvecs = _voxel_scheme()
     gtab = get_3shell_gtab()
     keep = gtab.bvals < 1500
-    signal = single_tensor(gtab, S0=100.0, evals=np.array([1.7e-3, 3e-4, 3e-4]),
-                           evecs=all_tensor_evecs(voxel_fibre), snr=None)[keep]
+    signal = single_tensor(
+        gtab, S0=100.0, evals=np.array([1.7e-3, 3e-4, 3e-4]), evecs=all_tensor_evecs(voxel_fibre), snr=None
+    )[keep]
     paths = _write_inputs(tmp_path, affine, np.broadcast_to(signal, (2, 2, 1, signal.size)), bvals, bvecs)
 
     data = load_dwi(paths["dwi"], paths["bvals"], paths["bvecs"])
@@ -147,8 +148,9 @@ def test_known_fibre_comes_out_right_in_voxel_and_world_frames(tmp_path, affine)
     if np.linalg.det(affine[:3, :3]) > 0:
         assert not np.allclose(raw[1:], bvecs[1:], atol=1e-3)
 
-    save_peaks(tmp_path / "peaks.nii.gz", tmp_path / "values.nii.gz", principal[..., None, :],
-               np.ones((2, 2, 1, 1)), affine)
+    save_peaks(
+        tmp_path / "peaks.nii.gz", tmp_path / "values.nii.gz", principal[..., None, :], np.ones((2, 2, 1, 1)), affine
+    )
     peaks, _ = load_nifti_volume(tmp_path / "peaks.nii.gz")
     assert np.abs(peaks.reshape(-1, 3) @ world_fibre).min() == pytest.approx(1.0, abs=1e-6)
 
@@ -212,28 +214,58 @@ BAD_INPUTS = {
     "missing bvals": (lambda p: os.remove(p["bvals"]), FileNotFoundError, r"bvals file not found"),
     "missing bvecs": (lambda p: os.remove(p["bvecs"]), FileNotFoundError, r"bvecs file not found"),
     "missing mask": (lambda p: os.remove(p["mask"]), FileNotFoundError, r"mask file not found"),
-    "3D image": (lambda p: _replace_nifti(p["dwi"], np.ones((3, 3, 2))), ValueError,
-                 r"needs a 4D image \(X, Y, Z, N\), got shape \(3, 3, 2\)"),
-    "extra bval": (lambda p: np.savetxt(p["bvals"], np.r_[0, [1000] * 7][None]), ValueError,
-                   r"counts disagree: 8 b-values in .*dwi.bval, 7 b-vectors in .*dwi.bvec, 7 volumes in .*dwi.nii.gz"),
-    "missing bvec": (lambda p: np.savetxt(p["bvecs"], np.loadtxt(p["bvecs"])[:, :6]), ValueError,
-                     r"counts disagree: 7 b-values .* 6 b-vectors .* 7 volumes"),
-    "volume count": (lambda p: _replace_nifti(p["dwi"], np.ones((3, 3, 2, 6))), ValueError,
-                     r"counts disagree: 7 b-values .* 7 b-vectors .* 6 volumes"),
-    "non-unit bvec": (lambda p: np.savetxt(p["bvecs"], np.loadtxt(p["bvecs"]) * np.r_[1, 1, 1, 1.2, 1, 1, 1]),
-                      ValueError, r"1 volume\(s\) fail, index: norm = 3: 1\.2"),
+    "3D image": (
+        lambda p: _replace_nifti(p["dwi"], np.ones((3, 3, 2))),
+        ValueError,
+        r"needs a 4D image \(X, Y, Z, N\), got shape \(3, 3, 2\)",
+    ),
+    "extra bval": (
+        lambda p: np.savetxt(p["bvals"], np.r_[0, [1000] * 7][None]),
+        ValueError,
+        r"counts disagree: 8 b-values in .*dwi.bval, 7 b-vectors in .*dwi.bvec, 7 volumes in .*dwi.nii.gz",
+    ),
+    "missing bvec": (
+        lambda p: np.savetxt(p["bvecs"], np.loadtxt(p["bvecs"])[:, :6]),
+        ValueError,
+        r"counts disagree: 7 b-values .* 6 b-vectors .* 7 volumes",
+    ),
+    "volume count": (
+        lambda p: _replace_nifti(p["dwi"], np.ones((3, 3, 2, 6))),
+        ValueError,
+        r"counts disagree: 7 b-values .* 7 b-vectors .* 6 volumes",
+    ),
+    "non-unit bvec": (
+        lambda p: np.savetxt(p["bvecs"], np.loadtxt(p["bvecs"]) * np.r_[1, 1, 1, 1.2, 1, 1, 1]),
+        ValueError,
+        r"1 volume\(s\) fail, index: norm = 3: 1\.2",
+    ),
     "no b0": (lambda p: np.savetxt(p["bvals"], np.full((1, 7), 1000.0)), ValueError, r"no b=0 volume"),
-    "bvals matrix": (lambda p: np.savetxt(p["bvals"], np.zeros((2, 7))), ValueError,
-                     r"must hold one row \(or column\) of N values, got shape \(2, 7\)"),
-    "bvecs 4 rows": (lambda p: np.savetxt(p["bvecs"], np.zeros((4, 7))), ValueError,
-                     r"must have 3 rows \(FSL\) or 3 columns, got shape \(4, 7\)"),
+    "bvals matrix": (
+        lambda p: np.savetxt(p["bvals"], np.zeros((2, 7))),
+        ValueError,
+        r"must hold one row \(or column\) of N values, got shape \(2, 7\)",
+    ),
+    "bvecs 4 rows": (
+        lambda p: np.savetxt(p["bvecs"], np.zeros((4, 7))),
+        ValueError,
+        r"must have 3 rows \(FSL\) or 3 columns, got shape \(4, 7\)",
+    ),
     "garbage bvals": (lambda p: p["bvals"].write_text("0 1000 abc\n"), ValueError, r"could not read numbers from"),
-    "mask shape": (lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 3))), ValueError,
-                   r"mask must be 3D with the DWI's spatial shape \(3, 3, 2\), got \(3, 3, 3\)"),
-    "mask 4D": (lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 2, 1))), ValueError,
-                r"mask must be 3D with the DWI's spatial shape \(3, 3, 2\), got \(3, 3, 2, 1\)"),
-    "mask affine": (lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 2)), np.diag([2.0, 2.0, 2.0, 1.0])),
-                    ValueError, r"mask affine differs from the DWI affine \(atol 0.0001 mm\)"),
+    "mask shape": (
+        lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 3))),
+        ValueError,
+        r"mask must be 3D with the DWI's spatial shape \(3, 3, 2\), got \(3, 3, 3\)",
+    ),
+    "mask 4D": (
+        lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 2, 1))),
+        ValueError,
+        r"mask must be 3D with the DWI's spatial shape \(3, 3, 2\), got \(3, 3, 2, 1\)",
+    ),
+    "mask affine": (
+        lambda p: _replace_nifti(p["mask"], np.ones((3, 3, 2)), np.diag([2.0, 2.0, 2.0, 1.0])),
+        ValueError,
+        r"mask affine differs from the DWI affine \(atol 0.0001 mm\)",
+    ),
 }
 
 
@@ -242,8 +274,9 @@ def test_bad_inputs_raise_and_write_nothing(tmp_path, case):
     rng = np.random.default_rng(3)
     bvecs = rng.normal(size=(7, 3))
     bvecs /= np.linalg.norm(bvecs, axis=1, keepdims=True)
-    paths = _write_inputs(tmp_path, DET_POS_AFFINE, np.ones((3, 3, 2, 7)), np.r_[0, [1000] * 6], bvecs,
-                          mask=np.ones((3, 3, 2), bool))
+    paths = _write_inputs(
+        tmp_path, DET_POS_AFFINE, np.ones((3, 3, 2, 7)), np.r_[0, [1000] * 6], bvecs, mask=np.ones((3, 3, 2), bool)
+    )
     mutate, error, match = BAD_INPUTS[case]
     mutate(paths)
     before = _snapshot(tmp_path)
@@ -256,8 +289,15 @@ def test_dwidata_checks_shapes():
     with pytest.raises(ValueError, match=r"bvals \(N,\) and bvecs \(N, 3\) need N = 4, got \(3,\) and \(4, 3\)"):
         DWIData(np.zeros((2, 2, 1, 4)), np.eye(4), np.zeros(3), np.zeros((4, 3)), None, np.ones((2, 2, 1), bool), 0)
     with pytest.raises(ValueError, match=r"mask must have shape \(2, 2, 1\), got \(2, 2\)"):
-        DWIData(np.zeros((2, 2, 1, 4)), np.eye(4), np.zeros(4), np.zeros((4, 3)), np.ones((2, 2), bool),
-                np.ones((2, 2, 1), bool), 0)
+        DWIData(
+            np.zeros((2, 2, 1, 4)),
+            np.eye(4),
+            np.zeros(4),
+            np.zeros((4, 3)),
+            np.ones((2, 2), bool),
+            np.ones((2, 2, 1), bool),
+            0,
+        )
     with pytest.raises(ValueError, match=r"dwi must have shape \(X, Y, Z, N\), got \(2, 4\)"):
         DWIData(np.zeros((2, 4)), np.eye(4), np.zeros(4), np.zeros((4, 3)), None, np.ones((2,), bool), 0)
 
@@ -324,12 +364,14 @@ def test_save_peaks_rotates_directions_and_keeps_zeros(tmp_path):
 
 def test_save_peaks_checks_shapes_and_writes_neither_file_when_one_exists(tmp_path):
     with pytest.raises(ValueError, match=r"peak_dirs must be \(X, Y, Z, P, 3\) and peak_values \(X, Y, Z, P\)"):
-        save_peaks(tmp_path / "p.nii.gz", tmp_path / "v.nii.gz", np.zeros((1, 1, 1, 2, 3)), np.zeros((1, 1, 1, 3)),
-                   np.eye(4))
+        save_peaks(
+            tmp_path / "p.nii.gz", tmp_path / "v.nii.gz", np.zeros((1, 1, 1, 2, 3)), np.zeros((1, 1, 1, 3)), np.eye(4)
+        )
     (tmp_path / "v.nii.gz").write_text("existing")
     with pytest.raises(FileExistsError, match=r"v.nii.gz"):
-        save_peaks(tmp_path / "p.nii.gz", tmp_path / "v.nii.gz", np.zeros((1, 1, 1, 2, 3)), np.zeros((1, 1, 1, 2)),
-                   np.eye(4))
+        save_peaks(
+            tmp_path / "p.nii.gz", tmp_path / "v.nii.gz", np.zeros((1, 1, 1, 2, 3)), np.zeros((1, 1, 1, 2)), np.eye(4)
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nii.gz"]
 
 

@@ -101,8 +101,9 @@ def test_zonal_closed_forms():
     np.testing.assert_allclose(zonal[:, 0, 0], math.sqrt(4 * math.pi) * ratio, rtol=1e-15)
     np.testing.assert_array_equal(zonal[:, 0, 1:], 0.0)
     for tissue, md in ((1, 8e-4), (2, 3e-3)):
-        np.testing.assert_allclose(zonal[tissue, 1:, 0], math.sqrt(4 * math.pi) * ratio[tissue]
-                                   * np.exp(-responses.shells * md), rtol=1e-13)
+        np.testing.assert_allclose(
+            zonal[tissue, 1:, 0], math.sqrt(4 * math.pi) * ratio[tissue] * np.exp(-responses.shells * md), rtol=1e-13
+        )
         np.testing.assert_array_equal(zonal[tissue, 1:, 1:], 0.0)
     a = responses.shells * (WM_EVALS[0] - WM_EVALS[1])  # r_00 = sqrt(pi) e^{-b λ⊥} sqrt(pi/a) erf(sqrt(a))
     expected = math.sqrt(math.pi) * np.exp(-responses.shells * WM_EVALS[1]) * np.sqrt(math.pi / a) * erf(np.sqrt(a))
@@ -204,8 +205,11 @@ def test_single_shell_lowers_fa_threshold_when_too_few_voxels(single_shell):
 
 def test_single_shell_gives_up_without_anisotropic_voxels(single_shell):
     dwi, _ = _phantom(single_shell, (3, 3, 2), [(GM_EVALS, 100.0)])
-    with pytest.raises(ValueError, match=r"fewer than 10 voxels of the mask look like single-fibre white matter "
-                                         r"\(FA > 0.4; found 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"fewer than 10 voxels of the mask look like single-fibre white matter "
+        r"\(FA > 0.4; found 0\)",
+    ):
         estimate_responses(dwi, single_shell, None, find_shells(single_shell.bvals))
 
 
@@ -244,8 +248,9 @@ def test_dipy_default_tissue_masks_miss_grey_matter(three_shell):
     dwi, gtab, label = three_shell
     low_b = gtab.bvals < 1500
     with pytest.warns(UserWarning, match="No voxel with a MD lower than 0.0007"):
-        _, gm, csf = mask_for_response_msmt(make_gtab(gtab.bvals[low_b], gtab.bvecs[low_b]), dwi[..., low_b],
-                                            roi_radii=10)
+        _, gm, csf = mask_for_response_msmt(
+            make_gtab(gtab.bvals[low_b], gtab.bvecs[low_b]), dwi[..., low_b], roi_radii=10
+        )
     assert not gm.any()
     np.testing.assert_array_equal(csf.astype(bool), label == 1)  # dipy's "CSF" voxels are the grey matter ones
 
@@ -253,11 +258,19 @@ def test_dipy_default_tissue_masks_miss_grey_matter(three_shell):
 @pytest.mark.parametrize(
     ("tissue", "label_value", "match"),
     [
-        ("gm", 1, r"no gm voxel for the multi-tissue response: needs 0 < FA < 0.2 and 0.0007 <= MD < 0.0011 mm²/s "
-                  r"inside "
-                  r"the mask and within 10 voxels of the volume centre; give a mask that includes grey matter"),
-        ("csf", 2, r"no csf voxel for the multi-tissue response: needs 0 < FA < 0.1 and MD >= 0.002 mm²/s.*"
-                   r"includes CSF \(ventricles\), or deconvolve one shell alone"),
+        (
+            "gm",
+            1,
+            r"no gm voxel for the multi-tissue response: needs 0 < FA < 0.2 and 0.0007 <= MD < 0.0011 mm²/s "
+            r"inside "
+            r"the mask and within 10 voxels of the volume centre; give a mask that includes grey matter",
+        ),
+        (
+            "csf",
+            2,
+            r"no csf voxel for the multi-tissue response: needs 0 < FA < 0.1 and MD >= 0.002 mm²/s.*"
+            r"includes CSF \(ventricles\), or deconvolve one shell alone",
+        ),
     ],
 )
 def test_multi_shell_empty_tissue_mask_is_an_error(three_shell, tissue, label_value, match):

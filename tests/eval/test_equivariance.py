@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from equidmri.eval.equivariance import (
-    central_ball, cube_rotations, draw_sample, equivariance_errors, relative_error, rotate_voxels,
+    central_ball,
+    cube_rotations,
+    draw_sample,
+    equivariance_errors,
+    relative_error,
+    rotate_voxels,
     rotate_voxels_trilinear,
 )
 from equidmri.sphere.healpix import pixel_centres
@@ -36,8 +41,9 @@ def test_rotate_voxels_carries_a_linear_field_like_the_matrix():
 def test_trilinear_resampling_is_exact_for_cube_rotations_and_linear_fields():
     x = torch.randn(2, 5, 5, 5, 3, dtype=torch.float64)
     for rotation in cube_rotations()[::5]:
-        torch.testing.assert_close(rotate_voxels_trilinear(x, rotation, 1), rotate_voxels(x, rotation, 1),
-                                   atol=1e-12, rtol=0)
+        torch.testing.assert_close(
+            rotate_voxels_trilinear(x, rotation, 1), rotate_voxels(x, rotation, 1), atol=1e-12, rtol=0
+        )
     a = torch.tensor([0.2, 0.5, -0.4], dtype=torch.float64)
     coords = torch.stack(torch.meshgrid(*(torch.arange(7.0, dtype=torch.float64) - 3,) * 3, indexing="ij"), dim=-1)
     rotation = np.array([[0.36, 0.48, -0.8], [-0.8, 0.6, 0.0], [0.48, 0.64, 0.6]])

@@ -28,11 +28,11 @@ def test_ground_truth_against_itself_is_perfect():
 def test_hand_made_counts():
     gt = np.zeros((3, 2, 3))
     pred = np.zeros((3, 3, 3))
-    gt[0] = X, Y                                   # voxel 0: both found, one at 10 deg, plus a spurious peak
+    gt[0] = X, Y  # voxel 0: both found, one at 10 deg, plus a spurious peak
     pred[0] = _rotated(X, Y, 10), Y, Z
-    gt[1, 0] = X                                   # voxel 1: the only peak is 30 deg off: 1 FN and 1 FP
+    gt[1, 0] = X  # voxel 1: the only peak is 30 deg off: 1 FN and 1 FP
     pred[1, 0] = _rotated(X, Z, 30)
-    gt[2] = X, Y                                   # voxel 2: one fibre missed
+    gt[2] = X, Y  # voxel 2: one fibre missed
     pred[2, 0] = -Y
     counts = match_peaks(gt, pred)
     assert counts["tp"].tolist() == [2, 0, 1]
@@ -48,14 +48,14 @@ def test_hand_made_counts():
 
 def test_relative_threshold_drops_small_peaks_and_greedy_matching_uses_each_peak_once():
     gt = np.zeros((1, 2, 3))
-    gt[0] = X, _rotated(X, Y, 20)                  # two fibres 20 deg apart, one predicted peak between them
+    gt[0] = X, _rotated(X, Y, 20)  # two fibres 20 deg apart, one predicted peak between them
     pred = np.zeros((1, 2, 3))
     pred[0] = _rotated(X, Y, 12), Z
     result = score_thresholds(gt, pred, np.array([[1.0, 0.3]]))
     low, high = at_threshold(result, 0.05), at_threshold(result, 0.5)
-    assert (low["tp"], low["fp"], low["fn"]) == (1, 1, 1)       # Z kept at 0.05: false positive
-    assert (high["tp"], high["fp"], high["fn"]) == (1, 0, 1)    # dropped at 0.5 (0.3 < 0.5)
-    assert high["angle_deg"] == pytest.approx(8.0)               # matched to the closer fibre
+    assert (low["tp"], low["fp"], low["fn"]) == (1, 1, 1)  # Z kept at 0.05: false positive
+    assert (high["tp"], high["fp"], high["fn"]) == (1, 0, 1)  # dropped at 0.5 (0.3 < 0.5)
+    assert high["angle_deg"] == pytest.approx(8.0)  # matched to the closer fibre
 
 
 def test_unknown_threshold_and_bad_shapes_raise():

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from dipy.core.gradients import gradient_table
 
-from equidmri.microstructure import FAModel, FATrainConfig, sample_tensors, scheme_gtab, simulate_acquisition
+from equidmri.microstructure import (
+    FAModel,
+    FATrainConfig,
+    sample_tensors,
+    scheme_gtab,
+    simulate_acquisition,
+    train_fa_model,
+)
 from equidmri.microstructure.schemes import JONES, SKARE
 from equidmri.microstructure.tensor import tensor_signals
 
@@ -28,7 +35,7 @@ def test_fcn_inputs_are_the_scheme_matched_b0_normalised_signals(voxels):
 def test_training_lowers_the_loss_and_the_checkpoint_round_trips(voxels, tmp_path):
     data, gtab = voxels
     model = FAModel("scnn", "skare")
-    losses = model.train(data.signals, gtab, data.fa, FATrainConfig(epochs=3))
+    losses = train_fa_model(model, data.signals, gtab, data.fa, FATrainConfig(epochs=3))
     assert losses[-1] < losses[0]
     model.save(tmp_path / "model.pt")
     loaded = FAModel.load(tmp_path / "model.pt")

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from equidmri.microstructure.schemes import (
-    JONES, SKARE, check_tensor_scheme, condition_number, count_distinct_directions, get_scheme, select_subset,
+    JONES,
+    SKARE,
+    check_tensor_scheme,
+    condition_number,
+    count_distinct_directions,
+    get_scheme,
+    select_subset,
 )
 
 

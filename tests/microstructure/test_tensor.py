@@ -6,10 +6,18 @@ from scipy.spatial.transform import Rotation
 
 from equidmri.microstructure.schemes import JONES, SKARE
 from equidmri.microstructure.simulate import (
-    eigenvalues_from_fa, rotate_to_ap, sample_tensors, simulate_acquisition,
+    eigenvalues_from_fa,
+    rotate_to_ap,
+    sample_tensors,
+    simulate_acquisition,
 )
 from equidmri.microstructure.tensor import (
-    ADC_SCALE, adc_profile, fit_tensors, scheme_gtab, tensor_fa, tensor_signals,
+    ADC_SCALE,
+    adc_profile,
+    fit_tensors,
+    scheme_gtab,
+    tensor_fa,
+    tensor_signals,
 )
 from equidmri.sphere.hemisphere import hemisphere_centres
 
@@ -39,8 +47,9 @@ def test_adc_profile_samples_gTDg_on_the_hemisphere_centres():
     assert profile.max() <= 1.7 and profile.min() >= 0.2  # between the extreme eigenvalues, µm²/ms
     rotation = Rotation.random(random_state=0).as_matrix()
     rotated = adc_profile(rotation @ tensor @ rotation.T, nside=4)
-    np.testing.assert_allclose(rotated, ADC_SCALE * np.einsum("vi,ij,vj->v", centres @ rotation, tensor,
-                                                             centres @ rotation), rtol=1e-5)
+    np.testing.assert_allclose(
+        rotated, ADC_SCALE * np.einsum("vi,ij,vj->v", centres @ rotation, tensor, centres @ rotation), rtol=1e-5
+    )
 
 
 def test_eigenvalues_have_the_requested_fa_and_md():

@@ -53,8 +53,14 @@ def test_block_commutes_with_a_joint_quarter_turn(train, float64):
 def test_block_conv_has_no_bias_and_state_dict_round_trips():
     block = _randomise_statistics(ConvBlock(2, 3, SphereGrid(2), cheb_order=3))
     assert block.conv.bias is None
-    assert set(block.state_dict()) == {"conv.weight", "norm.weight", "norm.bias", "norm.running_mean",
-                                       "norm.running_var", "norm.num_batches_tracked"}
+    assert set(block.state_dict()) == {
+        "conv.weight",
+        "norm.weight",
+        "norm.bias",
+        "norm.running_mean",
+        "norm.running_var",
+        "norm.num_batches_tracked",
+    }
     fresh = ConvBlock(2, 3, SphereGrid(2), cheb_order=3)
     fresh.load_state_dict(block.state_dict())
     x = torch.randn(1, 24, 2, 2, 2, 2)

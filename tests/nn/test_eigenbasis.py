@@ -7,8 +7,7 @@ orthonormal eigenbasis gives the same filter, because the spectral response depe
 import pytest
 import torch
 
-from equidmri.nn.layers import SphereGrid, SpatioSphericalConv, isotropic_stencil
-from equidmri.nn.layers import eigenbasis
+from equidmri.nn.layers import SpatioSphericalConv, SphereGrid, eigenbasis, isotropic_stencil
 from equidmri.sphere.graph import chebyshev_polynomials, laplacian_eigh
 from equidmri.sphere.symmetry import symmetric_eigh
 

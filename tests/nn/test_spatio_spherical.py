@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equidmri.nn.layers import SphereGrid, SpatioSphericalConv, isotropic_stencil
+from equidmri.nn.layers import SpatioSphericalConv, SphereGrid, isotropic_stencil
 from equidmri.nn.layers.spatio_spherical import METHODS as LAYER_METHODS
 from equidmri.sphere import healpix
 from equidmri.sphere.graph import chebyshev_stack
@@ -142,8 +142,9 @@ def test_isotropic_stencil_counts_taps_per_class(float64):
 @pytest.mark.parametrize("hemi", (True, False))
 @pytest.mark.parametrize(("kernel_size", "kernel"), [(3, "full"), (3, "rank1"), (1, "full")])
 def test_conv_equals_reference_formula(method, hemi, kernel_size, kernel, float64):
-    conv = _randomise(_conv(3, 2, SphereGrid(2, hemi), cheb_order=4, kernel_size=kernel_size, kernel=kernel,
-                            method=method))
+    conv = _randomise(
+        _conv(3, 2, SphereGrid(2, hemi), cheb_order=4, kernel_size=kernel_size, kernel=kernel, method=method)
+    )
     x = torch.randn(2, conv.grid.n_vertices, 4, 3, 2, 3)
     torch.testing.assert_close(conv(x), _reference_conv(conv, x), atol=1e-10, rtol=0)
 
@@ -222,14 +223,16 @@ def test_all_four_methods_are_tested():
 
 
 PATHS = [(m, "stencil") for m in LAYER_METHODS if m != "chebyshev"] + [
-    (m, "conv3d") for m in LAYER_METHODS if m != "spectral"]
+    (m, "conv3d") for m in LAYER_METHODS if m != "spectral"
+]
 
 
 @pytest.mark.parametrize(("method", "spatial"), PATHS)
 @pytest.mark.parametrize("hemi", (True, False))
 @pytest.mark.parametrize(("kernel", "kernel_size"), (("full", 3), ("rank1", 3), ("full", 1)))
-def test_every_path_agrees_with_the_precomputed_chebyshev_stencil_path(method, spatial, hemi, kernel, kernel_size,
-                                                                       float64):
+def test_every_path_agrees_with_the_precomputed_chebyshev_stencil_path(
+    method, spatial, hemi, kernel, kernel_size, float64
+):
     cheb = _randomise(_conv(3, 2, SphereGrid(4, hemi), kernel=kernel, kernel_size=kernel_size, method="chebyshev"))
     other = _conv(3, 2, SphereGrid(4, hemi), kernel=kernel, kernel_size=kernel_size, method=method, spatial=spatial)
     other.load_state_dict(cheb.state_dict())

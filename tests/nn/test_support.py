@@ -14,7 +14,7 @@ def _brute_force_dilation(mask, k):
     """Voxels within Chebyshev distance k of a mask voxel, clipped to the volume."""
     out = torch.zeros_like(mask)
     for x, y, z in mask.nonzero().tolist():
-        out[max(x - k, 0): x + k + 1, max(y - k, 0): y + k + 1, max(z - k, 0): z + k + 1] = True
+        out[max(x - k, 0) : x + k + 1, max(y - k, 0) : y + k + 1, max(z - k, 0) : z + k + 1] = True
     return out
 
 
@@ -45,8 +45,9 @@ def test_compact_dense_and_restrict_agree():
     assert dense[:, :, ~inside].abs().max().item() == 0.0
 
 
-@pytest.mark.parametrize(("mask", "radius"), [(torch.ones(4, 4, dtype=torch.bool), 1),
-                                              (torch.ones(4, 4, 4, dtype=torch.bool), -1)])
+@pytest.mark.parametrize(
+    ("mask", "radius"), [(torch.ones(4, 4, dtype=torch.bool), 1), (torch.ones(4, 4, 4, dtype=torch.bool), -1)]
+)
 def test_support_rejects_bad_input(mask, radius):
     with pytest.raises(ValueError, match="3D|radius"):
         MaskSupport(mask, radius)

@@ -119,8 +119,10 @@ def test_unet_state_dict_round_trip_and_double():
     net = _randomise(_net(True))
     geometry = ("cheb", "eigvecs", "cheb_response", "index")
     assert not [k for k in net.state_dict() if k.rsplit(".", 1)[-1] in geometry]
-    assert all(k.rsplit(".", 1)[-1] in {"weight", "bias", "weight_iso", "running_mean", "running_var",
-                                         "num_batches_tracked"} for k in net.state_dict())
+    assert all(
+        k.rsplit(".", 1)[-1] in {"weight", "bias", "weight_iso", "running_mean", "running_var", "num_batches_tracked"}
+        for k in net.state_dict()
+    )
     fresh = _net(True)
     fresh.load_state_dict(net.state_dict())
     x = torch.randn(1, 2, 2, 2, 2, net.grid.n_vertices)

@@ -123,7 +123,8 @@ def test_unit_integral_fodf_with_isotropic_response_gives_the_response_signal(fl
 
 
 def test_constant_fodf_gives_the_mean_of_the_wm_response(float64):
-    """Mean over the sphere of exp(-b (l_perp + dl t^2)): exp(-b l_perp) sqrt(pi) erf(sqrt(a)) / (2 sqrt(a)), a = b dl."""
+    """Mean over the sphere of exp(-b (l_perp + dl t^2)):
+    exp(-b l_perp) sqrt(pi) erf(sqrt(a)) / (2 sqrt(a)), a = b dl."""
     bvals, bvecs, shells = _scheme()
     vertices = hemisphere.hemisphere_centres(8)
     model = SignalModel(vertices, bvecs, shells, _responses().zonal(FODF_LMAX))
@@ -151,8 +152,9 @@ def test_signal_model_is_linear_in_fodf_and_fractions(float64):
     vertices = hemisphere.hemisphere_centres(8)
     model = SignalModel(vertices, bvecs, shells, _responses().zonal(FODF_LMAX))
     f1, f2, i1, i2 = torch.randn(3, 384), torch.randn(3, 384), torch.rand(3, 2), torch.rand(3, 2)
-    torch.testing.assert_close(model(f1 + 2 * f2, i1 - i2), model(f1, i1) + 2 * model(f2, 0 * i2) - model(0 * f1, i2),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        model(f1 + 2 * f2, i1 - i2), model(f1, i1) + 2 * model(f2, 0 * i2) - model(0 * f1, i2), atol=1e-12, rtol=0
+    )
 
 
 @pytest.mark.parametrize(("lmax", "bound"), [(8, 2.5e-3), (18, 4.4e-2)])

@@ -61,8 +61,11 @@ def test_inference_reads_tile_sized_blocks_and_matches_the_whole_lift(dwi_and_sa
     expected, _ = predict_volume(net, torch.from_numpy(sampler(dwi)), torch.from_numpy(mask), tile=100)
     shapes = []
     read = SampledInputs.__getitem__
-    monkeypatch.setattr(SampledInputs, "__getitem__", lambda self, index: shapes.append(
-        tuple(s.stop - s.start for s in index[1:])) or read(self, index))
+    monkeypatch.setattr(
+        SampledInputs,
+        "__getitem__",
+        lambda self, index: shapes.append(tuple(s.stop - s.start for s in index[1:])) or read(self, index),
+    )
     fodf, _ = predict_volume(net, SampledInputs(dwi, sampler), torch.from_numpy(mask), tile=2)
     torch.testing.assert_close(fodf, expected, atol=1e-5, rtol=0)
     assert len(shapes) > 1 and all(max(shape) <= 2 + 2 * radius < max(SHAPE) for shape in shapes)

@@ -59,16 +59,16 @@ def _series():
     dwi = np.broadcast_to(signal, SHAPE + signal.shape).astype(np.float32).copy()
     low_index = np.arange(1 + N_LOW)
     low = gradient_table(bvals[low_index], bvecs=high.bvecs[low_index])
-    responses = TissueResponses(tissues=("wm",), shells=[1000.0, 2000.0], evals=np.stack([EVALS, EVALS])[None],
-                                s0=[100.0])
+    responses = TissueResponses(
+        tissues=("wm",), shells=[1000.0, 2000.0], evals=np.stack([EVALS, EVALS])[None], s0=[100.0]
+    )
     return high, low, responses, dwi, dwi[..., low_index], np.ones(SHAPE, bool)
 
 
 def _super_resolution(epochs=2):
     high, low, responses, dwi, dwi_low, mask = _series()
     with pytest.warns(UserWarning, match="SH degree lowered"):  # 29 directions support lmax 6, not 8
-        model = SHDModel(high, responses, TINY_NET, TrainConfig(epochs=epochs, patch_size=3, seed=0),
-                         input_gtab=low)
+        model = SHDModel(high, responses, TINY_NET, TrainConfig(epochs=epochs, patch_size=3, seed=0), input_gtab=low)
     return model, dwi, dwi_low, mask
 
 

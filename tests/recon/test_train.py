@@ -62,8 +62,17 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
 
     inputs, target = model._prepare(dwi, mask, responses.s0[0])
     with pytest.raises(KeyboardInterrupt):
-        train_module.train(model.net, model.signal_model, inputs, target, torch.from_numpy(mask), model.train_config,
-                           checkpoint_path=checkpoint, progress=False, callback=interrupt)
+        train_module.train(
+            model.net,
+            model.signal_model,
+            inputs,
+            target,
+            torch.from_numpy(mask),
+            model.train_config,
+            checkpoint_path=checkpoint,
+            progress=False,
+            callback=interrupt,
+        )
     assert load_checkpoint(checkpoint)["epoch"] == 2
     resumed = SHDModel(gtab, responses, TINY_NET, TrainConfig(epochs=4, checkpoint_every=1, seed=3))
     fit = resumed.fit(dwi, mask, checkpoint_path=checkpoint, resume=True)

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from equidmri.sims.digits import (
-    N_SQUARES, SLICE, SQUARE, load_digit_images, make_volumes, place_squares, project_on_sphere, rotate_nearest,
+    N_SQUARES,
+    SLICE,
+    SQUARE,
+    load_digit_images,
+    make_volumes,
+    place_squares,
+    project_on_sphere,
+    rotate_nearest,
     split_images,
 )
 from equidmri.sphere.healpix import pixel_centres

@@ -34,8 +34,9 @@ def test_signal_equals_dipy_multi_tensor(protocol):
     phi = np.degrees(np.arctan2(dirs[0, :, 1], dirs[0, :, 0]))
     mevals = np.array([[1.7e-3, 0.3e-3, 0.3e-3], [1.5e-3, 0.2e-3, 0.2e-3], [GM_DIFFUSIVITY] * 3])
     gtab = gradient_table(protocol.bvals, bvecs=protocol.bvecs)
-    reference, _ = multi_tensor(gtab, mevals, S0=100.0, angles=[*zip(theta, phi), (0, 0)],
-                                fractions=[50, 30, 20], snr=None)
+    reference, _ = multi_tensor(
+        gtab, mevals, S0=100.0, angles=[*zip(theta, phi), (0, 0)], fractions=[50, 30, 20], snr=None
+    )
     np.testing.assert_allclose(ours[0], reference, rtol=1e-5)
 
 

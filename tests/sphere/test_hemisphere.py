@@ -44,8 +44,16 @@ def test_nside_1_needs_the_x_rule_on_the_equator():
 
 @pytest.mark.parametrize(
     ("direction", "expected"),
-    [((0, 0, 1), True), ((0, 0, -1), False), ((0, 1, 0), True), ((0, -1, 0), False), ((1, 0, 0), True),
-     ((-1, 0, 0), False), ((0.6, -0.8, 1e-3), True), ((0.6, 0.8, -1e-3), False)],
+    [
+        ((0, 0, 1), True),
+        ((0, 0, -1), False),
+        ((0, 1, 0), True),
+        ((0, -1, 0), False),
+        ((1, 0, 0), True),
+        ((-1, 0, 0), False),
+        ((0.6, -0.8, 1e-3), True),
+        ((0.6, 0.8, -1e-3), False),
+    ],
 )
 def test_in_hemisphere_on_explicit_directions(direction, expected):
     assert hemisphere.in_hemisphere(np.array([direction], dtype=float))[0] == expected

@@ -100,7 +100,8 @@ def test_laplace_beltrami_commutes_with_rotations_of_band_limited_functions():
     operator = sh.laplace_beltrami(vertices, 8)
     basis = sh.sh_matrix(vertices, 8, "descoteaux07")
     filtered_then_rotated = sh.sh_matrix(vertices @ rotation, 8, "descoteaux07") @ (
-        sh.sh_fit_matrix(vertices, 8, "descoteaux07", 0.0) @ (operator @ (basis @ coeffs)))
+        sh.sh_fit_matrix(vertices, 8, "descoteaux07", 0.0) @ (operator @ (basis @ coeffs))
+    )
     np.testing.assert_allclose(operator @ (basis @ rotated), filtered_then_rotated, atol=1e-10, rtol=0)
 
 

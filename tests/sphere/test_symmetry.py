@@ -91,8 +91,9 @@ def test_block_eigenbasis_at_nside_16():
     assert (basis.change_of_basis != 0).sum(axis=0).max() <= symmetry.GROUP_ORDER
 
 
-@pytest.mark.parametrize(("nside", "hemi", "n_regular", "n_axis"),
-                         [(1, True, 0, 6), (2, False, 6, 0), (8, True, 40, 64)])
+@pytest.mark.parametrize(
+    ("nside", "hemi", "n_regular", "n_axis"), [(1, True, 0, 6), (2, False, 6, 0), (8, True, 40, 64)]
+)
 def test_orbit_counts(nside, hemi, n_regular, n_axis):
     basis = symmetry.symmetric_eigh(nside, hemisphere=hemi)
     assert basis.orbit_vertices.shape == (n_regular, 8) and basis.axis_vertices.shape == (n_axis,)

@@ -57,8 +57,11 @@ def test_png_has_three_views_a_colour_key_and_no_temporary_file(tmp_path, volume
     assert [axes.get_title() for axes in figure.axes[:3]] == ["axial, z = 1", "coronal, y = 6", "sagittal, x = 1"]
     key = figure.legends[0]
     assert [text.get_text() for text in key.get_texts()] == ["along x", "along y", "along z"]
-    assert [tuple(line.get_color()) for line in key.legend_handles] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0),
-                                                                        (0.0, 0.0, 1.0)]
+    assert [tuple(line.get_color()) for line in key.legend_handles] == [
+        (1.0, 0.0, 0.0),
+        (0.0, 1.0, 0.0),
+        (0.0, 0.0, 1.0),
+    ]
 
 
 def test_axial_view_shows_vertical_green_and_horizontal_red_lines_in_place(tmp_path, volume):

@@ -9,8 +9,12 @@ from pathlib import Path
 
 def add_baseline_arg(parser: argparse.ArgumentParser, what: str) -> None:
     """``--baseline-src DIR``; ``what`` says what is measured with it."""
-    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
-                        help=f"src/ directory of another checkout (e.g. the commit before a change): {what}")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        metavar="DIR",
+        help=f"src/ directory of another checkout (e.g. the commit before a change): {what}",
+    )
 
 
 def check_baseline(args: argparse.Namespace) -> None:

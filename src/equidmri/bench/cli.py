@@ -22,8 +22,15 @@ from equidmri.bench.report import add_report_args, check_report_outputs, fmt, he
 
 NAME = "cli"
 CASES = (  # command lines after `equidmri`: help texts and a usage error (a required option missing)
-    ("--help",), ("--version",), ("deconv", "--help"), ("deconv",), ("predict", "--help"), ("demo", "--help"),
-    ("fa", "predict", "--help"), ("evaluate", "--help"), ("bench", "--help"),
+    ("--help",),
+    ("--version",),
+    ("deconv", "--help"),
+    ("deconv",),
+    ("predict", "--help"),
+    ("demo", "--help"),
+    ("fa", "predict", "--help"),
+    ("evaluate", "--help"),
+    ("bench", "--help"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 DEFAULT_REPEATS = 5
@@ -34,9 +41,13 @@ TARGET_S = 1.0  # s: "well under a second" (issue 22)
 def time_command(argv: tuple[str, ...], python_path: Path | None) -> tuple[float, int]:
     """Wall seconds and exit code of one ``python -m equidmri.cli.main *argv`` (output discarded)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv], env=child_env(python_path),
-                          stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "equidmri.cli.main", *argv],
+        env=child_env(python_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     return time.perf_counter() - start, done.returncode
 
 
@@ -62,22 +73,31 @@ def measure(cases: tuple[tuple[str, ...], ...], repeats: int, baseline: Path | N
 def render_markdown(record: dict[str, Any]) -> str:
     """The results page: one row per command line, with the baseline's column when there is one."""
     compare = record["settings"]["baseline_src"] is not None
-    lines = [*header_lines("Command-line start-up: help texts and argument errors", record),
-             f"Median wall time of {record['settings']['repeats']} fresh processes per command line "
-             f"(`python -m equidmri.cli.main ...`; interpreter start, imports, parsing). Target: well under "
-             f"{TARGET_S:g} s.", ""]
+    lines = [
+        *header_lines("Command-line start-up: help texts and argument errors", record),
+        f"Median wall time of {record['settings']['repeats']} fresh processes per command line "
+        f"(`python -m equidmri.cli.main ...`; interpreter start, imports, parsing). Target: well under "
+        f"{TARGET_S:g} s.",
+        "",
+    ]
     if compare:
-        lines += [f"Baseline: `{record['settings']['baseline_src']}` first on `PYTHONPATH`, run alternately with "
-                  "the current checkout.", "",
-                  "| command | exit | current (s) | baseline (s) | speed-up |", "|---|---|---|---|---|"]
+        lines += [
+            f"Baseline: `{record['settings']['baseline_src']}` first on `PYTHONPATH`, run alternately with "
+            "the current checkout.",
+            "",
+            "| command | exit | current (s) | baseline (s) | speed-up |",
+            "|---|---|---|---|---|",
+        ]
     else:
         lines += ["| command | exit | median (s) |", "|---|---|---|"]
     for row in record["rows"]:
         command = " ".join(["equidmri", *row["argv"]])
         cells = [f"`{command}`", str(row["current_exit_code"]), fmt(row["current_median_s"], ".2f")]
         if compare:
-            cells += [fmt(row["baseline_median_s"], ".2f"),
-                      f"{row['baseline_median_s'] / row['current_median_s']:.1f}x"]
+            cells += [
+                fmt(row["baseline_median_s"], ".2f"),
+                f"{row['baseline_median_s'] / row['current_median_s']:.1f}x",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -98,11 +118,20 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench cli``."""
-    parser = subparsers.add_parser(NAME, help="start-up time of --help and argument errors", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        NAME,
+        help="start-up time of --help and argument errors",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_report_args(parser, NAME, f"two command lines, {QUICK_REPEATS} run each")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, metavar="N",
-                        help="fresh processes per command line (default: %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        metavar="N",
+        help="fresh processes per command line (default: %(default)s)",
+    )
     add_baseline_arg(parser, "time its command line alongside")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

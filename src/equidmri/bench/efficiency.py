@@ -47,10 +47,16 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.bench.report import (
-    add_report_args, check_report_outputs, fmt, header_lines, run_child, start_record, write_report,
+    add_report_args,
+    check_report_outputs,
+    fmt,
+    header_lines,
+    run_child,
+    start_record,
+    write_report,
 )
 from equidmri.nn.blocks import fold_batchnorm
-from equidmri.nn.layers import SphereGrid, SpatioSphericalConv
+from equidmri.nn.layers import SpatioSphericalConv, SphereGrid
 from equidmri.nn.models import SHDUNet
 
 logger = logging.getLogger(__name__)
@@ -84,10 +90,12 @@ def build_module(bench: str, variant: str, nside: int) -> nn.Module:
     """The measured module: a 16 -> 16 layer or the U-Net, in ``variant``'s form."""
     _, hemisphere, method, spatial = VARIANTS[variant]
     if bench == "layers":
-        return SpatioSphericalConv(CHANNELS, CHANNELS, SphereGrid(nside, hemisphere), cheb_order=CHEB_ORDER,
-                                   method=method, spatial=spatial)
-    return SHDUNet(UNET_IN_CHANNELS, 0, nside=nside, cheb_order=CHEB_ORDER, hemisphere=hemisphere, method=method,
-                   spatial=spatial)
+        return SpatioSphericalConv(
+            CHANNELS, CHANNELS, SphereGrid(nside, hemisphere), cheb_order=CHEB_ORDER, method=method, spatial=spatial
+        )
+    return SHDUNet(
+        UNET_IN_CHANNELS, 0, nside=nside, cheb_order=CHEB_ORDER, hemisphere=hemisphere, method=method, spatial=spatial
+    )
 
 
 def make_input(bench: str, module: nn.Module, edge: int, device: torch.device, backward: bool) -> Tensor:
@@ -110,12 +118,14 @@ def _stepper(module: nn.Module, x: Tensor, backward: bool, fold: bool) -> Callab
             module.zero_grad(set_to_none=True)
             x.grad = None
             _total(module(x)).backward()
+
         return step
     module = fold_batchnorm(module) if fold else module.eval()
 
     def infer() -> None:
         with torch.inference_mode():
             module(x)
+
     return infer
 
 
@@ -163,8 +173,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     build_s = time.perf_counter() - start
     x = make_input(args.bench, module, args.child_edge, device, backward)
     step = _stepper(module, x, backward, fold)
-    geometry_mib = sum(b.element_size() * (b._nnz() if b.is_sparse else b.numel()) for b in module.buffers()
-                       if b.dtype == torch.float64)
+    geometry_mib = sum(
+        b.element_size() * (b._nnz() if b.is_sparse else b.numel())
+        for b in module.buffers()
+        if b.dtype == torch.float64
+    )
     gc.collect()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -188,27 +201,70 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         peak_mib = (_status_kib("VmHWM") - before) / KIB_PER_MIB
     else:
         peak_mib = None
-    return {"times_s": times, "warmup_s": warmup_s, "build_s": build_s, "peak_mem_mb": peak_mib,
-            "geometry_mb": geometry_mib / BYTES_PER_MIB, "n_vertices": module.grid.n_vertices,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "times_s": times,
+        "warmup_s": warmup_s,
+        "build_s": build_s,
+        "peak_mem_mb": peak_mib,
+        "geometry_mb": geometry_mib / BYTES_PER_MIB,
+        "n_vertices": module.grid.n_vertices,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def measure(variant: str, nside: int, edge: int, pass_: str, args: argparse.Namespace) -> dict[str, Any]:
     """Spawn one child process and turn its output into a record (``median_s`` None if none ran)."""
-    child_record = run_child(["bench", args.bench, "--child-variant", variant, "--child-nside", str(nside),
-                              "--child-edge", str(edge), "--child-pass", pass_, "--repeats", str(args.repeats),
-                              "--threads", str(args.threads), "--device", args.device, "--budget", str(args.budget)],
-                             args.threads)
+    child_record = run_child(
+        [
+            "bench",
+            args.bench,
+            "--child-variant",
+            variant,
+            "--child-nside",
+            str(nside),
+            "--child-edge",
+            str(edge),
+            "--child-pass",
+            pass_,
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+            "--budget",
+            str(args.budget),
+        ],
+        args.threads,
+    )
     label, hemisphere, method, spatial = VARIANTS[variant]
     median = statistics.median(child_record["times_s"]) if child_record["times_s"] else None
-    logger.info("%s %s nside %d edge %d %s: %s s, %s MiB", args.bench, variant, nside, edge, pass_, median,
-                child_record["peak_mem_mb"])
+    logger.info(
+        "%s %s nside %d edge %d %s: %s s, %s MiB",
+        args.bench,
+        variant,
+        nside,
+        edge,
+        pass_,
+        median,
+        child_record["peak_mem_mb"],
+    )
     voxels = edge**3
-    return {"bench": "layer" if args.bench == "layers" else "unet", "variant": variant, "nside": nside,
-            "edge": edge, "pass": pass_, "median_s": median, "peak_mem_mb": child_record["peak_mem_mb"],
-            "voxels_per_s": voxels / median if median and args.bench == "unet" else None, "label": label,
-            "method": method, "spatial": spatial, "hemisphere": hemisphere, **{k: child_record[k] for k in (
-                "n_vertices", "times_s", "warmup_s", "build_s", "geometry_mb")}}
+    return {
+        "bench": "layer" if args.bench == "layers" else "unet",
+        "variant": variant,
+        "nside": nside,
+        "edge": edge,
+        "pass": pass_,
+        "median_s": median,
+        "peak_mem_mb": child_record["peak_mem_mb"],
+        "voxels_per_s": voxels / median if median and args.bench == "unet" else None,
+        "label": label,
+        "method": method,
+        "spatial": spatial,
+        "hemisphere": hemisphere,
+        **{k: child_record[k] for k in ("n_vertices", "times_s", "warmup_s", "build_s", "geometry_mb")},
+    }
 
 
 def add_ratios(records: list[dict[str, Any]]) -> None:
@@ -229,17 +285,29 @@ def fit_exponents(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     "voxels", "exponent", "points"}``; time ~ V^exponent (or voxels^exponent) over the measured range.
     """
     fits = []
-    axes = {"V": (lambda r: r["edge"] == EDGE and r["n_vertices"] >= MIN_FIT_VERTICES, lambda r: r["n_vertices"]),
-            "voxels": (lambda r: r["nside"] == SCALING_NSIDE, lambda r: r["edge"] ** 3)}
+    axes = {
+        "V": (lambda r: r["edge"] == EDGE and r["n_vertices"] >= MIN_FIT_VERTICES, lambda r: r["n_vertices"]),
+        "voxels": (lambda r: r["nside"] == SCALING_NSIDE, lambda r: r["edge"] ** 3),
+    }
     for variant in VARIANTS:
         for pass_ in PASSES:
             for axis, (keep, size) in axes.items():
-                points = [(size(r), r["median_s"]) for r in records if r["variant"] == variant and r["pass"] == pass_
-                          and r["median_s"] and keep(r)]
+                points = [
+                    (size(r), r["median_s"])
+                    for r in records
+                    if r["variant"] == variant and r["pass"] == pass_ and r["median_s"] and keep(r)
+                ]
                 if len({p[0] for p in points}) >= 2:
                     slope = np.polyfit(np.log([p[0] for p in points]), np.log([p[1] for p in points]), 1)[0]
-                    fits.append({"variant": variant, "pass": pass_, "axis": axis, "exponent": float(slope),
-                                 "points": len(points)})
+                    fits.append(
+                        {
+                            "variant": variant,
+                            "pass": pass_,
+                            "axis": axis,
+                            "exponent": float(slope),
+                            "points": len(points),
+                        }
+                    )
     return fits
 
 
@@ -258,10 +326,13 @@ def render_markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     title = BENCHES[s["bench"]][0]
     mem_kind = "CUDA max_memory_allocated increase" if s["device"].startswith("cuda") else "peak RSS increase"
-    module = (f"`SpatioSphericalConv({CHANNELS}, {CHANNELS}, cheb_order={CHEB_ORDER}, kernel_size=3)`, input "
-              f"1 × V × E³ voxels × {CHANNELS} channels" if s["bench"] == "layers" else
-              f"`SHDUNet({UNET_IN_CHANNELS}, 0, widths={tuple(s['widths'])}, kernel_sizes={tuple(s['kernel_sizes'])},"
-              f" cheb_order={CHEB_ORDER})`, input 1 × {UNET_IN_CHANNELS} × E³ voxels × V")
+    module = (
+        f"`SpatioSphericalConv({CHANNELS}, {CHANNELS}, cheb_order={CHEB_ORDER}, kernel_size=3)`, input "
+        f"1 × V × E³ voxels × {CHANNELS} channels"
+        if s["bench"] == "layers"
+        else f"`SHDUNet({UNET_IN_CHANNELS}, 0, widths={tuple(s['widths'])}, kernel_sizes={tuple(s['kernel_sizes'])},"
+        f" cheb_order={CHEB_ORDER})`, input 1 × {UNET_IN_CHANNELS} × E³ voxels × V"
+    )
     lines = [
         *header_lines(f"Efficiency of {title} (SHD paper Fig. 4 ablation)", result),
         f"Module: {module}, float32, E = {EDGE} unless stated. Times are the median of up to {s['repeats']} runs "
@@ -270,29 +341,42 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Memory: {mem_kind} during the runs over the process before the module was built, MiB (includes the "
         "geometry buffers, not the graph construction). Ratios divide by variant a at the same nside, edge and pass.",
         "",
-        "Variants: " + "; ".join(f"**{k}** {v[0]} (`method={v[2]!r}, spatial={v[3]!r}`)"
-                                 for k, v in VARIANTS.items())
-        + (". The U-Net's variant e folds BatchNorm into the convolutions for `fwd`, as inference does."
-           if s["bench"] == "unet" else "."),
+        "Variants: "
+        + "; ".join(f"**{k}** {v[0]} (`method={v[2]!r}, spatial={v[3]!r}`)" for k, v in VARIANTS.items())
+        + (
+            ". The U-Net's variant e folds BatchNorm into the convolutions for `fwd`, as inference does."
+            if s["bench"] == "unet"
+            else "."
+        ),
         "",
         "| variant | nside | V | E | pass | runs | median s | time / a | voxels/s | peak MiB | memory / a |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["records"]:
-        lines.append(f"| {r['variant']} | {r['nside']} | {r['n_vertices']} | {r['edge']} | {r['pass']} | "
-                     f"{len(r['times_s'])} | {fmt(r['median_s'], '.4g')} | {fmt(r['time_ratio_to_a'], '.3g')} | "
-                     f"{fmt(r['voxels_per_s'], '.0f')} | {fmt(r['peak_mem_mb'], '.1f')} | "
-                     f"{fmt(r['mem_ratio_to_a'], '.3g')} |")
+        lines.append(
+            f"| {r['variant']} | {r['nside']} | {r['n_vertices']} | {r['edge']} | {r['pass']} | "
+            f"{len(r['times_s'])} | {fmt(r['median_s'], '.4g')} | {fmt(r['time_ratio_to_a'], '.3g')} | "
+            f"{fmt(r['voxels_per_s'], '.0f')} | {fmt(r['peak_mem_mb'], '.1f')} | "
+            f"{fmt(r['mem_ratio_to_a'], '.3g')} |"
+        )
     lines += ["", f"Ablation at E = {EDGE}, speed-up of each step (time before / time after):", ""]
     for nside in s["nsides"]:
         for pass_ in PASSES:
             lines.append(f"- nside {nside}, {pass_}: {_ratio_chain(result['records'], nside, pass_)}")
     if result["exponents"]:
-        lines += ["", "Growth of the time (least-squares slope of log time; time ∝ size^exponent over the measured "
-                  f"range; V: nside with V ≥ {MIN_FIT_VERTICES} at E = {EDGE}; voxels: E³ at nside "
-                  f"{SCALING_NSIDE}):", "", "| variant | pass | with | exponent | points |", "|---|---|---|---:|---:|"]
-        lines += [f"| {f['variant']} | {f['pass']} | {f['axis']} | {f['exponent']:.2f} | {f['points']} |"
-                  for f in result["exponents"]]
+        lines += [
+            "",
+            "Growth of the time (least-squares slope of log time; time ∝ size^exponent over the measured "
+            f"range; V: nside with V ≥ {MIN_FIT_VERTICES} at E = {EDGE}; voxels: E³ at nside "
+            f"{SCALING_NSIDE}):",
+            "",
+            "| variant | pass | with | exponent | points |",
+            "|---|---|---|---:|---:|",
+        ]
+        lines += [
+            f"| {f['variant']} | {f['pass']} | {f['axis']} | {f['exponent']:.2f} | {f['points']} |"
+            for f in result["exponents"]
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -311,19 +395,37 @@ def run(args: argparse.Namespace) -> int:
         args.edges = [] if args.quick else list(extra_edges)
     check_report_outputs(args)
     result = start_record(args)
-    result["machine"]["gpu"] = (torch.cuda.get_device_name(torch.device(args.device))
-                                if args.device.startswith("cuda") else None)
+    result["machine"]["gpu"] = (
+        torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else None
+    )
     cells = [(nside, EDGE) for nside in args.nsides]
     cells += [(SCALING_NSIDE, edge) for edge in args.edges if edge != EDGE and SCALING_NSIDE in args.nsides]
-    records = [measure(variant, nside, edge, pass_, args)
-               for nside, edge in cells for variant in args.variants for pass_ in PASSES]
+    records = [
+        measure(variant, nside, edge, pass_, args)
+        for nside, edge in cells
+        for variant in args.variants
+        for pass_ in PASSES
+    ]
     add_ratios(records)
     unet = SHDUNet(UNET_IN_CHANNELS, 0)
-    result.update(records=records, exponents=fit_exponents(records), settings={
-        "bench": args.bench, "nsides": list(args.nsides), "edges": [EDGE, *args.edges], "variants": list(args.variants),
-        "repeats": args.repeats, "budget_s": args.budget, "threads": args.threads, "device": args.device,
-        "channels": CHANNELS, "cheb_order": CHEB_ORDER, "widths": list(unet.widths),
-        "kernel_sizes": list(unet.kernel_sizes)})
+    result.update(
+        records=records,
+        exponents=fit_exponents(records),
+        settings={
+            "bench": args.bench,
+            "nsides": list(args.nsides),
+            "edges": [EDGE, *args.edges],
+            "variants": list(args.variants),
+            "repeats": args.repeats,
+            "budget_s": args.budget,
+            "threads": args.threads,
+            "device": args.device,
+            "channels": CHANNELS,
+            "cheb_order": CHEB_ORDER,
+            "widths": list(unet.widths),
+            "kernel_sizes": list(unet.kernel_sizes),
+        },
+    )
     write_report(args, result, render_markdown(result))
     return 0
 
@@ -340,20 +442,44 @@ def add_unet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def _add_parser(subparsers: argparse._SubParsersAction, bench: str) -> argparse.ArgumentParser:
     title, nsides, quick_nsides, extra_edges, name = BENCHES[bench]
-    parser = subparsers.add_parser(bench, help=f"time and memory of {title} along the Fig. 4 ablation",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_report_args(parser, name, f"nside {' '.join(map(str, quick_nsides))} at E = {EDGE} only, "
-                                  f"{QUICK_REPEATS} repeats")
-    parser.add_argument("--nsides", type=int, nargs="+", metavar="NSIDE",
-                        help=f"HEALPix resolutions (default {' '.join(map(str, nsides))})")
-    parser.add_argument("--edges", type=int, nargs="*", metavar="VOXELS",
-                        help=f"extra volume edges measured at nside {SCALING_NSIDE}, voxels "
-                             f"(default {' '.join(map(str, extra_edges))}; none with --quick)")
+    parser = subparsers.add_parser(
+        bench,
+        help=f"time and memory of {title} along the Fig. 4 ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_report_args(
+        parser, name, f"nside {' '.join(map(str, quick_nsides))} at E = {EDGE} only, {QUICK_REPEATS} repeats"
+    )
+    parser.add_argument(
+        "--nsides",
+        type=int,
+        nargs="+",
+        metavar="NSIDE",
+        help=f"HEALPix resolutions (default {' '.join(map(str, nsides))})",
+    )
+    parser.add_argument(
+        "--edges",
+        type=int,
+        nargs="*",
+        metavar="VOXELS",
+        help=f"extra volume edges measured at nside {SCALING_NSIDE}, voxels "
+        f"(default {' '.join(map(str, extra_edges))}; none with --quick)",
+    )
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--repeats", type=int, metavar="R",
-                        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
-                        help="seconds of timed runs per measurement at most (default %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="R",
+        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help="seconds of timed runs per measurement at most (default %(default)s)",
+    )
     for option, kind in (("variant", str), ("nside", int), ("edge", int), ("pass", str), ("output", str)):
         parser.add_argument(f"--child-{option}", type=kind, help=argparse.SUPPRESS)
     parser.set_defaults(run=run, prog=parser.prog)

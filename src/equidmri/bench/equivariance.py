@@ -18,7 +18,7 @@ Inputs ``1 x C x 8 x 8 x 8 x V`` at nside 8: U[0, 1] samples projected on even S
 draws new weights, a new input and new rotations; the errors (SHD eq. 13, see
 :mod:`equidmri.eval.equivariance`) are averaged over the samples. The sweep measures the voxel-rotation
 error of the spherical filter alone (the spatial kernel commutes with R) over the graph's kernel width
-sigma and neighbour count. Writes ``docs/results/equivariance.{json,md,png}``.
+sigma and neighbour count. Writes ``OUT/equivariance.{json,md,png}`` (``--out``, default ``docs/results``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +37,55 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.bench.report import (
-    add_report_args, header_lines, start_figure_report, write_report,
+    add_report_args,
+    header_lines,
+    start_figure_report,
+    write_report,
 )
 from equidmri.eval.equivariance import LMAX_IN, LMAX_OUT, SH_BASIS, TRANSFORMS, draw_sample, equivariance_errors
-from equidmri.nn.layers import IsotropicConv3d, SphereGrid, SpatioSphericalConv, neighbours_as_channels
+from equidmri.nn.layers import NeighboursAsChannels, SHSpatialConv, SpatioSphericalConv, SphereGrid
 from equidmri.nn.models import build_model
 from equidmri.sphere.graph import N_NEIGHBOURS, SIGMA_SCALE, chebyshev_polynomials, hemisphere_laplacian
-from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
+from equidmri.viz.results import BarPanel, plot_bar_panels
 
 logger = logging.getLogger(__name__)
 
 NAME = "equivariance"
-OPERATORS = {  # name -> (label, registered U-Net)
-    "shd": ("E(3)×SO(3) hemisphere (SHD)", "shd"),
-    "rt-esd": ("E(3)×SO(3) full sphere (RT-ESD)", "rt-esd"),
-    "e3-sh": ("E(3)-SH (CNN on SH)", "cnn"),
-    "concat-so3": ("Concat-SO(3) (Concat-ESD)", "concat-esd"),
-    "so3": ("voxel-wise SO(3) (ESD)", "esd"),
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator family: its ``label``, the registered U-Net ``unet`` of its family, whether it runs on the
+    hemisphere, and ``layer(c_in, c_out, grid) -> nn.Module``, one layer of ``nn.layers`` on ``(B, V, X, Y, Z, C)``."""
+
+    label: str
+    unet: str
+    hemisphere: bool
+    layer: Callable[[int, int, SphereGrid], nn.Module]
+
+
+def _spatio_spherical(kernel_size: int) -> Callable[[int, int, SphereGrid], nn.Module]:
+    return lambda c_in, c_out, grid: SpatioSphericalConv(
+        c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=kernel_size
+    )
+
+
+def _concat(c_in: int, c_out: int, grid: SphereGrid) -> nn.Module:
+    conv = SpatioSphericalConv(27 * c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
+    return nn.Sequential(NeighboursAsChannels(), conv)
+
+
+def _sh(c_in: int, c_out: int, grid: SphereGrid) -> nn.Module:
+    return SHSpatialConv(c_in, c_out, grid.vertices, LMAX_IN, SH_BASIS).double()
+
+
+CHEB_ORDER = 5
+OPERATORS = {  # the table of operator families (the one place their names map to layers and U-Nets)
+    "shd": Operator("E(3)×SO(3) hemisphere (SHD)", "shd", True, _spatio_spherical(3)),
+    "rt-esd": Operator("E(3)×SO(3) full sphere (RT-ESD)", "rt-esd", False, _spatio_spherical(3)),
+    "e3-sh": Operator("E(3)-SH (CNN on SH)", "cnn", True, _sh),
+    "concat-so3": Operator("Concat-SO(3) (Concat-ESD)", "concat-esd", True, _concat),
+    "so3": Operator("voxel-wise SO(3) (ESD)", "esd", True, _spatio_spherical(1)),
 }
 LEVELS = ("layer", "unet")
 FIGURE_TRANSFORMS = ("grid", "voxel", "both")
@@ -69,25 +103,8 @@ SIGMA_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2, 1.6, 2.4)  # sigma = scale / nside (the
 NEIGHBOUR_COUNTS = (8, 12, 16)  # k of the k-NN graph (the library's: N_NEIGHBOURS)
 QUICK_SWEEP = ((SIGMA_SCALE, 1.2), (N_NEIGHBOURS,))  # --quick: scales, neighbour counts
 SWEEP_SIZE = 4  # voxels per edge of a sweep sample
-CHEB_ORDER = 5
 PLOT_FLOOR = 1e-16  # smallest error drawn on the log axis
 LEVEL_LABELS = {"layer": "single layer", "unet": "U-Net"}
-
-
-class SHConvLayer(nn.Module):
-    """E(3)-SH layer: SH projection, isotropic 3D convolution of the coefficients, evaluation on the grid."""
-
-    def __init__(self, in_channels: int, out_channels: int, vertices: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("fit", torch.tensor(sh_fit_matrix(vertices, LMAX_IN, SH_BASIS)), persistent=False)
-        self.register_buffer("basis", torch.tensor(sh_matrix(vertices, LMAX_IN, SH_BASIS)), persistent=False)
-        self.n_coeffs, self.out_channels = self.fit.shape[0], out_channels
-        self.conv = IsotropicConv3d(in_channels * self.n_coeffs, out_channels * self.n_coeffs, kernel_size=3)
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, V, X, Y, Z, C) -> (B, V, X, Y, Z, C')
-        coeffs = (x.movedim(1, -1) @ self.fit.T).flatten(4)[:, None]  # (B, 1, X, Y, Z, C K)
-        out = self.conv(coeffs)[:, 0].unflatten(-1, (self.out_channels, self.n_coeffs))
-        return (out @ self.basis.T).movedim(-1, 1)
 
 
 def _vertex_major(module: nn.Module) -> callable:
@@ -97,27 +114,9 @@ def _vertex_major(module: nn.Module) -> callable:
 
 def build_layer(operator: str, nside: int) -> tuple[callable, np.ndarray]:
     """One layer of ``operator`` with random weights (call after seeding): ``(operator, vertices)``."""
-    c_in, c_out = LAYER_CHANNELS
-    grid = SphereGrid(nside, operator != "rt-esd")
-    if operator in ("shd", "rt-esd"):
-        layer = SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=3)
-    elif operator == "so3":
-        layer = SpatioSphericalConv(c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
-    elif operator == "concat-so3":
-        conv = SpatioSphericalConv(27 * c_in, c_out, grid, cheb_order=CHEB_ORDER, kernel_size=1)
-        layer = nn.Sequential(_Lambda(neighbours_as_channels), conv)
-    else:
-        layer = SHConvLayer(c_in, c_out, grid.vertices)
+    grid = SphereGrid(nside, OPERATORS[operator].hemisphere)
+    layer = OPERATORS[operator].layer(*LAYER_CHANNELS, grid)
     return _vertex_major(layer.double().eval()), grid.vertices
-
-
-class _Lambda(nn.Module):
-    def __init__(self, fn: callable) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x)
 
 
 def build_unet(operator: str, nside: int, widths: tuple[int, ...]) -> tuple[callable, np.ndarray]:
@@ -127,8 +126,14 @@ def build_unet(operator: str, nside: int, widths: tuple[int, ...]) -> tuple[call
     hide every error, so the head gets the He initialisation of the other layers and a zero bias.
     """
     kernel_sizes = (3,) + (1,) * (len(widths) - 1)
-    net = build_model(OPERATORS[operator][1], in_channels=UNET_IN_CHANNELS, nside=nside, widths=widths,
-                      kernel_sizes=kernel_sizes, cheb_order=CHEB_ORDER)
+    net = build_model(
+        OPERATORS[operator].unet,
+        in_channels=UNET_IN_CHANNELS,
+        nside=nside,
+        widths=widths,
+        kernel_sizes=kernel_sizes,
+        cheb_order=CHEB_ORDER,
+    )
     with torch.no_grad():
         weight = net.head.weight
         weight.copy_(torch.randn_like(weight) * math.sqrt(2.0 * weight.shape[-1] / weight.numel()))
@@ -168,8 +173,13 @@ def spherical_filter(eigvals: np.ndarray, eigvecs: np.ndarray) -> callable:
     return apply
 
 
-def sweep(nside: int, samples: int, seed: int, scales: tuple[float, ...] = SIGMA_SCALES,
-          counts: tuple[int, ...] = NEIGHBOUR_COUNTS) -> list[dict[str, Any]]:
+def sweep(
+    nside: int,
+    samples: int,
+    seed: int,
+    scales: tuple[float, ...] = SIGMA_SCALES,
+    counts: tuple[int, ...] = NEIGHBOUR_COUNTS,
+) -> list[dict[str, Any]]:
     """Voxel-rotation error of random spherical filters per (sigma scale, neighbour count), ``4^3`` voxels."""
     records = []
     vertices = SphereGrid(nside).vertices
@@ -181,17 +191,33 @@ def sweep(nside: int, samples: int, seed: int, scales: tuple[float, ...] = SIGMA
                 torch.manual_seed(seed + i)
                 sample = draw_sample(np.random.default_rng(seed + i), LAYER_CHANNELS[0], SWEEP_SIZE)
                 errors.append(equivariance_errors(spherical_filter(eigvals, eigvecs), vertices, sample)["voxel"])
-            records.append({"sigma_scale": scale, "sigma": scale / nside, "n_neighbours": n_neighbours,
-                            "error_mean": float(np.mean(errors)), "error_std": float(np.std(errors)),
-                            "n": samples})
+            records.append(
+                {
+                    "sigma_scale": scale,
+                    "sigma": scale / nside,
+                    "n_neighbours": n_neighbours,
+                    "error_mean": float(np.mean(errors)),
+                    "error_std": float(np.std(errors)),
+                    "n": samples,
+                }
+            )
             logger.info("sweep sigma %.2f/nside, k %d: %.3g", scale, n_neighbours, records[-1]["error_mean"])
     return records
 
 
 def summarise(errors: dict[str, list[float]], operator: str, level: str) -> list[dict[str, Any]]:
     """One record per transform: ``{"operator", "level", "transform", "error_mean", "error_std", "n"}``."""
-    return [{"operator": operator, "level": level, "transform": transform, "error_mean": float(np.mean(values)),
-             "error_std": float(np.std(values)), "n": len(values)} for transform, values in errors.items()]
+    return [
+        {
+            "operator": operator,
+            "level": level,
+            "transform": transform,
+            "error_mean": float(np.mean(values)),
+            "error_std": float(np.std(values)),
+            "n": len(values),
+        }
+        for transform, values in errors.items()
+    ]
 
 
 def best_setting(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -204,32 +230,21 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
     Errors below ``PLOT_FLOOR`` (exact to float64) are drawn at the floor.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(LEVELS), figsize=(12, 4.2), sharey=True)
-    width = 0.8 / len(OPERATORS)
-    for ax, level in zip(axes, LEVELS):
-        n = 0
-        for j, operator in enumerate(OPERATORS):
-            cells = {r["transform"]: r for r in records if r["operator"] == operator and r["level"] == level}
-            means = np.array([max(cells[t]["error_mean"], PLOT_FLOOR) for t in FIGURE_TRANSFORMS])
-            stds = np.array([cells[t]["error_std"] for t in FIGURE_TRANSFORMS])
-            positions = np.arange(len(FIGURE_TRANSFORMS)) + (j - (len(OPERATORS) - 1) / 2) * width
-            lower = np.minimum(stds, means - PLOT_FLOOR)  # keep error bars above the floor on the log axis
-            ax.bar(positions, means, width, yerr=[lower, stds], label=OPERATORS[operator][0], capsize=2)
-            n = cells[FIGURE_TRANSFORMS[0]]["n"]
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(FIGURE_TRANSFORMS)), ["grid rotation T", "voxel rotation R", "both (T, R)"])
-        ax.set_title(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("relative squared error (SHD eq. 13)")
-    axes[-1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    panels = []
+    for level in LEVELS:
+        cells = {(r["operator"], r["transform"]): r for r in records if r["level"] == level}
+        means = np.array([[cells[o, t]["error_mean"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
+        stds = np.array([[cells[o, t]["error_std"] for t in FIGURE_TRANSFORMS] for o in OPERATORS])
+        n = cells[next(iter(OPERATORS)), FIGURE_TRANSFORMS[0]]["n"]
+        panels.append(BarPanel(f"{LEVEL_LABELS[level]}, mean ± sd over {n} samples", means, stds))
+    plot_bar_panels(
+        path,
+        panels,
+        [op.label for op in OPERATORS.values()],
+        ["grid rotation T", "voxel rotation R", "both (T, R)"],
+        ylabel="relative squared error (SHD eq. 13)",
+        log_floor=PLOT_FLOOR,
+    )
 
 
 def render_markdown(result: dict[str, Any], figure: Path) -> str:
@@ -262,7 +277,7 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         for operator in OPERATORS:
             cells = {r["transform"]: r for r in records if r["operator"] == operator and r["level"] == level}
             values = " | ".join(f"{cells[t]['error_mean']:.3g} ± {cells[t]['error_std']:.2g}" for t in TRANSFORMS)
-            lines.append(f"| {OPERATORS[operator][0]} | {level} | {values} | {cells['grid']['n']} |")
+            lines.append(f"| {OPERATORS[operator].label} | {level} | {values} | {cells['grid']['n']} |")
     check = result["shd_vs_rt_esd"]
     scales = sorted({r["sigma_scale"] for r in result["sweep"]})
     lines += [
@@ -313,23 +328,38 @@ def run(args: argparse.Namespace) -> int:
             records += summarise(measure(operator, level, samples, args), operator, level)
             logger.info("%s %s done after %.0f s", operator, level, time.perf_counter() - start)
     sweep_records = sweep(args.nside, args.sweep_samples, args.seed, *(QUICK_SWEEP if args.quick else ()))
-    default = next(r for r in sweep_records
-                   if r["sigma_scale"] == SIGMA_SCALE and r["n_neighbours"] == N_NEIGHBOURS)
+    default = next(r for r in sweep_records if r["sigma_scale"] == SIGMA_SCALE and r["n_neighbours"] == N_NEIGHBOURS)
     cell = {(r["operator"], r["level"], r["transform"]): r["error_mean"] for r in records}
     differences = [abs(cell["shd", level, t] - cell["rt-esd", level, t]) for level in LEVELS for t in TRANSFORMS]
     layer_voxel, layer_grid = cell["shd", "layer", "voxel"], cell["shd", "layer", "grid"]
-    result.update({
-        "records": records,
-        "shd_vs_rt_esd": {"max_abs_difference": max(differences)},
-        "targets": {"layer_voxel": layer_voxel, "layer_grid": layer_grid,
-                    "met": layer_voxel < 1e-2 and layer_grid < 1e-2 and max(differences) <= 1e-6},
-        "sweep": sweep_records, "sweep_best": best_setting(sweep_records), "sweep_default": default,
-        "settings": {"nside": args.nside, "size": args.size, "samples": args.samples, "unet_samples": args.unet_samples,
-                     "sweep_samples": args.sweep_samples, "seed": args.seed, "lmax_in": LMAX_IN, "lmax_out": LMAX_OUT,
-                     "unet_widths": list(QUICK_UNET_WIDTHS if args.quick else UNET_WIDTHS),
-                     "default_sigma_scale": SIGMA_SCALE, "default_n_neighbours": N_NEIGHBOURS},
-        "elapsed_s": time.perf_counter() - start,
-    })
+    result.update(
+        {
+            "records": records,
+            "shd_vs_rt_esd": {"max_abs_difference": max(differences)},
+            "targets": {
+                "layer_voxel": layer_voxel,
+                "layer_grid": layer_grid,
+                "met": layer_voxel < 1e-2 and layer_grid < 1e-2 and max(differences) <= 1e-6,
+            },
+            "sweep": sweep_records,
+            "sweep_best": best_setting(sweep_records),
+            "sweep_default": default,
+            "settings": {
+                "nside": args.nside,
+                "size": args.size,
+                "samples": args.samples,
+                "unet_samples": args.unet_samples,
+                "sweep_samples": args.sweep_samples,
+                "seed": args.seed,
+                "lmax_in": LMAX_IN,
+                "lmax_out": LMAX_OUT,
+                "unet_widths": list(QUICK_UNET_WIDTHS if args.quick else UNET_WIDTHS),
+                "default_sigma_scale": SIGMA_SCALE,
+                "default_n_neighbours": N_NEIGHBOURS,
+            },
+            "elapsed_s": time.perf_counter() - start,
+        }
+    )
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot(records, figure)
     write_report(args, result, render_markdown(result, figure))
@@ -338,14 +368,20 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench equivariance``."""
-    parser = subparsers.add_parser("equivariance", help="equivariance error of layers and U-Nets (SHD Fig. 8)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_report_args(parser, NAME, f"nside {QUICK_NSIDE}, {QUICK_SIZE}^3 voxels, U-Net widths {QUICK_UNET_WIDTHS}, "
-                                  f"samples {QUICK}")
+    parser = subparsers.add_parser(
+        "equivariance",
+        help="equivariance error of layers and U-Nets (SHD Fig. 8)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_report_args(
+        parser, NAME, f"nside {QUICK_NSIDE}, {QUICK_SIZE}^3 voxels, U-Net widths {QUICK_UNET_WIDTHS}, samples {QUICK}"
+    )
     parser.add_argument("--samples", type=int, help=f"samples per single layer (default {DEFAULTS['samples']})")
     parser.add_argument("--unet-samples", type=int, help=f"samples per U-Net (default {DEFAULTS['unet_samples']})")
-    parser.add_argument("--sweep-samples", type=int,
-                        help=f"samples per sigma/neighbour cell (default {DEFAULTS['sweep_samples']})")
+    parser.add_argument(
+        "--sweep-samples", type=int, help=f"samples per sigma/neighbour cell (default {DEFAULTS['sweep_samples']})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="first sample's seed (default %(default)s)")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

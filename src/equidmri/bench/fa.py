@@ -16,7 +16,7 @@ independent noise), and (b) dipy's real ``small_64D`` volume: the reference FA i
 
 RMSE per ground-truth FA bin, paired t-tests on squared errors (scipy ``ttest_rel``) and the invariance of
 the S-CNN (largest FA change under random rotations of the input tensors). Writes
-``docs/results/fa_scnn.{json,md}`` and PNG figures named after the markdown file.
+``OUT/fa_scnn.{json,md}`` and the PNG figures ``OUT/fa_scnn_*.png`` (``--out``, default ``docs/results``).
 """
 
 from __future__ import annotations
@@ -29,19 +29,28 @@ from typing import Any
 import numpy as np
 import torch
 from dipy.core.gradients import GradientTable
-from dipy.data import get_fnames
 from scipy.spatial.transform import Rotation
 from scipy.stats import ttest_rel
 
 from equidmri.bench.fa_report import render_markdown, write_figures
 from equidmri.bench.report import add_report_args, check_report_outputs, start_record, write_report
+from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.gradients import B0_THRESHOLD
-from equidmri.dmri.io import load_dwi
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
-    FAModel, FATrainConfig, fit_tensors, get_scheme, rotate_to_ap, sample_tensors, scheme_gtab, select_subset,
-    simulate_acquisition, tensor_fa, tensor_signals,
+    FAModel,
+    FATrainConfig,
+    fit_tensors,
+    get_scheme,
+    rotate_to_ap,
+    sample_tensors,
+    scheme_gtab,
+    select_subset,
+    simulate_acquisition,
+    tensor_fa,
+    tensor_signals,
+    train_fa_model,
 )
 from equidmri.microstructure.simulate import SNR
 from equidmri.sphere.healpix import pixel_of
@@ -63,14 +72,22 @@ REAL_DATA = "small_64D"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench fa``."""
-    parser = subparsers.add_parser("fa", help="FCN vs spherical CNN for FA from 6 directions (CDMRI 2022)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "fa",
+        help="FCN vs spherical CNN for FA from 6 directions (CDMRI 2022)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     group = parser.add_argument_group("experiment size")
-    for option, text in (("n-train", "simulated training voxels"), ("n-test", "simulated test voxels"),
-                         ("epochs", "training epochs of every network")):
+    for option, text in (
+        ("n-train", "simulated training voxels"),
+        ("n-test", "simulated test voxels"),
+        ("epochs", "training epochs of every network"),
+    ):
         key = option.replace("-", "_")
-        group.add_argument(f"--{option}", type=int, metavar="N",
-                           help=f"{text} (default: {DEFAULTS[key]}; --quick: {QUICK[key]})")
+        group.add_argument(
+            f"--{option}", type=int, metavar="N", help=f"{text} (default: {DEFAULTS[key]}; --quick: {QUICK[key]})"
+        )
     group.add_argument("--seed", type=int, default=0, help="seed of simulation, noise and training (default: 0)")
     add_report_args(parser, NAME, quick=f"tiny run for tests: {QUICK}")
     parser.set_defaults(run=run, prog="equidmri bench fa")
@@ -91,8 +108,15 @@ def rmse_records(base: dict[str, Any], fa: np.ndarray, error: np.ndarray) -> lis
     """One record per FA bin and one for ``"all"``: ``{**base, fa_bin, rmse, n}`` (rmse None when n = 0)."""
     index = bin_index(fa)
     groups = [(label, index == b) for b, label in enumerate(fa_bin_labels())] + [("all", np.ones_like(fa, bool))]
-    return [{**base, "fa_bin": label, "rmse": float(np.sqrt(np.mean(error[keep] ** 2))) if keep.any() else None,
-             "n": int(keep.sum())} for label, keep in groups]
+    return [
+        {
+            **base,
+            "fa_bin": label,
+            "rmse": float(np.sqrt(np.mean(error[keep] ** 2))) if keep.any() else None,
+            "n": int(keep.sum()),
+        }
+        for label, keep in groups
+    ]
 
 
 def paired_test(fa: np.ndarray, error_a: np.ndarray, error_b: np.ndarray, low: float, high: float) -> dict[str, Any]:
@@ -102,18 +126,26 @@ def paired_test(fa: np.ndarray, error_a: np.ndarray, error_b: np.ndarray, low: f
     """
     keep = (fa >= low) & ((fa < high) | (high == FA_BINS[-1]))
     result = ttest_rel(error_a[keep] ** 2, error_b[keep] ** 2) if keep.sum() > 1 else None
-    return {"fa_range": f"{low:.1f}-{high:.1f}", "n": int(keep.sum()),
-            "rmse_a": float(np.sqrt(np.mean(error_a[keep] ** 2))) if keep.any() else None,
-            "rmse_b": float(np.sqrt(np.mean(error_b[keep] ** 2))) if keep.any() else None,
-            "t": None if result is None else float(result.statistic),
-            "p": None if result is None else float(result.pvalue)}
+    return {
+        "fa_range": f"{low:.1f}-{high:.1f}",
+        "n": int(keep.sum()),
+        "rmse_a": float(np.sqrt(np.mean(error_a[keep] ** 2))) if keep.any() else None,
+        "rmse_b": float(np.sqrt(np.mean(error_b[keep] ** 2))) if keep.any() else None,
+        "t": None if result is None else float(result.statistic),
+        "p": None if result is None else float(result.pvalue),
+    }
 
 
 class EvaluationSet:
     """Signals of the same voxels under the Skare and the Jones schemes, with ground-truth FA."""
 
-    def __init__(self, name: str, fa: np.ndarray, acquisitions: dict[str, tuple[np.ndarray, GradientTable]],
-                 tensors: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fa: np.ndarray,
+        acquisitions: dict[str, tuple[np.ndarray, GradientTable]],
+        tensors: np.ndarray | None = None,
+    ) -> None:
         self.name, self.fa, self.acquisitions, self.tensors = name, fa, acquisitions, tensors
 
     def label(self, scheme: str) -> str:
@@ -131,7 +163,7 @@ def simulated_test_set(n: int, rng: np.random.Generator) -> EvaluationSet:
 
 def real_test_set() -> tuple[EvaluationSet, np.ndarray, np.ndarray]:
     """``small_64D`` masked voxels, and the mask and reference FA volume ``(X, Y, Z)`` for the maps."""
-    data = load_dwi(*get_fnames(name=REAL_DATA))
+    data = load_real_volume(REAL_DATA)
     gtab = data.gtab()
     mask = compute_mask(data.dwi, gtab, data.valid)
     reference = fit_dti_fa(data.dwi, gtab, mask)
@@ -166,29 +198,39 @@ def direction_map(tensors: np.ndarray, fa: np.ndarray, error: np.ndarray) -> np.
     return np.divide(sums, counts, out=np.full(n_pixels, np.nan), where=counts > 0)
 
 
-def train_model(name: str, tensors: np.ndarray, rng: np.random.Generator, config: FATrainConfig,
-                progress: bool) -> tuple[FAModel, dict[str, Any]]:
+def train_model(
+    name: str, tensors: np.ndarray, rng: np.random.Generator, config: FATrainConfig, progress: bool
+) -> tuple[FAModel, dict[str, Any]]:
     """Train ``name`` on Skare-scheme simulations of ``tensors``; the model and its training record."""
     gtab = scheme_gtab(get_scheme("skare"))
     voxels = simulate_acquisition(tensors, gtab, rng)
     torch.manual_seed(config.seed)
     model = FAModel(name, "skare")
     start = time.perf_counter()
-    losses = model.train(voxels.signals, gtab, voxels.fa, config, progress=progress)
+    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=progress)
     return model, {"n": len(tensors), "final_mse": losses[-1], "seconds": time.perf_counter() - start}
 
 
 def run(args: argparse.Namespace) -> int:
     """Run both experiments and write the JSON, the markdown page and the figures."""
-    sizes = {key: (QUICK if args.quick else DEFAULTS)[key] if getattr(args, key) is None else getattr(args, key)
-             for key in DEFAULTS}
+    sizes = {
+        key: (QUICK if args.quick else DEFAULTS)[key] if getattr(args, key) is None else getattr(args, key)
+        for key in DEFAULTS
+    }
     if min(sizes.values()) < 1:
         raise ValueError(f"--n-train, --n-test and --epochs must be >= 1, got {sizes}")
     check_report_outputs(args)
     torch.set_num_threads(args.threads)
     record = start_record(args)
-    record["settings"] = {**sizes, "seed": args.seed, "snr": SNR, "fa_bins": list(FA_BINS), "map_fa": MAP_FA,
-                          "map_nside": MAP_NSIDE, "small_fraction": SMALL_FRACTION}
+    record["settings"] = {
+        **sizes,
+        "seed": args.seed,
+        "snr": SNR,
+        "fa_bins": list(FA_BINS),
+        "map_fa": MAP_FA,
+        "map_nside": MAP_NSIDE,
+        "small_fraction": SMALL_FRACTION,
+    }
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     config = FATrainConfig(epochs=sizes["epochs"], seed=args.seed)
@@ -197,8 +239,10 @@ def run(args: argparse.Namespace) -> int:
     ap_tensors = rotate_to_ap(train_tensors)
     n_small = max(1, round(SMALL_FRACTION * len(ap_tensors)))
     runs = {  # (model, train label) -> tensors
-        ("fcn", "sim-skare"): train_tensors, ("scnn", "sim-skare"): train_tensors,
-        ("fcn", "sim-skare-ap"): ap_tensors, ("scnn", "sim-skare-ap"): ap_tensors,
+        ("fcn", "sim-skare"): train_tensors,
+        ("scnn", "sim-skare"): train_tensors,
+        ("fcn", "sim-skare-ap"): ap_tensors,
+        ("scnn", "sim-skare-ap"): ap_tensors,
         ("scnn-10pct", "sim-skare-ap-10pct"): ap_tensors[:n_small],
     }
     models, record["training"] = {}, []
@@ -224,23 +268,38 @@ def run(args: argparse.Namespace) -> int:
         for test in test_sets:
             key = ("scheme", name, "sim-skare", test.label("skare"))
             errors[("orientation", *key[1:])] = errors[key]
-    record["records"] = [rec for (experiment, name, train, test), (fa, error) in errors.items()
-                         for rec in rmse_records({"experiment": experiment, "model": name, "train": train,
-                                                  "test": test}, fa, error)]
+    record["records"] = [
+        rec
+        for (experiment, name, train, test), (fa, error) in errors.items()
+        for rec in rmse_records({"experiment": experiment, "model": name, "train": train, "test": test}, fa, error)
+    ]
     record["ttests"] = paired_tests(errors, test_sets)
-    record["invariance"] = {f"{name} ({train})": invariance_error(model, test_sets[0].tensors[:INVARIANCE_VOXELS],
-                                                                   args.seed)
-                            for (name, train), model in models.items()}
+    record["invariance"] = {
+        f"{name} ({train})": invariance_error(model, test_sets[0].tensors[:INVARIANCE_VOXELS], args.seed)
+        for (name, train), model in models.items()
+    }
     sim = test_sets[0]
     record["direction_maps"] = {
-        f"{name} ({train})":
-            direction_map(sim.tensors, sim.fa, errors["orientation", name, train, "sim-skare"][1]).tolist()
-        for name, train in (("fcn", "sim-skare"), ("scnn", "sim-skare"), ("fcn", "sim-skare-ap"),
-                            ("scnn", "sim-skare-ap"), ("scnn-10pct", "sim-skare-ap-10pct"))}
-    slice_maps = {f"{name} ({scheme})": volume_of(mask, errors[experiment, name, train, real.label(scheme)])
-                  for experiment, name, train in (("scheme", "fit", "none"), ("scheme", "fcn", "sim-skare"),
-                                                  ("scheme", "scnn", "sim-skare"))
-                  for scheme in ("skare", "jones")}
+        f"{name} ({train})": direction_map(
+            sim.tensors, sim.fa, errors["orientation", name, train, "sim-skare"][1]
+        ).tolist()
+        for name, train in (
+            ("fcn", "sim-skare"),
+            ("scnn", "sim-skare"),
+            ("fcn", "sim-skare-ap"),
+            ("scnn", "sim-skare-ap"),
+            ("scnn-10pct", "sim-skare-ap-10pct"),
+        )
+    }
+    slice_maps = {
+        f"{name} ({scheme})": volume_of(mask, errors[experiment, name, train, real.label(scheme)])
+        for experiment, name, train in (
+            ("scheme", "fit", "none"),
+            ("scheme", "fcn", "sim-skare"),
+            ("scheme", "scnn", "sim-skare"),
+        )
+        for scheme in ("skare", "jones")
+    }
     record["seconds"] = time.perf_counter() - start
     figures = write_figures(args, record, errors, reference, mask, slice_maps, hemisphere_centres(MAP_NSIDE))
     write_report(args, record, render_markdown(record, figures))
@@ -263,17 +322,33 @@ def paired_tests(errors: dict, test_sets: list[EvaluationSet]) -> list[dict[str,
         for name, train in (("fit", "none"), ("fcn", "sim-skare"), ("scnn", "sim-skare")):
             fa, error_skare = errors["scheme", name, train, skare]
             for low, high in [*zip(FA_BINS, FA_BINS[1:]), (HIGH_FA, FA_BINS[-1])]:
-                tests.append({"experiment": "scheme", "model": name, "train": train, "a": jones, "b": skare,
-                              **paired_test(fa, errors["scheme", name, train, jones][1], error_skare, low, high)})
-        comparisons = [("scheme", "fcn", "sim-skare", "scheme", "fit", "none"),
-                       ("scheme", "scnn", "sim-skare", "scheme", "fit", "none"),
-                       ("orientation", "fcn", "sim-skare-ap", "orientation", "fcn", "sim-skare"),
-                       ("orientation", "scnn", "sim-skare-ap", "orientation", "scnn", "sim-skare"),
-                       ("orientation", "scnn-10pct", "sim-skare-ap-10pct", "orientation", "scnn", "sim-skare-ap")]
+                tests.append(
+                    {
+                        "experiment": "scheme",
+                        "model": name,
+                        "train": train,
+                        "a": jones,
+                        "b": skare,
+                        **paired_test(fa, errors["scheme", name, train, jones][1], error_skare, low, high),
+                    }
+                )
+        comparisons = [
+            ("scheme", "fcn", "sim-skare", "scheme", "fit", "none"),
+            ("scheme", "scnn", "sim-skare", "scheme", "fit", "none"),
+            ("orientation", "fcn", "sim-skare-ap", "orientation", "fcn", "sim-skare"),
+            ("orientation", "scnn", "sim-skare-ap", "orientation", "scnn", "sim-skare"),
+            ("orientation", "scnn-10pct", "sim-skare-ap-10pct", "orientation", "scnn", "sim-skare-ap"),
+        ]
         for exp_a, name_a, train_a, exp_b, name_b, train_b in comparisons:
             fa, error_a = errors[exp_a, name_a, train_a, skare]
-            tests.append({"experiment": exp_a, "model": f"{name_a} vs {name_b}", "train": f"{train_a} vs {train_b}",
-                          "a": skare, "b": skare,
-                          **paired_test(fa, error_a, errors[exp_b, name_b, train_b, skare][1], FA_BINS[0],
-                                         FA_BINS[-1])})
+            tests.append(
+                {
+                    "experiment": exp_a,
+                    "model": f"{name_a} vs {name_b}",
+                    "train": f"{train_a} vs {train_b}",
+                    "a": skare,
+                    "b": skare,
+                    **paired_test(fa, error_a, errors[exp_b, name_b, train_b, skare][1], FA_BINS[0], FA_BINS[-1]),
+                }
+            )
     return tests

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[3]  # the checkout of an editable instal
 def git_commit() -> str | None:
     """``git describe --always --dirty`` of the repository, or None outside a checkout."""
     try:
-        done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return done.stdout.strip()
@@ -30,10 +31,19 @@ def machine_info(threads: int, **extra: Any) -> dict[str, Any]:
     cpu_model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")]
+        models = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu_model = models[0] if models else cpu_model
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": cpu_model, "cores": cores, "threads": threads, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "equidmri": equidmri.__version__,
-            "git_commit": git_commit(), **extra}
+    return {
+        "cpu_model": cpu_model,
+        "cores": cores,
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "equidmri": equidmri.__version__,
+        "git_commit": git_commit(),
+        **extra,
+    }

@@ -32,10 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.bench.report import (
-    add_report_args, header_lines, start_figure_report, write_report,
+    add_report_args,
+    header_lines,
+    start_figure_report,
+    write_report,
 )
 from equidmri.nn.models import build_model
 from equidmri.sims.digits import N_CLASSES, SLICE, DigitVolumes, load_digit_images, make_volumes, split_images
+from equidmri.viz.results import BarPanel, plot_bar_panels
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +79,15 @@ class Segmenter(nn.Module):
     def __init__(self, model: str, nside: int) -> None:
         super().__init__()
         extra = {"lmax": sh_lmax(nside)} if MODELS[model][1] == "cnn" else {}
-        self.net = build_model(MODELS[model][1], in_channels=1, nside=nside, widths=WIDTHS,
-                               kernel_sizes=KERNEL_SIZES, hemisphere=False, **extra)
+        self.net = build_model(
+            MODELS[model][1],
+            in_channels=1,
+            nside=nside,
+            widths=WIDTHS,
+            kernel_sizes=KERNEL_SIZES,
+            hemisphere=False,
+            **extra,
+        )
         self.net.head.requires_grad_(False)  # the deconvolution head is not used
         self.classify = nn.Linear(WIDTHS[0], N_CLASSES)
 
@@ -148,14 +159,14 @@ def build_data(args: argparse.Namespace) -> dict[str, DigitVolumes]:
     rng = np.random.default_rng(args.seed)
     images, targets = load_digit_images()
     pools = split_images(targets, rng)
-    counts = {name: max(1, round(f * args.volumes)) for name, f in
-              (("train", 716 / 1000), ("test", 142 / 1000))}
+    counts = {name: max(1, round(f * args.volumes)) for name, f in (("train", 716 / 1000), ("test", 142 / 1000))}
     data = {}
     for split in ("train", "test"):
         for rotate in (False, True):
             pool = pools[split]
             data[split + ("-rotated" if rotate else "")] = make_volumes(
-                counts[split], rng, images[pool], targets[pool], nside=args.nside, depth=args.depth, rotate=rotate)
+                counts[split], rng, images[pool], targets[pool], nside=args.nside, depth=args.depth, rotate=rotate
+            )
     return data
 
 
@@ -169,16 +180,31 @@ def run_experiment(args: argparse.Namespace, data: dict[str, DigitVolumes]) -> l
                 start = time.perf_counter()
                 net, history = train_model(model, train_set, args.epochs, seed, args.nside)
                 train_s = time.perf_counter() - start
-                scores = {name: dice_scores(predict(net, data[name]), data[name].labels)
-                          for name in ("test-rotated", "test")}
-                records.append({"model": model, "setting": setting, "seed": seed,
-                                "dice_test_rotated": float(np.nanmean(scores["test-rotated"])),
-                                "dice_test": float(np.nanmean(scores["test"])),
-                                "dice_per_class_test_rotated": [None if np.isnan(x) else float(x)
-                                                                for x in scores["test-rotated"]],
-                                "loss_history": history, "train_s": train_s})
-                logger.info("%s %s seed %d: Dice %.3f (rotated test), %.0f s", model, setting, seed,
-                            records[-1]["dice_test_rotated"], train_s)
+                scores = {
+                    name: dice_scores(predict(net, data[name]), data[name].labels) for name in ("test-rotated", "test")
+                }
+                records.append(
+                    {
+                        "model": model,
+                        "setting": setting,
+                        "seed": seed,
+                        "dice_test_rotated": float(np.nanmean(scores["test-rotated"])),
+                        "dice_test": float(np.nanmean(scores["test"])),
+                        "dice_per_class_test_rotated": [
+                            None if np.isnan(x) else float(x) for x in scores["test-rotated"]
+                        ],
+                        "loss_history": history,
+                        "train_s": train_s,
+                    }
+                )
+                logger.info(
+                    "%s %s seed %d: Dice %.3f (rotated test), %.0f s",
+                    model,
+                    setting,
+                    seed,
+                    records[-1]["dice_test_rotated"],
+                    train_s,
+                )
     return records
 
 
@@ -190,34 +216,34 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             cell = [r for r in records if r["model"] == model and r["setting"] == setting]
             rotated = [r["dice_test_rotated"] for r in cell]
             plain = [r["dice_test"] for r in cell]
-            rows.append({"model": model, "setting": setting, "dice_mean": float(np.mean(rotated)),
-                         "dice_std": float(np.std(rotated)), "dice_unrotated_mean": float(np.mean(plain)),
-                         "dice_unrotated_std": float(np.std(plain)), "n_seeds": len(cell)})
+            rows.append(
+                {
+                    "model": model,
+                    "setting": setting,
+                    "dice_mean": float(np.mean(rotated)),
+                    "dice_std": float(np.std(rotated)),
+                    "dice_unrotated_mean": float(np.mean(plain)),
+                    "dice_unrotated_std": float(np.std(plain)),
+                    "n_seeds": len(cell),
+                }
+            )
     return rows
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Fig. 11 D/E: Dice on the rotated test set per model, one group per training setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(MODELS)
-    for j, model in enumerate(MODELS):
-        cells = [next(r for r in rows if r["model"] == model and r["setting"] == s) for s in SETTINGS]
-        positions = np.arange(len(SETTINGS)) + (j - (len(MODELS) - 1) / 2) * width
-        ax.bar(positions, [c["dice_mean"] for c in cells], width, yerr=[c["dice_std"] for c in cells],
-               label=MODELS[model][0], capsize=3)
-    ax.set_xticks(range(len(SETTINGS)), [label for _, label in SETTINGS.values()])
-    ax.set_ylabel("Dice, digits 1–9 (rotated test set)")
-    ax.set_ylim(0, 1)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    cells = {(r["model"], r["setting"]): r for r in rows}
+    means = np.array([[cells[m, s]["dice_mean"] for s in SETTINGS] for m in MODELS])
+    stds = np.array([[cells[m, s]["dice_std"] for s in SETTINGS] for m in MODELS])
+    plot_bar_panels(
+        path,
+        [BarPanel("", means, stds)],
+        [label for label, _ in MODELS.values()],
+        [label for _, label in SETTINGS.values()],
+        ylabel="Dice, digits 1–9 (rotated test set)",
+        ylim=(0.0, 1.0),
+        panel_size=(8.0, 4.0),
+    )
 
 
 def render_markdown(result: dict[str, Any], figure: Path) -> str:
@@ -248,14 +274,17 @@ def render_markdown(result: dict[str, Any], figure: Path) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for row in result["summary"]:
-        lines.append(f"| {MODELS[row['model']][0]} | {SETTINGS[row['setting']][1]} | "
-                     f"{row['dice_mean']:.3f} ± {row['dice_std']:.3f} | "
-                     f"{row['dice_unrotated_mean']:.3f} ± {row['dice_unrotated_std']:.3f} | {row['n_seeds']} |")
+        lines.append(
+            f"| {MODELS[row['model']][0]} | {SETTINGS[row['setting']][1]} | "
+            f"{row['dice_mean']:.3f} ± {row['dice_std']:.3f} | "
+            f"{row['dice_unrotated_mean']:.3f} ± {row['dice_unrotated_std']:.3f} | {row['n_seeds']} |"
+        )
     lines.append("")
     for setting, (_, label) in SETTINGS.items():
         ranked = sorted((r for r in result["summary"] if r["setting"] == setting), key=lambda r: -r["dice_mean"])
-        lines.append(f"Ranking, {label}: " + " > ".join(f"{MODELS[r['model']][0]} ({r['dice_mean']:.3f})"
-                                                        for r in ranked) + ".")
+        lines.append(
+            f"Ranking, {label}: " + " > ".join(f"{MODELS[r['model']][0]} ({r['dice_mean']:.3f})" for r in ranked) + "."
+        )
         lines.append("")
     lines += [f"![Dice per model]({figure.name})", ""]
     return "\n".join(lines)
@@ -267,13 +296,29 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data = build_data(args)
     records = run_experiment(args, data)
-    result.update({
-        "records": records, "summary": summarise(records), "elapsed_s": time.perf_counter() - start,
-        "settings": {"volumes": args.volumes, "epochs": args.epochs, "seeds": args.seeds, "nside": args.nside,
-                     "depth": args.depth, "seed": args.seed, "n_train": len(data["train"].labels),
-                     "n_test": len(data["test"].labels), "widths": list(WIDTHS), "kernel_sizes": list(KERNEL_SIZES),
-                     "batch": BATCH, "lr": LEARNING_RATE, "decay_at": list(DECAY_AT), "sh_lmax": sh_lmax(args.nside)},
-    })
+    result.update(
+        {
+            "records": records,
+            "summary": summarise(records),
+            "elapsed_s": time.perf_counter() - start,
+            "settings": {
+                "volumes": args.volumes,
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "nside": args.nside,
+                "depth": args.depth,
+                "seed": args.seed,
+                "n_train": len(data["train"].labels),
+                "n_test": len(data["test"].labels),
+                "widths": list(WIDTHS),
+                "kernel_sizes": list(KERNEL_SIZES),
+                "batch": BATCH,
+                "lr": LEARNING_RATE,
+                "decay_at": list(DECAY_AT),
+                "sh_lmax": sh_lmax(args.nside),
+            },
+        }
+    )
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot(result["summary"], figure)
     write_report(args, result, render_markdown(result, figure))
@@ -282,11 +327,18 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench mnist``."""
-    parser = subparsers.add_parser("mnist", help="R³×S² MNIST segmentation under rotations (SHD Fig. 11)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "mnist",
+        help="R³×S² MNIST segmentation under rotations (SHD Fig. 11)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_report_args(parser, NAME, f"a tiny run: {QUICK}")
-    parser.add_argument("--volumes", type=int, help=f"volumes per data set, split 716/142/142 "
-                                                    f"(default {DEFAULTS['volumes']}; the paper 1000)")
+    parser.add_argument(
+        "--volumes",
+        type=int,
+        help=f"volumes per data set, split 716/142/142 (default {DEFAULTS['volumes']}; the paper 1000)",
+    )
     parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULTS['epochs']})")
     parser.add_argument("--seeds", type=int, help=f"training seeds per model (default {DEFAULTS['seeds']})")
     parser.add_argument("--nside", type=int, help=f"HEALPix resolution of the spheres (default {DEFAULTS['nside']})")

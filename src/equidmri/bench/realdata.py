@@ -36,12 +36,13 @@ import numpy as np
 import torch
 
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
-from equidmri.dmri.baselines import fit_csd, fit_msmt_csd
+from equidmri.data import real_volume_paths
 from equidmri.dmri.gradients import SHELL_TOL, find_shells
 from equidmri.dmri.io import DWIData, load_dwi, load_fod
 from equidmri.dmri.peaks import find_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement, second_peak_recall
-from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
+from equidmri.methods import get_method
+from equidmri.recon.model import FODFFit, NetworkConfig
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
 
@@ -54,6 +55,7 @@ CLEAR_WM = 0.2  # a voxel has a clear WM fODF when its reference first peak exce
 CLEAR_CROSSING = 0.5  # a reference crossing is clear when its second peak is at least this fraction of the first
 QUICK_NETWORK = NetworkConfig(widths=(4, 4, 4, 4))
 QUICK_EPOCHS = 2
+REFERENCE_CSD = "CSD (lmax 8)"  # dipy's CSD (equidmri.methods): the reference where a volume has none
 MRTRIX_LAYOUT = {"dwi.mif": "dwi.nii.gz", "mask.mif": "mask.nii.gz", "wm.mif": "reference_fod.nii.gz"}
 
 
@@ -70,10 +72,8 @@ class Volume:
 
 
 def dipy_volume(name: str) -> Volume:
-    """One of dipy's bundled volumes (its files ship in dipy's wheel)."""
-    from dipy.data import get_fnames
-
-    dwi, bvals, bvecs = get_fnames(name=name)
+    """One of dipy's bundled volumes (:data:`equidmri.data.REAL_VOLUMES`; its files ship in dipy's wheel)."""
+    dwi, bvals, bvecs = real_volume_paths(name)
     return Volume(name=name, dwi=dwi, bvals=bvals, bvecs=bvecs)
 
 
@@ -93,18 +93,27 @@ def folder_volume(name: str, folder: Path, scratch: Path) -> Volume:
         target.mkdir(parents=True)
         for source, converted in MRTRIX_LAYOUT.items():
             if (folder / source).is_file():
-                extra = ["-export_grad_fsl", str(target / "dwi.bvec"), str(target / "dwi.bval")] \
-                    if source == "dwi.mif" else []
-                subprocess.run(["mrconvert", "-quiet", str(folder / source), str(target / converted), *extra],
-                               check=True)
+                extra = (
+                    ["-export_grad_fsl", str(target / "dwi.bvec"), str(target / "dwi.bval")]
+                    if source == "dwi.mif"
+                    else []
+                )
+                subprocess.run(
+                    ["mrconvert", "-quiet", str(folder / source), str(target / converted), *extra], check=True
+                )
         folder = target
     paths = {key: folder / f"dwi.{key}" for key in ("bval", "bvec")}
     if not (folder / "dwi.nii.gz").is_file() or not all(p.is_file() for p in paths.values()):
         raise FileNotFoundError(f"{folder} needs dwi.nii.gz, dwi.bval and dwi.bvec (or dwi.mif)")
     optional = {key: folder / f"{key}.nii.gz" for key in ("mask", "reference_fod")}
-    return Volume(name=name, dwi=folder / "dwi.nii.gz", bvals=paths["bval"], bvecs=paths["bvec"],
-                  mask=optional["mask"] if optional["mask"].is_file() else None,
-                  reference=optional["reference_fod"] if optional["reference_fod"].is_file() else None)
+    return Volume(
+        name=name,
+        dwi=folder / "dwi.nii.gz",
+        bvals=paths["bval"],
+        bvecs=paths["bvec"],
+        mask=optional["mask"] if optional["mask"].is_file() else None,
+        reference=optional["reference_fod"] if optional["reference_fod"].is_file() else None,
+    )
 
 
 def select_shell(data: DWIData, bval: float) -> DWIData:
@@ -126,10 +135,10 @@ class Row:
     tissues: tuple[str, ...] = ()
 
 
-def _shd_tv(prepared: PreparedData, epochs: int | None, network: NetworkConfig, seed: int) -> tuple[np.ndarray, ...]:
-    config = TrainConfig(seed=seed) if epochs is None else TrainConfig(epochs=epochs, seed=seed)
-    fit = SHDModel(prepared.gtab, prepared.responses, network, config).fit(prepared.data.dwi, prepared.mask)
-    return fit.shm_coeff, fit.fractions, fit.tissues
+def fit_method(name: str, prepared: PreparedData, **options: Any) -> FODFFit:
+    """The registered method ``name`` (:mod:`equidmri.methods`) fitted to a prepared (sub-)acquisition with its
+    responses."""
+    return get_method(name, prepared.gtab, prepared.responses, **options).fit(prepared.data.dwi, prepared.mask)
 
 
 def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -> list[Row]:
@@ -139,16 +148,23 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
     start = time.perf_counter()
     if multi:
         if not args.quick:
-            fodf = fit_msmt_csd(prepared.data.dwi, prepared.gtab, prepared.responses, prepared.mask, lmax=OUTPUT_LMAX)
+            fodf = fit_method("MSMT-CSD", prepared).shm_coeff
             rows.append(Row("dipy MSMT-CSD (lmax 8)", shells, fodf, time.perf_counter() - start))
     else:
-        fodf = fit_csd(prepared.data.dwi, prepared.gtab, prepared.responses.dipy_wm_response(), prepared.mask,
-                       lmax=OUTPUT_LMAX)
+        fodf = fit_method(REFERENCE_CSD, prepared).shm_coeff
         rows.append(Row("dipy CSD (lmax 8)", shells, fodf, time.perf_counter() - start))
     start = time.perf_counter()
-    network = QUICK_NETWORK if args.quick else NetworkConfig()
-    fodf, fractions, tissues = _shd_tv(prepared, QUICK_EPOCHS if args.quick else args.epochs, network, args.seed)
-    rows.append(Row("SHD-TV (equidmri)", shells, fodf, time.perf_counter() - start, fractions, tissues))
+    epochs = QUICK_EPOCHS if args.quick else args.epochs
+    fit = fit_method(
+        "SHD-TV",
+        prepared,
+        network=QUICK_NETWORK if args.quick else NetworkConfig(),
+        seed=args.seed,
+        **({} if epochs is None else {"epochs": epochs}),
+    )
+    rows.append(
+        Row("SHD-TV (equidmri)", shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues)
+    )
     return rows
 
 
@@ -157,10 +173,16 @@ def score(row: Row, reference: tuple[np.ndarray, np.ndarray], clear: np.ndarray)
     dirs, _ = find_peaks(row.fodf_sh, clear, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS)
     main = main_peak_agreement(reference[0], dirs, clear)
     crossings = second_peak_recall(*reference, dirs, clear, min_ratio=CLEAR_CROSSING)
-    result = {"method": row.method, "shells": row.shells, "seconds": round(row.seconds, 2),
-              "voxels": main["n_voxels"], "within_cone_pct": 100 * main["fraction_within_cone"],
-              "median_angle_deg": main["median_angle_deg"], "crossings": crossings["n_crossings"],
-              "crossings_found_pct": 100 * crossings["fraction_found"]}
+    result = {
+        "method": row.method,
+        "shells": row.shells,
+        "seconds": round(row.seconds, 2),
+        "voxels": main["n_voxels"],
+        "within_cone_pct": 100 * main["fraction_within_cone"],
+        "median_angle_deg": main["median_angle_deg"],
+        "crossings": crossings["n_crossings"],
+        "crossings_found_pct": 100 * crossings["fraction_found"],
+    }
     if row.fractions is not None:
         result["mean_fractions_clear_wm"] = dict(zip(row.tissues, row.fractions[clear].mean(axis=0).tolist()))
     return result
@@ -176,10 +198,11 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
         reference_name = f"{volume.reference.name} (given)"
     else:  # dipy CSD on the highest shell
         top = prepared if shells.size == 1 else prepare(select_shell(data, shells[-1]))
-        ref_sh = fit_csd(top.data.dwi, top.gtab, top.responses.dipy_wm_response(), top.mask, lmax=OUTPUT_LMAX)
+        ref_sh = fit_method(REFERENCE_CSD, top).shm_coeff
         reference_name = f"dipy CSD (lmax 8), b={shells[-1]:.0f}"
-    ref_dirs, ref_values = find_peaks(ref_sh[..., :45], prepared.mask, relative_peak_threshold=PEAK_THRESHOLD,
-                                      npeaks=NPEAKS)
+    ref_dirs, ref_values = find_peaks(
+        ref_sh[..., :45], prepared.mask, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS
+    )
     first = ref_values[..., 0]
     clear = prepared.mask & (first > CLEAR_WM * first[prepared.mask].max())
     rows = []
@@ -187,9 +210,15 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
         for bval in shells:
             rows += run_methods(prepare(select_shell(data, bval)), f"b={bval:.0f}", args)
     rows += run_methods(prepared, "all" if shells.size > 1 else f"b={shells[0]:.0f}", args)
-    record = {"volume": volume.name, "shape": list(data.dwi.shape), "shells": shells.round().tolist(),
-              "mask_voxels": int(prepared.mask.sum()), "reference": reference_name, "clear_wm_voxels": int(clear.sum()),
-              "rows": [score(row, (ref_dirs, ref_values), clear) for row in rows]}
+    record = {
+        "volume": volume.name,
+        "shape": list(data.dwi.shape),
+        "shells": shells.round().tolist(),
+        "mask_voxels": int(prepared.mask.sum()),
+        "reference": reference_name,
+        "clear_wm_voxels": int(clear.sum()),
+        "rows": [score(row, (ref_dirs, ref_values), clear) for row in rows],
+    }
     logger.info("%s: %d rows", volume.name, len(rows))
     return record
 
@@ -204,18 +233,27 @@ def _markdown(record: dict[str, Any]) -> str:
         "",
     ]
     for volume in record["volumes"]:
-        lines += [f"## {volume['volume']}", "",
-                  f"{'×'.join(map(str, volume['shape'][:3]))} voxels, {volume['shape'][3]} volumes, shells "
-                  f"{volume['shells']} s/mm², {volume['mask_voxels']} mask voxels; reference: {volume['reference']}; "
-                  f"{volume['clear_wm_voxels']} clear WM voxels.", "",
-                  "| method | shells | main peak within 25° | median angle | reference crossings found | time (s) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {volume['volume']}",
+            "",
+            f"{'×'.join(map(str, volume['shape'][:3]))} voxels, {volume['shape'][3]} volumes, shells "
+            f"{volume['shells']} s/mm², {volume['mask_voxels']} mask voxels; reference: {volume['reference']}; "
+            f"{volume['clear_wm_voxels']} clear WM voxels.",
+            "",
+            "| method | shells | main peak within 25° | median angle | reference crossings found | time (s) |",
+            "|---|---|---|---|---|---|",
+        ]
         for row in volume["rows"]:
-            lines.append(f"| {row['method']} | {row['shells']} | {fmt(row['within_cone_pct'], '.1f')} % | "
-                         f"{fmt(row['median_angle_deg'], '.1f')}° | {fmt(row['crossings_found_pct'], '.1f')} % "
-                         f"(of {row['crossings']}) | {row['seconds']:.1f} |")
-        fractions = [row for row in volume["rows"] if "mean_fractions_clear_wm" in row and len(
-            row["mean_fractions_clear_wm"]) > 1]
+            lines.append(
+                f"| {row['method']} | {row['shells']} | {fmt(row['within_cone_pct'], '.1f')} % | "
+                f"{fmt(row['median_angle_deg'], '.1f')}° | {fmt(row['crossings_found_pct'], '.1f')} % "
+                f"(of {row['crossings']}) | {row['seconds']:.1f} |"
+            )
+        fractions = [
+            row
+            for row in volume["rows"]
+            if "mean_fractions_clear_wm" in row and len(row["mean_fractions_clear_wm"]) > 1
+        ]
         for row in fractions:
             mean = ", ".join(f"{t} {v:.2f}" for t, v in row["mean_fractions_clear_wm"].items())
             lines += ["", f"Mean tissue fractions of {row['method']} ({row['shells']}) in the clear WM voxels: {mean}."]
@@ -227,8 +265,11 @@ def run(args: argparse.Namespace) -> int:
     check_report_outputs(args)
     torch.set_num_threads(args.threads)
     record = start_record(args)
-    record["settings"] = (f"{QUICK_EPOCHS} epochs, widths {list(QUICK_NETWORK.widths)} (--quick)" if args.quick
-                          else f"{args.epochs or TrainConfig().epochs} epochs, default network, seed {args.seed}")
+    record["settings"] = (
+        f"{QUICK_EPOCHS} epochs, widths {list(QUICK_NETWORK.widths)} (--quick)"
+        if args.quick
+        else f"{args.epochs or TrainConfig().epochs} epochs, default network, seed {args.seed}"
+    )
     with tempfile.TemporaryDirectory(prefix="equidmri-realdata-") as scratch:
         volumes = [dipy_volume("small_64D")]
         volumes += [folder_volume(name, Path(folder), Path(scratch)) for name, folder in args.volume]
@@ -246,10 +287,20 @@ def _named_folder(text: str) -> tuple[str, str]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench realdata``."""
-    parser = subparsers.add_parser("realdata", help="fODF methods against reference fODFs on real volumes",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--volume", type=_named_folder, action="append", default=[], metavar="NAME=DIR",
-                        help="a real volume folder (NIfTI + FSL files, or MRtrix3 .mif layout); repeatable")
+    parser = subparsers.add_parser(
+        "realdata",
+        help="fODF methods against reference fODFs on real volumes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--volume",
+        type=_named_folder,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a real volume folder (NIfTI + FSL files, or MRtrix3 .mif layout); repeatable",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="SHD-TV training epochs (default: the library's)")
     parser.add_argument("--seed", type=int, default=0, help="SHD-TV seed (default: %(default)s)")
     add_report_args(parser, NAME, quick=f"small_64D only, SHD-TV with {QUICK_EPOCHS} epochs and a tiny network")

@@ -25,58 +25,75 @@ import torch
 from equidmri.bench.machine import machine_info
 from equidmri.dmri.io import check_outputs_free, save_json, save_text
 
-RESULTS_DIR = Path("docs") / "results"  # relative to the working directory (the repository root)
+RESULTS_DIR = Path("docs") / "results"  # default --out, relative to the working directory (the repository root)
 DEFAULT_THREADS = 2  # the project's reference machine has 2 cores
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # torch, MKL, numpy's OpenBLAS
 
 
 def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> None:
-    """``--quick --json --markdown --force --threads --device -v``; outputs default to ``docs/results/<name>``.
+    """``--quick --out --force --threads --device -v``; the results are ``OUT/<name>.json``, ``OUT/<name>.md`` and
+    figures ``OUT/<name>*.png``, with ``OUT`` by default ``docs/results`` of the working directory.
 
     ``quick`` says what ``--quick`` does.
     """
     group = parser.add_argument_group("run and results")
     group.add_argument("--quick", action="store_true", help=quick)
-    group.add_argument("--json", type=Path, default=RESULTS_DIR / f"{name}.json", metavar="PATH",
-                       help="JSON record (default: %(default)s)")
-    group.add_argument("--markdown", type=Path, default=RESULTS_DIR / f"{name}.md", metavar="PATH",
-                       help="markdown page (default: %(default)s)")
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help=f"folder of {name}.json, {name}.md and the figures, created if needed (default: %(default)s)",
+    )
     group.add_argument("--force", action="store_true", help="overwrite existing result files")
-    group.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
-                       help="torch/BLAS threads of every measured process (default: %(default)s)")
-    group.add_argument("--device", default="cpu", metavar="DEVICE",
-                       help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="torch/BLAS threads of every measured process (default: %(default)s)",
+    )
+    group.add_argument(
+        "--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)"
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.set_defaults(report_name=name)
+
+
+def report_path(args: argparse.Namespace, suffix: str) -> Path:
+    """``OUT/<name><suffix>``: the JSON record (``".json"``), the page (``".md"``) or a figure (``".png"``)."""
+    return Path(args.out) / f"{args.report_name}{suffix}"
 
 
 def check_report_outputs(args: argparse.Namespace, *extra: Path) -> None:
-    """Refuse, before any computation, result files that exist without ``--force``.
+    """Refuse, before any computation, result files that exist without ``--force``; then create ``--out``.
 
-    ``extra`` are further outputs (e.g. :func:`figure_path`).
+    ``extra`` are further outputs (e.g. the figure of :func:`start_figure_report`).
 
     Raises
     ------
     FileExistsError
-        If ``--json``, ``--markdown`` or an ``extra`` path exists and not ``--force``.
+        If the JSON record, the page or an ``extra`` path exists and not ``--force``.
     ValueError
         If ``--threads`` is below 1.
     """
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    check_outputs_free([args.json, args.markdown, *extra], args.force)
+    check_outputs_free([report_path(args, ".json"), report_path(args, ".md"), *extra], args.force)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
 
 
 def start_figure_report(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Begin a run that also draws a figure: ``(figure path, record)``.
 
     Sets each option of ``defaults`` that the command line left at None, refuses existing outputs (the PNG
-    figure beside ``--markdown`` included, see :func:`check_report_outputs`), sets torch's threads to
+    figure ``OUT/<name>.png`` included, see :func:`check_report_outputs`), sets torch's threads to
     ``--threads`` and starts the record (:func:`start_record`).
     """
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    figure = Path(args.markdown).with_suffix(".png")
+    figure = report_path(args, ".png")
     check_report_outputs(args, figure)
     torch.set_num_threads(args.threads)
     return figure, start_record(args)
@@ -84,10 +101,12 @@ def start_figure_report(args: argparse.Namespace, defaults: dict[str, Any]) -> t
 
 def start_record(args: argparse.Namespace, **machine_extra: Any) -> dict[str, Any]:
     """``command``, ``date``, ``load_average.start`` and ``machine`` of a run (``args.argv`` after ``equidmri``)."""
-    return {"command": shlex.join(["equidmri", *args.argv]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "load_average": {"start": list(os.getloadavg())},
-            "machine": machine_info(args.threads, device=args.device, **machine_extra)}
+    return {
+        "command": shlex.join(["equidmri", *args.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": {"start": list(os.getloadavg())},
+        "machine": machine_info(args.threads, device=args.device, **machine_extra),
+    }
 
 
 def header_lines(title: str, record: dict[str, Any]) -> list[str]:
@@ -109,13 +128,13 @@ def header_lines(title: str, record: dict[str, Any]) -> list[str]:
 
 
 def write_report(args: argparse.Namespace, record: dict[str, Any], markdown: str) -> None:
-    """Add ``load_average.end`` to ``record`` and write it to ``--json``, ``markdown`` to ``--markdown``."""
+    """Add ``load_average.end`` to ``record`` and write it to ``OUT/<name>.json``, ``markdown`` to ``OUT/<name>.md``."""
     record["load_average"]["end"] = list(os.getloadavg())
-    for path in (args.json, args.markdown):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_json(args.json, record, force=args.force)
-    save_text(args.markdown, markdown if markdown.endswith("\n") else markdown + "\n", force=args.force)
-    sys.stdout.write(f"wrote {args.json} and {args.markdown}\n")
+    json_path, markdown_path = report_path(args, ".json"), report_path(args, ".md")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    save_json(json_path, record, force=args.force)
+    save_text(markdown_path, markdown if markdown.endswith("\n") else markdown + "\n", force=args.force)
+    sys.stdout.write(f"wrote {json_path} and {markdown_path}\n")
 
 
 def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
@@ -127,8 +146,9 @@ def run_child(argv: Sequence[str], threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="equidmri-bench-") as tmp:
         output = Path(tmp) / "child.json"
         env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
-        subprocess.run([sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)],
-                       env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "equidmri.cli.main", *argv, "--child-output", str(output)], env=env, check=True
+        )
         return json.loads(output.read_text())
 
 

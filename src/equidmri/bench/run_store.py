@@ -66,17 +66,22 @@ class RunStore:
         theirs = stored["settings"]
         changed = sorted(k for k in {*theirs, *settings} if theirs.get(k) != settings.get(k))
         if changed:
-            raise ValueError(f"{path} was made with other settings ({', '.join(changed)}); "
-                             "use --force to make every run again")
+            raise ValueError(
+                f"{path} was made with other settings ({', '.join(changed)}); use --force to make every run again"
+            )
         return {**stored["run"], "commit": stored["commit"], "date": stored["date"]}
 
-    def put(self, method: str, resolution: str, seed: int | None, settings: dict[str, Any],
-            run: dict[str, Any]) -> dict[str, Any]:
+    def put(
+        self, method: str, resolution: str, seed: int | None, settings: dict[str, Any], run: dict[str, Any]
+    ) -> dict[str, Any]:
         """Write ``run`` atomically with its ``settings`` (and the ``shared`` ones), the commit and the date;
         return it with ``commit`` and ``date``."""
         now = datetime.datetime.now(datetime.timezone.utc)
         stamp = {"commit": git_commit(), "date": now.isoformat(timespec="seconds")}
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_json(self.path(method, resolution, seed), {"settings": {**self.shared, **settings}, **stamp, "run": run},
-                  force=True)
+        save_json(
+            self.path(method, resolution, seed),
+            {"settings": {**self.shared, **settings}, **stamp, "run": run},
+            force=True,
+        )
         return {**run, **stamp}

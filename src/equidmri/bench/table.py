@@ -1,4 +1,4 @@
-"""The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.bench.methods.METHODS`.
+"""The SHD paper's Table 1 on our phantoms: every method of :data:`equidmri.methods.METHODS`.
 
 ``equidmri bench table --data DIR --out RESULTS [--quick] [--resume] [--seeds S ...] [--methods NAME ...]
 [--epochs N]``
@@ -29,18 +29,25 @@ import numpy as np
 import torch
 from scipy import stats
 
-from equidmri.bench.methods import METHODS, Method, Settings, VolumeSet
-from equidmri.bench.run_store import RunStore
+from equidmri.bench.methods import Settings, VolumeSet, result_settings, run_on_phantoms
 from equidmri.bench.report import DEFAULT_THREADS, check_report_outputs, header_lines, start_record, write_report
+from equidmri.bench.run_store import RunStore
 from equidmri.eval.metrics import at_threshold, score_thresholds
 from equidmri.eval.peak_files import load_ground_truth
+from equidmri.methods import METHODS, Method
 from equidmri.sims.dataset import crop_phantom_set
+from equidmri.viz.results import ScatterPoint, plot_error_scatter
 
 logger = logging.getLogger(__name__)
 
 RESOLUTIONS = ("high", "low")
-COLUMNS = (("pr_auc", "PR-AUC", ".3f"), ("f1", "F1", ".3f"), ("angle_deg", "Angle (°)", ".1f"),
-           ("fnr", "FNR", ".3f"), ("fpr", "FPR", ".3f"))  # the paper's Table 1 columns
+COLUMNS = (
+    ("pr_auc", "PR-AUC", ".3f"),
+    ("f1", "F1", ".3f"),
+    ("angle_deg", "Angle (°)", ".1f"),
+    ("fnr", "FNR", ".3f"),
+    ("fpr", "FPR", ".3f"),
+)  # the paper's Table 1 columns
 CONFIDENCE = 0.95
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK = Settings(epochs=2, patch_size=6, widths=(4, 4, 4, 4), rumba_iters=5)  # --quick: a smoke run
@@ -83,11 +90,12 @@ def planned_runs(method: Method, seeds: list[int]) -> list[tuple[str, int | None
     return [(res, seed) for res in method.resolutions for seed in (seeds if method.learned else [None])]
 
 
-def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int],
-               settings: Settings, store: RunStore) -> dict[str, Any]:
+def run_method(
+    method: Method, volumes: VolumeSet, ground_truth: dict, seeds: list[int], settings: Settings, store: RunStore
+) -> dict[str, Any]:
     """All resolutions and seeds of one method: per-run scores (read from ``store`` when it holds them,
     else made and stored with the settings the method depends on) and their summaries."""
-    tag = method.result_settings(settings)
+    tag = result_settings(method, settings)
     runs: dict[str, list[dict[str, Any]]] = {resolution: [] for resolution in method.resolutions}
     for resolution, seed in planned_runs(method, seeds):
         stored = store.get(method.name, resolution, seed, tag)
@@ -96,15 +104,28 @@ def run_method(method: Method, volumes: VolumeSet, ground_truth: dict, seeds: li
             runs[resolution].append(stored)
             continue
         logger.info("%s, %s resolution, seed %s", method.name, resolution, seed)
-        run = method.run(volumes, resolution, 0 if seed is None else seed, settings)
-        runs[resolution].append(store.put(method.name, resolution, seed, tag, {
-            "seed": seed, "train_s": run.train_s, "infer_s": run.infer_s, "threads": settings.threads,
-            **score_run(ground_truth, run.peaks)}))
+        run = run_on_phantoms(method, volumes, resolution, 0 if seed is None else seed, settings)
+        runs[resolution].append(
+            store.put(
+                method.name,
+                resolution,
+                seed,
+                tag,
+                {
+                    "seed": seed,
+                    "train_s": run.train_s,
+                    "infer_s": run.infer_s,
+                    "threads": settings.threads,
+                    **score_run(ground_truth, run.peaks),
+                },
+            )
+        )
     record: dict[str, Any] = {"method": method.name, "learned": method.learned, "resolutions": {}}
     for resolution, done in runs.items():
         summary = {key: summarise([r[key] for r in done]) for key, _, _ in COLUMNS}
-        summary.update({key: summarise([r.get(key) for r in done])
-                        for key in ("train_s", "infer_s", "threshold", "f1_train")})
+        summary.update(
+            {key: summarise([r.get(key) for r in done]) for key in ("train_s", "infer_s", "threshold", "f1_train")}
+        )
         record["resolutions"][resolution] = {"runs": done, "summary": summary}
     return record
 
@@ -124,14 +145,18 @@ def _provenance(result: dict[str, Any]) -> str:
     dates = sorted(run["date"] for run in runs)
     commits = ", ".join(f"`{c}`" for c in sorted({str(run["commit"]) for run in runs}))
     threads = ", ".join(str(t) for t in sorted({run["threads"] for run in runs}))
-    return (f"Runs: {len(runs)}, made from {dates[0]} to {dates[-1]} at commit(s) {commits} with {threads} "
-            "torch thread(s) each (every run's own record is in `table.json` and `table_runs/`).")
+    return (
+        f"Runs: {len(runs)}, made from {dates[0]} to {dates[-1]} at commit(s) {commits} with {threads} "
+        "torch thread(s) each (every run's own record is in `table.json` and `table_runs/`)."
+    )
 
 
 def _table(result: dict[str, Any], columns: tuple[tuple[str, str, str], ...]) -> list[str]:
     """A markdown table: one row per method, ``(key, label, format)`` columns at each resolution."""
-    lines = ["| Method | " + " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in columns) + " |",
-             "|---|" + "---:|" * (len(RESOLUTIONS) * len(columns))]
+    lines = [
+        "| Method | " + " | ".join(f"{label} {res}" for res in RESOLUTIONS for _, label, _ in columns) + " |",
+        "|---|" + "---:|" * (len(RESOLUTIONS) * len(columns)),
+    ]
     for record in result["methods"]:
         cells = []
         for res in RESOLUTIONS:
@@ -178,9 +203,11 @@ def target_lines(result: dict[str, Any]) -> list[str]:
             wanted = f"≥ {MIN_F1_GAIN:.2f} higher F1 and ≥ {MIN_ANGLE_REDUCTION:.0%} lower angle"
         else:
             met, wanted = gain > 0 and reduction > 0, "higher F1 and lower angle"
-        lines.append(f"- SHD-TV against CSD (lmax 8), {res} resolution ({wanted}): F1 {ours[0][0]:.3f} vs "
-                     f"{csd[0][0]:.3f} ({gain:+.3f}), angle {ours[1][0]:.2f}° vs {csd[1][0]:.2f}° "
-                     f"({abs(reduction):.0%} {'lower' if reduction >= 0 else 'higher'}): {_verdict(met)}.")
+        lines.append(
+            f"- SHD-TV against CSD (lmax 8), {res} resolution ({wanted}): F1 {ours[0][0]:.3f} vs "
+            f"{csd[0][0]:.3f} ({gain:+.3f}), angle {ours[1][0]:.2f}° vs {csd[1][0]:.2f}° "
+            f"({abs(reduction):.0%} {'lower' if reduction >= 0 else 'higher'}): {_verdict(met)}."
+        )
     for res in RESOLUTIONS:
         shd, rt_esd = _f1_and_angle(result, "SHD", res), _f1_and_angle(result, "RT-ESD", res)
         if shd is None or rt_esd is None:
@@ -188,9 +215,11 @@ def target_lines(result: dict[str, Any]) -> list[str]:
         (f1, _), (angle, _) = shd
         (f1_ref, f1_ci), (angle_ref, angle_ci) = ((m, ci or 0.0) for m, ci in rt_esd)
         met = f1 >= f1_ref - f1_ci and angle <= angle_ref + angle_ci
-        lines.append(f"- SHD against RT-ESD, {res} resolution (not worse beyond RT-ESD's 95% CI): F1 {f1:.3f} vs "
-                     f"{f1_ref:.3f} ± {f1_ci:.3f}, angle {angle:.2f}° vs {angle_ref:.2f}° ± {angle_ci:.2f}°: "
-                     f"{_verdict(met)}.")
+        lines.append(
+            f"- SHD against RT-ESD, {res} resolution (not worse beyond RT-ESD's 95% CI): F1 {f1:.3f} vs "
+            f"{f1_ref:.3f} ± {f1_ci:.3f}, angle {angle:.2f}° vs {angle_ref:.2f}° ± {angle_ci:.2f}°: "
+            f"{_verdict(met)}."
+        )
     return lines
 
 
@@ -217,8 +246,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "peak extraction), and the learned methods' F1 on their own training volume at the same threshold (seen "
         "fibre geometry; compare with F1 on `test`):",
         "",
-        *_table(result, (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"),
-                         ("f1_train", "F1 on `train`", ".3f"))),
+        *_table(
+            result, (("train_s", "train s", ".1f"), ("infer_s", "infer s", ".1f"), ("f1_train", "F1 on `train`", ".3f"))
+        ),
     ]
     targets = target_lines(result)
     if targets:
@@ -227,8 +257,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         by_reason: dict[str, list[str]] = {}
         for name, reason in result["skipped"].items():
             by_reason.setdefault(reason, []).append(name)
-        lines += ["", "Not run here: " + "; ".join(f"{', '.join(names)} ({reason})"
-                                                   for reason, names in by_reason.items()) + "."]
+        lines += [
+            "",
+            "Not run here: " + "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items()) + ".",
+        ]
     lines += ["", "![FPR against angular error](table.png)", ""]
     return "\n".join(lines)
 
@@ -239,48 +271,32 @@ def plot_fpr_angle(result: dict[str, Any], path: Path) -> None:
     Top row: every method; bottom row: the same axes zoomed on the methods whose mean angular error is at most
     ``ZOOM_FACTOR`` times the best one. Circles are iterative methods, squares learned ones (mean ± 95% CI).
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
-    colours = plt.get_cmap("tab20")
-    for column, res in enumerate(RESOLUTIONS):
+    columns = []
+    for res in RESOLUTIONS:
         points = []
-        for index, record in enumerate(result["methods"]):  # one colour per method in every panel
+        for record in result["methods"]:
             summary = record["resolutions"].get(res, {}).get("summary")
             if summary and summary["angle_deg"]["mean"] is not None:
-                points.append((record, summary["angle_deg"], summary["fpr"], colours(index % 20)))
-        for ax in axes[:, column]:
-            for record, x, y, colour in points:
-                ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], capsize=3, color=colour,
-                            fmt="s" if record["learned"] else "o", label=record["method"])
-            ax.set(xlabel="angular error (°)", ylabel="FPR")
-            ax.grid(alpha=0.3)
-        axes[0, column].set_title(f"{res} angular resolution")
-        if points:
-            best = min(x["mean"] for _, x, _, _ in points)
-            limit = ZOOM_FACTOR * best
-            near = [(x, y) for _, x, y, _ in points if x["mean"] <= limit]
-            top = max(y["mean"] + (y["ci95"] or 0.0) for _, y in near)
-            axes[1, column].set(xlim=(0.75 * best, limit), ylim=(-0.02, 1.1 * top + 0.02),
-                                title=f"{res}: zoom on angular error ≤ {limit:.1f}°")
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+                angle, fpr = summary["angle_deg"], summary["fpr"]
+                points.append(
+                    ScatterPoint(
+                        record["method"], record["learned"], angle["mean"], angle["ci95"], fpr["mean"], fpr["ci95"]
+                    )
+                )
+        columns.append((f"{res} angular resolution", points))
+    plot_error_scatter(path, columns, xlabel="angular error (°)", ylabel="FPR", zoom_factor=ZOOM_FACTOR)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run every selected method and write the table, its JSON record and the figure (``--quick``: on a
     central crop of the volumes, in a temporary copy)."""
     out = Path(args.out)
-    args.json, args.markdown = out / "table.json", out / "table.md"
     if args.resume:  # stored runs are reused and the table made from them replaces the old one
         args.force = True
-    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
     unknown = set(args.methods or []) - {m.name for m in METHODS}
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {[m.name for m in METHODS]}")
+    check_report_outputs(args, *([] if args.resume else RunStore(out / RUNS_DIR, False).stored()))
     if not args.quick:
         return _run_table(args, out, Path(args.data))
     with tempfile.TemporaryDirectory(prefix="equidmri-table-") as tmp:
@@ -290,13 +306,18 @@ def run(args: argparse.Namespace) -> int:
 def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     torch.set_num_threads(args.threads)
     base = QUICK if args.quick else Settings()
-    settings = Settings(epochs=args.epochs or base.epochs, patch_size=base.patch_size, widths=base.widths,
-                        rumba_iters=args.rumba_iters or base.rumba_iters, threads=args.threads)
+    settings = Settings(
+        epochs=args.epochs or base.epochs,
+        patch_size=base.patch_size,
+        widths=base.widths,
+        rumba_iters=args.rumba_iters or base.rumba_iters,
+        threads=args.threads,
+    )
     chosen = [m for m in METHODS if not args.methods or m.name in args.methods]
     store = RunStore(out / RUNS_DIR, args.resume, {"data": str(Path(args.data).resolve()), "quick": args.quick})
     for method in chosen:  # refuse stored runs of other settings before any work
         for resolution, seed in planned_runs(method, list(args.seeds)):
-            store.get(method.name, resolution, seed, method.result_settings(settings))
+            store.get(method.name, resolution, seed, result_settings(method, settings))
     ground_truth = {}
     for volume in ("train", "val", "test"):
         gt_dirs, mask, _ = load_ground_truth(data / volume)
@@ -304,11 +325,18 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
     volumes = VolumeSet(data)
     result = start_record(args)
     described = volumes.get("test", "high")
-    result["settings"] = {"data": str(args.data), "size": int(described.data.dwi.shape[0]),
-                          "snr": _phantom_snr(data), "seeds": list(args.seeds),
-                          "n_volumes": {r: int(volumes.get("test", r).data.dwi.shape[-1]) for r in RESOLUTIONS},
-                          "epochs": settings.epochs, "patch_size": settings.patch_size,
-                          "widths": list(settings.widths), "rumba_iters": settings.rumba_iters, "quick": args.quick}
+    result["settings"] = {
+        "data": str(args.data),
+        "size": int(described.data.dwi.shape[0]),
+        "snr": _phantom_snr(data),
+        "seeds": list(args.seeds),
+        "n_volumes": {r: int(volumes.get("test", r).data.dwi.shape[-1]) for r in RESOLUTIONS},
+        "epochs": settings.epochs,
+        "patch_size": settings.patch_size,
+        "widths": list(settings.widths),
+        "rumba_iters": settings.rumba_iters,
+        "quick": args.quick,
+    }
     result["skipped"] = {m.name: "not selected with --methods" for m in METHODS if m not in chosen}
     result["skipped"].update({m.name: f"{m.requires} not installed" for m in chosen if not m.available()})
     result["methods"] = []
@@ -330,27 +358,47 @@ def _phantom_snr(data: Path) -> Any:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench table``."""
-    parser = subparsers.add_parser("table", help="all methods on the phantom (SHD paper Table 1)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "table",
+        help="all methods on the phantom (SHD paper Table 1)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="output of `equidmri phantom`")
-    parser.add_argument("--out", type=Path, required=True, metavar="RESULTS", help="directory of table.md/json/png")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, "
-                             "tiny networks, "
-                             f"{QUICK.rumba_iters} RUMBA iterations")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), metavar="S",
-                        help="seeds of the learned methods (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="RESULTS", help="directory of table.md/json/png, created if needed"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke settings: the central {QUICK_SIZE}³ voxels, {QUICK.epochs} epochs, "
+        "tiny networks, "
+        f"{QUICK.rumba_iters} RUMBA iterations",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SEEDS),
+        metavar="S",
+        help="seeds of the learned methods (default: %(default)s)",
+    )
     parser.add_argument("--methods", nargs="+", metavar="NAME", help=f"subset of {[m.name for m in METHODS]}")
     parser.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default {Settings().epochs})")
-    parser.add_argument("--rumba-iters", type=int, metavar="N",
-                        help=f"RUMBA-SD iterations (default {Settings().rumba_iters})")
+    parser.add_argument(
+        "--rumba-iters", type=int, metavar="N", help=f"RUMBA-SD iterations (default {Settings().rumba_iters})"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing results and make every run again")
-    parser.add_argument("--resume", action="store_true",
-                        help=f"reuse the runs stored in RESULTS/{RUNS_DIR}/ by an earlier invocation with the same "
-                             "settings, make the missing ones, and rewrite the table from all of them")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
-                        help="torch/MRtrix3 threads (default: %(default)s)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"reuse the runs stored in RESULTS/{RUNS_DIR}/ by an earlier invocation with the same "
+        "settings, make the missing ones, and rewrite the table from all of them",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, metavar="N", help="torch/MRtrix3 threads (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.set_defaults(run=run, prog=parser.prog)
+    parser.set_defaults(run=run, prog=parser.prog, report_name="table")
     return parser

@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dipy.data import get_fnames
-
 from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
-from equidmri.cli.demo import DEMO_DATA
+from equidmri.data import real_volume_paths
 
 NAME = "threads"
 CASES = {  # label: (extra deconv options, extra environment)
@@ -35,6 +33,7 @@ CASES = {  # label: (extra deconv options, extra environment)
     "ACTIVE": ([], {"OMP_WAIT_POLICY": "ACTIVE"}),
     "ACTIVE, --threads 1": (["--threads", "1"], {"OMP_WAIT_POLICY": "ACTIVE"}),
 }
+DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
 BASELINE = "baseline default"
 QUICK_CASES = ("default",)
 DEFAULT_EPOCHS = 5
@@ -45,22 +44,43 @@ CLEARED_ENV = ("OMP_NUM_THREADS", "EQUIDMRI_THREADS", "OMP_WAIT_POLICY")  # each
 
 def run_case(options: list[str], env: dict[str, str], epochs: int, baseline: Path | None) -> dict[str, Any]:
     """One ``deconv`` of ``small_64D``: fit and wall seconds, torch threads, load average at the end."""
-    dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
+    dwi, bvals, bvecs = real_volume_paths(DATA)
     full_env = {k: v for k, v in child_env(baseline, **env).items() if k not in CLEARED_ENV or k in env}
     with tempfile.TemporaryDirectory(prefix="equidmri-threads-") as tmp:
         out = Path(tmp) / "out"
-        argv = [sys.executable, "-m", "equidmri.cli.main", "deconv", "--dwi", str(dwi), "--bvals", str(bvals),
-                "--bvecs", str(bvecs), "--out", str(out), "--epochs", str(epochs), "-q", *options]
+        argv = [
+            sys.executable,
+            "-m",
+            "equidmri.cli.main",
+            "deconv",
+            "--dwi",
+            str(dwi),
+            "--bvals",
+            str(bvals),
+            "--bvecs",
+            str(bvecs),
+            "--out",
+            str(out),
+            "--epochs",
+            str(epochs),
+            "-q",
+            *options,
+        ]
         start = time.perf_counter()
         subprocess.run(argv, env=full_env, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         record = json.loads((out / "run.json").read_text())
-    return {"fit_s": round(record["timings"]["fit"], 3), "wall_s": round(wall, 3), "threads": record["threads"],
-            "load_average_end": list(os.getloadavg())}
+    return {
+        "fit_s": round(record["timings"]["fit"], 3),
+        "wall_s": round(wall, 3),
+        "threads": record["threads"],
+        "load_average_end": list(os.getloadavg()),
+    }
 
 
-def measure(cases: dict[str, tuple[list[str], dict[str, str]]], epochs: int,
-            baseline: Path | None) -> list[dict[str, Any]]:
+def measure(
+    cases: dict[str, tuple[list[str], dict[str, str]]], epochs: int, baseline: Path | None
+) -> list[dict[str, Any]]:
     """Every case alone, then every case beside one busy process; one row per case."""
     rows = {label: {"case": label, "options": options, "env": env} for label, (options, env) in cases.items()}
     for condition in ("alone", "busy"):
@@ -77,18 +97,23 @@ def measure(cases: dict[str, tuple[list[str], dict[str, str]]], epochs: int,
 
 def render_markdown(record: dict[str, Any]) -> str:
     """The results page: fit and wall seconds per case, alone and beside the busy process."""
-    lines = [*header_lines("Threads and OpenMP waiting on a shared CPU", record),
-             f"`equidmri deconv` on dipy's `{DEMO_DATA}`, {record['settings']['epochs']} epochs, one fresh process "
-             "per run; `fit` is training + inference (from `run.json`), `wall` the whole command (start-up, "
-             "imports, response, writing). Busy: beside one process that keeps one core busy. The load average "
-             "(1 min) at the end of each run shows what else the machine was doing.", "",
-             "| case | threads | fit alone (s) | fit busy (s) | wall alone (s) | wall busy (s) | load alone / busy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        *header_lines("Threads and OpenMP waiting on a shared CPU", record),
+        f"`equidmri deconv` on dipy's `{DATA}`, {record['settings']['epochs']} epochs, one fresh process "
+        "per run; `fit` is training + inference (from `run.json`), `wall` the whole command (start-up, "
+        "imports, response, writing). Busy: beside one process that keeps one core busy. The load average "
+        "(1 min) at the end of each run shows what else the machine was doing.",
+        "",
+        "| case | threads | fit alone (s) | fit busy (s) | wall alone (s) | wall busy (s) | load alone / busy |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in record["rows"]:
         alone, busy = row["alone"], row["busy"]
-        lines.append(f"| {row['case']} | {alone['threads']} | {fmt(alone['fit_s'], '.1f')}"
-                     f" | {fmt(busy['fit_s'], '.1f')} | {fmt(alone['wall_s'], '.1f')} | {fmt(busy['wall_s'], '.1f')}"
-                     f" | {alone['load_average_end'][0]:.1f} / {busy['load_average_end'][0]:.1f} |")
+        lines.append(
+            f"| {row['case']} | {alone['threads']} | {fmt(alone['fit_s'], '.1f')}"
+            f" | {fmt(busy['fit_s'], '.1f')} | {fmt(alone['wall_s'], '.1f')} | {fmt(busy['wall_s'], '.1f')}"
+            f" | {alone['load_average_end'][0]:.1f} / {busy['load_average_end'][0]:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -111,11 +136,16 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench threads``."""
-    parser = subparsers.add_parser(NAME, help="deconv training time alone and beside a busy process",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        NAME,
+        help="deconv training time alone and beside a busy process",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_report_args(parser, NAME, f"the default case only, {QUICK_EPOCHS} epoch")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N",
-                        help="training epochs per run (default: %(default)s)")
+    parser.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N", help="training epochs per run (default: %(default)s)"
+    )
     add_baseline_arg(parser, "its default case is measured too")
     parser.set_defaults(run=run, prog=parser.prog)
     return parser

@@ -10,7 +10,7 @@ fresh subprocess (so that its peak resident memory belongs to that stage alone):
 2. ``ours``: ``SHDModel.from_checkpoint(...).predict(dwi, mask)``, then the same with ``fit.peaks()``; then
    one more ``predict`` under ``torch.profiler`` (seconds per stage of the masked pass and the operators
    with the most self time) and the voxels the masked pass computes at each dilation of the mask;
-3. ``csd``: ``fit_csd`` (dipy CSD, lmax 8, the same WM response and mask), then the same with ``find_peaks``.
+3. ``csd``: ``get_method("CSD (lmax 8)", ...).fit`` (dipy CSD, the same WM response and mask), then ``fit.peaks()``.
 
 Inference times are the median of ``--repeats`` runs after one warm-up; throughput is mask voxels per
 median second and the ratios are ours / CSD on the same volume in the same run. Every process gets the same
@@ -34,16 +34,21 @@ from typing import Any
 import dipy
 import numpy as np
 import torch
-from dipy.data import get_fnames
 
 from equidmri.bench.report import (
-    THREAD_ENV, add_report_args, check_report_outputs, fmt, header_lines, plural, run_child, start_record,
+    THREAD_ENV,
+    add_report_args,
+    check_report_outputs,
+    fmt,
+    header_lines,
+    plural,
+    run_child,
+    start_record,
     write_report,
 )
-from equidmri.cli.demo import DEMO_DATA
-from equidmri.dmri.baselines import fit_csd
+from equidmri.data import real_volume_paths
 from equidmri.dmri.io import load_dwi, save_json
-from equidmri.dmri.peaks import find_peaks
+from equidmri.methods import get_method
 from equidmri.nn.layers.support import MaskSupport
 from equidmri.nn.models.backbone import PROFILE_PREFIX
 from equidmri.recon.infer import DEFAULT_TILE, tiles
@@ -54,6 +59,8 @@ from equidmri.recon.train import TrainConfig
 logger = logging.getLogger(__name__)
 
 NAME = "throughput"
+OURS, CSD = "SHD-TV", "CSD (lmax 8)"  # the two methods compared (equidmri.methods)
+DEFAULT_DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
 DEFAULT_EPOCHS = 20  # the training row's length; inference speed does not depend on it
 DEFAULT_REPEATS = 5  # timed runs per inference measurement, after one warm-up
 QUICK = {"epochs": 1, "repeats": 1, "patch_size": 4, "widths": [4, 4, 4, 4]}  # --quick: a smoke run
@@ -66,8 +73,12 @@ ROWS = (  # (key, process, label); ratios pair each of ours with the CSD row of 
     ("csd_fit", "csd", "dipy CSD: fit"),
     ("csd_fit_peaks", "csd", "dipy CSD: fit + peaks"),
 )
-RATIO_PAIRS = {"ours_predict": "csd_fit", "ours_predict_peaks": "csd_fit_peaks",
-               "csd_fit": "csd_fit", "csd_fit_peaks": "csd_fit_peaks"}
+RATIO_PAIRS = {
+    "ours_predict": "csd_fit",
+    "ours_predict_peaks": "csd_fit_peaks",
+    "csd_fit": "csd_fit",
+    "csd_fit_peaks": "csd_fit_peaks",
+}
 TARGET_ROW = "ours_predict_peaks"  # the target compares whole pipelines: deconvolution + peaks
 TOP_OPS = 8  # operators listed by self time in the inference profile
 US_PER_S = 1e6  # torch.profiler reports microseconds
@@ -82,8 +93,7 @@ def peak_rss_mib() -> float:
 def inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
     """Name of the data and its ``--dwi --bvals --bvecs [--mask]`` paths (default ``small_64D``)."""
     if args.dwi is None:
-        dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
-        return DEMO_DATA, [dwi, bvals, bvecs, None]
+        return DEFAULT_DATA, [*real_volume_paths(DEFAULT_DATA), None]
     return str(args.dwi), [args.dwi, args.bvals, args.bvecs, args.mask]
 
 
@@ -92,8 +102,9 @@ def load_prepared(args: argparse.Namespace) -> PreparedData:
     return prepare(load_dwi(*inputs(args)[1]))
 
 
-def time_with_peaks(deconvolve: Callable[[], Any], peaks: Callable[[Any], Any], repeats: int,
-                    prefix: str) -> dict[str, dict[str, Any]]:
+def time_with_peaks(
+    deconvolve: Callable[[], Any], peaks: Callable[[Any], Any], repeats: int, prefix: str
+) -> dict[str, dict[str, Any]]:
     """Time ``deconvolve()`` and ``peaks(result)`` in the same runs, after one warm-up of each.
 
     Returns rows ``<prefix>`` (deconvolution alone: its times and the peak RSS read after the warm-up
@@ -106,12 +117,14 @@ def time_with_peaks(deconvolve: Callable[[], Any], peaks: Callable[[Any], Any], 
     alone, totals, peak_times = [], [], []
     for _ in range(repeats):
         result, deconvolve_s = stopwatch(deconvolve)
-        peaks_s = stopwatch(lambda: peaks(result))[1]
+        peaks_s = stopwatch(lambda result=result: peaks(result))[1]
         alone.append(deconvolve_s)
         totals.append(deconvolve_s + peaks_s)
         peak_times.append(peaks_s)
-    return {prefix: {"times_s": alone, "peak_rss_mib": rss_alone},
-            f"{prefix}_peaks": {"times_s": totals, "peaks_times_s": peak_times}}
+    return {
+        prefix: {"times_s": alone, "peak_rss_mib": rss_alone},
+        f"{prefix}_peaks": {"times_s": totals, "peaks_times_s": peak_times},
+    }
 
 
 def stopwatch(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -124,30 +137,55 @@ def stopwatch(call: Callable[[], Any]) -> tuple[Any, float]:
 def stage_baseline(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """Data description only: the process did nothing but import and prepare."""
     shape = prepared.data.dwi.shape
-    return {"data": {"name": inputs(args)[0], "shape": list(shape), "volume_voxels": int(np.prod(shape[:3])),
-                     "mask_voxels": int(prepared.mask.sum()), "mask_source": prepared.mask_source,
-                     "shells": prepared.shells.bvals.tolist(), "tissues": list(prepared.responses.tissues)},
-            "prepare_s": prepared.timings}
+    return {
+        "data": {
+            "name": inputs(args)[0],
+            "shape": list(shape),
+            "volume_voxels": int(np.prod(shape[:3])),
+            "mask_voxels": int(prepared.mask.sum()),
+            "mask_source": prepared.mask_source,
+            "shells": prepared.shells.bvals.tolist(),
+            "tissues": list(prepared.responses.tissues),
+        },
+        "prepare_s": prepared.timings,
+    }
 
 
 def stage_train(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """Train on the volume (``SHDModel.fit``: training, then one whole-volume deconvolution)."""
-    network = NetworkConfig(widths=tuple(args.widths))
-    model, build_s = stopwatch(lambda: SHDModel(prepared.gtab, prepared.responses, network,
-                                                TrainConfig(epochs=args.epochs, patch_size=args.patch_size)))
+    method = get_method(
+        OURS,
+        prepared.gtab,
+        prepared.responses,
+        epochs=args.epochs,
+        patch_size=args.patch_size,
+        widths=tuple(args.widths),
+    )
+    network = method.network_config
+    model, build_s = stopwatch(method.build)
     fit, seconds = stopwatch(lambda: model.fit(prepared.data.dwi, prepared.mask, checkpoint_path=args.checkpoint))
-    return {"build_model_s": build_s,
-            "train": {"times_s": [seconds], "final_loss": fit.history[-1]["total"], "network": network.to_dict()}}
+    return {
+        "build_model_s": build_s,
+        "train": {"times_s": [seconds], "final_loss": fit.history[-1]["total"], "network": network.to_dict()},
+    }
 
 
 def stage_ours(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """Inference with the trained checkpoint: ``predict``, then ``fit.peaks()`` on its result."""
     dwi, mask = prepared.data.dwi, prepared.mask
     model, load_s = stopwatch(lambda: SHDModel.from_checkpoint(args.checkpoint, prepared.gtab))
-    rows = time_with_peaks(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE), lambda fit: fit.peaks(OUTPUT_LMAX),
-                           args.repeats, "ours_predict")
-    return {"load_checkpoint_s": load_s, **rows, "profile": profile_inference(model, dwi, mask),
-            "support_voxels": support_voxels(model.net, mask, DEFAULT_TILE)}
+    rows = time_with_peaks(
+        lambda: model.predict(dwi, mask, tile=DEFAULT_TILE),
+        lambda fit: fit.peaks(OUTPUT_LMAX),
+        args.repeats,
+        "ours_predict",
+    )
+    return {
+        "load_checkpoint_s": load_s,
+        **rows,
+        "profile": profile_inference(model, dwi, mask),
+        "support_voxels": support_voxels(model.net, mask, DEFAULT_TILE),
+    }
 
 
 def profile_inference(model: SHDModel, dwi: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -161,13 +199,24 @@ def profile_inference(model: SHDModel, dwi: np.ndarray, mask: np.ndarray) -> dic
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         total_s = stopwatch(lambda: model.predict(dwi, mask, tile=DEFAULT_TILE))[1]
     events = profiler.key_averages()
-    stages = {event.key.removeprefix(PROFILE_PREFIX): event.cpu_time_total / US_PER_S
-              for event in events if event.key.startswith(PROFILE_PREFIX)}
-    operators = sorted((event for event in events if not event.key.startswith(PROFILE_PREFIX)),
-                       key=lambda event: event.self_cpu_time_total, reverse=True)[:TOP_OPS]
-    return {"total_s": total_s, "stages": stages,
-            "operators": [{"name": event.key, "self_s": event.self_cpu_time_total / US_PER_S, "calls": event.count}
-                          for event in operators]}
+    stages = {
+        event.key.removeprefix(PROFILE_PREFIX): event.cpu_time_total / US_PER_S
+        for event in events
+        if event.key.startswith(PROFILE_PREFIX)
+    }
+    operators = sorted(
+        (event for event in events if not event.key.startswith(PROFILE_PREFIX)),
+        key=lambda event: event.self_cpu_time_total,
+        reverse=True,
+    )[:TOP_OPS]
+    return {
+        "total_s": total_s,
+        "stages": stages,
+        "operators": [
+            {"name": event.key, "self_s": event.self_cpu_time_total / US_PER_S, "calls": event.count}
+            for event in operators
+        ],
+    }
 
 
 def support_voxels(net: torch.nn.Module, mask: np.ndarray, tile: int) -> dict[str, list[int]]:
@@ -187,10 +236,10 @@ def support_voxels(net: torch.nn.Module, mask: np.ndarray, tile: int) -> dict[st
 
 def stage_csd(args: argparse.Namespace, prepared: PreparedData) -> dict[str, Any]:
     """dipy CSD with the prepared WM response and mask, then the same peak search on its result."""
-    dwi, gtab, mask = prepared.data.dwi, prepared.gtab, prepared.mask
-    response = prepared.responses.dipy_wm_response()
-    return time_with_peaks(lambda: fit_csd(dwi, gtab, response, mask, lmax=OUTPUT_LMAX),
-                           lambda fodf_sh: find_peaks(fodf_sh, mask), args.repeats, "csd_fit")
+    method = get_method(CSD, prepared.gtab, prepared.responses)
+    return time_with_peaks(
+        lambda: method.fit(prepared.data.dwi, prepared.mask), lambda fit: fit.peaks(), args.repeats, "csd_fit"
+    )
 
 
 STAGE_FUNCTIONS = {"baseline": stage_baseline, "train": stage_train, "ours": stage_ours, "csd": stage_csd}
@@ -201,8 +250,11 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     prepared = load_prepared(args)
     record = STAGE_FUNCTIONS[args.stage](args, prepared)
-    record.update(peak_rss_mib=peak_rss_mib(), torch_threads=torch.get_num_threads(),
-                  thread_env={name: os.environ.get(name) for name in THREAD_ENV})
+    record.update(
+        peak_rss_mib=peak_rss_mib(),
+        torch_threads=torch.get_num_threads(),
+        thread_env={name: os.environ.get(name) for name in THREAD_ENV},
+    )
     return record
 
 
@@ -212,9 +264,28 @@ def spawn_stage(stage: str, args: argparse.Namespace, checkpoint: Path) -> dict[
     data += [] if args.mask is None else ["--mask", str(args.mask)]
     logger.info("stage %s", stage)
     start = time.perf_counter()
-    record = run_child(["bench", NAME, *data, "--stage", stage, "--checkpoint", str(checkpoint), "--epochs",
-                        str(args.epochs), "--repeats", str(args.repeats), "--threads", str(args.threads),
-                        "--patch-size", str(args.patch_size), "--widths", *map(str, args.widths)], args.threads)
+    record = run_child(
+        [
+            "bench",
+            NAME,
+            *data,
+            "--stage",
+            stage,
+            "--checkpoint",
+            str(checkpoint),
+            "--epochs",
+            str(args.epochs),
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--patch-size",
+            str(args.patch_size),
+            "--widths",
+            *map(str, args.widths),
+        ],
+        args.threads,
+    )
     logger.info("stage %s done in %.1f s", stage, time.perf_counter() - start)
     return record
 
@@ -227,9 +298,16 @@ def summarise(records: dict[str, dict[str, Any]], mask_voxels: int) -> list[dict
         entry = records[process][key]
         median = statistics.median(entry["times_s"])
         rss = entry.get("peak_rss_mib", records[process]["peak_rss_mib"])
-        row = {"stage": key, "label": label, "median_s": median, "times_s": entry["times_s"],
-               "voxels_per_s": None if key == "train" else mask_voxels / median,
-               "peak_rss_mib": rss, "peak_rss_increase_mib": rss - baseline_rss, "ratio_to_csd": None}
+        row = {
+            "stage": key,
+            "label": label,
+            "median_s": median,
+            "times_s": entry["times_s"],
+            "voxels_per_s": None if key == "train" else mask_voxels / median,
+            "peak_rss_mib": rss,
+            "peak_rss_increase_mib": rss - baseline_rss,
+            "ratio_to_csd": None,
+        }
         if "peaks_times_s" in entry:
             row["peaks_median_s"] = statistics.median(entry["peaks_times_s"])
         rows.append(row)
@@ -244,17 +322,22 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     row = next(r for r in rows if r["stage"] == TARGET_ROW)
     csd = next(r for r in rows if r["stage"] == RATIO_PAIRS[TARGET_ROW])
     met = row["ratio_to_csd"] >= 1.0
-    text = (f"Target (inference throughput ≥ dipy CSD, both with peaks): **{'met' if met else 'not met'}**, "
-            f"{row['voxels_per_s']:.0f} vs {csd['voxels_per_s']:.0f} voxels/s, ratio {row['ratio_to_csd']:.3g}.")
+    text = (
+        f"Target (inference throughput ≥ dipy CSD, both with peaks): **{'met' if met else 'not met'}**, "
+        f"{row['voxels_per_s']:.0f} vs {csd['voxels_per_s']:.0f} voxels/s, ratio {row['ratio_to_csd']:.3g}."
+    )
     return {"met": met, "ratio": row["ratio_to_csd"], "text": text}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The results page: table, verdict, command, machine, date and method."""
     m, s, d = result["machine"], result["settings"], result["data"]
-    coverage = (f"The network runs on whole tiles (edge {s['tile']} voxels), here the whole volume of "
-                f"{d['volume_voxels']} voxels; CSD on the {d['mask_voxels']} mask voxels only."
-                if max(d["shape"][:3]) <= s["tile"] else "")
+    coverage = (
+        f"The network runs on whole tiles (edge {s['tile']} voxels), here the whole volume of "
+        f"{d['volume_voxels']} voxels; CSD on the {d['mask_voxels']} mask voxels only."
+        if max(d["shape"][:3]) <= s["tile"]
+        else ""
+    )
     lines = [
         *header_lines(f"Deconvolution speed on `{d['name']}`: SHD-TV against dipy CSD", result),
         f"Threads: {s['threads']} per stage; dipy {m['dipy']}, numpy {m['numpy']}.",
@@ -269,9 +352,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        lines.append(f"| {row['label']} | {row['median_s']:.3f} | {fmt(row['voxels_per_s'], '.0f')} | "
-                     f"{row['peak_rss_mib']:.0f} ({round(row['peak_rss_increase_mib']):+d}) | "
-                     f"{fmt(row['ratio_to_csd'], '.3f')} |")
+        lines.append(
+            f"| {row['label']} | {row['median_s']:.3f} | {fmt(row['voxels_per_s'], '.0f')} | "
+            f"{row['peak_rss_mib']:.0f} ({round(row['peak_rss_increase_mib']):+d}) | "
+            f"{fmt(row['ratio_to_csd'], '.3f')} |"
+        )
     lines += [
         "",
         result["verdict"]["text"],
@@ -288,7 +373,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "run times "
         "the deconvolution and then the peak search on its result, so the rows without and with peaks come from "
         "the same runs; voxels/s = mask voxels / median seconds. Ours: `SHDModel.from_checkpoint(...).predict(dwi, "
-        "mask)`, then `fit.peaks()`; CSD: `fit_csd` (lmax 8, same WM response and mask), then `find_peaks`; both "
+        "mask)`, then `fit.peaks()`; CSD: the registry's `CSD (lmax 8)` (same WM response and mask), then "
+        "`fit.peaks()`; both "
         f"peak searches use the lmax-{OUTPUT_LMAX} SH and the same settings. Ratios divide our throughput by CSD's "
         "for the same work (with peaks by with peaks, without by without). The predict-only and fit-only peak RSS "
         f"are read after the warm-up deconvolution, before any peak search in the same process. {coverage}",
@@ -320,8 +406,10 @@ def profile_lines(profile: dict[str, Any]) -> list[str]:
         "",
         "| operator | self s | share | calls |",
         "|---|---:|---:|---:|",
-        *(f"| `{op['name']}` | {op['self_s']:.3f} | {op['self_s'] / total:.1%} | {op['calls']} |"
-          for op in profile["operators"]),
+        *(
+            f"| `{op['name']}` | {op['self_s']:.3f} | {op['self_s'] / total:.1%} | {op['calls']} |"
+            for op in profile["operators"]
+        ),
         "",
     ]
     return lines
@@ -339,8 +427,10 @@ def support_lines(voxels: dict[str, list[int]], tile: int) -> list[str]:
         "",
         f"| dilation k | voxels, {tile}-voxel tiles | voxels, one tile over the volume | tiled / mask |",
         "|---:|---:|---:|---:|",
-        *(f"| {k} | {tiled} | {whole} | {tiled / mask:.2f} |"
-          for k, (tiled, whole) in enumerate(zip(voxels["tiled"], voxels["one_tile"]))),
+        *(
+            f"| {k} | {tiled} | {whole} | {tiled / mask:.2f} |"
+            for k, (tiled, whole) in enumerate(zip(voxels["tiled"], voxels["one_tile"]))
+        ),
         "",
     ]
     return lines
@@ -359,30 +449,37 @@ def run(args: argparse.Namespace) -> int:
     if args.stage is not None:
         save_json(args.child_output, run_stage(args), force=True)
         return 0
+    if args.dwi is not None:  # a damaged or inconsistent input fails here in one line, before any child or output
+        load_dwi(*inputs(args)[1])
     check_report_outputs(args)
-    if args.dwi is not None:
-        load_dwi(*inputs(args)[1])  # a damaged or inconsistent input fails here in one line, before any child
     result = start_record(args, dipy=dipy.__version__, numpy=np.__version__)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as workdir:
         records = {stage: spawn_stage(stage, args, Path(workdir) / "model.pt") for stage in STAGES}
     data = records["baseline"]["data"]
     rows = summarise(records, data["mask_voxels"])
-    result.update({
-        "benchmark": NAME,
-        "settings": {"epochs": args.epochs, "patch_size": args.patch_size, "repeats": args.repeats,
-                     "threads": args.threads, "tile": DEFAULT_TILE,
-                     "network": records["train"]["train"]["network"]},
-        "data": data,
-        "baseline_peak_rss_mib": records["baseline"]["peak_rss_mib"],
-        "train_final_loss": records["train"]["train"]["final_loss"],
-        "build_model_s": records["train"]["build_model_s"],
-        "load_checkpoint_s": records["ours"]["load_checkpoint_s"],
-        "stage_threads": {stage: records[stage]["torch_threads"] for stage in STAGES},
-        "profile": records["ours"]["profile"],
-        "support_voxels": records["ours"]["support_voxels"],
-        "rows": rows,
-        "records": [record_of(row, data["mask_voxels"]) for row in rows],
-    })
+    result.update(
+        {
+            "benchmark": NAME,
+            "settings": {
+                "epochs": args.epochs,
+                "patch_size": args.patch_size,
+                "repeats": args.repeats,
+                "threads": args.threads,
+                "tile": DEFAULT_TILE,
+                "network": records["train"]["train"]["network"],
+            },
+            "data": data,
+            "baseline_peak_rss_mib": records["baseline"]["peak_rss_mib"],
+            "train_final_loss": records["train"]["train"]["final_loss"],
+            "build_model_s": records["train"]["build_model_s"],
+            "load_checkpoint_s": records["ours"]["load_checkpoint_s"],
+            "stage_threads": {stage: records[stage]["torch_threads"] for stage in STAGES},
+            "profile": records["ours"]["profile"],
+            "support_voxels": records["ours"]["support_voxels"],
+            "rows": rows,
+            "records": [record_of(row, data["mask_voxels"]) for row in rows],
+        }
+    )
     result["verdict"] = verdict(rows)
     write_report(args, result, render_markdown(result))
     print(result["verdict"]["text"])
@@ -391,16 +488,27 @@ def run(args: argparse.Namespace) -> int:
 
 def record_of(row: dict[str, Any], mask_voxels: int) -> dict[str, Any]:
     """A row in the efficiency benchmarks' record schema (``bench="throughput"``, ``pass="infer"``)."""
-    return {"bench": "throughput", "variant": "csd" if row["stage"].startswith("csd") else "shd-tv", "nside": 8,
-            "pass": "train" if row["stage"] == "train" else "infer", "stage": row["stage"],
-            "median_s": row["median_s"], "peak_mem_mb": row["peak_rss_mib"], "voxels_per_s": row["voxels_per_s"],
-            "mask_voxels": mask_voxels}
+    return {
+        "bench": "throughput",
+        "variant": "csd" if row["stage"].startswith("csd") else "shd-tv",
+        "nside": 8,
+        "pass": "train" if row["stage"] == "train" else "infer",
+        "stage": row["stage"],
+        "median_s": row["median_s"],
+        "peak_mem_mb": row["peak_rss_mib"],
+        "voxels_per_s": row["voxels_per_s"],
+        "mask_voxels": mask_voxels,
+    }
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench throughput``."""
-    parser = subparsers.add_parser(NAME, help="inference throughput and memory of SHD-TV against dipy CSD",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        NAME,
+        help="inference throughput and memory of SHD-TV against dipy CSD",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_report_args(parser, NAME, "a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     group = parser.add_argument_group("data (default: dipy's bundled small_64D)")
     group.add_argument("--dwi", type=Path, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes")
@@ -409,12 +517,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     group.add_argument("--mask", type=Path, metavar="FILE", help="3D NIfTI mask (default: median_otsu)")
     group = parser.add_argument_group("measurement")
     group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs (default: %(default)s)")
-    group.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
-                       help="timed inference runs after one warm-up (default: %(default)s)")
-    group.add_argument("--widths", type=int, nargs="+", default=list(NetworkConfig().widths),
-                       help="channels per U-Net level (default: %(default)s, the library's)")
-    group.add_argument("--patch-size", type=int, default=TrainConfig().patch_size,
-                       help="edge of the training patches, voxels (default: %(default)s, the library's)")
+    group.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help="timed inference runs after one warm-up (default: %(default)s)",
+    )
+    group.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=list(NetworkConfig().widths),
+        help="channels per U-Net level (default: %(default)s, the library's)",
+    )
+    group.add_argument(
+        "--patch-size",
+        type=int,
+        default=TrainConfig().patch_size,
+        help="edge of the training patches, voxels (default: %(default)s, the library's)",
+    )
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage (child)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)

@@ -8,15 +8,22 @@ from equidmri.bench import cli, efficiency, equivariance, fa, mnist, realdata, t
 from equidmri.cli.commands import COMMANDS
 
 BENCHES = (  # each registers one subcommand
-    efficiency.add_layers_parser, efficiency.add_unet_parser, throughput.add_parser, equivariance.add_parser,
-    mnist.add_parser, fa.add_parser, table.add_parser, realdata.add_parser, cli.add_parser, threads.add_parser,
+    efficiency.add_layers_parser,
+    efficiency.add_unet_parser,
+    throughput.add_parser,
+    equivariance.add_parser,
+    mnist.add_parser,
+    fa.add_parser,
+    table.add_parser,
+    realdata.add_parser,
+    cli.add_parser,
+    threads.add_parser,
 )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``bench`` and its subcommands."""
-    parser = subparsers.add_parser("bench", help=COMMANDS["bench"],
-                                   description=__doc__)
+    parser = subparsers.add_parser("bench", help=COMMANDS["bench"], description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     for add_bench_parser in BENCHES:
         add_bench_parser(benches)

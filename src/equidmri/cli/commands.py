@@ -10,11 +10,12 @@ EXIT_USAGE = 2  # bad input or options, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 COMMANDS = {
-    "deconv": "train on one volume and deconvolve it",
+    "deconv": "deconvolve one volume (any method; default: train SHD-TV on it)",
+    "methods": "list the fODF methods of `deconv --method`",
     "predict": "deconvolve a volume with a trained network",
     "demo": "deconvolve dipy's small_64D and compare with CSD",
     "phantom": "write phantoms with ground-truth fibres",
     "evaluate": "score peaks against a phantom's ground truth",
     "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
-    "bench": "benchmarks and experiments (results into docs/results/)",
+    "bench": "benchmarks and experiments (results into --out DIR)",
 }

@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +24,21 @@ from equidmri.cli.logs import command_logging
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
 from equidmri.extras import MissingExtraError
-from equidmri.nn.models.registry import MODELS
+from equidmri.methods import DEFAULT_METHOD, Method, find_method, get_method
 from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.losses import LossWeights
-from equidmri.recon.model import NetworkConfig, SHDModel
+from equidmri.recon.model import NetworkConfig
 from equidmri.recon.pipeline import (
-    OUTPUT_NAMES, DeconvResult, PreparedData, checkpoint_network, prepare, run_deconv, run_summary, timed,
+    OUTPUT_NAMES,
+    DeconvResult,
+    PreparedData,
+    checkpoint_network,
+    prepare,
+    run_deconv,
+    run_method,
+    run_summary,
+    timed,
     write_outputs,
 )
 from equidmri.recon.train import TrainConfig, TrainingDivergedError
@@ -38,14 +47,14 @@ from equidmri.viz.qc import plot_peaks_qc
 
 logger = logging.getLogger(__name__)
 
-SHD_LAMBDA_TV = 0.0  # SHD is SHD-TV without the TV term (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4); so are
-# the other registered models (RT-ESD, ESD, Concat-ESD, CNN, MLP: the paper's baselines have no TV term)
 USAGE_ERRORS = (ValueError, OSError, MissingExtraError)  # reported in one line with EXIT_USAGE (OSError: missing
 # or existing files; MissingExtraError: a method whose optional dependency is not installed)
 
 
-THREADS_HELP = (f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "
-                "process may use: affinity and cgroup quota)")
+THREADS_HELP = (
+    f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "
+    "process may use: affinity and cgroup quota)"
+)
 
 
 def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -56,8 +65,12 @@ def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -
 def add_verbosity_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``-v`` and ``-q``."""
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="errors only: no warnings, no progress bars (bars are shown only on a terminal)")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="errors only: no warnings, no progress bars (bars are shown only on a terminal)",
+    )
 
 
 def set_threads(args: argparse.Namespace) -> int:
@@ -81,11 +94,13 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def _bounded(kind: Callable[[str], Any], low: float, high: float = math.inf, *, low_open: bool = False):
     """argparse type: ``kind(text)`` within ``low`` (open or closed) and ``high`` (closed)."""
+
     def parse(text: str) -> Any:
         value = kind(text)
         if not (low < value if low_open else low <= value) or value > high:
             raise argparse.ArgumentTypeError(f"must be in {'(' if low_open else '['}{low}, {high}], got {text}")
         return value
+
     parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
     return parse
 
@@ -98,29 +113,46 @@ non_negative_float = _bounded(float, 0.0)
 def add_input_args(parser: argparse.ArgumentParser) -> None:
     """``--dwi --bvals --bvecs --mask``."""
     group = parser.add_argument_group("inputs")
-    group.add_argument("--dwi", type=Path, required=True, metavar="FILE",
-                       help="4D NIfTI (X, Y, Z, N) of the DWI volumes")
-    group.add_argument("--bvals", type=Path, required=True, metavar="FILE",
-                       help="FSL b-values file: N values, s/mm²")
-    group.add_argument("--bvecs", type=Path, required=True, metavar="FILE",
-                       help="FSL b-vectors file: 3 rows of N unit vectors (image axes, FSL convention)")
-    group.add_argument("--mask", type=Path, metavar="FILE",
-                       help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside "
-                            "(default: computed from the DWI with dipy's median_otsu)")
+    group.add_argument(
+        "--dwi", type=Path, required=True, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
+    )
+    group.add_argument("--bvals", type=Path, required=True, metavar="FILE", help="FSL b-values file: N values, s/mm²")
+    group.add_argument(
+        "--bvecs",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="FSL b-vectors file: 3 rows of N unit vectors (image axes, FSL convention)",
+    )
+    group.add_argument(
+        "--mask",
+        type=Path,
+        metavar="FILE",
+        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside "
+        "(default: computed from the DWI with dipy's median_otsu)",
+    )
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
     """``--out --force --seed --device --threads -v -q`` (``--seed`` only where something is random)."""
     group = parser.add_argument_group("run")
-    group.add_argument("--out", type=Path, required=True, metavar="DIR",
-                       help="output directory (created; must be new or empty)")
-    group.add_argument("--force", action="store_true",
-                       help="write into an existing non-empty output directory, overwriting its files")
+    group.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output directory (created; must be new or empty)"
+    )
+    group.add_argument(
+        "--force", action="store_true", help="write into an existing non-empty output directory, overwriting its files"
+    )
     if seed:
-        group.add_argument("--seed", type=int, default=TrainConfig().seed, metavar="INT",
-                           help="seed of the initialisation and patch sampling (default: %(default)s)")
-    group.add_argument("--device", default="cpu", metavar="DEVICE",
-                       help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
+        group.add_argument(
+            "--seed",
+            type=int,
+            default=TrainConfig().seed,
+            metavar="INT",
+            help="seed of the initialisation and patch sampling (default: %(default)s)",
+        )
+    group.add_argument(
+        "--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)"
+    )
     add_threads_arg(group)
     add_verbosity_args(group)
 
@@ -135,62 +167,147 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         ("--batch-size", positive_int, "N", "patches per optimiser step"),
         ("--lr", positive_float, "RATE", "Adam learning rate, dimensionless"),
     ):
-        group.add_argument(option, type=kind, default=getattr(train, option[2:].replace("-", "_")), metavar=metavar,
-                           help=f"{text} (default: %(default)s)")
+        group.add_argument(
+            option,
+            type=kind,
+            default=getattr(train, option[2:].replace("-", "_")),
+            metavar=metavar,
+            help=f"{text} (default: %(default)s)",
+        )
     for term, text in (("nn", "fODF non-negativity penalty"), ("sparsity", "Cauchy sparsity penalty")):
-        group.add_argument(f"--lambda-{term}", type=non_negative_float, default=getattr(weights, term),
-                           metavar="WEIGHT", help=f"weight of the {text}, dimensionless (default: %(default)s)")
-    group.add_argument("--lambda-tv", type=non_negative_float, metavar="WEIGHT",
-                       help=f"weight of the spatial total variation, dimensionless "
-                            f"(default: {weights.tv} with --model shd-tv, {SHD_LAMBDA_TV} with any other)")
-    group = parser.add_argument_group("network")
-    group.add_argument("--model", choices=sorted(MODELS), default=network.model,
-                       help="architecture (default: %(default)s)")
-    group.add_argument("--widths", type=positive_int, nargs="+", default=list(network.widths), metavar="C",
-                       help="channels per U-Net level (default: %(default)s, CPU-friendly; the SHD reference "
-                            f"code uses {' '.join(map(str, REFERENCE_WIDTHS))})")
-    group.add_argument("--kernel-sizes", type=positive_int, nargs="+", default=list(network.kernel_sizes),
-                       metavar="VOXELS", help="odd spatial kernel edge per level, voxels (default: %(default)s)")
-    group.add_argument("--cheb-order", type=positive_int, default=network.cheb_order, metavar="K",
-                       help="Chebyshev polynomials per spherical filter (default: %(default)s)")
+        group.add_argument(
+            f"--lambda-{term}",
+            type=non_negative_float,
+            default=getattr(weights, term),
+            metavar="WEIGHT",
+            help=f"weight of the {text}, dimensionless (default: %(default)s)",
+        )
+    group.add_argument(
+        "--lambda-tv",
+        type=non_negative_float,
+        metavar="WEIGHT",
+        help="weight of the spatial total variation, dimensionless (default: the method's own, "
+        f"{weights.tv} for SHD-TV and CNN-TV, 0 for the other networks)",
+    )
+    group = parser.add_argument_group("method and network")
+    group.add_argument(
+        "--method",
+        type=method_name,
+        default=DEFAULT_METHOD,
+        metavar="NAME",
+        help="fODF method, any of `equidmri methods` (case-insensitive; 'CSD (lmax N)' for any even N); "
+        "the training and network options apply to the learned ones (default: %(default)s)",
+    )
+    group.add_argument(
+        "--model", type=method_name, metavar="NAME", help="deprecated alias of --method (e.g. shd-tv, shd, rt-esd)"
+    )
+    group.add_argument(
+        "--widths",
+        type=positive_int,
+        nargs="+",
+        default=list(network.widths),
+        metavar="C",
+        help="channels per U-Net level (default: %(default)s, CPU-friendly; the SHD reference "
+        f"code uses {' '.join(map(str, REFERENCE_WIDTHS))})",
+    )
+    group.add_argument(
+        "--kernel-sizes",
+        type=positive_int,
+        nargs="+",
+        default=list(network.kernel_sizes),
+        metavar="VOXELS",
+        help="odd spatial kernel edge per level, voxels (default: %(default)s)",
+    )
+    group.add_argument(
+        "--cheb-order",
+        type=positive_int,
+        default=network.cheb_order,
+        metavar="K",
+        help="Chebyshev polynomials per spherical filter (default: %(default)s)",
+    )
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     """Inference tile and peak extraction options."""
     group = parser.add_argument_group("inference and peaks")
-    group.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="VOXELS",
-                       help="edge of the inference tiles, voxels; bounds memory (default: %(default)s)")
-    group.add_argument("--relative-peak-threshold", type=_bounded(float, 0.0, 1.0, low_open=True),
-                       default=RELATIVE_PEAK_THRESHOLD, metavar="FRACTION",
-                       help="drop peaks below this fraction of the voxel's largest peak, in (0, 1] "
-                            "(default: %(default)s)")
-    group.add_argument("--min-separation-angle", type=_bounded(float, 0.0, 90.0), default=MIN_SEPARATION_ANGLE,
-                       metavar="DEGREES", help="minimum angle between peaks, degrees in [0, 90] (default: %(default)s)")
-    group.add_argument("--npeaks", type=positive_int, default=NPEAKS, metavar="P",
-                       help="peaks kept per voxel (default: %(default)s)")
+    group.add_argument(
+        "--tile",
+        type=positive_int,
+        default=DEFAULT_TILE,
+        metavar="VOXELS",
+        help="edge of the inference tiles, voxels; bounds memory (default: %(default)s)",
+    )
+    group.add_argument(
+        "--relative-peak-threshold",
+        type=_bounded(float, 0.0, 1.0, low_open=True),
+        default=RELATIVE_PEAK_THRESHOLD,
+        metavar="FRACTION",
+        help="drop peaks below this fraction of the voxel's largest peak, in (0, 1] (default: %(default)s)",
+    )
+    group.add_argument(
+        "--min-separation-angle",
+        type=_bounded(float, 0.0, 90.0),
+        default=MIN_SEPARATION_ANGLE,
+        metavar="DEGREES",
+        help="minimum angle between peaks, degrees in [0, 90] (default: %(default)s)",
+    )
+    group.add_argument(
+        "--npeaks", type=positive_int, default=NPEAKS, metavar="P", help="peaks kept per voxel (default: %(default)s)"
+    )
 
 
-def network_config(args: argparse.Namespace) -> NetworkConfig:
-    """Architecture from the options."""
-    return NetworkConfig(model=args.model, widths=tuple(args.widths), kernel_sizes=tuple(args.kernel_sizes),
-                         cheb_order=args.cheb_order)
+def method_name(text: str) -> str:
+    """argparse type: the registered name of the method ``text`` names (:func:`equidmri.methods.find_method`)."""
+    try:
+        return find_method(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def train_config(args: argparse.Namespace, model: str) -> TrainConfig:
-    """Training settings from the options; ``--lambda-tv`` defaults to 0 for every model but ``shd-tv``."""
+method_name.__name__ = "method"  # argparse names the type in "invalid method value"
+
+
+def chosen_method(args: argparse.Namespace) -> Method:
+    """The method of ``--method``, or of the deprecated ``--model`` when given (with a warning)."""
+    if args.model is not None:
+        logger.warning("--model is deprecated; use --method %s", shlex.quote(args.model))
+        return find_method(args.model)
+    return find_method(args.method)
+
+
+def network_config(args: argparse.Namespace, method: Method) -> NetworkConfig:
+    """Architecture options of the learned ``method`` (its ``model`` is the method's architecture)."""
+    architecture = method.options.get("architecture", NetworkConfig().model)
+    return NetworkConfig(
+        model=architecture, widths=tuple(args.widths), kernel_sizes=tuple(args.kernel_sizes), cheb_order=args.cheb_order
+    )
+
+
+def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
+    """Options of the learned ``method`` (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
+    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own)."""
+    options = {
+        "epochs": args.epochs,
+        "patch_size": args.patch_size,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "lambda_nn": args.lambda_nn,
+        "lambda_sparsity": args.lambda_sparsity,
+        "network": network_config(args, method),
+    }
     if args.lambda_tv is not None:
-        tv = args.lambda_tv
-    else:
-        tv = LossWeights().tv if model == "shd-tv" else SHD_LAMBDA_TV
-    weights = LossWeights(nn=args.lambda_nn, sparsity=args.lambda_sparsity, tv=tv)
-    return TrainConfig(epochs=args.epochs, patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
-                       weights=weights, seed=args.seed)
+        options["lambda_tv"] = args.lambda_tv
+    return options
 
 
 def peak_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of :func:`equidmri.dmri.peaks.find_peaks`."""
-    return {"relative_peak_threshold": args.relative_peak_threshold,
-            "min_separation_angle": args.min_separation_angle, "npeaks": args.npeaks}
+    return {
+        "relative_peak_threshold": args.relative_peak_threshold,
+        "min_separation_angle": args.min_separation_angle,
+        "npeaks": args.npeaks,
+    }
 
 
 def setup_runtime(args: argparse.Namespace) -> torch.device:
@@ -237,28 +354,63 @@ def load_prepared(dwi: Path, bvals: Path, bvecs: Path, mask: Path | None, timing
     return prepare(data)
 
 
-def deconvolve(args: argparse.Namespace, dwi: Path, bvals: Path, bvecs: Path, mask: Path | None, *,
-               resume: bool = False) -> tuple[PreparedData, DeconvResult, dict[str, Any]]:
-    """The ``deconv`` pipeline: validate, train on the volume, write every output and ``run.json``."""
+def deconvolve(
+    args: argparse.Namespace, dwi: Path, bvals: Path, bvecs: Path, mask: Path | None, *, resume: bool = False
+) -> tuple[PreparedData, DeconvResult, dict[str, Any]]:
+    """The ``deconv`` pipeline: validate, fit the method (a network: train it on the volume), write every output
+    and ``run.json``."""
     device = setup_runtime(args)
+    method = chosen_method(args)
+    if resume and not method.learned:
+        raise ValueError(f"--resume continues a training, and {method.name} is not a learned method")
+    if not method.available():
+        raise ValueError(f"method {method.name} needs {method.requires}, which is not on PATH")
     check_out_dir(args.out, force=args.force, resume=resume)
     timings: dict[str, float] = {}
     prepared = load_prepared(dwi, bvals, bvecs, mask, timings)
+    progress = show_progress(args)
+    if not method.learned:
+        with timed(timings, "build"):
+            model = get_method(method.name, prepared.gtab, prepared.responses)
+        prepare_out_dir(args.out, force=True)  # checked above, before any computation
+        result = run_method(
+            model,
+            prepared,
+            method=method.name,
+            progress=progress,
+            peak_kwargs=peak_kwargs(args),
+            responses_used=not method.own_responses,
+        )
+        return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
-    network = checkpoint_network(checkpoint) if resume else network_config(args)
-    if resume and network != network_config(args):
-        logger.warning("--resume rebuilds the checkpoint's network %s; the network options are ignored",
-                       network.to_dict())
+    options = learned_options(args, method)
+    if resume:
+        options["network"] = checkpoint_network(checkpoint)
+        options["architecture"] = options["network"].model
+        if options["network"] != network_config(args, method):
+            logger.warning(
+                "--resume rebuilds the checkpoint's network %s; the network options are ignored",
+                options["network"].to_dict(),
+            )
     with timed(timings, "build"):
-        model = SHDModel(prepared.gtab, prepared.responses, network, train_config(args, network.model), device)
+        model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
-    result = run_deconv(model, prepared, checkpoint_path=checkpoint, resume=resume, progress=show_progress(args),
-                        tile=args.tile, peak_kwargs=peak_kwargs(args))
+    result = run_deconv(
+        model,
+        prepared,
+        checkpoint_path=checkpoint,
+        resume=resume,
+        progress=progress,
+        tile=args.tile,
+        peak_kwargs=peak_kwargs(args),
+        method=method.name,
+    )
     return prepared, result, finish(args, prepared, result, timings)
 
 
-def finish(args: argparse.Namespace, prepared: PreparedData, result: DeconvResult,
-           timings: dict[str, float]) -> dict[str, Any]:
+def finish(
+    args: argparse.Namespace, prepared: PreparedData, result: DeconvResult, timings: dict[str, float]
+) -> dict[str, Any]:
     """Write the outputs, the QC figure and ``run.json`` (last) into ``args.out``; return the run record.
 
     Files are overwritten: :func:`check_out_dir` allowed it before any computation.
@@ -268,14 +420,27 @@ def finish(args: argparse.Namespace, prepared: PreparedData, result: DeconvResul
         write_outputs(args.out, result, prepared.data.affine, force=True)
     with timed(timings, "qc"):
         label = "" if result.trained else ", predicted"
-        plot_peaks_qc(args.out / OUTPUT_NAMES["qc"], result.fa, result.peak_dirs, result.peak_values,
-                      title=f"{result.network.model.upper()} fODF peaks{label}")
+        plot_peaks_qc(
+            args.out / OUTPUT_NAMES["qc"],
+            result.fa,
+            result.peak_dirs,
+            result.peak_values,
+            title=f"{result.method} fODF peaks{label}",
+        )
     timings["total"] = round(sum(timings.values()), 3)
-    arguments = {k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-                 if k not in ("run", "prog", "argv")}
-    record = {"version": __version__, "command": args.prog, "argv": args.argv, "arguments": arguments,
-              **run_summary(prepared, result), "timings": timings, "device": args.device,
-              "threads": torch.get_num_threads()}
+    arguments = {
+        k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("run", "prog", "argv")
+    }
+    record = {
+        "version": __version__,
+        "command": args.prog,
+        "argv": args.argv,
+        "arguments": arguments,
+        **run_summary(prepared, result),
+        "timings": timings,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+    }
     save_json(args.out / OUTPUT_NAMES["run"], record, force=True)
     return record
 

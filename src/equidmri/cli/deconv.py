@@ -1,4 +1,4 @@
-"""``equidmri deconv``: train SHD-TV unsupervised on one volume and write its fODFs, peaks and fractions."""
+"""``equidmri deconv``: deconvolve one volume with any registered method (default: train SHD-TV on it)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ import argparse
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_common_args, add_input_args, add_output_args, add_training_args, deconvolve, report_success,
+    add_common_args,
+    add_input_args,
+    add_output_args,
+    add_training_args,
+    deconvolve,
+    report_success,
 )
 
 DESCRIPTION = """\
-Train a spatio-hemispherical deconvolution network on one DWI volume (unsupervised: it learns to
-reconstruct the signal through the tissue responses) and write into --out: fod.nii.gz (WM fODF,
-MRtrix3 tournier07 SH, lmax 8, world frame), peaks.nii.gz (world-frame unit vectors, zeros where
-there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue fractions), response.json, model.pt
-(checkpoint, usable with `equidmri predict`), qc.png and run.json. Every input is validated before
-the output directory is created."""
+Deconvolve one DWI volume with the method of --method (`equidmri methods` lists them). The default,
+SHD-TV, trains a spatio-hemispherical deconvolution network on the volume (unsupervised: it learns to
+reconstruct the signal through the tissue responses). Every method writes into --out: fod.nii.gz (WM
+fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz
+(world-frame unit vectors, zeros where there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue
+fractions), response.json (not for MRtrix3, which estimates its own), qc.png and run.json; a learned
+method also writes model.pt (checkpoint, usable with `equidmri predict`). Every input is validated
+before the output directory is created."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,8 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("deconv", help=COMMANDS["deconv"], description=DESCRIPTION)
     add_input_args(parser)
     add_common_args(parser)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the training saved in OUT/model.pt (OUT may then exist)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the training saved in OUT/model.pt (OUT may then exist)"
+    )
     add_training_args(parser)
     add_output_args(parser)
     parser.set_defaults(run=run, prog=parser.prog)

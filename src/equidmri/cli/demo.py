@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dipy.data import get_fnames
-
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_common_args, add_output_args, add_training_args, deconvolve, peak_kwargs, report_success,
+    add_common_args,
+    add_output_args,
+    add_training_args,
+    deconvolve,
+    peak_kwargs,
+    report_success,
 )
+from equidmri.data import real_volume_paths
 from equidmri.dmri.io import save_json, save_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
-from equidmri.recon.pipeline import run_csd, timed
+from equidmri.methods import get_method
+from equidmri.recon.pipeline import timed
 
-DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume, b = 1000 s/mm², 64 directions + 1 b=0
+DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
+CSD_METHOD = "CSD (lmax 8)"  # the reference of the agreement (equidmri.methods)
 AGREEMENT_FA = 0.4  # dimensionless; the agreement counts mask voxels with DTI FA above this
 CSD_PEAKS, CSD_PEAK_VALUES, DEMO_JSON = "csd_peaks.nii.gz", "csd_peak_values.nii.gz", "demo.json"
 
@@ -28,8 +34,7 @@ outputs, {CSD_PEAKS}, {CSD_PEAK_VALUES} and {DEMO_JSON} into --out."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``demo``."""
-    parser = subparsers.add_parser("demo", help=COMMANDS["demo"],
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser("demo", help=COMMANDS["demo"], description=DESCRIPTION)
     add_common_args(parser)
     add_training_args(parser)
     add_output_args(parser)
@@ -39,17 +44,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Deconvolve ``small_64D``, fit CSD, compare the main peaks and write ``demo.json``."""
-    dwi, bvals, bvecs = get_fnames(name=DEMO_DATA)
+    dwi, bvals, bvecs = real_volume_paths(DEMO_DATA)
     prepared, result, record = deconvolve(args, dwi, bvals, bvecs, None)
     timings = dict(record["timings"])
     with timed(timings, "csd"):
-        csd_dirs, csd_values = run_csd(prepared, peak_kwargs(args))
+        csd = get_method(CSD_METHOD, prepared.gtab, prepared.responses).fit(prepared.data.dwi, prepared.mask)
+        csd_dirs, csd_values = csd.peaks(**peak_kwargs(args))
     timings["total"] = round(timings.pop("total") + timings["csd"], 3)  # keeps "total" last
-    save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine,
-               force=True)
+    save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine, force=True)
     agreement = main_peak_agreement(result.peak_dirs, csd_dirs, prepared.mask & (result.fa > AGREEMENT_FA))
-    summary = {"data": DEMO_DATA, "out": args.out, "fa_threshold": AGREEMENT_FA, "cone_deg": CONE_DEG, **agreement,
-               "epochs": record["epochs_trained"], "timings": timings}
+    summary = {
+        "data": DEMO_DATA,
+        "out": args.out,
+        "fa_threshold": AGREEMENT_FA,
+        "cone_deg": CONE_DEG,
+        **agreement,
+        "epochs": record["epochs_trained"],
+        "timings": timings,
+    }
     save_json(args.out / DEMO_JSON, summary, force=True)
     report_success(record, args.out)
     sys.stdout.write(

@@ -14,13 +14,26 @@ import torch
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_input_args, add_threads_arg, add_verbosity_args, positive_float, positive_int, set_threads, show_progress,
+    add_input_args,
+    add_threads_arg,
+    add_verbosity_args,
+    positive_float,
+    positive_int,
+    set_threads,
+    show_progress,
 )
 from equidmri.dmri.io import check_outputs_free, load_dwi, prepare_out_dir, save_json, save_nifti
 from equidmri.dmri.mask import compute_mask
 from equidmri.microstructure import (
-    MODELS, SCHEMES, FAModel, FATrainConfig, get_scheme, sample_tensors, scheme_gtab,
+    MODELS,
+    SCHEMES,
+    FAModel,
+    FATrainConfig,
+    get_scheme,
+    sample_tensors,
+    scheme_gtab,
     simulate_acquisition,
+    train_fa_model,
 )
 from equidmri.microstructure.simulate import SNR
 from equidmri.microstructure.tensor import B_VALUE
@@ -44,32 +57,65 @@ directions of that shell. Voxels outside the mask are 0."""
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``fa train`` and ``fa predict``."""
-    parser = subparsers.add_parser("fa", help=COMMANDS["fa"],
-                                   description=__doc__)
+    parser = subparsers.add_parser("fa", help=COMMANDS["fa"], description=__doc__)
     commands = parser.add_subparsers(dest="fa_command", required=True, metavar="{train,predict}")
     train = commands.add_parser("train", help="train an FA regressor on simulated data", description=TRAIN_DESCRIPTION)
     train.add_argument("--model", choices=MODELS, default="scnn", help="network (default: %(default)s)")
-    train.add_argument("--scheme", choices=sorted(SCHEMES), default="skare",
-                       help="6-direction scheme of the training data (default: %(default)s)")
-    train.add_argument("--orientation", choices=("random", "ap"), default="random",
-                       help="principal eigenvectors uniformly random, or all anterior-posterior (default: %(default)s)")
-    train.add_argument("--n-voxels", type=positive_int, default=DEFAULT_VOXELS, metavar="N",
-                       help="simulated training voxels (default: %(default)s)")
-    train.add_argument("--snr", type=positive_float, default=SNR, metavar="SNR",
-                       help="b=0 signal over the noise standard deviation (default: %(default)s)")
+    train.add_argument(
+        "--scheme",
+        choices=sorted(SCHEMES),
+        default="skare",
+        help="6-direction scheme of the training data (default: %(default)s)",
+    )
+    train.add_argument(
+        "--orientation",
+        choices=("random", "ap"),
+        default="random",
+        help="principal eigenvectors uniformly random, or all anterior-posterior (default: %(default)s)",
+    )
+    train.add_argument(
+        "--n-voxels",
+        type=positive_int,
+        default=DEFAULT_VOXELS,
+        metavar="N",
+        help="simulated training voxels (default: %(default)s)",
+    )
+    train.add_argument(
+        "--snr",
+        type=positive_float,
+        default=SNR,
+        metavar="SNR",
+        help="b=0 signal over the noise standard deviation (default: %(default)s)",
+    )
     defaults = FATrainConfig()
-    train.add_argument("--epochs", type=positive_int, default=defaults.epochs, metavar="N",
-                       help="training epochs (default: %(default)s)")
-    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, metavar="N",
-                       help="voxels per step (default: %(default)s)")
-    train.add_argument("--lr", type=positive_float, default=defaults.lr, metavar="RATE",
-                       help="Adam learning rate (default: %(default)s)")
+    train.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=defaults.epochs,
+        metavar="N",
+        help="training epochs (default: %(default)s)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=defaults.batch_size,
+        metavar="N",
+        help="voxels per step (default: %(default)s)",
+    )
+    train.add_argument(
+        "--lr",
+        type=positive_float,
+        default=defaults.lr,
+        metavar="RATE",
+        help="Adam learning rate (default: %(default)s)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="seed of simulation and training")
     _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
     train.set_defaults(run=run_train, prog="equidmri fa train")
 
-    predict = commands.add_parser("predict", help="predict an FA map with a trained model",
-                                  description=PREDICT_DESCRIPTION)
+    predict = commands.add_parser(
+        "predict", help="predict an FA map with a trained model", description=PREDICT_DESCRIPTION
+    )
     predict.add_argument("--model", type=Path, required=True, metavar="FILE", help=f"DIR/{MODEL_FILE} of fa train")
     add_input_args(predict)
     _add_run_args(predict, "FILE", "output FA NIfTI, e.g. fa.nii.gz (refused if it exists, unless --force)")
@@ -96,14 +142,27 @@ def run_train(args: argparse.Namespace) -> int:
     voxels = simulate_acquisition(tensors, gtab, rng, args.snr)
     model = FAModel(args.model, args.scheme)
     config = FATrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    losses = model.train(voxels.signals, gtab, voxels.fa, config, progress=show_progress(args))
+    losses = train_fa_model(model, voxels.signals, gtab, voxels.fa, config, progress=show_progress(args))
     model.save(args.out / MODEL_FILE)
     seconds = time.perf_counter() - start
-    save_json(args.out / RUN_FILE, {"version": __version__, "command": args.prog, "argv": args.argv,
-                                    "model": args.model, "scheme": args.scheme, "orientation": args.orientation,
-                                    "n_voxels": args.n_voxels, "snr": args.snr, "bval": B_VALUE,
-                                    "config": vars(config), "mse_per_epoch": losses, "seconds": seconds},
-              force=True)
+    save_json(
+        args.out / RUN_FILE,
+        {
+            "version": __version__,
+            "command": args.prog,
+            "argv": args.argv,
+            "model": args.model,
+            "scheme": args.scheme,
+            "orientation": args.orientation,
+            "n_voxels": args.n_voxels,
+            "snr": args.snr,
+            "bval": B_VALUE,
+            "config": vars(config),
+            "mse_per_epoch": losses,
+            "seconds": seconds,
+        },
+        force=True,
+    )
     sys.stdout.write(f"{args.prog}: wrote {args.out / MODEL_FILE} in {seconds:.1f} s (final MSE {losses[-1]:.4g})\n")
     return EXIT_OK
 
@@ -122,6 +181,8 @@ def run_predict(args: argparse.Namespace) -> int:
     fa = np.zeros(mask.shape, dtype=np.float32)
     fa[mask] = model.predict(data.dwi[mask].astype(np.float64), gtab)
     save_nifti(args.out, fa, data.affine, force=args.force)
-    sys.stdout.write(f"{args.prog}: wrote {args.out} ({int(mask.sum())} voxels, {model.name} trained on "
-                     f"{model.scheme}, {os.fspath(args.model)})\n")
+    sys.stdout.write(
+        f"{args.prog}: wrote {args.out} ({int(mask.sum())} voxels, {model.name} trained on "
+        f"{model.scheme}, {os.fspath(args.model)})\n"
+    )
     return EXIT_OK

@@ -15,11 +15,11 @@ from equidmri.sims.synthesis import DIRECTIONS_PER_SHELL, LOW_RES_DIRECTIONS, N_
 MIN_SIZE = 8  # voxels
 
 DESCRIPTION = f"""\
-Generate three phantom volumes ({', '.join(VOLUMES)}) of curved, crossing (30-90 degrees) and fanning fibre
+Generate three phantom volumes ({", ".join(VOLUMES)}) of curved, crossing (30-90 degrees) and fanning fibre
 bundles with partial volume, GM-like and CSF-like isotropic compartments and Rician noise. Protocol:
-{N_B0} b=0 + {DIRECTIONS_PER_SHELL} directions at each of b = {', '.join(f'{b:g}' for b in SHELLS)} s/mm²;
+{N_B0} b=0 + {DIRECTIONS_PER_SHELL} directions at each of b = {", ".join(f"{b:g}" for b in SHELLS)} s/mm²;
 the low angular resolution copy keeps the b=0 volumes and {LOW_RES_DIRECTIONS} random directions of the
-lowest shell. Writes into OUT/<volume>/: {', '.join(FILES)}. gt_peaks.nii.gz holds world-frame unit
+lowest shell. Writes into OUT/<volume>/: {", ".join(FILES)}. gt_peaks.nii.gz holds world-frame unit
 vectors (X, Y, Z, 3P) like equidmri's peaks.nii.gz; bvecs are FSL convention."""
 
 
@@ -28,10 +28,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser("phantom", help=COMMANDS["phantom"], description=DESCRIPTION)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     parser.add_argument("--seed", type=int, default=0, metavar="INT", help="seed (default: %(default)s)")
-    parser.add_argument("--size", type=positive_int, default=40, metavar="VOXELS",
-                        help=f"edge of each cubic volume, 1 mm voxels, >= {MIN_SIZE} (default: %(default)s)")
-    parser.add_argument("--snr", type=positive_float, default=30.0, metavar="SNR",
-                        help="b=0 signal of pure WM over the Rician noise sigma (default: %(default)s)")
+    parser.add_argument(
+        "--size",
+        type=positive_int,
+        default=40,
+        metavar="VOXELS",
+        help=f"edge of each cubic volume, 1 mm voxels, >= {MIN_SIZE} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--snr",
+        type=positive_float,
+        default=30.0,
+        metavar="SNR",
+        help="b=0 signal of pure WM over the Rician noise sigma (default: %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.set_defaults(run=run, prog=parser.prog)

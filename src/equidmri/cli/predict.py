@@ -7,8 +7,16 @@ from pathlib import Path
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.common import (
-    add_common_args, add_input_args, add_output_args, check_out_dir, finish, load_prepared, peak_kwargs,
-    report_success, setup_runtime, show_progress,
+    add_common_args,
+    add_input_args,
+    add_output_args,
+    check_out_dir,
+    finish,
+    load_prepared,
+    peak_kwargs,
+    report_success,
+    setup_runtime,
+    show_progress,
 )
 from equidmri.dmri.io import prepare_out_dir
 from equidmri.recon.model import SHDModel
@@ -22,10 +30,10 @@ fod.nii.gz, peaks.nii.gz, peak_values.nii.gz, fractions.nii.gz, qc.png and run.j
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``predict``."""
-    parser = subparsers.add_parser("predict", help=COMMANDS["predict"],
-                                   description=DESCRIPTION)
-    parser.add_argument("--model", type=Path, required=True, metavar="FILE",
-                        help="checkpoint written by deconv (DIR/model.pt)")
+    parser = subparsers.add_parser("predict", help=COMMANDS["predict"], description=DESCRIPTION)
+    parser.add_argument(
+        "--model", type=Path, required=True, metavar="FILE", help="checkpoint written by deconv (DIR/model.pt)"
+    )
     add_input_args(parser)
     add_common_args(parser, seed=False)  # inference is deterministic: nothing to seed
     add_output_args(parser)

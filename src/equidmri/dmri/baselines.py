@@ -162,8 +162,10 @@ def fit_msmt_csd(
     require_extra("cvxpy", "baselines", "dipy's MSMT-CSD")
     if responses.tissues != TISSUES:
         raise ValueError(f"MSMT-CSD needs {TISSUES} responses (multi-shell data), got {responses.tissues}")
-    rows = [np.column_stack([responses.evals[t], np.full(responses.shells.size, responses.s0[t])])
-            for t in range(len(TISSUES))]  # dipy's (S, 4) rows: λ1 λ2 λ3 (mm²/s) and S0, per DW shell
+    rows = [
+        np.column_stack([responses.evals[t], np.full(responses.shells.size, responses.s0[t])])
+        for t in range(len(TISSUES))
+    ]  # dipy's (S, 4) rows: λ1 λ2 λ3 (mm²/s) and S0, per DW shell
     response = multi_shell_fiber_response(lmax, np.concatenate([[0.0], responses.shells]), *rows, tol=SHELL_TOL)
     model = MultiShellDeconvModel(gtab, response, sh_order_max=lmax, tol=SHELL_TOL)
     logger.debug("dipy MSMT-CSD (lmax %d) on %d voxels", lmax, int(inside.sum()))

@@ -43,9 +43,19 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 UNREADABLE_NIFTI = (ImageFileError, HeaderDataError, EOFError, zlib.error, OSError, ValueError)
 
 __all__ = [
-    "DWIData", "check_outputs_free", "fsl_bvecs_to_voxel", "load_dwi", "load_fod", "load_nifti_volume",
+    "DWIData",
+    "check_outputs_free",
+    "fsl_bvecs_to_voxel",
+    "load_dwi",
+    "load_fod",
+    "load_nifti_volume",
     "prepare_out_dir",
-    "save_fod", "save_json", "save_nifti", "save_peaks", "voxel_bvecs_to_fsl", "voxel_to_world_rotation",
+    "save_fod",
+    "save_json",
+    "save_nifti",
+    "save_peaks",
+    "voxel_bvecs_to_fsl",
+    "voxel_to_world_rotation",
 ]
 
 
@@ -142,8 +152,7 @@ def _reading_nifti(path: str | os.PathLike, what: str) -> Iterator[None]:
         yield
     except UNREADABLE_NIFTI as error:
         reason = str(error).strip() or type(error).__name__
-        raise ValueError(f"cannot read the {what} {os.fspath(path)} as NIfTI: "
-                         f"{reason}") from error
+        raise ValueError(f"cannot read the {what} {os.fspath(path)} as NIfTI: {reason}") from error
 
 
 def _read_table(path: Path) -> np.ndarray:
@@ -258,7 +267,9 @@ def _load_mask(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarr
 
 
 def load_dwi(
-    dwi_path: str | os.PathLike, bvals_path: str | os.PathLike, bvecs_path: str | os.PathLike,
+    dwi_path: str | os.PathLike,
+    bvals_path: str | os.PathLike,
+    bvecs_path: str | os.PathLike,
     mask_path: str | os.PathLike | None = None,
 ) -> DWIData:
     """Load and validate a DWI series with FSL gradients and an optional mask.
@@ -474,8 +485,13 @@ def load_fod(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_peaks(
-    dirs_path: str | os.PathLike, values_path: str | os.PathLike, peak_dirs: np.ndarray, peak_values: np.ndarray,
-    affine: np.ndarray, *, force: bool = False,
+    dirs_path: str | os.PathLike,
+    values_path: str | os.PathLike,
+    peak_dirs: np.ndarray,
+    peak_values: np.ndarray,
+    affine: np.ndarray,
+    *,
+    force: bool = False,
 ) -> tuple[Path, Path]:
     """Write peak directions (world frame) and amplitudes.
 

@@ -16,8 +16,8 @@ from dipy.data import default_sphere
 from dipy.direction import peak_directions
 from tqdm import tqdm
 
-from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
 from equidmri.dmri.mask import check_mask
+from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
 
 logger = logging.getLogger(__name__)
 

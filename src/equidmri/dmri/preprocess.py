@@ -101,7 +101,10 @@ def build_sampler(bvecs: np.ndarray, shells: Shells, vertices: np.ndarray, lmax_
         shell_lmax.append(lmax)
     if lowered:
         listed = ", ".join(lowered[:LISTED_SHELLS]) + (", ..." if len(lowered) > LISTED_SHELLS else "")
-        warnings.warn(f"SH degree lowered from {lmax_cap} on {len(lowered)} of {shells.bvals.size} shell(s) with "
-                      f"too few directions: {listed} (b in s/mm²)", stacklevel=2)
+        warnings.warn(
+            f"SH degree lowered from {lmax_cap} on {len(lowered)} of {shells.bvals.size} shell(s) with "
+            f"too few directions: {listed} (b in s/mm²)",
+            stacklevel=2,
+        )
     logger.info("per-shell SH degrees: %s", dict(zip(shells.bvals.round().tolist(), shell_lmax)))
     return SphereSampler(operator=operator, shell_lmax=tuple(shell_lmax))

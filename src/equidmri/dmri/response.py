@@ -221,11 +221,13 @@ def _select_wm(
 
 def _fa_in_mask(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> Callable[[], np.ndarray]:
     """Deferred DTI FA ``(X, Y, Z)`` inside ``mask`` (zero elsewhere), for the WM fallback."""
+
     def fa() -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # dipy's bias note above b=1200
             values = np.nan_to_num(TensorModel(gtab).fit(dwi, mask=mask).fa)
         return np.where(mask, values, 0.0)
+
     return fa
 
 
@@ -330,8 +332,9 @@ def _estimate_single_shell(dwi, gtab, mask, shells, fa_thr, roi_radii) -> Tissue
     return TissueResponses(tissues=("wm",), shells=shells.bvals, evals=np.asarray(evals)[None, None], s0=[s0])
 
 
-def _estimate_multi_shell(dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds, gm_md_min,
-                          csf_md_thr) -> TissueResponses:
+def _estimate_multi_shell(
+    dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds, gm_md_min, csf_md_thr
+) -> TissueResponses:
     bvals = np.where(gtab.b0s_mask, 0.0, gtab.bvals)  # one b=0 cluster for dipy's b-value grouping
     dti = gtab.b0s_mask | (bvals <= DTI_BMAX)
     if np.count_nonzero(dti) < MIN_DTI_VOLUMES:

@@ -149,14 +149,19 @@ def second_peak_recall(
     _check_peak_field("ref_dirs", ref_dirs)
     _check_peak_field("dirs", dirs)
     if ref_values.shape != ref_dirs.shape[:4] or ref_dirs.shape[3] < 2:
-        raise ValueError(f"ref_values must be (X, Y, Z, P >= 2) matching ref_dirs {ref_dirs.shape}, got "
-                         f"{ref_values.shape}")
+        raise ValueError(
+            f"ref_values must be (X, Y, Z, P >= 2) matching ref_dirs {ref_dirs.shape}, got {ref_values.shape}"
+        )
     if dirs.shape[:3] != ref_dirs.shape[:3] or np.shape(mask) != ref_dirs.shape[:3]:
-        raise ValueError(f"dirs {dirs.shape[:3]}, mask {np.shape(mask)} and ref_dirs {ref_dirs.shape[:3]} must share "
-                         "the spatial shape")
+        raise ValueError(
+            f"dirs {dirs.shape[:3]}, mask {np.shape(mask)} and ref_dirs {ref_dirs.shape[:3]} must share "
+            "the spatial shape"
+        )
     if not 0.0 < min_ratio <= 1.0:
         raise ValueError(f"min_ratio must be in (0, 1], got {min_ratio}")
-    crossing = np.asarray(mask, bool) & (ref_values[..., 1] >= min_ratio * ref_values[..., 0]) & (ref_values[..., 1] > 0)
+    crossing = (
+        np.asarray(mask, bool) & (ref_values[..., 1] >= min_ratio * ref_values[..., 0]) & (ref_values[..., 1] > 0)
+    )
     n = int(crossing.sum())
     if n == 0:
         return {"n_crossings": 0, "fraction_found": float("nan")}

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -152,8 +152,10 @@ def _coefficient_rotation(rotation: np.ndarray, lmax: int) -> Tensor:
 def _sh_operators(vertices_bytes: bytes) -> tuple[Tensor, Tensor]:
     """Input basis ``(V, K)`` and output projection ``(K', V)`` on the vertices (cached per grid)."""
     vertices = np.frombuffer(vertices_bytes).reshape(-1, 3)
-    return (torch.from_numpy(sh_matrix(vertices, LMAX_IN, SH_BASIS)),
-            torch.from_numpy(sh_fit_matrix(vertices, LMAX_OUT, SH_BASIS)))
+    return (
+        torch.from_numpy(sh_matrix(vertices, LMAX_IN, SH_BASIS)),
+        torch.from_numpy(sh_fit_matrix(vertices, LMAX_OUT, SH_BASIS)),
+    )
 
 
 def equivariance_errors(operator: Operator, vertices: np.ndarray, sample: EquivarianceSample) -> dict[str, float]:

@@ -34,8 +34,9 @@ def _check(name: str, dirs: np.ndarray) -> None:
         raise ValueError(f"{name} must be finite (zeros mark missing peaks)")
 
 
-def match_peaks(gt_dirs: np.ndarray, pred_dirs: np.ndarray, keep: np.ndarray | None = None, *,
-                cone_deg: float = CONE_DEG) -> dict[str, Any]:
+def match_peaks(
+    gt_dirs: np.ndarray, pred_dirs: np.ndarray, keep: np.ndarray | None = None, *, cone_deg: float = CONE_DEG
+) -> dict[str, Any]:
     """Greedy antipodal matching of predicted peaks to ground-truth fibres within a cone, per voxel.
 
     Parameters
@@ -98,8 +99,14 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
-def score_thresholds(gt_dirs: np.ndarray, pred_dirs: np.ndarray, pred_values: np.ndarray, *,
-                     thresholds: np.ndarray = THRESHOLDS, cone_deg: float = CONE_DEG) -> dict[str, Any]:
+def score_thresholds(
+    gt_dirs: np.ndarray,
+    pred_dirs: np.ndarray,
+    pred_values: np.ndarray,
+    *,
+    thresholds: np.ndarray = THRESHOLDS,
+    cone_deg: float = CONE_DEG,
+) -> dict[str, Any]:
     """Scores at each relative threshold, PR-AUC and the F1-best threshold.
 
     Parameters
@@ -136,9 +143,20 @@ def score_thresholds(gt_dirs: np.ndarray, pred_dirs: np.ndarray, pred_values: np
         tp, fp, fn = (int(counts[k].sum()) for k in ("tp", "fp", "fn"))
         precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
         f1 = _ratio(2 * precision * recall, precision + recall) if tp else 0.0
-        for key, value in zip(("tp", "fp", "fn", *SCORES),
-                              (tp, fp, fn, precision, recall, f1, _ratio(counts["angle_sum_deg"].sum(), tp),
-                               _ratio(fp, tp + fp), _ratio(fn, tp + fn))):
+        for key, value in zip(
+            ("tp", "fp", "fn", *SCORES),
+            (
+                tp,
+                fp,
+                fn,
+                precision,
+                recall,
+                f1,
+                _ratio(counts["angle_sum_deg"].sum(), tp),
+                _ratio(fp, tp + fp),
+                _ratio(fn, tp + fn),
+            ),
+        ):
             table[key].append(value)
     recall, precision = np.array(table["recall"]), np.array(table["precision"])
     finite = np.isfinite(recall) & np.isfinite(precision)
@@ -148,8 +166,13 @@ def score_thresholds(gt_dirs: np.ndarray, pred_dirs: np.ndarray, pred_values: np
     pr_auc = 0.0
     if finite.any():
         pr_auc = float(trapezoid(np.r_[curve_precision[:1], curve_precision], np.r_[0.0, curve_recall]))
-    result = {"thresholds": [float(t) for t in thresholds], **table, "pr_auc": pr_auc,
-              "n_voxels": int(gt_dirs.shape[0]), "n_gt_fibres": int((np.linalg.norm(gt_dirs, axis=-1) > 0).sum())}
+    result = {
+        "thresholds": [float(t) for t in thresholds],
+        **table,
+        "pr_auc": pr_auc,
+        "n_voxels": int(gt_dirs.shape[0]),
+        "n_gt_fibres": int((np.linalg.norm(gt_dirs, axis=-1) > 0).sum()),
+    }
     result["best"] = at_threshold(result, float(thresholds[int(np.nanargmax(table["f1"]))]))
     return result
 
@@ -167,5 +190,8 @@ def at_threshold(result: dict[str, Any], threshold: float) -> dict[str, float]:
     if where.size == 0:
         raise ValueError(f"threshold {threshold} was not evaluated; choose from {thresholds.tolist()}")
     i = int(where[0])
-    return {"threshold": float(thresholds[i]), "pr_auc": result["pr_auc"],
-            **{k: result[k][i] for k in ("tp", "fp", "fn", *SCORES)}}
+    return {
+        "threshold": float(thresholds[i]),
+        "pr_auc": result["pr_auc"],
+        **{k: result[k][i] for k in ("tp", "fp", "fn", *SCORES)},
+    }

@@ -17,8 +17,9 @@ FOD_PEAK_THRESHOLD = 0.05  # relative; the lowest evaluation threshold, so that 
 __all__ = ["SH_BASES", "load_ground_truth", "load_peak_field", "peaks_from_fod"]
 
 
-def load_peak_field(path: str | os.PathLike, values_path: str | os.PathLike | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_peak_field(
+    path: str | os.PathLike, values_path: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peaks ``(X, Y, Z, 3P)`` from a NIfTI: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P), affine)``.
 
     NaN (MRtrix3 ``sh2peaks``) counts as no peak. Without ``values_path`` the amplitudes are the vector
@@ -63,8 +64,9 @@ def load_ground_truth(gt_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     return dirs, mask & (np.linalg.norm(dirs, axis=-1) > 0).any(-1), affine
 
 
-def peaks_from_fod(fodf_sh: np.ndarray, sh_basis: str, mask: np.ndarray | None = None,
-                   npeaks: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def peaks_from_fod(
+    fodf_sh: np.ndarray, sh_basis: str, mask: np.ndarray | None = None, npeaks: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """Peaks of an SH fODF image, in the image's frame: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P))``.
 
     Raises

@@ -11,6 +11,7 @@ network's inputs:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,10 +22,10 @@ from equidmri.dmri.gradients import B0_THRESHOLD
 from equidmri.microstructure.networks import FCN, SCNN_NSIDE, SphericalCNN
 from equidmri.microstructure.schemes import check_tensor_scheme, get_scheme, select_subset
 from equidmri.microstructure.tensor import B_VALUE, adc_profile, fit_tensors
-from equidmri.microstructure.train import FATrainConfig, predict_fa, train_regressor
+from equidmri.microstructure.train import predict_fa
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
-MODELS = ("fcn", "scnn")
+MODELS = ("fcn", "scnn")  # FA networks output a scalar map, not an fODF: not methods of equidmri.methods
 BVAL_TOLERANCE = 0.2  # relative; b-values within ±20% of the training b-value form the shell used
 CHECKPOINT_KIND = "fa"  # meta['kind'] of FA model checkpoints
 MIN_B0_SIGNAL = 1e-6  # scanner units; b=0 signals below this give zero normalised signals
@@ -43,21 +44,30 @@ class FAModel:
         Training b-value, s/mm².
     nside : int
         HEALPix resolution of the S-CNN's ADC profile (unused by the FCN).
-    network : nn.Module
+    net : nn.Module
+        The network (``network`` is its deprecated name).
+
+    Training is :func:`equidmri.microstructure.train.train_fa_model`, outside the model.
     """
 
     name: str
     scheme: str
     bval: float = B_VALUE
     nside: int = SCNN_NSIDE
-    network: nn.Module = field(default=None)  # type: ignore[assignment]
+    net: nn.Module = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.name!r}")
         get_scheme(self.scheme)
-        if self.network is None:
-            self.network = FCN() if self.name == "fcn" else SphericalCNN(self.nside)
+        if self.net is None:
+            self.net = FCN() if self.name == "fcn" else SphericalCNN(self.nside)
+
+    @property
+    def network(self) -> nn.Module:
+        """Deprecated name of :attr:`net` (kept for one minor release)."""
+        warnings.warn("FAModel.network is deprecated; use FAModel.net", DeprecationWarning, stacklevel=2)
+        return self.net
 
     def shell(self, gtab: GradientTable) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the b=0 volumes and of the diffusion-weighted volumes within ``BVAL_TOLERANCE`` of ``bval``.
@@ -73,8 +83,10 @@ class FAModel:
             raise ValueError(f"no b=0 volume (b <= {B0_THRESHOLD} s/mm²) found")
         dw = np.flatnonzero(np.abs(gtab.bvals - self.bval) <= BVAL_TOLERANCE * self.bval)
         if dw.size == 0:
-            raise ValueError(f"no volume at b ≈ {self.bval:g} s/mm² (±{BVAL_TOLERANCE:.0%}); the model was trained "
-                             f"at {self.bval:g} s/mm², b-values given: {sorted(set(np.round(gtab.bvals)))}")
+            raise ValueError(
+                f"no volume at b ≈ {self.bval:g} s/mm² (±{BVAL_TOLERANCE:.0%}); the model was trained "
+                f"at {self.bval:g} s/mm², b-values given: {sorted(set(np.round(gtab.bvals)))}"
+            )
         check_tensor_scheme(gtab.bvecs[dw])
         return b0, dw
 
@@ -87,23 +99,24 @@ class FAModel:
             return adc_profile(fit_tensors(signals[:, volumes], sub), self.nside)
         s0 = signals[:, b0].mean(axis=1, keepdims=True)
         chosen = signals[:, dw[select_subset(gtab.bvecs[dw], get_scheme(self.scheme))]]
-        return np.divide(chosen, s0, out=np.zeros_like(chosen, dtype=np.float64),
-                         where=s0 > MIN_B0_SIGNAL).astype(np.float32)
-
-    def train(self, signals: np.ndarray, gtab: GradientTable, fa: np.ndarray,
-              config: FATrainConfig = FATrainConfig(), *, progress: bool = False) -> list[float]:
-        """Train the network on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``; MSE per epoch."""
-        return train_regressor(self.network, self.inputs(signals, gtab), fa, config, progress=progress)
+        return np.divide(chosen, s0, out=np.zeros_like(chosen, dtype=np.float64), where=s0 > MIN_B0_SIGNAL).astype(
+            np.float32
+        )
 
     def predict(self, signals: np.ndarray, gtab: GradientTable) -> np.ndarray:
         """FA ``(M,)`` predicted from the signals ``(M, N)`` of ``gtab``'s volumes."""
-        return predict_fa(self.network, self.inputs(signals, gtab))
+        return predict_fa(self.net, self.inputs(signals, gtab))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the checkpoint atomically (:func:`~equidmri.recon.checkpoint.save_checkpoint`)."""
-        meta = {"kind": CHECKPOINT_KIND, "name": self.name, "scheme": self.scheme, "bval": self.bval,
-                "nside": self.nside}
-        save_checkpoint(path, {"meta": meta, "state_dict": self.network.state_dict()})
+        meta = {
+            "kind": CHECKPOINT_KIND,
+            "name": self.name,
+            "scheme": self.scheme,
+            "bval": self.bval,
+            "nside": self.nside,
+        }
+        save_checkpoint(path, {"meta": meta, "state_dict": self.net.state_dict()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FAModel:
@@ -121,6 +134,6 @@ class FAModel:
         if meta.get("kind") != CHECKPOINT_KIND:
             raise ValueError(f"{path} is not an FA model (written by `equidmri fa train`)")
         model = cls(meta["name"], meta["scheme"], meta["bval"], meta["nside"])
-        model.network.load_state_dict(state["state_dict"])
-        model.network.eval()
+        model.net.load_state_dict(state["state_dict"])
+        model.net.eval()
         return model

@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from equidmri.nn.layers import SphereGrid
-from equidmri.sphere.graph import matrix_chebyshev
+from equidmri.nn.layers import OperatorChebyshevConv, SphereGrid
 from equidmri.sphere.sh import laplace_beltrami, mean_weights
 
 FCN_HIDDEN = (100, 100, 10)  # Goodwin-Allcock et al., CDMRI 2022, §2.3
@@ -51,31 +50,6 @@ class FCN(nn.Module):
         return self.layers(signals).squeeze(-1)
 
 
-class SHChebyshevConv(nn.Module):
-    """``(B, V, C_in)`` -> ``(B, V, C_out)``: ``y = sum_k T_k(A) x W_k + b``, ``A`` a fixed ``(V, V)`` operator.
-
-    Parameters
-    ----------
-    operator : ndarray, shape ``(V, V)``
-        The operator the filters are polynomials of, spectrum in [-1, 1].
-    in_channels, out_channels, cheb_order : int
-        Channel counts and number of Chebyshev polynomials; weights He-initialised over ``C_in * cheb_order``.
-    """
-
-    def __init__(self, operator, in_channels: int, out_channels: int, cheb_order: int) -> None:
-        super().__init__()
-        higher = matrix_chebyshev(operator, cheb_order)[1:]  # T_1 .. T_{K-1}; T_0 = I needs no matmul
-        self.register_buffer("polynomials", torch.tensor(higher, dtype=torch.float32), persistent=False)
-        fan_in = in_channels * cheb_order
-        self.weight = nn.Parameter(torch.randn(cheb_order, in_channels, out_channels) * (2.0 / fan_in) ** 0.5)
-        self.bias = nn.Parameter(torch.zeros(out_channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        higher = torch.einsum("kuv,bvc->bkuc", self.polynomials.to(x.dtype), x)
-        filtered = torch.cat([x[:, None], higher], dim=1)
-        return torch.einsum("bkuc,kcd->bud", filtered, self.weight) + self.bias
-
-
 class SphericalCNN(nn.Module):
     """``(B, V+)`` ADC profile (µm²/ms) at ``nside`` -> ``(B,)`` FA, invariant to rotations of the profile.
 
@@ -98,14 +72,22 @@ class SphericalCNN(nn.Module):
         If V+ is too small for ``lmax`` (see :func:`equidmri.sphere.sh.laplace_beltrami`).
     """
 
-    def __init__(self, nside: int = SCNN_NSIDE, channels: tuple[int, ...] = SCNN_CHANNELS,
-                 cheb_order: int = SCNN_CHEB_ORDER, hidden: int = SCNN_HIDDEN, lmax: int = SCNN_LMAX) -> None:
+    def __init__(
+        self,
+        nside: int = SCNN_NSIDE,
+        channels: tuple[int, ...] = SCNN_CHANNELS,
+        cheb_order: int = SCNN_CHEB_ORDER,
+        hidden: int = SCNN_HIDDEN,
+        lmax: int = SCNN_LMAX,
+    ) -> None:
         super().__init__()
         self.grid = SphereGrid(nside, hemisphere=True)
         operator = laplace_beltrami(self.grid.vertices, lmax)
         widths = (1, *channels)
-        self.convs = nn.ModuleList(SHChebyshevConv(operator, width_in, width_out, cheb_order)
-                                   for width_in, width_out in zip(widths, widths[1:]))
+        self.convs = nn.ModuleList(
+            OperatorChebyshevConv(operator, width_in, width_out, cheb_order)
+            for width_in, width_out in zip(widths, widths[1:])
+        )
         weights = mean_weights(self.grid.vertices, lmax)
         self.register_buffer("mean_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
         self.activation = SCNN_ACTIVATION()

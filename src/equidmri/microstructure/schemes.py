@@ -25,15 +25,31 @@ def _normalised(rows: list[tuple[float, float, float]]) -> np.ndarray:
 # Skare et al., J. Magn. Reson. 147(2):340-352, 2000 ("DSM6", minimum condition number). The numbers are
 # the published 3-decimal values as listed in Q. Tian's DeepDTI data preparation script
 # (github.com/qiyuantian/DeepDTI, s_DeepDTI_prepData.m, which cites Skare et al. 2000), normalised here.
-SKARE = _normalised([(0.91, 0.416, 0.0), (0.0, 0.91, 0.416), (0.416, 0.0, 0.91),
-                     (0.91, -0.416, 0.0), (0.0, 0.91, -0.416), (-0.416, 0.0, 0.91)])
+SKARE = _normalised(
+    [
+        (0.91, 0.416, 0.0),
+        (0.0, 0.91, 0.416),
+        (0.416, 0.0, 0.91),
+        (0.91, -0.416, 0.0),
+        (0.0, 0.91, -0.416),
+        (-0.416, 0.0, 0.91),
+    ]
+)
 
 # Jones, Horsfield & Simmons, Magn. Reson. Med. 42(3):515-525, 1999: 6 directions by electrostatic
 # repulsion. For N = 6 antipodal pairs the repulsion optimum is the 6 axes of the icosahedron (all pairwise
 # angles 63.43 degrees), written here from that geometry; a 6-direction electrostatic scheme differs from it
 # at most by a rotation (MRtrix gen_scheme's 6-direction output has the same angles and condition number).
-JONES = _normalised([(0.0, 1.0, GOLDEN_RATIO), (0.0, -1.0, GOLDEN_RATIO), (1.0, GOLDEN_RATIO, 0.0),
-                     (-1.0, GOLDEN_RATIO, 0.0), (GOLDEN_RATIO, 0.0, 1.0), (GOLDEN_RATIO, 0.0, -1.0)])
+JONES = _normalised(
+    [
+        (0.0, 1.0, GOLDEN_RATIO),
+        (0.0, -1.0, GOLDEN_RATIO),
+        (1.0, GOLDEN_RATIO, 0.0),
+        (-1.0, GOLDEN_RATIO, 0.0),
+        (GOLDEN_RATIO, 0.0, 1.0),
+        (GOLDEN_RATIO, 0.0, -1.0),
+    ]
+)
 
 SCHEMES = {"skare": SKARE, "jones": JONES}
 
@@ -84,12 +100,16 @@ def check_tensor_scheme(bvecs: np.ndarray, max_condition: float = MAX_CONDITION_
     """
     distinct = count_distinct_directions(bvecs)
     if distinct < 6:
-        raise ValueError(f"a diffusion tensor needs >= 6 non-collinear gradient directions, got {distinct} "
-                         f"(directions within {COLLINEAR_DEG}° of each other or of an antipode count once)")
+        raise ValueError(
+            f"a diffusion tensor needs >= 6 non-collinear gradient directions, got {distinct} "
+            f"(directions within {COLLINEAR_DEG}° of each other or of an antipode count once)"
+        )
     cond = condition_number(bvecs)
     if not cond <= max_condition:
-        raise ValueError(f"degenerate gradient scheme: condition number {cond:.3g} of the tensor design exceeds "
-                         f"{max_condition:g} (Skare 6: 1.32, Jones 6: 1.58)")
+        raise ValueError(
+            f"degenerate gradient scheme: condition number {cond:.3g} of the tensor design exceeds "
+            f"{max_condition:g} (Skare 6: 1.32, Jones 6: 1.58)"
+        )
     return cond
 
 

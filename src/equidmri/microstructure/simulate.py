@@ -90,8 +90,9 @@ class SimulatedVoxels:
     signals: np.ndarray
 
 
-def simulate_acquisition(tensors: np.ndarray, gtab, rng: np.random.Generator, snr: float | None = SNR
-                         ) -> SimulatedVoxels:
+def simulate_acquisition(
+    tensors: np.ndarray, gtab, rng: np.random.Generator, snr: float | None = SNR
+) -> SimulatedVoxels:
     """Signals of ``tensors`` ``(M, 3, 3)`` for ``gtab`` with Rician noise (dipy ``add_noise``, S0 = 1).
 
     ``snr`` is S0 over the noise standard deviation of each channel; None gives noise-free signals.

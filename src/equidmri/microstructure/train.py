@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # model.py imports this module
+    from dipy.core.gradients import GradientTable
+
+    from equidmri.microstructure.model import FAModel
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +35,28 @@ class FATrainConfig:
     seed: int = 0
 
 
-def train_regressor(network: nn.Module, inputs: np.ndarray, fa: np.ndarray, config: FATrainConfig = FATrainConfig(),
-                    *, progress: bool = False) -> list[float]:
+def train_fa_model(
+    model: FAModel,
+    signals: np.ndarray,
+    gtab: GradientTable,
+    fa: np.ndarray,
+    config: FATrainConfig = FATrainConfig(),
+    *,
+    progress: bool = False,
+) -> list[float]:
+    """Train ``model.net`` on the signals ``(M, N)`` of ``gtab`` with ground-truth ``fa`` ``(M,)``, through
+    ``model.inputs``; return the MSE per epoch (see :func:`train_regressor`, same errors)."""
+    return train_regressor(model.net, model.inputs(signals, gtab), fa, config, progress=progress)
+
+
+def train_regressor(
+    network: nn.Module,
+    inputs: np.ndarray,
+    fa: np.ndarray,
+    config: FATrainConfig = FATrainConfig(),
+    *,
+    progress: bool = False,
+) -> list[float]:
     """Fit ``network`` to map ``inputs`` ``(M, F)`` to ``fa`` ``(M,)`` by MSE; return the mean loss per epoch.
 
     Batches are reshuffled every epoch with ``config.seed``; the network is trained in place.
@@ -69,5 +95,6 @@ def predict_fa(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
     network.eval()
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
     with torch.no_grad():
-        return torch.cat([network(chunk) for chunk in x.split(PREDICT_BATCH)]).double().numpy() if len(x) else \
-            np.zeros(0)
+        return (
+            torch.cat([network(chunk) for chunk in x.split(PREDICT_BATCH)]).double().numpy() if len(x) else np.zeros(0)
+        )

@@ -72,9 +72,7 @@ class SignalModel(nn.Module):
         if bvecs.shape != (shells.index.size, 3):
             raise ValueError(f"bvecs must have shape ({shells.index.size}, 3), got {bvecs.shape}")
         if zonal.ndim != 3 or zonal.shape[1] != 1 + shells.bvals.size or zonal.shape[2] < FODF_LMAX // 2 + 1:
-            raise ValueError(
-                f"zonal must be (T, {1 + shells.bvals.size}, >= {FODF_LMAX // 2 + 1}), got {zonal.shape}"
-            )
+            raise ValueError(f"zonal must be (T, {1 + shells.bvals.size}, >= {FODF_LMAX // 2 + 1}), got {zonal.shape}")
         row = shells.index + 1  # response row of each volume: 0 for b=0
         directions = np.where(shells.index[:, None] >= 0, bvecs, [0.0, 0.0, 1.0])
         signal_sh = sh_matrix(directions, FODF_LMAX, "descoteaux07") * convolution_factors(zonal[0, row], FODF_LMAX)

@@ -116,8 +116,9 @@ def predict_volume(
     iso = torch.zeros(n_voxels, net.n_iso, dtype=dtype)
     todo = list(tiles(mask, tile, int(net.receptive_radius)))
     for grown, wanted in tqdm(todo, desc="inference", unit="tile", disable=not progress):
-        out_fodf, out_iso = net.forward_masked(inputs[(slice(None),) + grown].unsqueeze(0).to(device),
-                                               wanted.to(device))
+        out_fodf, out_iso = net.forward_masked(
+            inputs[(slice(None),) + grown].unsqueeze(0).to(device), wanted.to(device)
+        )
         rows = row[grown][wanted]  # the tile's mask voxels, in the C order forward_masked returns them
         fodf[rows] = out_fodf[0].to(fodf.device)
         iso[rows] = out_iso[0].to(iso.device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,16 +32,17 @@ from equidmri.recon.forward import FODF_LMAX, SignalModel
 from equidmri.recon.infer import DEFAULT_TILE, predict_volume
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.train import TrainConfig, train
-from equidmri.sphere.sh import check_lmax, n_coeffs, sh_matrix
+from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
 OUTPUT_LMAX = 8  # SH degree of fod.nii.gz and of the peaks (MRtrix default lmax)
+LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV method's network after the method
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """Architecture of the deconvolution network (see ``SHDUNet``)."""
 
-    model: str = "shd-tv"
+    model: str = "shd"  # an architecture of equidmri.nn.models.registry.MODELS
     nside: int = 8
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
@@ -50,30 +52,43 @@ class NetworkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
-        return {"model": self.model, "nside": self.nside, "widths": list(self.widths),
-                "kernel_sizes": list(self.kernel_sizes), "cheb_order": self.cheb_order, "kernel": self.kernel,
-                "match_b0": self.match_b0}
+        return {
+            "model": self.model,
+            "nside": self.nside,
+            "widths": list(self.widths),
+            "kernel_sizes": list(self.kernel_sizes),
+            "cheb_order": self.cheb_order,
+            "kernel": self.kernel,
+            "match_b0": self.match_b0,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{**d, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
+        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
+        model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
+        return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
 
 
 @dataclass(frozen=True, eq=False)
 class FODFFit:
     """Result of a deconvolution, voxel-axis frame.
 
+    Every method of :mod:`equidmri.methods` returns one (the networks, dipy's and MRtrix3's methods).
+
     Attributes
     ----------
-    fodf_sh : ndarray, shape ``(X, Y, Z, 190)`` float32
-        WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), lmax 18; zero outside the mask.
-    fractions : ndarray, shape ``(X, Y, Z, T)`` float32
+    fodf_sh : ndarray, shape ``(X, Y, Z, K)``
+        WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), of any even degree >= ``lmax`` (the
+        networks: lmax 18, K = 190, float32); zero outside the mask.
+    fractions : ndarray, shape ``(X, Y, Z, T)``
         Tissue fractions in ``tissues`` order (WM = fODF integral), relative to the WM b=0 response.
     tissues : tuple of str
     mask : ndarray, shape ``(X, Y, Z)`` bool
     history : list of dict
-        Loss terms per training epoch (empty for a prediction).
+        Loss terms per training epoch (empty for a prediction and for iterative methods).
+    sh_basis : str
+    lmax : int
+        Degree of the method's output: :attr:`shm_coeff`, the peaks and ``fod.nii.gz`` (default 8).
     """
 
     fodf_sh: np.ndarray
@@ -82,26 +97,33 @@ class FODFFit:
     mask: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
     sh_basis: str = "descoteaux07"
+    lmax: int = OUTPUT_LMAX
+
+    def __post_init__(self) -> None:
+        if self.fodf_sh.shape[-1] < n_coeffs(check_lmax(self.lmax)):
+            raise ValueError(f"fodf_sh has {self.fodf_sh.shape[-1]} SH coefficients, fewer than lmax {self.lmax} needs")
 
     @property
     def shm_coeff(self) -> np.ndarray:
-        """WM fODF SH up to lmax 8, shape ``(X, Y, Z, 45)``, ``descoteaux07`` (legacy=False), as dipy's fits."""
-        return self.sh(OUTPUT_LMAX)
+        """WM fODF SH up to :attr:`lmax` (8: shape ``(X, Y, Z, 45)``), ``descoteaux07`` (legacy=False), as dipy's."""
+        return self.sh(self.lmax)
 
     def sh(self, lmax: int) -> np.ndarray:
-        """WM fODF SH truncated to an even ``lmax <= 18``, shape ``(X, Y, Z, K)``, ``descoteaux07``."""
+        """WM fODF SH truncated to an even ``lmax`` (at most that of ``fodf_sh``), shape ``(X, Y, Z, K)``."""
         return self.fodf_sh[..., : n_coeffs(check_lmax(lmax))]
 
     def odf(self, sphere: Sphere) -> np.ndarray:
-        """WM fODF (lmax 18) on the vertices of a dipy ``Sphere`` (voxel-axis frame), shape ``(X, Y, Z, V)``."""
-        return self.fodf_sh @ sh_matrix(sphere.vertices, FODF_LMAX, self.sh_basis).T.astype(np.float32)
+        """WM fODF (all of ``fodf_sh``) on the vertices of a dipy ``Sphere`` (voxel-axis frame), ``(X, Y, Z, V)``."""
+        basis = sh_matrix(sphere.vertices, lmax_from_n_coeffs(self.fodf_sh.shape[-1]), self.sh_basis)
+        return self.fodf_sh @ basis.T.astype(self.fodf_sh.dtype)
 
-    def peaks(self, lmax: int = OUTPUT_LMAX, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Peaks of the lmax-truncated fODF: ``(peak_dirs (X,Y,Z,P,3), peak_values (X,Y,Z,P))``.
+    def peaks(self, lmax: int | None = None, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks of the fODF truncated to ``lmax`` (default :attr:`lmax`): ``(peak_dirs (X,Y,Z,P,3), peak_values
+        (X,Y,Z,P))``.
 
         Keyword arguments go to :func:`equidmri.dmri.peaks.find_peaks` (thresholds, ``npeaks``).
         """
-        return find_peaks(self.sh(lmax), self.mask, **kwargs)
+        return find_peaks(self.sh(self.lmax if lmax is None else lmax), self.mask, **kwargs)
 
 
 class SHDModel:
@@ -120,7 +142,10 @@ class SHDModel:
     responses : TissueResponses
         WM (single-shell) or WM/GM/CSF (multi-shell) responses on the shells of ``gtab``.
     network : NetworkConfig
+        Architecture; kept as ``network_config`` (``net`` is the built ``torch.nn.Module``).
     train_config : TrainConfig
+        Training settings; ``train_config.seed`` also seeds the initial weights, through a forked RNG (the
+        global torch RNG is not changed).
     device : str or torch.device
     input_gtab : GradientTable, optional
         Acquisition the network reads (voxel-axis frame, with b=0 volumes); default ``gtab``.
@@ -147,22 +172,34 @@ class SHDModel:
     ) -> None:
         self.gtab, self.responses = gtab, responses
         self.input_gtab = gtab if input_gtab is None else input_gtab
-        self.network = network or NetworkConfig()
+        self.network_config = network or NetworkConfig()
         self.train_config = train_config or TrainConfig()
         self.shells = find_shells(gtab.bvals)
         self.input_shells = find_shells(self.input_gtab.bvals)
         check_same_shells(self.shells.bvals, responses.shells)
         check_has_b0(self.shells, "gtab")
         check_has_b0(self.input_shells, "input_gtab")
-        torch.manual_seed(self.train_config.seed)
-        net_kwargs = self.network.to_dict()
+        net_kwargs = self.network_config.to_dict()
         match_b0 = net_kwargs.pop("match_b0")
-        self.net = build_model(net_kwargs.pop("model"), in_channels=1 + self.input_shells.bvals.size,
-                               n_iso=len(responses.tissues) - 1, **net_kwargs).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's global RNG is left as it was
+            torch.manual_seed(self.train_config.seed)
+            self.net = build_model(
+                net_kwargs.pop("model"),
+                in_channels=1 + self.input_shells.bvals.size,
+                n_iso=len(responses.tissues) - 1,
+                **net_kwargs,
+            ).to(device)
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
-        self.signal_model = SignalModel(vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells,
-                                        responses.zonal(FODF_LMAX), match_b0).to(device)
+        self.signal_model = SignalModel(
+            vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells, responses.zonal(FODF_LMAX), match_b0
+        ).to(device)
+
+    @property
+    def network(self) -> NetworkConfig:
+        """Deprecated name of :attr:`network_config` (kept for one minor release)."""
+        warnings.warn("SHDModel.network is deprecated; use SHDModel.network_config", DeprecationWarning, stacklevel=2)
+        return self.network_config
 
     @property
     def super_resolution(self) -> bool:
@@ -176,17 +213,25 @@ class SHDModel:
         records the target acquisition, ``target_gradients = {"bvals": (N,) s/mm², "bvecs": (N, 3) voxel
         frame}``, since prediction only sees input-acquisition volumes.
         """
-        meta = {"version": __version__, "network": self.network.to_dict(), "train": self.train_config.to_dict(),
-                "responses": self.responses.to_dict(), "shells": self.shells.bvals.tolist(),
-                "input_shells": self.input_shells.bvals.tolist()}
+        meta = {
+            "version": __version__,
+            "network": self.network_config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "responses": self.responses.to_dict(),
+            "shells": self.shells.bvals.tolist(),
+            "input_shells": self.input_shells.bvals.tolist(),
+        }
         if self.super_resolution:
-            meta["target_gradients"] = {"bvals": np.asarray(self.gtab.bvals, dtype=np.float64).tolist(),
-                                        "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist()}
+            meta["target_gradients"] = {
+                "bvals": np.asarray(self.gtab.bvals, dtype=np.float64).tolist(),
+                "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist(),
+            }
         return meta
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, gtab: GradientTable,
-                        device: str | torch.device = "cpu") -> SHDModel:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, gtab: GradientTable, device: str | torch.device = "cpu"
+    ) -> SHDModel:
         """Rebuild a trained model for a new acquisition ``gtab`` with the shells of the network's input.
 
         For a super-resolution checkpoint, ``gtab`` is the new input acquisition and the target acquisition
@@ -206,18 +251,23 @@ class SHDModel:
         if target is None:
             model = cls(gtab, responses, *configs, device=device)
         else:
-            model = cls(make_gtab(np.asarray(target["bvals"]), np.asarray(target["bvecs"])), responses, *configs,
-                        device=device, input_gtab=gtab)
+            model = cls(
+                make_gtab(np.asarray(target["bvals"]), np.asarray(target["bvecs"])),
+                responses,
+                *configs,
+                device=device,
+                input_gtab=gtab,
+            )
         model.net.load_state_dict(state["state_dict"])
         model.net.eval()
         return model
 
-    def _normalise(self, dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, s0_wm: float,
-                   name: str) -> np.ndarray:
+    def _normalise(self, dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, s0_wm: float, name: str) -> np.ndarray:
         """``dwi (X, Y, Z, N)`` of ``gtab`` divided by ``s0_wm`` inside ``mask``, zero outside, float32."""
         if dwi.ndim != 4 or dwi.shape[-1] != len(gtab.bvals):
-            raise ValueError(f"{name} must be (X, Y, Z, {len(gtab.bvals)}) to match its gradient table, "
-                             f"got {dwi.shape}")
+            raise ValueError(
+                f"{name} must be (X, Y, Z, {len(gtab.bvals)}) to match its gradient table, got {dwi.shape}"
+            )
         if mask.shape != dwi.shape[:3]:
             raise ValueError(f"mask shape {mask.shape} differs from the {name} volume's {dwi.shape[:3]}")
         return np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
@@ -226,21 +276,31 @@ class SHDModel:
         """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume, lifted block by block."""
         return SampledInputs(self._normalise(dwi, self.input_gtab, mask, s0_wm, name), self.sampler)
 
-    def _prepare(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float,
-                 input_dwi: np.ndarray | None = None) -> tuple[SampledInputs, torch.Tensor]:
+    def _prepare(
+        self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, input_dwi: np.ndarray | None = None
+    ) -> tuple[SampledInputs, torch.Tensor]:
         """Network input from ``input_dwi`` (default ``dwi``) and the normalised target ``dwi``."""
         target = self._normalise(dwi, self.gtab, mask, s0_wm, "dwi")
         if input_dwi is None and not self.super_resolution:  # one normalised copy serves both
             return SampledInputs(target, self.sampler), torch.from_numpy(target)
         input_dwi = dwi if input_dwi is None else input_dwi
         if input_dwi.shape[:3] != dwi.shape[:3]:
-            raise ValueError(f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: "
-                             "both must be the same volume")
+            raise ValueError(
+                f"input_dwi has spatial shape {input_dwi.shape[:3]}, dwi {dwi.shape[:3]}: both must be the same volume"
+            )
         return self._inputs(input_dwi, mask, s0_wm, "input_dwi"), torch.from_numpy(target)
 
-    def fit(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
-            checkpoint_path: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
-            tile: int = DEFAULT_TILE) -> FODFFit:
+    def fit(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        input_dwi: np.ndarray | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = False,
+        tile: int = DEFAULT_TILE,
+    ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
         Both volumes are divided by the WM b=0 response ``responses.s0[0]``.
@@ -271,21 +331,52 @@ class SHDModel:
         history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
         return self._deconvolve(inputs, mask, history, tile, progress)
 
-    def train_network(self, dwi: np.ndarray, mask: np.ndarray, *, input_dwi: np.ndarray | None = None,
-                      checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
-                      progress: bool = False) -> list[dict[str, float]]:
+    def train_network(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        input_dwi: np.ndarray | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = False,
+    ) -> list[dict[str, float]]:
         """:meth:`fit` without its final deconvolution of the training volume (when only other volumes are
         wanted, e.g. with :meth:`predict`); same parameters and errors. Returns the loss history."""
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         return self._train(inputs, target, mask, checkpoint_path, resume, progress)
 
-    def _train(self, inputs: torch.Tensor, target: torch.Tensor, mask: np.ndarray,
-               checkpoint_path: str | os.PathLike | None, resume: bool, progress: bool) -> list[dict[str, float]]:
-        return train(self.net, self.signal_model, inputs, target, torch.from_numpy(mask), self.train_config,
-                     checkpoint_path=checkpoint_path, meta=self.checkpoint_meta(), resume=resume, progress=progress)
+    def _train(
+        self,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        mask: np.ndarray,
+        checkpoint_path: str | os.PathLike | None,
+        resume: bool,
+        progress: bool,
+    ) -> list[dict[str, float]]:
+        return train(
+            self.net,
+            self.signal_model,
+            inputs,
+            target,
+            torch.from_numpy(mask),
+            self.train_config,
+            checkpoint_path=checkpoint_path,
+            meta=self.checkpoint_meta(),
+            resume=resume,
+            progress=progress,
+        )
 
-    def predict(self, dwi: np.ndarray, mask: np.ndarray, *, s0_wm: float | None = None,
-                tile: int = DEFAULT_TILE, progress: bool = False) -> FODFFit:
+    def predict(
+        self,
+        dwi: np.ndarray,
+        mask: np.ndarray,
+        *,
+        s0_wm: float | None = None,
+        tile: int = DEFAULT_TILE,
+        progress: bool = False,
+    ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
         Parameters
@@ -305,16 +396,20 @@ class SHDModel:
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
         return self._deconvolve(inputs, mask, [], tile, progress)
 
-    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int,
-                    progress: bool) -> FODFFit:
+    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
         with torch.inference_mode():  # on the mask voxels only, (M, ...)
             device = self.signal_model.grid_to_sh.device
             fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
             fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
-        return FODFFit(fodf_sh=on_volume(fodf_sh, mask), fractions=on_volume(torch.cat([wm_fraction, iso], -1), mask),
-                       tissues=self.responses.tissues, mask=mask.copy(), history=history)
+        return FODFFit(
+            fodf_sh=on_volume(fodf_sh, mask),
+            fractions=on_volume(torch.cat([wm_fraction, iso], -1), mask),
+            tissues=self.responses.tissues,
+            mask=mask.copy(),
+            history=history,
+        )
 
 
 def on_volume(values: torch.Tensor, mask: np.ndarray) -> np.ndarray:
@@ -337,5 +432,7 @@ def check_same_shells(bvals: np.ndarray, reference: np.ndarray) -> None:
 def check_has_b0(shells: Shells, name: str) -> None:
     """Raise ``ValueError`` unless the acquisition ``name`` holds a b=0 volume (it normalises the signal)."""
     if not np.any(shells.index < 0):
-        raise ValueError(f"{name} has no b=0 volume (b <= {B0_THRESHOLD} s/mm²): the signal cannot be "
-                         "normalised by the WM b=0 response")
+        raise ValueError(
+            f"{name} has no b=0 volume (b <= {B0_THRESHOLD} s/mm²): the signal cannot be "
+            "normalised by the WM b=0 response"
+        )

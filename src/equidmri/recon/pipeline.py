@@ -5,7 +5,8 @@ Three steps, so that a caller can validate everything before it creates an outpu
 1. :func:`prepare` takes a loaded :class:`~equidmri.dmri.io.DWIData`, computes the brain mask when none
    was given, groups the shells and estimates the tissue responses (all cheap and all able to fail).
 2. :func:`run_deconv` trains an :class:`~equidmri.recon.model.SHDModel` on the volume (or
-   :func:`run_predict` applies a trained one) and derives peaks and DTI FA: a :class:`DeconvResult`.
+   :func:`run_predict` applies a trained one, :func:`run_method` fits any other method of
+   :mod:`equidmri.methods`) and derives peaks and DTI FA: a :class:`DeconvResult`.
 3. :func:`write_outputs` writes the NIfTI and JSON files atomically (MRtrix3 conventions, see
    :mod:`equidmri.dmri.io`).
 
@@ -27,15 +28,14 @@ from typing import Any
 import numpy as np
 from dipy.core.gradients import GradientTable
 
-from equidmri.dmri.baselines import fit_csd, fit_dti_fa
+from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.gradients import Shells, check_shell_sampling, find_shells
 from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peaks
 from equidmri.dmri.mask import compute_mask
-from equidmri.dmri.peaks import find_peaks
 from equidmri.dmri.response import TissueResponses, estimate_responses
 from equidmri.recon.checkpoint import load_checkpoint
 from equidmri.recon.infer import DEFAULT_TILE
-from equidmri.recon.model import OUTPUT_LMAX, FODFFit, NetworkConfig, SHDModel
+from equidmri.recon.model import FODFFit, NetworkConfig, SHDModel
 from equidmri.recon.train import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,17 @@ OUTPUT_NAMES = {  # file of each output inside the output directory
 }
 
 __all__ = [
-    "OUTPUT_NAMES", "DeconvResult", "PreparedData", "checkpoint_network", "prepare", "run_csd",
-    "run_deconv", "run_predict", "run_summary", "timed", "write_outputs",
+    "OUTPUT_NAMES",
+    "DeconvResult",
+    "PreparedData",
+    "checkpoint_network",
+    "prepare",
+    "run_deconv",
+    "run_method",
+    "run_predict",
+    "run_summary",
+    "timed",
+    "write_outputs",
 ]
 
 
@@ -113,8 +122,8 @@ def prepare(data: DWIData) -> PreparedData:
     ------
     ValueError
         If the mask holds no voxel, the b-values do not form shells (q-space sampling, or a shell with fewer
-        than 6 directions: :func:`equidmri.dmri.gradients.check_shell_sampling`), or the responses cannot be estimated (too few WM voxels, no GM/CSF
-        voxel: see :func:`equidmri.dmri.response.estimate_responses`).
+        than 6 directions: :func:`equidmri.dmri.gradients.check_shell_sampling`), or the responses cannot be
+        estimated (too few WM voxels, no GM/CSF voxel: see :func:`equidmri.dmri.response.estimate_responses`).
     """
     timings: dict[str, float] = {}
     gtab = data.gtab()
@@ -125,15 +134,20 @@ def prepare(data: DWIData) -> PreparedData:
             mask, source = data.mask, "given"
     if not mask.any():
         raise ValueError(f"the {source} mask holds no voxel (NaN/Inf voxels are excluded from it)")
-    logger.info("%s mask: %d of %d voxels", "no mask given, computed a" if source == "computed" else "given",
-                int(mask.sum()), mask.size)
+    logger.info(
+        "%s mask: %d of %d voxels",
+        "no mask given, computed a" if source == "computed" else "given",
+        int(mask.sum()),
+        mask.size,
+    )
     shells = find_shells(data.bvals)
     check_shell_sampling(shells)
     with timed(timings, "response"):
         responses = estimate_responses(data.dwi, gtab, mask, shells)
     logger.info("responses %s on shells %s s/mm²", responses.tissues, np.round(shells.bvals).tolist())
-    return PreparedData(data=data, gtab=gtab, mask=mask, mask_source=source, shells=shells,
-                        responses=responses, timings=timings)
+    return PreparedData(
+        data=data, gtab=gtab, mask=mask, mask_source=source, shells=shells, responses=responses, timings=timings
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,31 +157,36 @@ class DeconvResult:
     Attributes
     ----------
     fit : FODFFit
-        fODF SH (``descoteaux07``), tissue fractions, mask and loss history (empty for a prediction).
-    network : NetworkConfig
-        Architecture of the model that produced ``fit``.
-    train_config : TrainConfig
-        Its training settings (a prediction reports those of the checkpoint).
-    responses : TissueResponses
-        Responses the model deconvolved with.
+        fODF SH (``descoteaux07``), tissue fractions, mask and loss history (empty for a prediction and for
+        the iterative methods).
+    method : str
+        Name of the method (:mod:`equidmri.methods`) that produced ``fit``.
+    network : NetworkConfig or None
+        Architecture of a learned method; None for the iterative methods.
+    train_config : TrainConfig or None
+        Its training settings (a prediction reports those of the checkpoint); None for the iterative methods.
+    responses : TissueResponses or None
+        Responses the method deconvolved with; None when it estimated its own (MRtrix3).
     shell_lmax : tuple of int
-        SH degree of each shell's input fit.
+        SH degree of each shell's network input fit (empty for the iterative methods).
     peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
-        Unit peak directions of the lmax-8 fODF, zeros where there is no peak.
+        Unit peak directions of the fODF at ``fit.lmax``, zeros where there is no peak.
     peak_values : ndarray, shape ``(X, Y, Z, P)``
         Peak amplitudes, fODF units.
     fa : ndarray, shape ``(X, Y, Z)``
         DTI fractional anisotropy (dimensionless), zero outside the mask.
     trained : bool
-        True when the network was trained on this volume (``run_deconv``).
+        True when the method was fitted to this volume (``run_deconv``, ``run_method``), False for a
+        prediction with a trained network.
     timings : dict of str to float
         Seconds per stage.
     """
 
     fit: FODFFit
-    network: NetworkConfig
-    train_config: TrainConfig
-    responses: TissueResponses
+    method: str
+    network: NetworkConfig | None
+    train_config: TrainConfig | None
+    responses: TissueResponses | None
     shell_lmax: tuple[int, ...]
     peak_dirs: np.ndarray
     peak_values: np.ndarray
@@ -176,17 +195,37 @@ class DeconvResult:
     timings: dict[str, float]
 
 
-def _finish(model: SHDModel, fit: FODFFit, prepared: PreparedData, timings: dict[str, float],
-            peak_kwargs: dict[str, Any], progress: bool, trained: bool) -> DeconvResult:
+def _finish(
+    fit: FODFFit,
+    prepared: PreparedData,
+    timings: dict[str, float],
+    peak_kwargs: dict[str, Any],
+    progress: bool,
+    **described: Any,
+) -> DeconvResult:
+    """Peaks (at ``fit.lmax``) and DTI FA of a fit; ``described`` are the other fields of :class:`DeconvResult`."""
     with timed(timings, "peaks"):
-        peak_dirs, peak_values = fit.peaks(OUTPUT_LMAX, progress=progress, **peak_kwargs)
+        peak_dirs, peak_values = fit.peaks(progress=progress, **peak_kwargs)
     with timed(timings, "fa"):
         fa = fit_dti_fa(prepared.data.dwi, prepared.gtab, prepared.mask)
     return DeconvResult(
-        fit=fit, network=model.network, train_config=model.train_config, responses=model.responses,
-        shell_lmax=tuple(model.sampler.shell_lmax), peak_dirs=peak_dirs, peak_values=peak_values, fa=fa,
-        trained=trained, timings={**prepared.timings, **timings},
+        fit=fit,
+        peak_dirs=peak_dirs,
+        peak_values=peak_values,
+        fa=fa,
+        timings={**prepared.timings, **timings},
+        **described,
     )
+
+
+def _network_fields(model: SHDModel, method: str | None) -> dict[str, Any]:
+    return {
+        "method": method or model.network_config.model.upper(),
+        "network": model.network_config,
+        "train_config": model.train_config,
+        "responses": model.responses,
+        "shell_lmax": tuple(model.sampler.shell_lmax),
+    }
 
 
 def run_deconv(
@@ -198,6 +237,7 @@ def run_deconv(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     peak_kwargs: dict[str, Any] | None = None,
+    method: str | None = None,
 ) -> DeconvResult:
     """Train ``model`` unsupervised on the prepared volume, deconvolve it and find its peaks.
 
@@ -217,6 +257,8 @@ def run_deconv(
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
+    method : str, optional
+        Name of the method the model implements (default: its architecture's name in capitals).
 
     Returns
     -------
@@ -232,9 +274,15 @@ def run_deconv(
     """
     timings: dict[str, float] = {}
     with timed(timings, "fit"):
-        fit = model.fit(prepared.data.dwi, prepared.mask, checkpoint_path=checkpoint_path, resume=resume,
-                        progress=progress, tile=tile)
-    return _finish(model, fit, prepared, timings, peak_kwargs or {}, progress, trained=True)
+        fit = model.fit(
+            prepared.data.dwi,
+            prepared.mask,
+            checkpoint_path=checkpoint_path,
+            resume=resume,
+            progress=progress,
+            tile=tile,
+        )
+    return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
 
 def run_predict(
@@ -244,6 +292,7 @@ def run_predict(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     peak_kwargs: dict[str, Any] | None = None,
+    method: str | None = None,
 ) -> DeconvResult:
     """Deconvolve the prepared volume with a trained model (no training), then find its peaks.
 
@@ -252,9 +301,54 @@ def run_predict(
     """
     timings: dict[str, float] = {}
     with timed(timings, "predict"):
-        fit = model.predict(prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]),
-                            tile=tile, progress=progress)
-    return _finish(model, fit, prepared, timings, peak_kwargs or {}, progress, trained=False)
+        fit = model.predict(
+            prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]), tile=tile, progress=progress
+        )
+    return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
+
+
+def run_method(
+    model: Any,
+    prepared: PreparedData,
+    *,
+    method: str,
+    progress: bool = False,
+    peak_kwargs: dict[str, Any] | None = None,
+    responses_used: bool = True,
+) -> DeconvResult:
+    """Fit an iterative method (a Model of :mod:`equidmri.methods` with ``fit(dwi, mask) -> FODFFit``) to the
+    prepared volume, then find its peaks.
+
+    Parameters
+    ----------
+    model
+        Built for ``prepared.gtab`` (and ``prepared.responses`` when ``responses_used``).
+    method : str
+        Its registered name.
+    responses_used : bool
+        False when the method estimates its own responses (MRtrix3): ``response.json`` is then not written.
+
+    Returns
+    -------
+    DeconvResult
+        ``timings`` holds ``mask``, ``response``, ``fit``, ``peaks``, ``fa``.
+    """
+    timings: dict[str, float] = {}
+    with timed(timings, "fit"):
+        fit = model.fit(prepared.data.dwi, prepared.mask)
+    return _finish(
+        fit,
+        prepared,
+        timings,
+        peak_kwargs or {},
+        progress,
+        trained=True,
+        method=method,
+        network=None,
+        train_config=None,
+        responses=prepared.responses if responses_used else None,
+        shell_lmax=(),
+    )
 
 
 def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
@@ -270,27 +364,9 @@ def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
     return NetworkConfig.from_dict(load_checkpoint(path)["meta"]["network"])
 
 
-def run_csd(prepared: PreparedData, peak_kwargs: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """dipy's single-shell CSD (lmax 8) on the prepared volume with its WM response, and its peaks.
-
-    Returns
-    -------
-    peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
-        Voxel-axis frame, zeros where there is no peak.
-    peak_values : ndarray, shape ``(X, Y, Z, P)``
-
-    Raises
-    ------
-    ValueError
-        As :func:`equidmri.dmri.baselines.fit_csd`.
-    """
-    fodf_sh = fit_csd(prepared.data.dwi, prepared.gtab, prepared.responses.dipy_wm_response(), prepared.mask,
-                      lmax=OUTPUT_LMAX)
-    return find_peaks(fodf_sh, prepared.mask, **(peak_kwargs or {}))
-
-
-def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.ndarray, *,
-                  force: bool = False) -> list[Path]:
+def write_outputs(
+    out_dir: str | os.PathLike, result: DeconvResult, affine: np.ndarray, *, force: bool = False
+) -> list[Path]:
     """Write ``fod``, ``peaks``, ``peak_values``, ``fractions`` and (when trained) ``response.json``.
 
     Parameters
@@ -318,11 +394,17 @@ def write_outputs(out_dir: str | os.PathLike, result: DeconvResult, affine: np.n
     out = Path(out_dir)
     paths = [
         save_fod(out / OUTPUT_NAMES["fod"], result.fit.shm_coeff, affine, force=force),
-        *save_peaks(out / OUTPUT_NAMES["peaks"], out / OUTPUT_NAMES["peak_values"], result.peak_dirs,
-                    result.peak_values, affine, force=force),
+        *save_peaks(
+            out / OUTPUT_NAMES["peaks"],
+            out / OUTPUT_NAMES["peak_values"],
+            result.peak_dirs,
+            result.peak_values,
+            affine,
+            force=force,
+        ),
         save_nifti(out / OUTPUT_NAMES["fractions"], result.fit.fractions, affine, force=force),
     ]
-    if result.trained:
+    if result.trained and result.responses is not None:
         paths.append(save_json(out / OUTPUT_NAMES["response"], result.responses.to_dict(), force=force))
     return paths
 
@@ -334,8 +416,9 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
     -------
     dict
         ``data_shape``, ``mask_voxels``, ``mask_source``, ``nonfinite_voxels``, ``shells`` (s/mm²),
-        ``shell_lmax``, ``tissues``, ``network``, ``train``, ``epochs_trained``, ``final_loss`` (the last
-        epoch's loss terms, None for a prediction), ``history`` (loss terms per epoch), ``timings`` (s).
+        ``shell_lmax``, ``tissues``, ``method``, ``network`` and ``train`` (None for iterative methods),
+        ``epochs_trained``, ``final_loss`` (the last epoch's loss terms, None for a prediction), ``history``
+        (loss terms per epoch), ``timings`` (s).
     """
     history = result.fit.history
     return {
@@ -346,8 +429,9 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
         "shells": prepared.shells.bvals.tolist(),
         "shell_lmax": list(result.shell_lmax),
         "tissues": list(result.fit.tissues),
-        "network": result.network.to_dict(),
-        "train": result.train_config.to_dict(),
+        "method": result.method,
+        "network": None if result.network is None else result.network.to_dict(),
+        "train": None if result.train_config is None else result.train_config.to_dict(),
         "epochs_trained": len(history),
         "final_loss": history[-1] if history else None,
         "history": history,

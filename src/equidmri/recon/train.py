@@ -148,8 +148,10 @@ def train(
         If the mask is empty or shapes disagree.
     """
     if inputs.shape[1:4] != target.shape[:3] or target.shape[:3] != mask.shape:
-        raise ValueError(f"inputs {tuple(inputs.shape)}, target {tuple(target.shape)} and mask "
-                         f"{tuple(mask.shape)} disagree on the volume shape")
+        raise ValueError(
+            f"inputs {tuple(inputs.shape)}, target {tuple(target.shape)} and mask "
+            f"{tuple(mask.shape)} disagree on the volume shape"
+        )
     if not mask.any():
         raise ValueError("the mask holds no voxel")
     device = next(net.parameters()).device
@@ -177,14 +179,28 @@ def train(
 
     def save(epoch: int) -> None:
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {
-                "meta": meta or {}, "state_dict": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "rng": generator.get_state(),
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "meta": meta or {},
+                    "state_dict": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "rng": generator.get_state(),
+                },
+            )
 
     net.train()
-    bar = tqdm(range(start, config.epochs), desc="training", unit="epoch", disable=not progress,
-               initial=start, total=config.epochs)
+    bar = tqdm(
+        range(start, config.epochs),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=start,
+        total=config.epochs,
+    )
     for epoch in bar:
         sums: dict[str, float] = {}
         for _ in range(steps):
@@ -198,7 +214,8 @@ def train(
             if bad:
                 raise TrainingDivergedError(
                     f"loss term(s) {bad} became non-finite at epoch {epoch + 1}; the last good checkpoint "
-                    f"({checkpoint_path}) is kept. Try a lower --lr or check the input for outliers."
+                    f"({checkpoint_path}) is kept. Try a lower learning rate (TrainConfig.lr) or check the input "
+                    "for outliers."
                 )
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from equidmri.dmri.io import (
-    check_outputs_free, load_nifti_volume, save_json, save_nifti, save_peaks, save_text, voxel_bvecs_to_fsl,
+    check_outputs_free,
+    load_nifti_volume,
+    save_json,
+    save_nifti,
+    save_peaks,
+    save_text,
+    voxel_bvecs_to_fsl,
 )
 from equidmri.sims.phantoms import Phantom, make_phantom
 from equidmri.sims.synthesis import Protocol, low_resolution, make_protocol
@@ -30,8 +36,19 @@ from equidmri.sims.synthesis import Protocol, low_resolution, make_protocol
 VOLUMES = ("train", "val", "test")
 RESOLUTIONS = {"high": "", "low": "_low"}  # file-name suffix of each angular resolution
 VOXEL_SIZE = 1.0  # mm, isotropic
-FILES = ("dwi.nii.gz", "bvals", "bvecs", "dwi_low.nii.gz", "bvals_low", "bvecs_low", "mask.nii.gz",
-         "gt_peaks.nii.gz", "gt_fractions.nii.gz", "tissue_fractions.nii.gz", "phantom.json")
+FILES = (
+    "dwi.nii.gz",
+    "bvals",
+    "bvecs",
+    "dwi_low.nii.gz",
+    "bvals_low",
+    "bvecs_low",
+    "mask.nii.gz",
+    "gt_peaks.nii.gz",
+    "gt_fractions.nii.gz",
+    "tissue_fractions.nii.gz",
+    "phantom.json",
+)
 
 __all__ = ["FILES", "RESOLUTIONS", "VOLUMES", "crop_phantom_set", "phantom_affine", "series_paths", "write_phantom_set"]
 
@@ -60,26 +77,35 @@ def series_paths(volume_dir: str | os.PathLike, resolution: str) -> tuple[Path, 
 def _save_gradients(folder: Path, suffix: str, protocol: Protocol, affine: np.ndarray, force: bool) -> None:
     fsl = voxel_bvecs_to_fsl(protocol.bvecs, affine)
     save_text(folder / f"bvals{suffix}", " ".join(f"{b:g}" for b in protocol.bvals) + "\n", force=force)
-    save_text(folder / f"bvecs{suffix}", "\n".join(" ".join(f"{v:.8f}" for v in row) for row in fsl.T) + "\n",
-              force=force)
+    save_text(
+        folder / f"bvecs{suffix}", "\n".join(" ".join(f"{v:.8f}" for v in row) for row in fsl.T) + "\n", force=force
+    )
 
 
-def _write_volume(folder: Path, phantom: Phantom, low_index: np.ndarray, affine: np.ndarray, force: bool,
-                  extra: dict[str, Any]) -> None:
+def _write_volume(
+    folder: Path, phantom: Phantom, low_index: np.ndarray, affine: np.ndarray, force: bool, extra: dict[str, Any]
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_nifti(folder / "dwi.nii.gz", phantom.dwi, affine, force=force)
     _save_gradients(folder, "", phantom.protocol, affine, force)
     save_nifti(folder / "dwi_low.nii.gz", phantom.dwi[..., low_index], affine, force=force)
     _save_gradients(folder, "_low", phantom.protocol.select(low_index), affine, force)
     save_nifti(folder / "mask.nii.gz", phantom.mask, affine, force=force)
-    save_peaks(folder / "gt_peaks.nii.gz", folder / "gt_fractions.nii.gz", phantom.peak_dirs,
-               phantom.peak_fractions, affine, force=force)
+    save_peaks(
+        folder / "gt_peaks.nii.gz",
+        folder / "gt_fractions.nii.gz",
+        phantom.peak_dirs,
+        phantom.peak_fractions,
+        affine,
+        force=force,
+    )
     save_nifti(folder / "tissue_fractions.nii.gz", phantom.tissue_fractions.astype(np.float32), affine, force=force)
     save_json(folder / "phantom.json", {**phantom.description, **extra}, force=force)
 
 
-def write_phantom_set(out: str | os.PathLike, *, seed: int = 0, size: int = 40, snr: float | None = 30.0,
-                      force: bool = False) -> dict[str, Any]:
+def write_phantom_set(
+    out: str | os.PathLike, *, seed: int = 0, size: int = 40, snr: float | None = 30.0, force: bool = False
+) -> dict[str, Any]:
     """Generate and write the train, validation and test phantoms (different geometries and noise).
 
     The three volumes share one acquisition protocol and one low-resolution subset (drawn from
@@ -121,12 +147,17 @@ def write_phantom_set(out: str | os.PathLike, *, seed: int = 0, size: int = 40, 
     for name, volume_seed in zip(VOLUMES, volume_seeds):
         tick = time.perf_counter()
         phantom = make_phantom(size, protocol, np.random.default_rng(volume_seed), snr=snr)
-        _write_volume(out / name, phantom, low_index, affine, force,
-                      {"volume": name, "seed": seed, "shells_s_mm2": sorted(set(protocol.bvals.tolist()))})
+        _write_volume(
+            out / name,
+            phantom,
+            low_index,
+            affine,
+            force,
+            {"volume": name, "seed": seed, "shells_s_mm2": sorted(set(protocol.bvals.tolist()))},
+        )
         seconds[name] = round(time.perf_counter() - tick, 3)
     seconds["total"] = round(time.perf_counter() - start, 3)
     return {"seconds": seconds, "n_volumes": {"high": int(protocol.bvals.size), "low": int(low_index.size)}}
-
 
 
 def crop_phantom_set(src: str | os.PathLike, dst: str | os.PathLike, size: int) -> Path:

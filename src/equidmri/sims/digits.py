@@ -80,14 +80,19 @@ def place_squares(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         position = np.zeros((SLICE, SLICE, 2), dtype=np.int64)
         digits = rng.choice(np.arange(1, N_CLASSES), size=N_SQUARES, replace=False)
         for digit in digits:
-            free = [(x, y) for x in range(SLICE - SQUARE + 1) for y in range(SLICE - SQUARE + 1)
-                    if not labels[x : x + SQUARE, y : y + SQUARE].any()]
+            free = [
+                (x, y)
+                for x in range(SLICE - SQUARE + 1)
+                for y in range(SLICE - SQUARE + 1)
+                if not labels[x : x + SQUARE, y : y + SQUARE].any()
+            ]
             if not free:
                 break
             x, y = free[rng.integers(len(free))]
             labels[x : x + SQUARE, y : y + SQUARE] = digit
-            position[x : x + SQUARE, y : y + SQUARE] = np.stack(np.meshgrid(range(SQUARE), range(SQUARE),
-                                                                            indexing="ij"), axis=-1)
+            position[x : x + SQUARE, y : y + SQUARE] = np.stack(
+                np.meshgrid(range(SQUARE), range(SQUARE), indexing="ij"), axis=-1
+            )
         else:
             return labels, position
 
@@ -121,8 +126,14 @@ def project_on_sphere(images: np.ndarray, directions: np.ndarray) -> np.ndarray:
 
 
 def make_volume(
-    rng: np.random.Generator, images: np.ndarray, targets: np.ndarray, *, nside: int, depth: int,
-    grid_rotation: bool, sphere_rotation: bool,
+    rng: np.random.Generator,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    nside: int,
+    depth: int,
+    grid_rotation: bool,
+    sphere_rotation: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One volume: ``signal (SLICE, SLICE, depth, 12 nside^2)`` float32 and ``labels (SLICE, SLICE, depth)``."""
     labels, position = place_squares(rng)
@@ -151,7 +162,13 @@ def make_volume(
 
 
 def make_volumes(
-    n: int, rng: np.random.Generator, images: np.ndarray, targets: np.ndarray, *, nside: int, depth: int,
+    n: int,
+    rng: np.random.Generator,
+    images: np.ndarray,
+    targets: np.ndarray,
+    *,
+    nside: int,
+    depth: int,
     rotate: bool,
 ) -> DigitVolumes:
     """``n`` volumes, each with grid and sphere rotations if ``rotate``.
@@ -165,6 +182,8 @@ def make_volumes(
         raise ValueError(f"depth must be in [1, {SLICE}], got {depth}")
     if len(np.unique(targets)) < N_CLASSES:
         raise ValueError(f"every digit 0-9 needs an image, got {sorted(np.unique(targets).tolist())}")
-    volumes = [make_volume(rng, images, targets, nside=nside, depth=depth, grid_rotation=rotate,
-                           sphere_rotation=rotate) for _ in range(n)]
+    volumes = [
+        make_volume(rng, images, targets, nside=nside, depth=depth, grid_rotation=rotate, sphere_rotation=rotate)
+        for _ in range(n)
+    ]
     return DigitVolumes(np.stack([v[0] for v in volumes]), np.stack([v[1] for v in volumes]))

@@ -93,8 +93,9 @@ def _bezier(start: np.ndarray, control: np.ndarray, end: np.ndarray) -> np.ndarr
     return (1 - t) ** 2 * start + 2 * t * (1 - t) * control + t**2 * end
 
 
-def _curve_through(point: np.ndarray, direction: np.ndarray, length: float, bend: float,
-                   rng: np.random.Generator) -> np.ndarray:
+def _curve_through(
+    point: np.ndarray, direction: np.ndarray, length: float, bend: float, rng: np.random.Generator
+) -> np.ndarray:
     """Quadratic Bézier whose tangent at t = 1/2 is ``direction`` and which passes through ``point`` there."""
     offset = bend * length * _perpendicular(direction, rng)
     start, end = point - direction * length / 2 - offset / 2, point + direction * length / 2 - offset / 2
@@ -120,10 +121,14 @@ def random_bundles(size: int, rng: np.random.Generator) -> tuple[list[Bundle], l
         angles.append(float(angle))
         for direction in (first, second):
             fan = np.tan(np.radians(FAN_DEG)) if not bundles else 0.0
-            bundles.append(Bundle(
-                points=_curve_through(point, direction, BUNDLE_LENGTH * size, rng.uniform(*BEND), rng),
-                radius=rng.uniform(*BUNDLE_RADIUS) * size,
-                evals=(rng.uniform(*LAMBDA_PAR), rng.uniform(*LAMBDA_PERP)), fan=fan))
+            bundles.append(
+                Bundle(
+                    points=_curve_through(point, direction, BUNDLE_LENGTH * size, rng.uniform(*BEND), rng),
+                    radius=rng.uniform(*BUNDLE_RADIUS) * size,
+                    evals=(rng.uniform(*LAMBDA_PAR), rng.uniform(*LAMBDA_PERP)),
+                    fan=fan,
+                )
+            )
     return bundles, angles
 
 
@@ -233,11 +238,31 @@ def make_phantom(size: int, protocol: Protocol, rng: np.random.Generator, *, snr
     signal_fibres[mask] = (fractions > 0).sum(1)
     counts = np.bincount((gt_fractions > 0).sum(1), minlength=N_PEAKS + 1)
     description = {
-        "size": size, "snr": snr, "s0": S0, "crossing_angles_deg": angles,
-        "bundles": [{"radius_voxels": b.radius, "lambda_par_mm2_s": b.evals[0], "lambda_perp_mm2_s": b.evals[1],
-                     "fan_deg": float(np.degrees(np.arctan(b.fan)))} for b in bundles],
-        "mask_voxels": int(mask.sum()), "voxels_by_fibre_count": counts.tolist(),
-        "min_gt_fraction": MIN_GT_FRACTION, "merge_deg": MERGE_DEG,
+        "size": size,
+        "snr": snr,
+        "s0": S0,
+        "crossing_angles_deg": angles,
+        "bundles": [
+            {
+                "radius_voxels": b.radius,
+                "lambda_par_mm2_s": b.evals[0],
+                "lambda_perp_mm2_s": b.evals[1],
+                "fan_deg": float(np.degrees(np.arctan(b.fan))),
+            }
+            for b in bundles
+        ],
+        "mask_voxels": int(mask.sum()),
+        "voxels_by_fibre_count": counts.tolist(),
+        "min_gt_fraction": MIN_GT_FRACTION,
+        "merge_deg": MERGE_DEG,
     }
-    return Phantom(dwi=dwi, protocol=protocol, mask=mask, peak_dirs=peak_dirs, peak_fractions=peak_fractions,
-                   tissue_fractions=tissue, signal_fibres=signal_fibres, description=description)
+    return Phantom(
+        dwi=dwi,
+        protocol=protocol,
+        mask=mask,
+        peak_dirs=peak_dirs,
+        peak_fractions=peak_fractions,
+        tissue_fractions=tissue,
+        signal_fibres=signal_fibres,
+        description=description,
+    )

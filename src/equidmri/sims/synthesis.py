@@ -44,8 +44,13 @@ def _spread_directions(n: int, rng: np.random.Generator) -> np.ndarray:
     return disperse_charges(start, REPULSION_ITERS)[0].vertices
 
 
-def make_protocol(rng: np.random.Generator, *, n_b0: int = N_B0, shells: tuple[float, ...] = SHELLS,
-                  directions_per_shell: int = DIRECTIONS_PER_SHELL) -> Protocol:
+def make_protocol(
+    rng: np.random.Generator,
+    *,
+    n_b0: int = N_B0,
+    shells: tuple[float, ...] = SHELLS,
+    directions_per_shell: int = DIRECTIONS_PER_SHELL,
+) -> Protocol:
     """b=0 volumes, then each shell with its own set of repulsion-spread directions.
 
     Returns
@@ -59,8 +64,9 @@ def make_protocol(rng: np.random.Generator, *, n_b0: int = N_B0, shells: tuple[f
         If a count is below 1 or a b-value is not positive.
     """
     if n_b0 < 1 or directions_per_shell < 1 or not shells or min(shells) <= 0:
-        raise ValueError(f"needs >= 1 b=0, >= 1 direction and positive shells, got {n_b0}, "
-                         f"{directions_per_shell}, {shells}")
+        raise ValueError(
+            f"needs >= 1 b=0, >= 1 direction and positive shells, got {n_b0}, {directions_per_shell}, {shells}"
+        )
     bvals = np.concatenate([np.zeros(n_b0), np.repeat(np.asarray(shells, dtype=np.float64), directions_per_shell)])
     bvecs = np.concatenate([np.zeros((n_b0, 3))] + [_spread_directions(directions_per_shell, rng) for _ in shells])
     return Protocol(bvals, bvecs)
@@ -86,8 +92,15 @@ def low_resolution(protocol: Protocol, rng: np.random.Generator, n_directions: i
     return np.sort(np.concatenate([b0, rng.choice(lowest, n_directions, replace=False)]))
 
 
-def fibre_signal(protocol: Protocol, fibre_dirs: np.ndarray, fibre_fractions: np.ndarray, fibre_evals: np.ndarray,
-                 gm: np.ndarray, csf: np.ndarray, s0: float) -> np.ndarray:
+def fibre_signal(
+    protocol: Protocol,
+    fibre_dirs: np.ndarray,
+    fibre_fractions: np.ndarray,
+    fibre_evals: np.ndarray,
+    gm: np.ndarray,
+    csf: np.ndarray,
+    s0: float,
+) -> np.ndarray:
     """Noise-free signal of voxels made of fibres (axially symmetric tensors) and isotropic GM and CSF.
 
     ``S = s0 [Σ_i f_i exp(-b (λ⊥ + (λ∥ - λ⊥)(g·u_i)²)) + f_gm exp(-b D_gm) + f_csf exp(-b D_csf)]``.

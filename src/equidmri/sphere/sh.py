@@ -103,9 +103,7 @@ def sh_fit_matrix(
         raise ValueError(f"smooth must be >= 0, got {smooth}")
     basis = sh_matrix(directions, lmax, sh_basis, full_basis)
     if basis.shape[0] < basis.shape[1]:
-        raise ValueError(
-            f"{basis.shape[0]} directions cannot determine {basis.shape[1]} SH coefficients (lmax {lmax})"
-        )
+        raise ValueError(f"{basis.shape[0]} directions cannot determine {basis.shape[1]} SH coefficients (lmax {lmax})")
     lb = (degrees(lmax, full_basis) * (degrees(lmax, full_basis) + 1)).astype(np.float64)
     gram = basis.T @ basis + smooth * np.diag(lb**2)
     return np.linalg.solve(gram, basis.T)

@@ -36,8 +36,9 @@ _HALF_TURN_X = np.diag([1.0, -1.0, -1.0])
 @lru_cache(maxsize=1)
 def _group() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     powers = [(p, q) for q in range(2) for p in range(4)]  # g_k = a^(k mod 4) b^(k // 4)
-    rotations = np.stack([np.linalg.matrix_power(_QUARTER_TURN_Z, p) @ np.linalg.matrix_power(_HALF_TURN_X, q)
-                          for p, q in powers])
+    rotations = np.stack(
+        [np.linalg.matrix_power(_QUARTER_TURN_Z, p) @ np.linalg.matrix_power(_HALF_TURN_X, q) for p, q in powers]
+    )
     signs = {"A1": (0, 0), "A2": (0, 1), "B1": (1, 0), "B2": (1, 1)}  # irrep = (-1)^(s_a p + s_b q)
     irreps = {name: np.array([[[(-1.0) ** (sa * p + sb * q)]] for p, q in powers]) for name, (sa, sb) in signs.items()}
     irreps["E"] = rotations[:, :2, :2].copy()  # the action on the (x, y) plane
@@ -143,8 +144,13 @@ class SymmetricEigenbasis:
     def eigenvectors(self) -> np.ndarray:
         """Dense ``U = Q blockdiag(W)``, shape ``(V, V)`` float64, columns in spectral order (for checks)."""
         offsets = np.cumsum((0,) + self.block_sizes)
-        return np.concatenate([self.change_of_basis[:, start:stop] @ w
-                               for start, stop, w in zip(offsets[:-1], offsets[1:], self.block_eigvecs)], axis=1)
+        return np.concatenate(
+            [
+                self.change_of_basis[:, start:stop] @ w
+                for start, stop, w in zip(offsets[:-1], offsets[1:], self.block_eigvecs)
+            ],
+            axis=1,
+        )
 
 
 def _orbits(images: np.ndarray) -> list[np.ndarray]:
@@ -208,8 +214,15 @@ def _symmetric_eigh(nside: int, sigma: float | None, hemisphere: bool) -> Symmet
         block_regular=tuple(block_regular),
         block_eigvecs=tuple(eigvecs),
     )
-    for array in (basis.eigvals, basis.change_of_basis, orbit_vertices, transform, axis_vertices,
-                  basis.axis_transform, *eigvecs):
+    for array in (
+        basis.eigvals,
+        basis.change_of_basis,
+        orbit_vertices,
+        transform,
+        axis_vertices,
+        basis.axis_transform,
+        *eigvecs,
+    ):
         array.setflags(write=False)
     return basis
 
@@ -243,4 +256,3 @@ def symmetric_eigh(nside: int, sigma: float | None = None, hemisphere: bool = Tr
     ``P = (d / |G|) sum_g chi(g) R(g)``) and §2.7 (the operators ``p_ij``); Górski et al., ApJ 622, 2005.
     """
     return _symmetric_eigh(check_nside(nside), None if sigma is None else float(sigma), bool(hemisphere))
-

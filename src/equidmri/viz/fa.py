@@ -37,8 +37,13 @@ def _save(figure: Figure, path: str | os.PathLike, footer: str) -> Path:
     return save_png(figure, path, DPI)
 
 
-def plot_error_boxplots(path: str | os.PathLike, errors: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                        bin_edges: Sequence[float], footer: str, title: str) -> Path:
+def plot_error_boxplots(
+    path: str | os.PathLike,
+    errors: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    bin_edges: Sequence[float],
+    footer: str,
+    title: str,
+) -> Path:
     """Boxplots of absolute FA errors per ground-truth FA bin, one box per (bin, label).
 
     ``errors[label] = (fa (M,), error (M,))``: ground-truth FA and predicted minus true FA, dimensionless.
@@ -66,8 +71,9 @@ def plot_error_boxplots(path: str | os.PathLike, errors: Mapping[str, tuple[np.n
     return _save(figure, path, footer)
 
 
-def plot_fa_maps(path: str | os.PathLike, reference: np.ndarray, maps: Mapping[str, np.ndarray], footer: str,
-                 title: str) -> Path:
+def plot_fa_maps(
+    path: str | os.PathLike, reference: np.ndarray, maps: Mapping[str, np.ndarray], footer: str, title: str
+) -> Path:
     """FA maps (top row) and absolute error maps against ``reference`` (bottom row) of one slice ``(X, Y)``.
 
     NaN marks voxels outside the mask. Axes are voxel axes (x right, y up).
@@ -80,8 +86,9 @@ def plot_fa_maps(path: str | os.PathLike, reference: np.ndarray, maps: Mapping[s
         image = grid[0, column].imshow(fa_map.T, origin="lower", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         grid[0, column].set_title(label, fontsize=8)
         if ref is not None:
-            error = grid[1, column].imshow(np.abs(fa_map - ref).T, origin="lower", cmap="hot", vmin=0, vmax=ERROR_MAX,
-                                           interpolation="nearest")
+            error = grid[1, column].imshow(
+                np.abs(fa_map - ref).T, origin="lower", cmap="hot", vmin=0, vmax=ERROR_MAX, interpolation="nearest"
+            )
             grid[1, column].set_title("|error|", fontsize=8)
         else:
             grid[1, column].axis("off")
@@ -95,8 +102,9 @@ def plot_fa_maps(path: str | os.PathLike, reference: np.ndarray, maps: Mapping[s
     return _save(figure, path, footer)
 
 
-def plot_sphere_errors(path: str | os.PathLike, directions: np.ndarray, maps: Mapping[str, np.ndarray],
-                       footer: str, title: str) -> Path:
+def plot_sphere_errors(
+    path: str | os.PathLike, directions: np.ndarray, maps: Mapping[str, np.ndarray], footer: str, title: str
+) -> Path:
     """Mean absolute error per principal direction, one panel per label, on the hemisphere (lon/lat plot).
 
     ``directions`` ``(V, 3)`` are unit pixel centres with z >= 0; ``maps[label]`` ``(V,)`` the mean error of

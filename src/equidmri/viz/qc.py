@@ -76,8 +76,9 @@ def busiest_slice(peak_dirs: np.ndarray, axis: int = 2) -> int:
     return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[axis] // 2
 
 
-def peak_segments(peak_dirs: np.ndarray, peak_values: np.ndarray | None,
-                  in_plane: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+def peak_segments(
+    peak_dirs: np.ndarray, peak_values: np.ndarray | None, in_plane: tuple[int, int] = (0, 1)
+) -> tuple[np.ndarray, np.ndarray]:
     """Line segments and DEC colours of the peaks of one slice.
 
     Parameters
@@ -125,21 +126,29 @@ def save_png(figure: Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def _fraction_row(figure: Figure, panels: np.ndarray, fractions: np.ndarray, tissues: tuple[str, ...],
-                  z: int) -> None:
+def _fraction_row(figure: Figure, panels: np.ndarray, fractions: np.ndarray, tissues: tuple[str, ...], z: int) -> None:
     """One axial panel per tissue fraction map at slice ``z``, with a shared colour bar."""
     for axes, tissue, values in zip(panels, tissues, np.moveaxis(fractions[:, :, z], -1, 0)):
-        image = axes.imshow(values.T, origin="lower", cmap=FRACTION_CMAP, interpolation="nearest", vmin=0.0,
-                            vmax=FRACTION_MAX)
+        image = axes.imshow(
+            values.T, origin="lower", cmap=FRACTION_CMAP, interpolation="nearest", vmin=0.0, vmax=FRACTION_MAX
+        )
         axes.set_title(f"{tissue.upper()} fraction, z = {z}")
         axes.set_xlabel("x (voxel)")
         axes.set_ylabel("y (voxel)")
     figure.colorbar(image, ax=list(panels), label="tissue fraction (WM b=0 units)", shrink=0.8)
 
 
-def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.ndarray | None,
-              centre: tuple[int, int, int], *, title: str = "", background_label: str = "FA",
-              fractions: np.ndarray | None = None, tissues: tuple[str, ...] = ()) -> Figure:
+def qc_figure(
+    background: np.ndarray,
+    peak_dirs: np.ndarray,
+    peak_values: np.ndarray | None,
+    centre: tuple[int, int, int],
+    *,
+    title: str = "",
+    background_label: str = "FA",
+    fractions: np.ndarray | None = None,
+    tissues: tuple[str, ...] = (),
+) -> Figure:
     """The QC figure: axial, coronal and sagittal slices through ``centre`` with their peaks, a colour bar
     of the background and a key of the direction colours; with several tissues, a second row of their axial
     fraction maps (inputs as :func:`plot_peaks_qc`, checked there)."""
@@ -147,8 +156,9 @@ def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.nda
     aspect = max(shape[vertical] / shape[horizontal] for _, _, (horizontal, vertical) in VIEWS)
     row_height = float(np.clip(PANEL_WIDTH * aspect, *FIGURE_HEIGHT_RANGE))
     rows = 2 if len(tissues) > 1 else 1
-    figure = Figure(figsize=(PANEL_WIDTH * len(VIEWS), rows * row_height + LEGEND_HEIGHT), dpi=DPI,
-                    layout="constrained")
+    figure = Figure(
+        figsize=(PANEL_WIDTH * len(VIEWS), rows * row_height + LEGEND_HEIGHT), dpi=DPI, layout="constrained"
+    )
     FigureCanvasAgg(figure)
     grid = figure.subplots(rows, len(VIEWS), squeeze=False)
     panels = grid[0]
@@ -158,8 +168,14 @@ def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.nda
     for axes, (name, fixed, in_plane) in zip(panels, VIEWS):
         index = [slice(None)] * 3
         index[fixed] = centre[fixed]
-        image = axes.imshow(background[tuple(index)].T, origin="lower", cmap=BACKGROUND_CMAP,
-                            interpolation="nearest", vmin=low, vmax=high)
+        image = axes.imshow(
+            background[tuple(index)].T,
+            origin="lower",
+            cmap=BACKGROUND_CMAP,
+            interpolation="nearest",
+            vmin=low,
+            vmax=high,
+        )
         values = None if peak_values is None else peak_values[tuple(index)]
         segments, colours = peak_segments(peak_dirs[tuple(index)], values, in_plane)
         axes.add_collection(LineCollection(segments, colors=colours, linewidths=PEAK_LINE_WIDTH), autolim=False)
@@ -168,8 +184,13 @@ def qc_figure(background: np.ndarray, peak_dirs: np.ndarray, peak_values: np.nda
         axes.set_title(f"{name}, {AXIS_NAMES[fixed]} = {centre[fixed]}")
     figure.colorbar(image, ax=list(panels), label=background_label, shrink=0.8)
     key = [Line2D([], [], color=rgb, linewidth=3 * PEAK_LINE_WIDTH, label=f"along {axis}") for rgb, axis in COLOUR_KEY]
-    figure.legend(handles=key, loc="outside lower center", ncols=len(key), frameon=False,
-                  title="peak colour = (|x|, |y|, |z|) of its direction, voxel axes; oblique peaks mix the colours")
+    figure.legend(
+        handles=key,
+        loc="outside lower center",
+        ncols=len(key),
+        frameon=False,
+        title="peak colour = (|x|, |y|, |z|) of its direction, voxel axes; oblique peaks mix the colours",
+    )
     if title:
         figure.suptitle(title)
     return figure
@@ -240,12 +261,22 @@ def plot_peaks_qc(
     path = Path(path)
     _check_inputs(path, background, peak_dirs, peak_values, slice_index)
     if fractions is not None and (np.shape(fractions) != background.shape + (len(tissues),)):
-        raise ValueError(f"fractions must have shape {background.shape + (len(tissues),)} (one map per tissue), "
-                         f"got {np.shape(fractions)}")
+        raise ValueError(
+            f"fractions must have shape {background.shape + (len(tissues),)} (one map per tissue), "
+            f"got {np.shape(fractions)}"
+        )
     x, y, z = (busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
     centre = (x, y, z if slice_index is None else int(slice_index))
-    figure = qc_figure(background, peak_dirs, peak_values, centre, title=title, background_label=background_label,
-                       fractions=fractions, tissues=tuple(tissues) if fractions is not None else ())
+    figure = qc_figure(
+        background,
+        peak_dirs,
+        peak_values,
+        centre,
+        title=title,
+        background_label=background_label,
+        fractions=fractions,
+        tissues=tuple(tissues) if fractions is not None else (),
+    )
     save_png(figure, path, DPI)
     logger.info("wrote %s (views through voxel %s)", path, centre)
     return path

@@ -63,8 +63,10 @@ class EigenbasisTransform(nn.Module):
         # block k: (spectral offset, size, offset among the regular coefficients, their count, axis offset)
         starts = [sum(sizes[:k]) for sizes in (basis.block_sizes, basis.block_regular) for k in range(len(BLOCKS))]
         axis_sizes = [size - regular for size, regular in zip(basis.block_sizes, basis.block_regular)]
-        self.blocks = [(starts[k], basis.block_sizes[k], starts[len(BLOCKS) + k], basis.block_regular[k],
-                        sum(axis_sizes[:k])) for k in range(len(BLOCKS))]
+        self.blocks = [
+            (starts[k], basis.block_sizes[k], starts[len(BLOCKS) + k], basis.block_regular[k], sum(axis_sizes[:k]))
+            for k in range(len(BLOCKS))
+        ]
         order = torch.cat([torch.tensor(basis.orbit_vertices.T).reshape(-1), torch.tensor(basis.axis_vertices)])
         self.register_buffer("order", order, persistent=False)  # gathered layout: (g, orbit) g-major, then axis
         self.register_buffer("orbit_transform", torch.tensor(basis.orbit_transform), persistent=False)

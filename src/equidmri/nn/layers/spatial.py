@@ -97,5 +97,21 @@ def neighbours_as_channels(x: Tensor, radius: int = 1) -> Tensor:
     nx, ny, nz = (x.shape[axis] for axis in _SPATIAL_AXES)
     padded = nn.functional.pad(x, (0, 0) + (radius, radius) * 3)  # pads Z, Y, X (last axes first after C)
     edge = 2 * radius + 1
-    return torch.cat([padded[:, :, i : i + nx, j : j + ny, k : k + nz]
-                      for i, j, k in itertools.product(range(edge), repeat=3)], dim=-1)
+    return torch.cat(
+        [padded[:, :, i : i + nx, j : j + ny, k : k + nz] for i, j, k in itertools.product(range(edge), repeat=3)],
+        dim=-1,
+    )
+
+
+class NeighboursAsChannels(nn.Module):
+    """:func:`neighbours_as_channels` as a module, to chain before a voxel-wise layer (Concat-ESD's input)."""
+
+    def __init__(self, radius: int = 1) -> None:
+        super().__init__()
+        self.radius = radius
+
+    def forward(self, x: Tensor) -> Tensor:
+        return neighbours_as_channels(x, self.radius)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}"

@@ -46,8 +46,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.eigenbasis import EigenbasisTransform
+from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport, channel_parts, concatenated
 from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian

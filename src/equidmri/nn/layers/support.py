@@ -162,8 +162,10 @@ class MaskSupport:
             sums = class_sums(buffer[:rows].view(b, width, *self.shape, c))
             classes = [values.index_select(0, centre_rows[:n_kept])]
             classes += [t.view(-1, c).index_select(0, tap_rows[:n_kept]) for t in sums]
-            result = _mix(torch.cat(classes, dim=-1).view(b, width, n_out, 1, 1, 4 * c),
-                          class_weights[chunk] if class_weights.ndim == 3 else class_weights)
+            result = _mix(
+                torch.cat(classes, dim=-1).view(b, width, n_out, 1, 1, 4 * c),
+                class_weights[chunk] if class_weights.ndim == 3 else class_weights,
+            )
             out[:, chunk] = result.view(b, width, n_out, out_channels)
         return out.view(b, v, -1, 1, 1, out_channels)
 

@@ -81,9 +81,7 @@ class UNetBackbone(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, X, Y, Z, V)`` on the subclass's ``grid``."""
         if x.ndim != 6 or x.shape[1] != self.in_channels or x.shape[-1] != self.grid.n_vertices:
-            raise ValueError(
-                f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected (B, {self.in_channels}, X, Y, Z, {self.grid.n_vertices}), got {tuple(x.shape)}")
 
     @property
     def features_radius(self) -> int:

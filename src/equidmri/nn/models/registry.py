@@ -1,4 +1,4 @@
-"""The one place where model names map to network classes (used by the CLI and the benchmarks).
+"""The one place where architecture names map to network classes (used by :mod:`equidmri.methods`).
 
 Every registered network maps ``(B, C_in, X, Y, Z, V)`` to the WM fODF ``(B, X, Y, Z, V)`` and the isotropic
 fractions ``(B, X, Y, Z, n_iso)`` and is built as ``build_model(name, in_channels=..., n_iso=..., nside=...,
@@ -14,12 +14,12 @@ from torch import nn
 from equidmri.nn.models.sh_unet import SHUNet
 from equidmri.nn.models.unet import SHDUNet
 
-# name -> (class, fixed keyword arguments). SHD and SHD-TV share the network; they differ by the TV loss.
-# ESD and Concat-ESD run on V+ unless told otherwise: for antipodally symmetric signals that is exactly the
-# full-sphere network (SHD Theorem 1), at half the cost.
+# name -> (class, fixed keyword arguments). Architectures only: a method (an architecture with its loss, e.g.
+# SHD-TV = "shd" + the TV weight) is registered in equidmri.methods. ESD and Concat-ESD run on V+ unless told
+# otherwise: for antipodally symmetric signals that is exactly the full-sphere network (SHD Theorem 1), at half
+# the cost.
 MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "shd": (SHDUNet, {"hemisphere": True}),
-    "shd-tv": (SHDUNet, {"hemisphere": True}),
     "rt-esd": (SHDUNet, {"hemisphere": False}),
     "esd": (SHDUNet, {"kernel_sizes": 1}),
     "concat-esd": (SHDUNet, {"kernel_sizes": 1, "concat_neighbours": True}),

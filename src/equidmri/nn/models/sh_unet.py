@@ -21,7 +21,11 @@ from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.spatial import IsotropicConv3d
 from equidmri.nn.models.backbone import UNetBackbone, broadcast_kernel_sizes
 from equidmri.nn.models.unet import (
-    DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS, HEAD_INIT_SCALE, INITIAL_FODF, inverse_softplus,
+    DEFAULT_KERNEL_SIZES,
+    DEFAULT_WIDTHS,
+    HEAD_INIT_SCALE,
+    INITIAL_FODF,
+    inverse_softplus,
 )
 from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
@@ -81,8 +85,9 @@ class SHUNet(UNetBackbone):
         self.hemisphere, self.lmax, self.n_coeffs = hemisphere, lmax, n_coeffs
         # geometry stays float64 and is cast to the input's dtype in forward (as in SpatioSphericalConv)
         self.register_buffer("sh_fit", torch.tensor(fit), persistent=False)
-        self.register_buffer("sh_basis", torch.tensor(sh_matrix(grid.vertices, lmax, SH_BASIS, not hemisphere)),
-                             persistent=False)
+        self.register_buffer(
+            "sh_basis", torch.tensor(sh_matrix(grid.vertices, lmax, SH_BASIS, not hemisphere)), persistent=False
+        )
         self.head = IsotropicConv3d(widths[0], n_coeffs + n_iso, kernel_size=1)
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
@@ -113,5 +118,7 @@ class SHUNet(UNetBackbone):
         return self.readout(self.head(self.embed(x)))
 
     def extra_repr(self) -> str:
-        return (f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, lmax={self.lmax}, "
-                f"hemisphere={self.hemisphere}, n_iso={self.n_iso}")
+        return (
+            f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, lmax={self.lmax}, "
+            f"hemisphere={self.hemisphere}, n_iso={self.n_iso}"
+        )

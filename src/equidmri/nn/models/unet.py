@@ -95,16 +95,34 @@ class SHDUNet(UNetBackbone):
         grids = [SphereGrid(nside // 2**level, hemisphere) for level in range(len(widths))]
 
         def block(c_in: int, c_out: int, level: int) -> ConvBlock:
-            return ConvBlock(c_in, c_out, grids[level], cheb_order=cheb_order, kernel_size=kernel_sizes[level],
-                             kernel=kernel, sigma=sigma, method=method, spatial=spatial)
+            return ConvBlock(
+                c_in,
+                c_out,
+                grids[level],
+                cheb_order=cheb_order,
+                kernel_size=kernel_sizes[level],
+                kernel=kernel,
+                sigma=sigma,
+                method=method,
+                spatial=spatial,
+            )
 
         first = in_channels * (NEIGHBOURHOOD if concat_neighbours else 1)
-        super().__init__(first, widths, kernel_sizes, block, lambda i: SphericalPool(grids[i]),
-                         lambda i: SphericalUnpool(grids[i]))
+        super().__init__(
+            first, widths, kernel_sizes, block, lambda i: SphericalPool(grids[i]), lambda i: SphericalUnpool(grids[i])
+        )
         self.in_channels, self.n_iso, self.nside, self.grid = in_channels, n_iso, nside, grids[0]
         self.cheb_order, self.hemisphere, self.concat_neighbours = cheb_order, hemisphere, concat_neighbours
-        self.head = SpatioSphericalConv(widths[0], 1 + n_iso, grids[0], cheb_order=cheb_order, kernel_size=1,
-                                        sigma=sigma, method=method, spatial=spatial)
+        self.head = SpatioSphericalConv(
+            widths[0],
+            1 + n_iso,
+            grids[0],
+            cheb_order=cheb_order,
+            kernel_size=1,
+            sigma=sigma,
+            method=method,
+            spatial=spatial,
+        )
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
             self.head.bias.fill_(inverse_softplus(INITIAL_FODF))
@@ -135,6 +153,8 @@ class SHDUNet(UNetBackbone):
         return self.readout(self.head(self.embed(x)))
 
     def extra_repr(self) -> str:
-        return (f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, "
-                f"cheb_order={self.cheb_order}, hemisphere={self.hemisphere}, n_iso={self.n_iso}, "
-                f"concat_neighbours={self.concat_neighbours}")
+        return (
+            f"nside={self.nside}, widths={self.widths}, kernel_sizes={self.kernel_sizes}, "
+            f"cheb_order={self.cheb_order}, hemisphere={self.hemisphere}, n_iso={self.n_iso}, "
+            f"concat_neighbours={self.concat_neighbours}"
+        )

@@ -1,0 +1,172 @@
+"""Every dataset has one door: dipy's bundled real volumes, the phantom sets and cohort lists.
+
+- **Real volumes shipped with dipy** (no download: the files are part of the dipy wheel), by name in
+  :data:`REAL_VOLUMES`; :func:`real_volume_paths` gives the files and :func:`load_real_volume` loads one
+  through :func:`equidmri.dmri.io.load_dwi`.
+- **Phantom sets** written by ``equidmri phantom`` (:func:`equidmri.sims.dataset.write_phantom_set`):
+  :func:`phantom_paths` names the files of one volume (``train``, ``val``, ``test``) at one angular
+  resolution (``high``, ``low``).
+- **Cohort lists** for multi-subject work: a tab-separated file with a header row and the columns ``dwi``,
+  ``bvals``, ``bvecs`` and, optionally, ``mask`` (an empty cell means no mask) and ``subject``; relative
+  paths resolve against the folder of the list. :func:`read_cohort` returns one :class:`Subject` per
+  row; nothing is loaded until :meth:`Subject.load`.
+
+No other module calls ``dipy.data.get_fnames``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dipy.data import get_fnames
+
+from equidmri.dmri.io import DWIData, load_dwi
+from equidmri.sims.dataset import VOLUMES, series_paths
+
+REAL_VOLUMES = {  # name -> what it holds (shape, voxel size, acquisition), read from the files themselves
+    "small_64D": "10×10×10 voxels of a human brain at 2 mm, 1 b=0 + 64 directions at b ≈ 1000 s/mm² "
+    "(39 at 990, 25 at 1000); an oblique affine with det < 0",
+    "small_101D": "6×10×10 voxels at 2.5 mm, 1 b≈20 + 101 q-space samples from b ≈ 300 to 4060 s/mm² "
+    "(a generalised q-sampling / DSI-like grid, not shells)",
+    "small_25": "10×8×2 voxels at 2 mm, 1 b=0 + 25 directions at b = 2000 s/mm² (DTI)",
+}
+COHORT_COLUMNS = ("dwi", "bvals", "bvecs")  # required columns of a cohort list
+COHORT_OPTIONAL = ("mask", "subject")  # optional columns
+
+__all__ = ["REAL_VOLUMES", "Subject", "load_real_volume", "phantom_paths", "read_cohort", "real_volume_paths"]
+
+
+def real_volume_paths(name: str) -> tuple[Path, Path, Path]:
+    """``(dwi, bvals, bvecs)`` files of a real volume bundled with dipy (FSL gradients).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`REAL_VOLUMES`.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`REAL_VOLUMES`.
+
+    References
+    ----------
+    dipy, ``dipy.data.get_fnames`` (Garyfallidis et al., Front. Neuroinform. 8, 2014).
+    """
+    if name not in REAL_VOLUMES:
+        raise ValueError(f"unknown real volume {name!r}; choose from {sorted(REAL_VOLUMES)}")
+    dwi, bvals, bvecs = get_fnames(name=name)
+    return Path(dwi), Path(bvals), Path(bvecs)
+
+
+def load_real_volume(name: str) -> DWIData:
+    """A real volume bundled with dipy, loaded and validated (b-vectors in the voxel-axis frame, no mask).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`REAL_VOLUMES`.
+    """
+    return load_dwi(*real_volume_paths(name))
+
+
+def phantom_paths(set_dir: str | os.PathLike, volume: str, resolution: str = "high") -> tuple[Path, Path, Path, Path]:
+    """``(dwi, bvals, bvecs, mask)`` files of one volume of a phantom set at one angular resolution.
+
+    Parameters
+    ----------
+    set_dir : path
+        Folder written by ``equidmri phantom`` (:func:`equidmri.sims.dataset.write_phantom_set`).
+    volume : str
+        ``"train"``, ``"val"`` or ``"test"``.
+    resolution : str
+        ``"high"`` (every shell) or ``"low"`` (b=0 + 29 directions of the lowest shell).
+
+    Raises
+    ------
+    ValueError
+        If ``volume`` or ``resolution`` is unknown.
+    """
+    if volume not in VOLUMES:
+        raise ValueError(f"volume must be one of {VOLUMES}, got {volume!r}")
+    folder = Path(set_dir) / volume
+    return (*series_paths(folder, resolution), folder / "mask.nii.gz")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One row of a cohort list: absolute paths of its files and its identifier.
+
+    Attributes
+    ----------
+    subject : str
+        The ``subject`` column, or the 1-based row number when the list has no such column.
+    dwi, bvals, bvecs : Path
+        4D NIfTI and FSL gradient files.
+    mask : Path or None
+    """
+
+    subject: str
+    dwi: Path
+    bvals: Path
+    bvecs: Path
+    mask: Path | None = None
+
+    def load(self) -> DWIData:
+        """The subject's data through :func:`equidmri.dmri.io.load_dwi` (same errors)."""
+        return load_dwi(self.dwi, self.bvals, self.bvecs, self.mask)
+
+
+def read_cohort(path: str | os.PathLike) -> list[Subject]:
+    """Read a cohort list: a tab-separated file with a header of column names.
+
+    Parameters
+    ----------
+    path : path
+        Columns ``dwi``, ``bvals``, ``bvecs`` (required), ``mask`` and ``subject`` (optional); other
+        columns are ignored. Relative paths resolve against the folder of ``path``. Files are not opened.
+
+    Returns
+    -------
+    list of Subject
+        In the order of the rows.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If a required column is missing, a required cell is empty, two rows share a subject name or the
+        list has no row.
+    """
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [column for column in COHORT_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"cohort list {path} lacks the column(s) {missing}; it has {reader.fieldnames}")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"cohort list {path} has no subject")
+    subjects = [_subject(row, number, path.parent) for number, row in enumerate(rows, start=1)]
+    names = [s.subject for s in subjects]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"cohort list {path} names the subject(s) {duplicated} more than once")
+    return subjects
+
+
+def _subject(row: dict[str, str | None], number: int, folder: Path) -> Subject:
+    def resolve(column: str) -> Path | None:
+        cell = (row.get(column) or "").strip()
+        return (folder / cell) if cell else None
+
+    files = {column: resolve(column) for column in COHORT_COLUMNS}
+    empty = [column for column, value in files.items() if value is None]
+    if empty:
+        raise ValueError(f"row {number} of the cohort list has no {', '.join(empty)}")
+    name = (row.get("subject") or "").strip() or str(number)
+    return Subject(subject=name, mask=resolve("mask"), **files)
