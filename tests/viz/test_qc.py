@@ -175,8 +175,11 @@ def test_multi_tissue_figure_adds_the_axial_fraction_maps(tmp_path, volume):
     fractions[:4, ..., 0] = 1.0  # WM on the left half, CSF on the right
     fractions[4:, ..., 2] = 0.9
     figure = qc_figure(background, peak_dirs, None, (1, 6, 1), fractions=fractions, tissues=("wm", "gm", "csf"))
-    assert [axes.get_title() for axes in figure.axes[3:6]] == ["WM fraction, z = 1", "GM fraction, z = 1",
-                                                               "CSF fraction, z = 1"]
+    assert [axes.get_title() for axes in figure.axes[3:6]] == [
+        "WM fraction, z = 1",
+        "GM fraction, z = 1",
+        "CSF fraction, z = 1",
+    ]
     for axes, tissue in zip(figure.axes[3:6], range(3)):
         np.testing.assert_array_equal(axes.get_images()[0].get_array(), fractions[:, :, 1, tissue].T)
     path = plot_peaks_qc(tmp_path / "qc.png", background, peak_dirs, fractions=fractions, tissues=("wm", "gm", "csf"))
@@ -187,7 +190,11 @@ def test_multi_tissue_figure_adds_the_axial_fraction_maps(tmp_path, volume):
 
 def test_single_tissue_fractions_add_no_row(volume):
     background, peak_dirs = volume
-    figure = qc_figure(background, peak_dirs, None, (1, 6, 1), fractions=np.ones(background.shape + (1,)),
-                       tissues=("wm",))
-    assert [axes.get_title() for axes in figure.axes if axes.get_title()] == ["axial, z = 1", "coronal, y = 6",
-                                                                               "sagittal, x = 1"]
+    figure = qc_figure(
+        background, peak_dirs, None, (1, 6, 1), fractions=np.ones(background.shape + (1,)), tissues=("wm",)
+    )
+    assert [axes.get_title() for axes in figure.axes if axes.get_title()] == [
+        "axial, z = 1",
+        "coronal, y = 6",
+        "sagittal, x = 1",
+    ]
