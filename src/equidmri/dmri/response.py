@@ -276,8 +276,8 @@ def estimate_responses(
     ``gm_md_min <= MD < gm_md_thr``: dipy's default (``MD < 0.0007``) selects low-FA white matter (crossings) on
     real data, whose response then absorbs crossing-fibre signal (on MRtrix3's multi-shell test volume, MSMT-CSD
     found 87 % of the reference crossings with it and 97 % with the band). CSF voxels are those with
-    ``0 < FA < csf_fa_thr`` and ``MD >= csf_md_thr`` (dipy keeps ``MD < csf_md_thr``, which selects grey matter, not CSF).
-    dipy averages λ2 into λ3, so the GM/CSF diffusivity set here is ``(λ1 + 2 λ2) / 3``.
+    ``0 < FA < csf_fa_thr`` and ``MD >= csf_md_thr`` (dipy keeps ``MD < csf_md_thr``, which selects grey matter,
+    not CSF). dipy averages λ2 into λ3, so the GM/CSF diffusivity set here is ``(λ1 + 2 λ2) / 3``.
 
     Parameters
     ----------
