@@ -14,12 +14,12 @@ SHAPE = (6, 4, 4)  # voxels: x < 2 WM, x in {2, 3} GM, x >= 4 CSF
 FIBRE = np.array([1.0, 0.0, 0.0])  # WM fibre along x (voxel axes = world axes here)
 TISSUE_EVALS = {  # mm²/s; GM and CSF slightly anisotropic: dipy's tissue masks need FA > 0
     "wm": (1.7e-3, 0.3e-3, 0.3e-3),
-    "gm": (0.65e-3, 0.6e-3, 0.6e-3),
+    "gm": (0.95e-3, 0.9e-3, 0.9e-3),  # MD 0.92e-3: cortical GM, inside the GM response band
     "csf": (3.0e-3, 2.9e-3, 2.9e-3),
 }
 TISSUE_S0 = {"wm": 100.0, "gm": 80.0, "csf": 150.0}  # scanner units
 EPOCHS, LEARNING_RATE = 80, 1e-2  # short run with a larger step than the default (~20 s on 2 cores)
-PEAK_BOUND_DEG = 5.0  # measured 1.6 deg (nearest vertex of the peak sphere) after 80 epochs; ~3x
+PEAK_BOUND_DEG = 5.0  # measured 1.6 deg after 80 epochs when GM had MD 0.62e-3 (a WM-like GM); ~3x
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,6 @@ def test_three_tissue_responses_are_estimated(multishell_run):
 
 
 def test_wm_and_csf_dominate_their_own_voxels(multishell_run):
-    """GM is not asserted: with two shells a uniform WM fODF nearly reproduces the GM signal, and this short
-    run leaves GM voxels explained by WM (WM fraction ~0.68, GM ~0.05 there); see the closing note of issue #2."""
     fractions = nib.load(multishell_run / "fractions.nii.gz").get_fdata()
     assert fractions.shape == SHAPE + (3,)
     winner = fractions.argmax(axis=-1)
@@ -60,6 +58,21 @@ def test_wm_and_csf_dominate_their_own_voxels(multishell_run):
     assert fractions[4:6, ..., 2].min() > 0.9  # CSF voxels are almost pure CSF
 
 
+GM_OPEN = (
+    "issue #23, open: on this phantom the network leaves the GM voxels to a flat WM fODF (WM 0.5, GM 0.06 after "
+    "80 epochs; 300 epochs, other learning rates, no match_b0 and per-voxel b0-normalised inputs did not change it) "
+    "although the loss's per-voxel optimum is GM 0.98; the unexplained GM signal also turns the WM peaks (up to 88 deg)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=GM_OPEN)
+def test_gm_dominates_its_own_voxels(multishell_run):
+    """GM (MD 0.92e-3 mm²/s, inside the GM response band) is told from WM by its decay across the two shells."""
+    fractions = nib.load(multishell_run / "fractions.nii.gz").get_fdata()
+    assert np.all(fractions.argmax(axis=-1)[2:4] == 1), fractions[2:4, 0, 0]
+
+
+@pytest.mark.xfail(strict=True, reason=GM_OPEN)
 def test_white_matter_peaks_follow_the_fibre(multishell_run):
     peaks = nib.load(multishell_run / "peaks.nii.gz").get_fdata()[0:2, ..., :3]
     angles = np.degrees(np.arccos(np.clip(np.abs(peaks @ FIBRE), 0, 1)))
