@@ -41,7 +41,7 @@ from equidmri.dmri.gradients import SHELL_TOL, find_shells
 from equidmri.dmri.io import DWIData, load_dwi, load_fod
 from equidmri.dmri.peaks import find_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement, second_peak_recall
-from equidmri.methods import get_method
+from equidmri.methods import find_method, get_method
 from equidmri.recon.model import FODFFit, NetworkConfig
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
@@ -142,17 +142,20 @@ def fit_method(name: str, prepared: PreparedData, **options: Any) -> FODFFit:
 
 
 def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -> list[Row]:
-    """dipy CSD (single shell) or MSMT-CSD (several), then SHD-TV, on a prepared (sub-)acquisition."""
+    """dipy CSD (single shell) or MSMT-CSD (several), MRtrix3's counterpart when installed (not with ``--quick``),
+    then SHD-TV, on a prepared (sub-)acquisition."""
     rows = []
     multi = prepared.shells.bvals.size > 1
-    start = time.perf_counter()
-    if multi:
-        if not args.quick:
-            fodf = fit_method("MSMT-CSD", prepared).shm_coeff
-            rows.append(Row("dipy MSMT-CSD (lmax 8)", shells, fodf, time.perf_counter() - start))
-    else:
-        fodf = fit_method(REFERENCE_CSD, prepared).shm_coeff
-        rows.append(Row("dipy CSD (lmax 8)", shells, fodf, time.perf_counter() - start))
+    classical = [("MSMT-CSD", "dipy MSMT-CSD (lmax 8)")] if multi else [(REFERENCE_CSD, "dipy CSD (lmax 8)")]
+    mrtrix = "MRtrix3 MSMT-CSD" if multi else "MRtrix3 CSD"
+    if not args.quick and find_method(mrtrix).available():
+        classical.append((mrtrix, f"{mrtrix} (its own responses)"))
+    for name, label in classical:
+        if multi and args.quick:
+            continue
+        start = time.perf_counter()
+        fodf = fit_method(name, prepared).shm_coeff
+        rows.append(Row(label, shells, fodf, time.perf_counter() - start))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     fit = fit_method(
