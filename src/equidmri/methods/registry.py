@@ -31,7 +31,7 @@ from equidmri.methods.networks import NetworkMethod
 from equidmri.recon.losses import LossWeights
 from equidmri.recon.model import FODFFit
 
-SHD_TV_WEIGHT = LossWeights().tv  # the SHD-TV reference configuration's TV weight (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4)
+SHD_TV_WEIGHT = LossWeights().tv  # SHD-TV reference TV weight (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4)
 LMAX_NAME = re.compile(r"^(?P<family>.+) \(lmax (?P<lmax>\d+)\)$", re.IGNORECASE)  # "CSD (lmax 8)"
 
 __all__ = ["METHODS", "FODFMethod", "Method", "find_method", "get_method"]

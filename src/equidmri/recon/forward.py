@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from equidmri.dmri.gradients import Shells
 from equidmri.sphere.sh import degrees, sh_fit_matrix, sh_matrix
 
-FODF_LMAX = 18  # SH degree of the WM fODF (190 coefficients <= the 384 V+ pixels at nside 8, equidmri.sphere.hemisphere)
+FODF_LMAX = 18  # SH degree of the WM fODF (190 coefficients <= the 384 V+ pixels at nside 8)
 FODF_SMOOTH = 1e-5  # Laplace-Beltrami weight of the grid -> SH fit: shrinks l = 18 by ~2% at nside 8
 B0_EPS = 1e-6  # floor of the predicted b=0 signal when rescaling to the measured one (normalised units)
 

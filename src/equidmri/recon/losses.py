@@ -23,7 +23,9 @@ NORM_EPS = 1e-8  # guards the per-voxel L2 normalisation of the TV term
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the regularisers; defaults are the SHD reference code's SHD-TV configuration (Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4).
+    """Weights of the regularisers; defaults are the SHD reference code's SHD-TV configuration.
+
+    Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4.
 
     Attributes
     ----------
