@@ -274,8 +274,8 @@ def estimate_responses(
     warning) down to ``FA_THR_FLOOR``, then the ``MIN_RESPONSE_VOXELS`` voxels of highest FA serve (if their
     FA exceeds ``FA_FALLBACK_MIN``; a warning says so). GM voxels are those with ``0 < FA < gm_fa_thr`` and
     ``gm_md_min <= MD < gm_md_thr``: dipy's default (``MD < 0.0007``) selects low-FA white matter (crossings) on
-    real data, whose response then absorbs crossing-fibre signal (on MRtrix3's multi-shell test volume, MSMT-CSD
-    found 87 % of the reference crossings with it and 97 % with the band). CSF voxels are those with
+    real data, and MSMT-CSD with that GM response explains part of the crossing signal as GM and misses crossings
+    (MRtrix3's multi-shell test volume). CSF voxels are those with
     ``0 < FA < csf_fa_thr`` and ``MD >= csf_md_thr`` (dipy keeps ``MD < csf_md_thr``, which selects grey matter,
     not CSF). dipy averages λ2 into λ3, so the GM/CSF diffusivity set here is ``(λ1 + 2 λ2) / 3``.
 
