@@ -196,11 +196,12 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
     data = load_dwi(volume.dwi, volume.bvals, volume.bvecs, volume.mask)
     prepared = prepare(data)
     shells = prepared.shells.bvals
+    per_shell = {bval: prepare(select_shell(data, bval)) for bval in shells} if shells.size > 1 else {}
     if volume.reference is not None:
         ref_sh, _ = load_fod(volume.reference)
         reference_name = f"{volume.reference.name} (given)"
     else:  # dipy CSD on the highest shell
-        top = prepared if shells.size == 1 else prepare(select_shell(data, shells[-1]))
+        top = per_shell.get(shells[-1], prepared)
         ref_sh = fit_method(REFERENCE_CSD, top).shm_coeff
         reference_name = f"dipy CSD (lmax 8), b={shells[-1]:.0f}"
     ref_dirs, ref_values = find_peaks(
@@ -209,9 +210,8 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
     first = ref_values[..., 0]
     clear = prepared.mask & (first > CLEAR_WM * first[prepared.mask].max())
     rows = []
-    if shells.size > 1:
-        for bval in shells:
-            rows += run_methods(prepare(select_shell(data, bval)), f"b={bval:.0f}", args)
+    for bval, shell in per_shell.items():
+        rows += run_methods(shell, f"b={bval:.0f}", args)
     rows += run_methods(prepared, "all" if shells.size > 1 else f"b={shells[0]:.0f}", args)
     record = {
         "volume": volume.name,
