@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from dipy.core.gradients import GradientTable, gradient_table
 from dipy.reconst.csdeconv import mask_for_response_ssst, response_from_mask_ssst
-from dipy.reconst.dti import TensorModel
 from dipy.reconst.mcsd import mask_for_response_msmt, response_from_mask_msmt
 from scipy.special import eval_legendre, roots_legendre
 
@@ -223,10 +222,11 @@ def _fa_in_mask(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> Calla
     """Deferred DTI FA ``(X, Y, Z)`` inside ``mask`` (zero elsewhere), for the WM fallback."""
 
     def fa() -> np.ndarray:
+        from equidmri.dmri.baselines import fit_dti_fa  # baselines imports this module
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # dipy's bias note above b=1200
-            values = np.nan_to_num(TensorModel(gtab).fit(dwi, mask=mask).fa)
-        return np.where(mask, values, 0.0)
+            return np.nan_to_num(fit_dti_fa(dwi, gtab, mask))
 
     return fa
 
