@@ -29,10 +29,10 @@ _PUBLIC = {  # name -> the module that defines it
     "METHODS": "equidmri.methods",
     "get_method": "equidmri.methods",
     "FODFFit": "equidmri.recon.model",
-    "NetworkConfig": "equidmri.recon.model",
+    "NetworkConfig": "equidmri.recon.config",
     "SHDModel": "equidmri.recon.model",
     "prepare": "equidmri.recon.pipeline",
-    "TrainConfig": "equidmri.recon.train",
+    "TrainConfig": "equidmri.recon.config",
 }
 
 __all__ = [

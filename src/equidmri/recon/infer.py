@@ -17,11 +17,10 @@ from tqdm.auto import tqdm
 
 from equidmri.nn.blocks import fold_batchnorm
 from equidmri.nn.models.backbone import UNetBackbone
+from equidmri.recon.config import DEFAULT_TILE
 from equidmri.recon.inputs import SampledInputs
 
-# voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
-# `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
-DEFAULT_TILE = 24
+__all__ = ["DEFAULT_TILE", "bounding_box", "predict_volume", "tile_grid", "tiles"]  # DEFAULT_TILE: recon.config
 
 
 def tile_grid(box: tuple[slice, ...], tile: int) -> list[tuple[int, int, int]]:

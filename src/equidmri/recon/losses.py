@@ -7,44 +7,19 @@ full-sphere grid (HEALPix nside 16, 3072 directions).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import Tensor, nn
 
+from equidmri.recon.config import LossWeights
 from equidmri.recon.forward import FODF_LMAX
 from equidmri.sphere.healpix import pixel_centres
 from equidmri.sphere.sh import sh_matrix
 
+__all__ = ["DENSE_NSIDE", "NORM_EPS", "SPARSITY_SIGMA", "DeconvLoss", "LossWeights", "total_variation"]
+
 DENSE_NSIDE = 16  # 3072 directions for the fODF penalties (SHD reference code)
 SPARSITY_SIGMA = 1e-5  # Cauchy sparsity scale sigma (SHD eq. 4)
 NORM_EPS = 1e-8  # guards the per-voxel L2 normalisation of the TV term
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the regularisers; defaults are the SHD reference code's SHD-TV configuration.
-
-    Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4.
-
-    Attributes
-    ----------
-    nn : float
-        Non-negativity, ``mean(min(F, 0)^2)``.
-    sparsity : float
-        Cauchy sparsity, ``mean(2 log(1 + F^2 / (2 sigma)))``, sigma = 1e-5.
-    tv : float
-        Spatial smoothness of L2-normalised fODFs (0 gives SHD, 0.5 SHD-TV).
-    """
-
-    nn: float = 0.1
-    sparsity: float = 5e-5
-    tv: float = 0.5
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if not value >= 0:
-                raise ValueError(f"loss weight {name} must be >= 0, got {value}")
 
 
 def total_variation(fodf: Tensor, mask: Tensor) -> Tensor:

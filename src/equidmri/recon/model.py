@@ -26,47 +26,26 @@ from equidmri.dmri.peaks import find_peaks
 from equidmri.dmri.preprocess import build_sampler
 from equidmri.dmri.response import TissueResponses
 from equidmri.nn.models.registry import build_model
-from equidmri.nn.models.unet import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
 from equidmri.recon.checkpoint import load_checkpoint
+from equidmri.recon.config import DEFAULT_TILE, LEGACY_ARCHITECTURES, NetworkConfig, TrainConfig
 from equidmri.recon.forward import FODF_LMAX, SignalModel
-from equidmri.recon.infer import DEFAULT_TILE, predict_volume
+from equidmri.recon.infer import predict_volume
 from equidmri.recon.inputs import SampledInputs
-from equidmri.recon.train import TrainConfig, train
+from equidmri.recon.train import train
 from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
+__all__ = [  # NetworkConfig and LEGACY_ARCHITECTURES live in equidmri.recon.config (torch-free)
+    "LEGACY_ARCHITECTURES",
+    "OUTPUT_LMAX",
+    "FODFFit",
+    "NetworkConfig",
+    "SHDModel",
+    "check_has_b0",
+    "check_same_shells",
+    "on_volume",
+]
+
 OUTPUT_LMAX = 8  # SH degree of fod.nii.gz and of the peaks (MRtrix default lmax)
-LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV method's network after the method
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Architecture of the deconvolution network (see ``SHDUNet``)."""
-
-    model: str = "shd"  # an architecture of equidmri.nn.models.registry.MODELS
-    nside: int = 8
-    widths: tuple[int, ...] = DEFAULT_WIDTHS
-    kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
-    cheb_order: int = 5
-    kernel: str = "full"
-    match_b0: bool = True  # rescale outputs so the reconstructed b=0 equals the measured one (SHD "normalize")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly copy."""
-        return {
-            "model": self.model,
-            "nside": self.nside,
-            "widths": list(self.widths),
-            "kernel_sizes": list(self.kernel_sizes),
-            "cheb_order": self.cheb_order,
-            "kernel": self.kernel,
-            "match_b0": self.match_b0,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
-        model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
-        return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
 
 
 @dataclass(frozen=True, eq=False)

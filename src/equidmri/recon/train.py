@@ -10,7 +10,6 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -18,69 +17,30 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
+from equidmri.recon.config import LEARNING_RATE, LossWeights, TrainConfig
 from equidmri.recon.forward import SignalModel
 from equidmri.recon.inputs import SampledInputs
-from equidmri.recon.losses import DeconvLoss, LossWeights
+from equidmri.recon.losses import DeconvLoss
 
 logger = logging.getLogger(__name__)
 
-LEARNING_RATE = 1.7e-3  # Adam, SHD reference code (the paper's text says 1.7e-2)
+__all__ = [  # TrainConfig, LossWeights and LEARNING_RATE live in equidmri.recon.config (torch-free)
+    "DECAY",
+    "DECAY_AT",
+    "LEARNING_RATE",
+    "LossWeights",
+    "TrainConfig",
+    "TrainingDivergedError",
+    "sample_patches",
+    "train",
+]
+
 DECAY_AT = (0.6, 0.8, 0.9)  # fractions of the epochs where the learning rate is multiplied by DECAY
 DECAY = 0.1
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings.
-
-    Attributes
-    ----------
-    epochs : int
-        Passes; one epoch draws ``patches_per_epoch`` patches.
-    patch_size : int
-        Patch edge in voxels (clipped to the volume).
-    batch_size : int
-        Patches per optimiser step.
-    patches_per_epoch : int or None
-        Default: mask voxels / patch voxels, at least ``batch_size``.
-    lr : float
-        Adam learning rate.
-    weights : LossWeights
-        Regulariser weights.
-    seed : int
-        Seeds the initialisation and the patch sampling.
-    checkpoint_every : int
-        Epochs between checkpoints (the last epoch is always saved).
-    """
-
-    epochs: int = 200
-    patch_size: int = 16
-    batch_size: int = 1
-    patches_per_epoch: int | None = None
-    lr: float = LEARNING_RATE
-    weights: LossWeights = field(default_factory=LossWeights)
-    seed: int = 0
-    checkpoint_every: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "patch_size", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly copy."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{**d, "weights": LossWeights(**d["weights"])})
 
 
 def _patch_slices(centre: Tensor, size: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:

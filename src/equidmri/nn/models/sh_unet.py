@@ -17,16 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.blocks.conv_block import ConvBlock
+from equidmri.nn.defaults import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.spatial import IsotropicConv3d
 from equidmri.nn.models.backbone import UNetBackbone, broadcast_kernel_sizes
-from equidmri.nn.models.unet import (
-    DEFAULT_KERNEL_SIZES,
-    DEFAULT_WIDTHS,
-    HEAD_INIT_SCALE,
-    INITIAL_FODF,
-    inverse_softplus,
-)
+from equidmri.nn.models.unet import HEAD_INIT_SCALE, INITIAL_FODF, inverse_softplus
 from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
 SH_LMAX = 8  # SH degree of the input projection and of the output fODF

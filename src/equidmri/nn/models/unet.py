@@ -17,15 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from equidmri.nn.blocks.conv_block import ConvBlock
+from equidmri.nn.defaults import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS, REFERENCE_WIDTHS
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.pooling import SphericalPool, SphericalUnpool
 from equidmri.nn.layers.spatial import neighbours_as_channels
 from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv
 from equidmri.nn.models.backbone import UNetBackbone, broadcast_kernel_sizes
 
-DEFAULT_WIDTHS = (8, 16, 32, 64)  # CPU-friendly; the reference code uses REFERENCE_WIDTHS
-REFERENCE_WIDTHS = (32, 64, 128, 256)  # SHD reference implementation
-DEFAULT_KERNEL_SIZES = (3, 1, 1, 1)  # 3x3x3 isotropic kernels at the finest level, voxel-wise below
+__all__ = ["DEFAULT_KERNEL_SIZES", "DEFAULT_WIDTHS", "REFERENCE_WIDTHS", "SHDUNet", "inverse_softplus"]
+
 INITIAL_FODF = 1.0 / (4.0 * math.pi)  # head bias start: an fODF of unit integral (single-tissue voxel)
 HEAD_INIT_SCALE = 0.01  # shrinks the head's He initialisation so training starts near the uniform fODF
 NEIGHBOURHOOD = 27  # 3x3x3 voxels stacked as channels by Concat-ESD

@@ -1,0 +1,128 @@
+"""The settings of a deconvolution network, its loss and its training: plain frozen dataclasses without torch.
+
+:mod:`equidmri.recon.losses`, :mod:`equidmri.recon.model`, :mod:`equidmri.recon.train` and
+:mod:`equidmri.recon.infer` use them (and re-export them), and the command line reads its defaults here, so
+that ``equidmri deconv --help`` answers without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from equidmri.nn.defaults import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
+
+__all__ = ["DEFAULT_TILE", "LEARNING_RATE", "LEGACY_ARCHITECTURES", "LossWeights", "NetworkConfig", "TrainConfig"]
+
+LEARNING_RATE = 1.7e-3  # Adam, SHD reference code (the paper's text says 1.7e-2)
+LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV method's network after the method
+# voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
+# `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
+DEFAULT_TILE = 24
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the regularisers; defaults are the SHD reference code's SHD-TV configuration.
+
+    Elaldi, Gerig & Dey, NeurIPS 2024, eq. 4.
+
+    Attributes
+    ----------
+    nn : float
+        Non-negativity, ``mean(min(F, 0)^2)``.
+    sparsity : float
+        Cauchy sparsity, ``mean(2 log(1 + F^2 / (2 sigma)))``, sigma = 1e-5.
+    tv : float
+        Spatial smoothness of L2-normalised fODFs (0 gives SHD, 0.5 SHD-TV).
+    """
+
+    nn: float = 0.1
+    sparsity: float = 5e-5
+    tv: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not value >= 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes; one epoch draws ``patches_per_epoch`` patches.
+    patch_size : int
+        Patch edge in voxels (clipped to the volume).
+    batch_size : int
+        Patches per optimiser step.
+    patches_per_epoch : int or None
+        Default: mask voxels / patch voxels, at least ``batch_size``.
+    lr : float
+        Adam learning rate.
+    weights : LossWeights
+        Regulariser weights.
+    seed : int
+        Seeds the initialisation and the patch sampling.
+    checkpoint_every : int
+        Epochs between checkpoints (the last epoch is always saved).
+    """
+
+    epochs: int = 200
+    patch_size: int = 16
+    batch_size: int = 1
+    patches_per_epoch: int | None = None
+    lr: float = LEARNING_RATE
+    weights: LossWeights = field(default_factory=LossWeights)
+    seed: int = 0
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patch_size", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "weights": LossWeights(**d["weights"])})
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of the deconvolution network (see ``SHDUNet``)."""
+
+    model: str = "shd"  # an architecture of equidmri.nn.models.registry.MODELS
+    nside: int = 8
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
+    cheb_order: int = 5
+    kernel: str = "full"
+    match_b0: bool = True  # rescale outputs so the reconstructed b=0 equals the measured one (SHD "normalize")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy."""
+        return {
+            "model": self.model,
+            "nside": self.nside,
+            "widths": list(self.widths),
+            "kernel_sizes": list(self.kernel_sizes),
+            "cheb_order": self.cheb_order,
+            "kernel": self.kernel,
+            "match_b0": self.match_b0,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
+        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
+        model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
+        return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
