@@ -1,11 +1,12 @@
 """Tests of equidmri.extras: a missing optional dependency is one error naming the extra."""
 
+import importlib.util
 import sys
 
 import numpy as np
 import pytest
 
-from equidmri.extras import MissingExtraError, require_extra
+from equidmri.extras import MissingExtraError, extra_installed, require_extra
 
 
 def test_require_extra_returns_an_installed_module():
@@ -35,3 +36,11 @@ def test_msmt_csd_without_cvxpy_names_the_baselines_extra(monkeypatch):
     )
     with pytest.raises(MissingExtraError, match=r"dipy's MSMT-CSD needs cvxpy.*pip install 'equidmri\[baselines\]'"):
         fit_msmt_csd(np.ones((1, 1, 1, 13)), gradient_table(bvals, bvecs=bvecs), responses)
+
+
+def test_extra_installed_finds_modules_without_importing_them(monkeypatch):
+    assert extra_installed("baselines") == (importlib.util.find_spec("cvxpy") is not None)
+    monkeypatch.setitem(sys.modules, "cvxpy", None)
+    assert not extra_installed("baselines")
+    with pytest.raises(ValueError, match="unknown extra 'gpu'"):
+        extra_installed("gpu")

@@ -11,11 +11,30 @@ Dependencies used only by a baseline or a benchmark are extras (``pyproject.toml
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
+
+EXTRA_MODULES = {  # extra -> the top-level modules it installs (pyproject.toml [project.optional-dependencies])
+    "baselines": ("cvxpy",),
+    "bench": ("sklearn", "cvxpy"),
+}
 
 
 class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the pip extra that installs it."""
+
+
+def extra_installed(extra: str) -> bool:
+    """Whether every module of the extra ``extra`` can be imported; the modules are found, not imported.
+
+    Raises
+    ------
+    ValueError
+        If ``extra`` is not one of :data:`EXTRA_MODULES`.
+    """
+    if extra not in EXTRA_MODULES:
+        raise ValueError(f"unknown extra {extra!r}; choose from {sorted(EXTRA_MODULES)}")
+    return all(importlib.util.find_spec(module) is not None for module in EXTRA_MODULES[extra])
 
 
 def require_extra(module: str, extra: str, purpose: str, package: str | None = None) -> ModuleType:

@@ -1,6 +1,8 @@
 """Every registered method through the public API: ``get_method(name, gtab).fit(dwi, mask) -> FODFFit``."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from equidmri import FODFFit, get_method
 from equidmri.dmri.gradients import find_shells, make_gtab
 from equidmri.dmri.response import TissueResponses, estimate_responses
+from equidmri.extras import MissingExtraError
 from equidmri.methods import METHODS, find_method
 from equidmri.methods.registry import SHD_TV_WEIGHT
 from equidmri.sims.phantoms import make_phantom
@@ -71,7 +74,7 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("method", METHODS, ids=[m.name for m in METHODS])
 def test_every_method_fits_and_finds_a_single_fibre(method, protocol, phantom, uniform):
     if not method.available():
-        pytest.skip(f"{method.requires} is not on PATH")
+        pytest.skip(f"{method.name} {method.unavailable()}")
     if method.learned:
         dwi, gtab, responses = uniform
         mask, voxel, truth = np.ones(UNIFORM_SHAPE, bool), (1, 2, 1), FIBRE
@@ -121,3 +124,36 @@ def test_options_replace_single_settings_and_unknown_options_are_refused():
     assert method.network_config.model == "rt-esd" and method.train_config.weights.tv == 0.1
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['epoch'\]"):
         get_method("SHD", None, epoch=3)
+
+
+def test_the_table_is_read_without_torch_or_dipy():
+    code = (
+        "import sys; from equidmri.methods import METHODS, find_method; "
+        "[(m.name, m.summary, m.extra, m.available()) for m in METHODS]; find_method('csd (lmax 4)'); "
+        "print(sorted(n for n in ('torch', 'dipy', 'numpy', 'healpy') if n in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_msmt_csd_needs_the_baselines_extra(monkeypatch):
+    msmt = find_method("MSMT-CSD")
+    assert msmt.extra == "baselines" and msmt.model_class.__name__ == "MSMTCSDMethod"
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # cvxpy is not found
+    assert not msmt.available()
+    assert msmt.unavailable() == "needs cvxpy, which is not installed: pip install 'equidmri[baselines]'"
+    with pytest.raises(MissingExtraError, match=r"'MSMT-CSD' needs cvxpy.*equidmri\[baselines\]"):
+        get_method("MSMT-CSD", None)
+
+
+def test_a_method_without_its_executable_is_refused_naming_it(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    assert find_method("MRtrix3 CSD").unavailable() == "needs dwi2fod, which is not on PATH"
+    with pytest.raises(RuntimeError, match="'MRtrix3 CSD' needs dwi2fod, which is not on PATH"):
+        get_method("MRtrix3 CSD", None)
+
+
+def test_an_lmax_variant_keeps_the_family_s_fields():
+    variant = find_method("CSD (lmax 4)")
+    assert variant.name == "CSD (lmax 4)" and variant.builder == find_method("CSD (lmax 8)").builder
+    assert variant.resolutions == find_method("CSD (lmax 8)").resolutions

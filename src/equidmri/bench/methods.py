@@ -83,7 +83,7 @@ def _sh_peaks(fit: FODFFit, prepared: PreparedData) -> tuple[np.ndarray, np.ndar
 
 
 def _accepts(method: Method, option: str) -> bool:
-    return option in inspect.signature(method.build).parameters
+    return option in inspect.signature(method.model_class).parameters
 
 
 def result_settings(method: Method, settings: Settings) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def _run_table(args: argparse.Namespace, out: Path, data: Path) -> int:
         "quick": args.quick,
     }
     result["skipped"] = {m.name: "not selected with --methods" for m in METHODS if m not in chosen}
-    result["skipped"].update({m.name: f"{m.requires} not installed" for m in chosen if not m.available()})
+    result["skipped"].update({m.name: m.unavailable() for m in chosen if not m.available()})
     result["methods"] = []
     for method in (m for m in chosen if m.available()):
         try:

@@ -364,7 +364,7 @@ def deconvolve(
     if resume and not method.learned:
         raise ValueError(f"--resume continues a training, and {method.name} is not a learned method")
     if not method.available():
-        raise ValueError(f"method {method.name} needs {method.requires}, which is not on PATH")
+        raise ValueError(f"method {method.name} {method.unavailable()}")
     check_out_dir(args.out, force=args.force, resume=resume)
     timings: dict[str, float] = {}
     prepared = load_prepared(dwi, bvals, bvecs, mask, timings)

@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in METHODS)
     for method in METHODS:
         kind = "learned" if method.learned else "iterative"
-        missing = "" if method.available() else f" [needs {method.requires}, not on PATH]"
+        reason = method.unavailable()
+        missing = "" if reason is None else f" [{reason}]"
         default = " (default)" if method.name == DEFAULT_METHOD else ""
         sys.stdout.write(f"{method.name:<{width}}  {kind:<9}  {method.summary}{default}; {method.source}{missing}\n")
     return EXIT_OK

@@ -17,14 +17,22 @@ from dipy.direction import peak_directions
 from tqdm import tqdm
 
 from equidmri.dmri.mask import check_mask
+from equidmri.dmri.peak_defaults import MAX_SEPARATION_ANGLE, MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
 
 logger = logging.getLogger(__name__)
 
-RELATIVE_PEAK_THRESHOLD = 0.5  # fraction of the fODF range; dipy's `peak_directions` default
-MIN_SEPARATION_ANGLE = 25.0  # degrees; dipy's `peak_directions` default
-NPEAKS = 3  # peaks kept per voxel; MRtrix3 `sh2peaks -num` default
-MAX_SEPARATION_ANGLE = 90.0  # degrees; the largest angle between two axes (dipy's documented range)
+__all__ = [  # the option defaults live in equidmri.dmri.peak_defaults (no dipy)
+    "CHUNK_VOXELS",
+    "MAX_SEPARATION_ANGLE",
+    "MIN_SEPARATION_ANGLE",
+    "NPEAKS",
+    "PEAK_SPHERE_SUBDIVISIONS",
+    "RELATIVE_PEAK_THRESHOLD",
+    "find_peaks",
+    "peak_sphere",
+]
+
 PEAK_SPHERE_SUBDIVISIONS = 1  # dipy's 362-vertex default_sphere (7.3-8.1 deg spacing) split once:
 # 1445 vertices, 3.6-4.0 deg spacing; halves the peak error on noiseless lmax-8 crossings
 # (max 4.8 -> 2.4 deg at 90 deg, 6.0 -> 3.8 deg at 60 deg) for 1.7x the time (measured, equidmri)

@@ -22,11 +22,11 @@ from equidmri.dmri.io import load_nifti_volume, save_nifti, save_text
 from equidmri.dmri.mask import check_mask
 from equidmri.dmri.response import TISSUES, TissueResponses
 from equidmri.methods.base import wm_fit
+from equidmri.methods.registry import REQUIRED_COMMAND
 from equidmri.recon.model import FODFFit
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_rotation_matrix
 
 ALGORITHMS = ("csd", "msmt_csd")
-REQUIRED_COMMAND = "dwi2fod"  # the method is available when this MRtrix3 command is on PATH
 DEFAULT_THREADS = 2  # -nthreads of every MRtrix3 command
 
 __all__ = ["MRtrixMethod", "mrtrix_available"]
