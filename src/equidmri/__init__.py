@@ -13,9 +13,10 @@ neither torch nor dipy.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from equidmri.lazy import import_public, public_dir
 
 try:
     __version__ = version("equidmri")
@@ -52,12 +53,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """A public name, imported from its module on first use and then kept in the package."""
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'equidmri' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
+    return import_public(__name__, _PUBLIC, name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return public_dir(__name__, _PUBLIC)

@@ -1,34 +1,22 @@
-"""Options, checks and steps shared by the subcommands.
-
-Every default below is read from the library (``TrainConfig``, ``LossWeights``, ``NetworkConfig``,
-``dmri.peaks``, ``recon.infer``); nothing is restated here.
-"""
+"""Checks and steps shared by the subcommands after the parse (they load torch; the options are in
+:mod:`equidmri.cli.options`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from equidmri import __version__
-from equidmri.cli.commands import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
-from equidmri.cli.logs import command_logging
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
-from equidmri.dmri.peaks import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
-from equidmri.extras import MissingExtraError
-from equidmri.methods import DEFAULT_METHOD, Method, find_method, get_method
-from equidmri.nn.models.unet import REFERENCE_WIDTHS
-from equidmri.recon.infer import DEFAULT_TILE
-from equidmri.recon.losses import LossWeights
-from equidmri.recon.model import NetworkConfig
+from equidmri.methods import Method, find_method, get_method
+from equidmri.recon.config import NetworkConfig
 from equidmri.recon.pipeline import (
     OUTPUT_NAMES,
     DeconvResult,
@@ -41,36 +29,10 @@ from equidmri.recon.pipeline import (
     timed,
     write_outputs,
 )
-from equidmri.recon.train import TrainConfig, TrainingDivergedError
-from equidmri.runtime import THREADS_ENV, ContentionWatch, default_threads
+from equidmri.runtime import default_threads
 from equidmri.viz.qc import plot_peaks_qc
 
 logger = logging.getLogger(__name__)
-
-USAGE_ERRORS = (ValueError, OSError, MissingExtraError)  # reported in one line with EXIT_USAGE (OSError: missing
-# or existing files; MissingExtraError: a method whose optional dependency is not installed)
-
-
-THREADS_HELP = (
-    f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "
-    "process may use: affinity and cgroup quota)"
-)
-
-
-def add_threads_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--threads``."""
-    parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
-
-
-def add_verbosity_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``-v`` and ``-q``."""
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="errors only: no warnings, no progress bars (bars are shown only on a terminal)",
-    )
 
 
 def set_threads(args: argparse.Namespace) -> int:
@@ -90,181 +52,6 @@ def set_threads(args: argparse.Namespace) -> int:
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars unless ``-q`` or stderr is not a terminal (a log file would get one huge line)."""
     return not args.quiet and sys.stderr.isatty()
-
-
-def _bounded(kind: Callable[[str], Any], low: float, high: float = math.inf, *, low_open: bool = False):
-    """argparse type: ``kind(text)`` within ``low`` (open or closed) and ``high`` (closed)."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not (low < value if low_open else low <= value) or value > high:
-            raise argparse.ArgumentTypeError(f"must be in {'(' if low_open else '['}{low}, {high}], got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
-    return parse
-
-
-positive_int = _bounded(int, 1)
-positive_float = _bounded(float, 0.0, low_open=True)
-non_negative_float = _bounded(float, 0.0)
-
-
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """``--dwi --bvals --bvecs --mask``."""
-    group = parser.add_argument_group("inputs")
-    group.add_argument(
-        "--dwi", type=Path, required=True, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
-    )
-    group.add_argument("--bvals", type=Path, required=True, metavar="FILE", help="FSL b-values file: N values, s/mm²")
-    group.add_argument(
-        "--bvecs",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="FSL b-vectors file: 3 rows of N unit vectors (image axes, FSL convention)",
-    )
-    group.add_argument(
-        "--mask",
-        type=Path,
-        metavar="FILE",
-        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside "
-        "(default: computed from the DWI with dipy's median_otsu)",
-    )
-
-
-def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
-    """``--out --force --seed --device --threads -v -q`` (``--seed`` only where something is random)."""
-    group = parser.add_argument_group("run")
-    group.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="output directory (created; must be new or empty)"
-    )
-    group.add_argument(
-        "--force", action="store_true", help="write into an existing non-empty output directory, overwriting its files"
-    )
-    if seed:
-        group.add_argument(
-            "--seed",
-            type=int,
-            default=TrainConfig().seed,
-            metavar="INT",
-            help="seed of the initialisation and patch sampling (default: %(default)s)",
-        )
-    group.add_argument(
-        "--device", default="cpu", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)"
-    )
-    add_threads_arg(group)
-    add_verbosity_args(group)
-
-
-def add_training_args(parser: argparse.ArgumentParser) -> None:
-    """Training and network options; defaults from ``TrainConfig``, ``LossWeights`` and ``NetworkConfig``."""
-    train, weights, network = TrainConfig(), LossWeights(), NetworkConfig()
-    group = parser.add_argument_group("training")
-    for option, kind, metavar, text in (
-        ("--epochs", positive_int, "N", "training epochs"),
-        ("--patch-size", positive_int, "VOXELS", "edge of the training patches, voxels"),
-        ("--batch-size", positive_int, "N", "patches per optimiser step"),
-        ("--lr", positive_float, "RATE", "Adam learning rate, dimensionless"),
-    ):
-        group.add_argument(
-            option,
-            type=kind,
-            default=getattr(train, option[2:].replace("-", "_")),
-            metavar=metavar,
-            help=f"{text} (default: %(default)s)",
-        )
-    for term, text in (("nn", "fODF non-negativity penalty"), ("sparsity", "Cauchy sparsity penalty")):
-        group.add_argument(
-            f"--lambda-{term}",
-            type=non_negative_float,
-            default=getattr(weights, term),
-            metavar="WEIGHT",
-            help=f"weight of the {text}, dimensionless (default: %(default)s)",
-        )
-    group.add_argument(
-        "--lambda-tv",
-        type=non_negative_float,
-        metavar="WEIGHT",
-        help="weight of the spatial total variation, dimensionless (default: the method's own, "
-        f"{weights.tv} for SHD-TV and CNN-TV, 0 for the other networks)",
-    )
-    group = parser.add_argument_group("method and network")
-    group.add_argument(
-        "--method",
-        type=method_name,
-        default=DEFAULT_METHOD,
-        metavar="NAME",
-        help="fODF method, any of `equidmri methods` (case-insensitive; 'CSD (lmax N)' for any even N); "
-        "the training and network options apply to the learned ones (default: %(default)s)",
-    )
-    group.add_argument(
-        "--model", type=method_name, metavar="NAME", help="deprecated alias of --method (e.g. shd-tv, shd, rt-esd)"
-    )
-    group.add_argument(
-        "--widths",
-        type=positive_int,
-        nargs="+",
-        default=list(network.widths),
-        metavar="C",
-        help="channels per U-Net level (default: %(default)s, CPU-friendly; the SHD reference "
-        f"code uses {' '.join(map(str, REFERENCE_WIDTHS))})",
-    )
-    group.add_argument(
-        "--kernel-sizes",
-        type=positive_int,
-        nargs="+",
-        default=list(network.kernel_sizes),
-        metavar="VOXELS",
-        help="odd spatial kernel edge per level, voxels (default: %(default)s)",
-    )
-    group.add_argument(
-        "--cheb-order",
-        type=positive_int,
-        default=network.cheb_order,
-        metavar="K",
-        help="Chebyshev polynomials per spherical filter (default: %(default)s)",
-    )
-
-
-def add_output_args(parser: argparse.ArgumentParser) -> None:
-    """Inference tile and peak extraction options."""
-    group = parser.add_argument_group("inference and peaks")
-    group.add_argument(
-        "--tile",
-        type=positive_int,
-        default=DEFAULT_TILE,
-        metavar="VOXELS",
-        help="edge of the inference tiles, voxels; bounds memory (default: %(default)s)",
-    )
-    group.add_argument(
-        "--relative-peak-threshold",
-        type=_bounded(float, 0.0, 1.0, low_open=True),
-        default=RELATIVE_PEAK_THRESHOLD,
-        metavar="FRACTION",
-        help="drop peaks below this fraction of the voxel's largest peak, in (0, 1] (default: %(default)s)",
-    )
-    group.add_argument(
-        "--min-separation-angle",
-        type=_bounded(float, 0.0, 90.0),
-        default=MIN_SEPARATION_ANGLE,
-        metavar="DEGREES",
-        help="minimum angle between peaks, degrees in [0, 90] (default: %(default)s)",
-    )
-    group.add_argument(
-        "--npeaks", type=positive_int, default=NPEAKS, metavar="P", help="peaks kept per voxel (default: %(default)s)"
-    )
-
-
-def method_name(text: str) -> str:
-    """argparse type: the registered name of the method ``text`` names (:func:`equidmri.methods.find_method`)."""
-    try:
-        return find_method(text).name
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-method_name.__name__ = "method"  # argparse names the type in "invalid method value"
 
 
 def chosen_method(args: argparse.Namespace) -> Method:
@@ -453,24 +240,3 @@ def report_success(record: dict[str, Any], out: Path) -> None:
         f"{record['command']}: wrote {out} in {record['timings']['total']:.1f} s "
         f"({record['mask_voxels']} {record['mask_source']} mask voxels{loss_text})\n"
     )
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand with its logging and a :class:`~equidmri.runtime.ContentionWatch`; report a
-    failure in one line on stderr and return its exit code."""
-    with command_logging(args.verbose, getattr(args, "quiet", False)), ContentionWatch():
-        try:
-            return args.run(args)
-        except TrainingDivergedError as error:
-            return _fail(args, error, EXIT_FAILURE)
-        except USAGE_ERRORS as error:
-            return _fail(args, error, EXIT_USAGE)
-        except KeyboardInterrupt:
-            sys.stderr.write(f"{args.prog}: interrupted\n")
-            return EXIT_INTERRUPTED
-
-
-def _fail(args: argparse.Namespace, error: BaseException, code: int) -> int:
-    logger.debug("%s failed", args.prog, exc_info=error)
-    sys.stderr.write(f"{args.prog}: error: {' '.join(str(error).split())}\n")
-    return code

@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.common import (
-    add_common_args,
-    add_input_args,
-    add_output_args,
-    add_training_args,
-    deconvolve,
-    report_success,
-)
+from equidmri.cli.options import add_common_args, add_input_args, add_output_args, add_training_args
 
 DESCRIPTION = """\
 Deconvolve one DWI volume with the method of --method (`equidmri methods` lists them). The default,
@@ -41,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs, train, deconvolve and write the outputs."""
+    from equidmri.cli.common import deconvolve, report_success  # torch: after the parse
+
     _, _, record = deconvolve(args, args.dwi, args.bvals, args.bvecs, args.mask, resume=args.resume)
     report_success(record, args.out)
     return EXIT_OK

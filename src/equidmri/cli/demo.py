@@ -6,19 +6,8 @@ import argparse
 import sys
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.common import (
-    add_common_args,
-    add_output_args,
-    add_training_args,
-    deconvolve,
-    peak_kwargs,
-    report_success,
-)
-from equidmri.data import real_volume_paths
-from equidmri.dmri.io import save_json, save_peaks
-from equidmri.eval.agreement import CONE_DEG, main_peak_agreement
-from equidmri.methods import get_method
-from equidmri.recon.pipeline import timed
+from equidmri.cli.options import add_common_args, add_output_args, add_training_args
+from equidmri.eval.protocol import CONE_DEG
 
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
 CSD_METHOD = "CSD (lmax 8)"  # the reference of the agreement (equidmri.methods)
@@ -44,6 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Deconvolve ``small_64D``, fit CSD, compare the main peaks and write ``demo.json``."""
+    from equidmri.cli.common import deconvolve, peak_kwargs, report_success  # torch: after the parse
+    from equidmri.data import real_volume_paths
+    from equidmri.dmri.io import save_json, save_peaks
+    from equidmri.eval.agreement import main_peak_agreement
+    from equidmri.methods import get_method
+    from equidmri.recon.pipeline import timed
+
     dwi, bvals, bvecs = real_volume_paths(DEMO_DATA)
     prepared, result, record = deconvolve(args, dwi, bvals, bvecs, None)
     timings = dict(record["timings"])

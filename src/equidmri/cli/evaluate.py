@@ -6,20 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.dmri.io import AFFINE_ATOL, check_outputs_free, load_nifti_volume, save_json
-from equidmri.eval.metrics import CONE_DEG, THRESHOLDS, at_threshold, score_thresholds
-from equidmri.eval.peak_files import SH_BASES, load_ground_truth, load_peak_field, peaks_from_fod
+from equidmri.eval.protocol import CONE_DEG, SH_BASES, THRESHOLD_VALUES
 
 DESCRIPTION = f"""\
 Daducci et al. (IEEE TMI 2014) scores as the SHD paper uses them: predicted peaks matched to ground-truth
 fibres within a {CONE_DEG:g} degree cone (antipodal), mean angular error of the matches, FPR, FNR,
-precision, recall and F1 at the {THRESHOLDS.size} relative amplitude thresholds {THRESHOLDS[0]:g}..{THRESHOLDS[-1]:g},
-and PR-AUC. Peaks and ground truth are compared in world coordinates. Voxels: the ground truth's mask
-with at least one fibre, unless --mask is given. Choose the threshold on a validation volume and pass it
-with --threshold for the test volume."""
+precision, recall and F1 at the {len(THRESHOLD_VALUES)} relative amplitude thresholds
+{THRESHOLD_VALUES[0]:g}..{THRESHOLD_VALUES[-1]:g}, and PR-AUC. Peaks and ground truth are compared in world
+coordinates. Voxels: the ground truth's mask with at least one fibre, unless --mask is given. Choose the
+threshold on a validation volume and pass it with --threshold for the test volume."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Load, check frames and shapes, score, write the JSON."""
+    import numpy as np  # numpy, nibabel and dipy after the parse
+
+    from equidmri.dmri.io import AFFINE_ATOL, check_outputs_free, load_nifti_volume, save_json
+    from equidmri.eval.metrics import at_threshold, score_thresholds
+    from equidmri.eval.peak_files import load_ground_truth, load_peak_field, peaks_from_fod
+
     check_outputs_free([args.json], args.force)
     if args.pred_values is not None and args.pred_peaks is None:
         raise ValueError("--pred-values goes with --pred-peaks")

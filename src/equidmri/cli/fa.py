@@ -8,35 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.common import (
-    add_input_args,
-    add_threads_arg,
-    add_verbosity_args,
-    positive_float,
-    positive_int,
-    set_threads,
-    show_progress,
-)
-from equidmri.dmri.io import check_outputs_free, load_dwi, prepare_out_dir, save_json, save_nifti
-from equidmri.dmri.mask import compute_mask
-from equidmri.microstructure import (
-    MODELS,
-    SCHEMES,
-    FAModel,
-    FATrainConfig,
-    get_scheme,
-    sample_tensors,
-    scheme_gtab,
-    simulate_acquisition,
-    train_fa_model,
-)
-from equidmri.microstructure.simulate import SNR
-from equidmri.microstructure.tensor import B_VALUE
+from equidmri.cli.options import add_input_args, add_threads_arg, add_verbosity_args, positive_float, positive_int
+from equidmri.microstructure.config import B_VALUE, MODELS, ORIENTATIONS, SCHEME_NAMES, SNR, FATrainConfig
 
 MODEL_FILE, RUN_FILE = "model.pt", "run.json"
 DEFAULT_VOXELS = 8000  # simulated training voxels (as `equidmri bench fa`)
@@ -63,13 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--model", choices=MODELS, default="scnn", help="network (default: %(default)s)")
     train.add_argument(
         "--scheme",
-        choices=sorted(SCHEMES),
+        choices=sorted(SCHEME_NAMES),
         default="skare",
         help="6-direction scheme of the training data (default: %(default)s)",
     )
     train.add_argument(
         "--orientation",
-        choices=("random", "ap"),
+        choices=ORIENTATIONS,
         default="random",
         help="principal eigenvectors uniformly random, or all anterior-posterior (default: %(default)s)",
     )
@@ -132,6 +107,20 @@ def _add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str) -> N
 
 def run_train(args: argparse.Namespace) -> int:
     """Simulate, train, write ``model.pt`` and ``run.json``."""
+    import numpy as np  # numpy, torch and dipy: after the parse
+    import torch
+
+    from equidmri.cli.common import set_threads, show_progress
+    from equidmri.dmri.io import prepare_out_dir, save_json
+    from equidmri.microstructure import (
+        FAModel,
+        get_scheme,
+        sample_tensors,
+        scheme_gtab,
+        simulate_acquisition,
+        train_fa_model,
+    )
+
     prepare_out_dir(args.out, force=args.force)
     set_threads(args)
     torch.manual_seed(args.seed)
@@ -169,6 +158,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Validate everything, predict FA in the mask and write the NIfTI."""
+    import numpy as np  # numpy, torch and dipy: after the parse
+
+    from equidmri.cli.common import set_threads
+    from equidmri.dmri.io import check_outputs_free, load_dwi, save_nifti
+    from equidmri.dmri.mask import compute_mask
+    from equidmri.microstructure import FAModel
+
     check_outputs_free([args.out], args.force)
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"directory of --out does not exist: {args.out.parent}")

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_INTERRUPTED
+from equidmri.cli.runner import run_command
 from equidmri.runtime import retain_freed_memory, set_passive_wait
 
 
@@ -45,8 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stop.code if isinstance(stop.code, int) else 0
         args.argv = argv
         retain_freed_memory()  # large feature maps reuse freed memory instead of faulting in fresh pages
-        from equidmri.cli.common import run_command  # noqa: PLC0415 (loads torch: after the parse)
-
         return run_command(args)
     except KeyboardInterrupt:
         sys.stderr.write("equidmri: interrupted\n")

@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.common import positive_float, positive_int
-from equidmri.dmri.io import save_json
-from equidmri.sims.dataset import FILES, VOLUMES, write_phantom_set
-from equidmri.sims.synthesis import DIRECTIONS_PER_SHELL, LOW_RES_DIRECTIONS, N_B0, SHELLS
+from equidmri.cli.options import positive_float, positive_int
+from equidmri.sims.defaults import DIRECTIONS_PER_SHELL, FILES, LOW_RES_DIRECTIONS, N_B0, SHELLS, VOLUMES
 
 MIN_SIZE = 8  # voxels
 
@@ -50,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the three volumes, then ``OUT/run.json``."""
+    from equidmri.dmri.io import save_json  # numpy, nibabel and dipy: after the parse
+    from equidmri.sims.dataset import write_phantom_set
+
     if args.size < MIN_SIZE:
         raise ValueError(f"--size must be >= {MIN_SIZE} voxels, got {args.size}")
     summary = write_phantom_set(args.out, seed=args.seed, size=args.size, snr=args.snr, force=args.force)

@@ -6,21 +6,7 @@ import argparse
 from pathlib import Path
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.common import (
-    add_common_args,
-    add_input_args,
-    add_output_args,
-    check_out_dir,
-    finish,
-    load_prepared,
-    peak_kwargs,
-    report_success,
-    setup_runtime,
-    show_progress,
-)
-from equidmri.dmri.io import prepare_out_dir
-from equidmri.recon.model import SHDModel
-from equidmri.recon.pipeline import run_predict, timed
+from equidmri.cli.options import add_common_args, add_input_args, add_output_args
 
 DESCRIPTION = """\
 Apply a trained network (model.pt from `equidmri deconv`) to another volume acquired with the same
@@ -43,6 +29,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs and the model's shells, deconvolve and write the outputs."""
+    from equidmri.cli.common import (  # torch: after the parse
+        check_out_dir,
+        finish,
+        load_prepared,
+        peak_kwargs,
+        report_success,
+        setup_runtime,
+        show_progress,
+    )
+    from equidmri.dmri.io import prepare_out_dir
+    from equidmri.recon.model import SHDModel
+    from equidmri.recon.pipeline import run_predict, timed
+
     device = setup_runtime(args)
     check_out_dir(args.out, force=args.force)
     timings: dict[str, float] = {}

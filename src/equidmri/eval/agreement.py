@@ -7,9 +7,10 @@ import warnings
 
 import numpy as np
 
+from equidmri.eval.protocol import CONE_DEG
+
 logger = logging.getLogger(__name__)
 
-CONE_DEG = 25.0  # degrees; the matching cone of the Daducci et al. (IEEE TMI 2014) protocol, as the SHD paper uses it
 MAX_AXIS_ANGLE_DEG = 90.0  # degrees; the largest antipodal angle between two axes
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from scipy.integrate import trapezoid
 
-CONE_DEG = 25.0  # degrees; matching cone (Daducci et al., IEEE TMI 33(2), 2014; SHD paper App. D)
-THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)  # relative peak amplitudes (SHD paper, DiSCo)
+from equidmri.eval.protocol import CONE_DEG, THRESHOLD_VALUES
+
+THRESHOLDS = np.array(THRESHOLD_VALUES)  # relative peak amplitudes (SHD paper, DiSCo)
 SCORES = ("precision", "recall", "f1", "angle_deg", "fpr", "fnr")
 
 __all__ = ["CONE_DEG", "SCORES", "THRESHOLDS", "match_peaks", "score_thresholds", "at_threshold"]

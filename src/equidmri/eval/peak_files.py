@@ -9,9 +9,9 @@ import numpy as np
 
 from equidmri.dmri.io import load_nifti_volume
 from equidmri.dmri.peaks import find_peaks
+from equidmri.eval.protocol import SH_BASES
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_rotation_matrix
 
-SH_BASES = ("tournier07", "descoteaux07")  # legacy=False both; MRtrix3 files are tournier07
 FOD_PEAK_THRESHOLD = 0.05  # relative; the lowest evaluation threshold, so that every threshold can be applied
 
 __all__ = ["SH_BASES", "load_ground_truth", "load_peak_field", "peaks_from_fod"]

@@ -2,22 +2,43 @@
 
 Goodwin-Allcock, McEwen, Gray, Nachev, Zhang & Slator, "How can spherical CNNs benefit ML-based
 diffusion MRI parameter estimation?", CDMRI 2022.
+
+The names are imported on first use (:mod:`equidmri.lazy`), so that :mod:`equidmri.microstructure.config` is
+read without torch.
 """
 
-from equidmri.microstructure.model import MODELS, FAModel
-from equidmri.microstructure.networks import FCN, SphericalCNN
-from equidmri.microstructure.schemes import (
-    JONES,
-    SCHEMES,
-    SKARE,
-    check_tensor_scheme,
-    condition_number,
-    get_scheme,
-    select_subset,
-)
-from equidmri.microstructure.simulate import SimulatedVoxels, rotate_to_ap, sample_tensors, simulate_acquisition
-from equidmri.microstructure.tensor import adc_profile, fit_tensors, scheme_gtab, tensor_fa, tensor_signals
-from equidmri.microstructure.train import FATrainConfig, predict_fa, train_fa_model, train_regressor
+from __future__ import annotations
+
+from typing import Any
+
+from equidmri.lazy import import_public, public_dir
+
+_PUBLIC = {  # name -> the module that defines it
+    "MODELS": "equidmri.microstructure.config",
+    "FAModel": "equidmri.microstructure.model",
+    "FCN": "equidmri.microstructure.networks",
+    "SphericalCNN": "equidmri.microstructure.networks",
+    "JONES": "equidmri.microstructure.schemes",
+    "SCHEMES": "equidmri.microstructure.schemes",
+    "SKARE": "equidmri.microstructure.schemes",
+    "check_tensor_scheme": "equidmri.microstructure.schemes",
+    "condition_number": "equidmri.microstructure.schemes",
+    "get_scheme": "equidmri.microstructure.schemes",
+    "select_subset": "equidmri.microstructure.schemes",
+    "SimulatedVoxels": "equidmri.microstructure.simulate",
+    "rotate_to_ap": "equidmri.microstructure.simulate",
+    "sample_tensors": "equidmri.microstructure.simulate",
+    "simulate_acquisition": "equidmri.microstructure.simulate",
+    "adc_profile": "equidmri.microstructure.tensor",
+    "fit_tensors": "equidmri.microstructure.tensor",
+    "scheme_gtab": "equidmri.microstructure.tensor",
+    "tensor_fa": "equidmri.microstructure.tensor",
+    "tensor_signals": "equidmri.microstructure.tensor",
+    "FATrainConfig": "equidmri.microstructure.config",
+    "predict_fa": "equidmri.microstructure.train",
+    "train_fa_model": "equidmri.microstructure.train",
+    "train_regressor": "equidmri.microstructure.train",
+}
 
 __all__ = [
     "FCN",
@@ -45,3 +66,12 @@ __all__ = [
     "train_fa_model",
     "train_regressor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use and then kept in the package."""
+    return import_public(__name__, _PUBLIC, name)
+
+
+def __dir__() -> list[str]:
+    return public_dir(__name__, _PUBLIC)

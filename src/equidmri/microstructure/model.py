@@ -19,13 +19,13 @@ from dipy.core.gradients import GradientTable
 from torch import nn
 
 from equidmri.dmri.gradients import B0_THRESHOLD
+from equidmri.microstructure.config import MODELS
 from equidmri.microstructure.networks import FCN, SCNN_NSIDE, SphericalCNN
 from equidmri.microstructure.schemes import check_tensor_scheme, get_scheme, select_subset
 from equidmri.microstructure.tensor import B_VALUE, adc_profile, fit_tensors
 from equidmri.microstructure.train import predict_fa
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
-MODELS = ("fcn", "scnn")  # FA networks output a scalar map, not an fODF: not methods of equidmri.methods
 BVAL_TOLERANCE = 0.2  # relative; b-values within ±20% of the training b-value form the shell used
 CHECKPOINT_KIND = "fa"  # meta['kind'] of FA model checkpoints
 MIN_B0_SIGNAL = 1e-6  # scanner units; b=0 signals below this give zero normalised signals

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from equidmri.microstructure.config import SCHEME_NAMES
 from equidmri.microstructure.tensor import design_matrix
 
 GOLDEN_RATIO = (1.0 + np.sqrt(5.0)) / 2.0
@@ -51,7 +52,7 @@ JONES = _normalised(
     ]
 )
 
-SCHEMES = {"skare": SKARE, "jones": JONES}
+SCHEMES = dict(zip(SCHEME_NAMES, (SKARE, JONES)))
 
 
 def get_scheme(name: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from dipy.sims.voxel import add_noise
 from scipy.spatial.transform import Rotation
 
+from equidmri.microstructure.config import ORIENTATIONS, SNR
 from equidmri.microstructure.tensor import tensor_fa, tensor_signals
 
 # name: (probability, FA range, MD range in mm²/s). MD: Pierpaoli et al., Radiology 201, 1996 (WM and GM
@@ -23,8 +24,6 @@ TISSUES = {
     "gm": (0.3, (0.05, 0.35), (0.7e-3, 1.0e-3)),
     "csf": (0.1, (0.0, 0.15), (2.5e-3, 3.2e-3)),
 }
-SNR = 20.0  # b=0 signal over the noise standard deviation, a clinical 3T value
-ORIENTATIONS = ("random", "ap")
 AP_FRAME = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # columns e1 = y (AP), e2 = z (SI), e3 = x
 _DEVIATORIC = np.array([[2.0, -1.0, -1.0], [0.0, 1.0, -1.0]]) / np.array([[np.sqrt(6.0)], [np.sqrt(2.0)]])
 

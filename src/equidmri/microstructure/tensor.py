@@ -12,9 +12,9 @@ from dipy.core.gradients import GradientTable, gradient_table
 from dipy.reconst.dti import TensorModel, fractional_anisotropy
 
 from equidmri.dmri.gradients import B0_THRESHOLD
+from equidmri.microstructure.config import B_VALUE
 from equidmri.sphere.hemisphere import hemisphere_centres
 
-B_VALUE = 1000.0  # s/mm², the clinical 6-direction shell (Goodwin-Allcock et al., CDMRI 2022)
 FIT_METHOD = "OLS"  # dipy TensorModel; with one b=0 and 6 directions the fit is exactly determined
 ADC_SCALE = 1e3  # mm²/s -> µm²/ms: network inputs of order 1 (1e-3 mm²/s = 1 µm²/ms)
 

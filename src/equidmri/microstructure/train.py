@@ -7,13 +7,14 @@ CDMRI 2022, §2.3, for both networks).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from equidmri.microstructure.config import FATrainConfig
 
 if TYPE_CHECKING:  # model.py imports this module
     from dipy.core.gradients import GradientTable
@@ -23,16 +24,6 @@ if TYPE_CHECKING:  # model.py imports this module
 logger = logging.getLogger(__name__)
 
 PREDICT_BATCH = 4096  # voxels per forward pass at inference (memory bound only)
-
-
-@dataclass(frozen=True)
-class FATrainConfig:
-    """Training settings (the paper's, for both networks)."""
-
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam learning rate, dimensionless
-    seed: int = 0
 
 
 def train_fa_model(

@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 from equidmri.recon.config import LEARNING_RATE, LossWeights, TrainConfig
+from equidmri.recon.errors import TrainingDivergedError
 from equidmri.recon.forward import SignalModel
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.losses import DeconvLoss
 
 logger = logging.getLogger(__name__)
 
-__all__ = [  # TrainConfig, LossWeights and LEARNING_RATE live in equidmri.recon.config (torch-free)
+__all__ = [  # TrainConfig, LossWeights, LEARNING_RATE (recon.config) and TrainingDivergedError (recon.errors): no torch
     "DECAY",
     "DECAY_AT",
     "LEARNING_RATE",
@@ -37,10 +38,6 @@ __all__ = [  # TrainConfig, LossWeights and LEARNING_RATE live in equidmri.recon
 
 DECAY_AT = (0.6, 0.8, 0.9)  # fractions of the epochs where the learning rate is multiplied by DECAY
 DECAY = 0.1
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def _patch_slices(centre: Tensor, size: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:

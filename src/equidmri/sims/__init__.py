@@ -1,8 +1,26 @@
-"""Synthetic data: DiSCo-like phantoms with known fibre directions, and the R³×S² digits set (``digits``)."""
+"""Synthetic data: DiSCo-like phantoms with known fibre directions, and the R³×S² digits set (``digits``).
 
-from equidmri.sims.dataset import VOLUMES, series_paths, write_phantom_set
-from equidmri.sims.phantoms import Phantom, make_phantom
-from equidmri.sims.synthesis import Protocol, fibre_signal, low_resolution, make_protocol
+The names are imported on first use (:mod:`equidmri.lazy`), so that :mod:`equidmri.sims.defaults` is read
+without numpy or dipy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from equidmri.lazy import import_public, public_dir
+
+_PUBLIC = {  # name -> the module that defines it
+    "VOLUMES": "equidmri.sims.defaults",
+    "series_paths": "equidmri.sims.dataset",
+    "write_phantom_set": "equidmri.sims.dataset",
+    "Phantom": "equidmri.sims.phantoms",
+    "make_phantom": "equidmri.sims.phantoms",
+    "Protocol": "equidmri.sims.synthesis",
+    "fibre_signal": "equidmri.sims.synthesis",
+    "low_resolution": "equidmri.sims.synthesis",
+    "make_protocol": "equidmri.sims.synthesis",
+}
 
 __all__ = [
     "VOLUMES",
@@ -10,8 +28,16 @@ __all__ = [
     "Protocol",
     "fibre_signal",
     "low_resolution",
-    "make_phantom",
     "make_protocol",
     "series_paths",
     "write_phantom_set",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use and then kept in the package."""
+    return import_public(__name__, _PUBLIC, name)
+
+
+def __dir__() -> list[str]:
+    return public_dir(__name__, _PUBLIC)

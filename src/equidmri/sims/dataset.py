@@ -30,27 +30,21 @@ from equidmri.dmri.io import (
     save_text,
     voxel_bvecs_to_fsl,
 )
+from equidmri.sims.defaults import FILES, RESOLUTIONS, VOLUMES
 from equidmri.sims.phantoms import Phantom, make_phantom
 from equidmri.sims.synthesis import Protocol, low_resolution, make_protocol
 
-VOLUMES = ("train", "val", "test")
-RESOLUTIONS = {"high": "", "low": "_low"}  # file-name suffix of each angular resolution
 VOXEL_SIZE = 1.0  # mm, isotropic
-FILES = (
-    "dwi.nii.gz",
-    "bvals",
-    "bvecs",
-    "dwi_low.nii.gz",
-    "bvals_low",
-    "bvecs_low",
-    "mask.nii.gz",
-    "gt_peaks.nii.gz",
-    "gt_fractions.nii.gz",
-    "tissue_fractions.nii.gz",
-    "phantom.json",
-)
 
-__all__ = ["FILES", "RESOLUTIONS", "VOLUMES", "crop_phantom_set", "phantom_affine", "series_paths", "write_phantom_set"]
+__all__ = [  # FILES, RESOLUTIONS and VOLUMES live in equidmri.sims.defaults (no numpy)
+    "FILES",
+    "RESOLUTIONS",
+    "VOLUMES",
+    "crop_phantom_set",
+    "phantom_affine",
+    "series_paths",
+    "write_phantom_set",
+]
 
 
 def phantom_affine(size: int) -> np.ndarray:

@@ -13,17 +13,25 @@ import numpy as np
 from dipy.core.sphere import HemiSphere, disperse_charges
 from dipy.sims.voxel import add_noise
 
-N_B0 = 4  # b=0 volumes (DiSCo has 4; Rafael-Patino et al., Front. Neuroinform. 2021)
-SHELLS = (1000.0, 2000.0, 3000.0)  # s/mm²; DiSCo's own b-values were not established here (issue #3 default)
-DIRECTIONS_PER_SHELL = 90  # as DiSCo
-LOW_RES_DIRECTIONS = 29  # of the lowest shell: the SHD paper's clinical protocol (§4.2.1)
+from equidmri.sims.defaults import DIRECTIONS_PER_SHELL, LOW_RES_DIRECTIONS, N_B0, SHELLS
+
 REPULSION_ITERS = 300  # electrostatic repulsion steps spreading each shell's directions (dipy)
 GM_DIFFUSIVITY = 0.9e-3  # mm²/s, cortical grey matter (Helenius et al., AJNR 2002); inside the GM response band
 # (mask_for_response_msmt), so that the multi-tissue response estimation finds GM voxels
 CSF_DIFFUSIVITY = 3.0e-3  # mm²/s, free water at body temperature
 CHUNK_VOXELS = 4096  # voxels per vectorised block: 4096 × 3 fibres × 274 volumes float64 = 27 MB
 
-__all__ = ["Protocol", "make_protocol", "low_resolution", "fibre_signal", "add_rician_noise"]
+__all__ = [  # the protocol defaults live in equidmri.sims.defaults (no numpy)
+    "DIRECTIONS_PER_SHELL",
+    "LOW_RES_DIRECTIONS",
+    "N_B0",
+    "SHELLS",
+    "Protocol",
+    "make_protocol",
+    "low_resolution",
+    "fibre_signal",
+    "add_rician_noise",
+]
 
 
 @dataclass(frozen=True, eq=False)
