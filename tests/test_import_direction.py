@@ -21,9 +21,16 @@ LIBRARY = (
     "data.py",
     "runtime.py",
     "extras.py",
+    "lazy.py",
     "__init__.py",
 )
 FORBIDDEN = ("equidmri.cli", "equidmri.bench")
+LOWER_LAYERS = {  # package -> the packages it must not import (cli -> methods -> recon -> nn, dmri -> sphere)
+    "sphere": ("equidmri.nn", "equidmri.dmri", "equidmri.recon", "equidmri.methods"),
+    "nn": ("equidmri.dmri", "equidmri.recon", "equidmri.methods"),
+    "dmri": ("equidmri.nn", "equidmri.recon", "equidmri.methods"),
+    "recon": ("equidmri.methods",),
+}
 
 
 def imported_modules(source: str, package: str) -> list[str]:
@@ -84,4 +91,17 @@ def test_bench_modules_do_not_import_cli(path):
     upward = [
         name for name in imported_modules(path.read_text(encoding="utf-8"), package) if name.startswith("equidmri.cli")
     ]
+    assert not upward, f"{path.relative_to(PACKAGE)} imports {upward}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in library_files() if path.relative_to(PACKAGE).parts[0] in LOWER_LAYERS],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_lower_layers_do_not_import_higher_ones(path):
+    layer = path.relative_to(PACKAGE).parts[0]
+    package = ".".join(("equidmri", *path.relative_to(PACKAGE).parts[:-1]))
+    names = imported_modules(path.read_text(encoding="utf-8"), package)
+    upward = [name for name in names if name.startswith(LOWER_LAYERS[layer])]
     assert not upward, f"{path.relative_to(PACKAGE)} imports {upward}"

@@ -75,7 +75,7 @@ def test_the_entry_point_module_loads_neither_torch_nor_healpy():
 
 
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(monkeypatch, capsys):
-    def interrupted(commands):
+    def interrupted(*chosen):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_main, "build_parser", interrupted)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
 
 NAME = "cli"
@@ -120,7 +121,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench cli``."""
     parser = subparsers.add_parser(
         NAME,
-        help="start-up time of --help and argument errors",
+        help=BENCHES["cli"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from equidmri.bench.catalog import BENCHES as CATALOG
 from equidmri.bench.report import (
     add_report_args,
     check_report_outputs,
@@ -441,10 +442,10 @@ def add_unet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def _add_parser(subparsers: argparse._SubParsersAction, bench: str) -> argparse.ArgumentParser:
-    title, nsides, quick_nsides, extra_edges, name = BENCHES[bench]
+    _, nsides, quick_nsides, extra_edges, name = BENCHES[bench]
     parser = subparsers.add_parser(
         bench,
-        help=f"time and memory of {title} along the Fig. 4 ablation",
+        help=CATALOG[bench].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

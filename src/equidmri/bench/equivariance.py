@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import (
     add_report_args,
     header_lines,
@@ -370,7 +371,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench equivariance``."""
     parser = subparsers.add_parser(
         "equivariance",
-        help="equivariance error of layers and U-Nets (SHD Fig. 8)",
+        help=BENCHES["equivariance"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

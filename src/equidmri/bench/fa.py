@@ -32,6 +32,7 @@ from dipy.core.gradients import GradientTable
 from scipy.spatial.transform import Rotation
 from scipy.stats import ttest_rel
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.fa_report import render_markdown, write_figures
 from equidmri.bench.report import add_report_args, check_report_outputs, start_record, write_report
 from equidmri.data import load_real_volume
@@ -74,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench fa``."""
     parser = subparsers.add_parser(
         "fa",
-        help="FCN vs spherical CNN for FA from 6 directions (CDMRI 2022)",
+        help=BENCHES["fa"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,8 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import equidmri
 
 REPO = Path(__file__).resolve().parents[3]  # the checkout of an editable install
@@ -28,6 +26,8 @@ def git_commit() -> str | None:
 
 def machine_info(threads: int, **extra: Any) -> dict[str, Any]:
     """CPU model, cores, threads, platform, Python/torch/equidmri versions and git commit, plus ``extra``."""
+    import torch  # the version of the torch the benchmark ran; not for the parsers of `bench cli` and `bench threads`
+
     cpu_model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import (
     add_report_args,
     header_lines,
@@ -329,7 +330,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench mnist``."""
     parser = subparsers.add_parser(
         "mnist",
-        help="R³×S² MNIST segmentation under rotations (SHD Fig. 11)",
+        help=BENCHES["mnist"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

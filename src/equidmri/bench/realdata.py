@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
 from equidmri.data import real_volume_paths
 from equidmri.dmri.gradients import SHELL_TOL, find_shells
@@ -292,7 +293,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench realdata``."""
     parser = subparsers.add_parser(
         "realdata",
-        help="fODF methods against reference fODFs on real volumes",
+        help=BENCHES["realdata"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

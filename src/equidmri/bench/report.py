@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from equidmri.bench.machine import machine_info
-from equidmri.dmri.io import check_outputs_free, save_json, save_text
 
 RESULTS_DIR = Path("docs") / "results"  # default --out, relative to the working directory (the repository root)
 DEFAULT_THREADS = 2  # the project's reference machine has 2 cores
@@ -79,6 +76,8 @@ def check_report_outputs(args: argparse.Namespace, *extra: Path) -> None:
     """
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    from equidmri.dmri.io import check_outputs_free  # nibabel and dipy: not for the parsers of `bench cli`, `threads`
+
     check_outputs_free([report_path(args, ".json"), report_path(args, ".md"), *extra], args.force)
     Path(args.out).mkdir(parents=True, exist_ok=True)
 
@@ -95,6 +94,8 @@ def start_figure_report(args: argparse.Namespace, defaults: dict[str, Any]) -> t
             setattr(args, key, value)
     figure = report_path(args, ".png")
     check_report_outputs(args, figure)
+    import torch  # not for the parsers of `bench cli` and `bench threads`
+
     torch.set_num_threads(args.threads)
     return figure, start_record(args)
 
@@ -129,6 +130,8 @@ def header_lines(title: str, record: dict[str, Any]) -> list[str]:
 
 def write_report(args: argparse.Namespace, record: dict[str, Any], markdown: str) -> None:
     """Add ``load_average.end`` to ``record`` and write it to ``OUT/<name>.json``, ``markdown`` to ``OUT/<name>.md``."""
+    from equidmri.dmri.io import save_json, save_text  # nibabel and dipy: not for the parsers
+
     record["load_average"]["end"] = list(os.getloadavg())
     json_path, markdown_path = report_path(args, ".json"), report_path(args, ".md")
     json_path.parent.mkdir(parents=True, exist_ok=True)

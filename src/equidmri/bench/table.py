@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.methods import Settings, VolumeSet, result_settings, run_on_phantoms
 from equidmri.bench.report import DEFAULT_THREADS, check_report_outputs, header_lines, start_record, write_report
 from equidmri.bench.run_store import RunStore
@@ -360,7 +361,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench table``."""
     parser = subparsers.add_parser(
         "table",
-        help="all methods on the phantom (SHD paper Table 1)",
+        help=BENCHES["table"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

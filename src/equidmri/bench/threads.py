@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
-from equidmri.data import real_volume_paths
 
 NAME = "threads"
 CASES = {  # label: (extra deconv options, extra environment)
@@ -44,6 +44,8 @@ CLEARED_ENV = ("OMP_NUM_THREADS", "EQUIDMRI_THREADS", "OMP_WAIT_POLICY")  # each
 
 def run_case(options: list[str], env: dict[str, str], epochs: int, baseline: Path | None) -> dict[str, Any]:
     """One ``deconv`` of ``small_64D``: fit and wall seconds, torch threads, load average at the end."""
+    from equidmri.data import real_volume_paths  # dipy: after the parse
+
     dwi, bvals, bvecs = real_volume_paths(DATA)
     full_env = {k: v for k, v in child_env(baseline, **env).items() if k not in CLEARED_ENV or k in env}
     with tempfile.TemporaryDirectory(prefix="equidmri-threads-") as tmp:
@@ -138,7 +140,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench threads``."""
     parser = subparsers.add_parser(
         NAME,
-        help="deconv training time alone and beside a busy process",
+        help=BENCHES["threads"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -35,6 +35,7 @@ import dipy
 import numpy as np
 import torch
 
+from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import (
     THREAD_ENV,
     add_report_args,
@@ -505,7 +506,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``bench throughput``."""
     parser = subparsers.add_parser(
         NAME,
-        help="inference throughput and memory of SHD-TV against dipy CSD",
+        help=BENCHES["throughput"].summary,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

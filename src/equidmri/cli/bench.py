@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Iterable
 
-from equidmri.bench import cli, efficiency, equivariance, fa, mnist, realdata, table, threads, throughput
+from equidmri.bench.catalog import BENCHES
 from equidmri.cli.commands import COMMANDS
 
-BENCHES = (  # each registers one subcommand
-    efficiency.add_layers_parser,
-    efficiency.add_unet_parser,
-    throughput.add_parser,
-    equivariance.add_parser,
-    mnist.add_parser,
-    fa.add_parser,
-    table.add_parser,
-    realdata.add_parser,
-    cli.add_parser,
-    threads.add_parser,
-)
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench`` and its subcommands."""
+def add_parser(subparsers: argparse._SubParsersAction, benches: Iterable[str] = BENCHES) -> argparse.ArgumentParser:
+    """Register ``bench`` and its subcommands; those in ``benches`` are built in full (importing their modules),
+    the others only named, with their summary, for ``equidmri bench --help``."""
     parser = subparsers.add_parser("bench", help=COMMANDS["bench"], description=__doc__)
-    benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for add_bench_parser in BENCHES:
-        add_bench_parser(benches)
+    commands = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    chosen = set(benches)
+    for name, bench in BENCHES.items():
+        if name in chosen:
+            getattr(importlib.import_module(f"equidmri.bench.{bench.module}"), bench.parser)(commands)
+        else:
+            commands.add_parser(name, help=bench.summary, add_help=False)
     return parser

@@ -8,23 +8,29 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from equidmri import __version__
+from equidmri.bench.catalog import BENCHES
 from equidmri.cli.commands import COMMANDS, EXIT_INTERRUPTED
 from equidmri.cli.runner import run_command
 from equidmri.runtime import retain_freed_memory, set_passive_wait
 
 
-def build_parser(commands: Iterable[str] = COMMANDS) -> argparse.ArgumentParser:
-    """The ``equidmri`` parser; the subcommands in ``commands`` are built in full (importing their modules),
-    the others only named, with their summary, for the top-level help."""
+def build_parser(commands: Iterable[str] = COMMANDS, benches: Iterable[str] = BENCHES) -> argparse.ArgumentParser:
+    """The ``equidmri`` parser; the subcommands in ``commands`` (and the benchmarks of ``equidmri bench`` in
+    ``benches``) are built in full, importing their modules, the others only named, with their summary, for
+    the help texts."""
     parser = argparse.ArgumentParser(prog="equidmri", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = set(commands)
     for name, summary in COMMANDS.items():
-        if name in chosen:
-            importlib.import_module(f"equidmri.cli.{name}").add_parser(subparsers)
-        else:
+        if name not in chosen:
             subparsers.add_parser(name, help=summary, add_help=False)
+            continue
+        module = importlib.import_module(f"equidmri.cli.{name}")
+        if name == "bench":  # its subcommands live in several modules: build only those chosen
+            module.add_parser(subparsers, benches)
+        else:
+            module.add_parser(subparsers)
     return parser
 
 
@@ -33,15 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     0 on success, 1 when the computation failed (diverged training), 2 for bad input or options
     (one line ``equidmri <command>: error: ...`` on stderr, nothing written), 130 when interrupted
-    (one line, also during start-up). Only the named subcommand's module is imported, after
+    (one line, also during start-up). Only the named subcommand's module (and benchmark's) is imported, after
     ``OMP_WAIT_POLICY`` is set (:func:`equidmri.runtime.set_passive_wait`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         set_passive_wait()
-        command = next((word for word in argv if not word.startswith("-")), None)
+        words = [word for word in argv if not word.startswith("-")]  # COMMAND [BENCH] ...
+        command, bench = (words + [None, None])[:2]
         try:
-            args = build_parser([command] if command in COMMANDS else []).parse_args(argv)
+            parser = build_parser([command] if command in COMMANDS else [], [bench] if bench in BENCHES else [])
+            args = parser.parse_args(argv)
         except SystemExit as stop:  # --help, --version and usage errors; argparse already wrote the message
             return stop.code if isinstance(stop.code, int) else 0
         args.argv = argv

@@ -1,0 +1,34 @@
+"""The benchmarks of ``equidmri bench``: name -> module, parser function and one-line summary.
+
+Read without importing the benchmarks (most load torch), so that ``equidmri bench --help`` lists them at once
+and ``equidmri bench NAME`` imports only the module of NAME (:mod:`equidmri.cli.bench`). Each module takes its
+help line from here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Bench(NamedTuple):
+    """One benchmark: ``equidmri.bench.<module>.<parser>(subparsers)`` registers it."""
+
+    module: str
+    parser: str
+    summary: str
+
+
+BENCHES = {
+    "layers": Bench(
+        "efficiency", "add_layers_parser", "time and memory of one E(3) × SO(3) layer along the Fig. 4 ablation"
+    ),
+    "unet": Bench("efficiency", "add_unet_parser", "time and memory of the SHD U-Net along the Fig. 4 ablation"),
+    "throughput": Bench("throughput", "add_parser", "inference throughput and memory of SHD-TV against dipy CSD"),
+    "equivariance": Bench("equivariance", "add_parser", "equivariance error of layers and U-Nets (SHD Fig. 8)"),
+    "mnist": Bench("mnist", "add_parser", "R³×S² MNIST segmentation under rotations (SHD Fig. 11)"),
+    "fa": Bench("fa", "add_parser", "FCN vs spherical CNN for FA from 6 directions (CDMRI 2022)"),
+    "table": Bench("table", "add_parser", "all methods on the phantom (SHD paper Table 1)"),
+    "realdata": Bench("realdata", "add_parser", "fODF methods against reference fODFs on real volumes"),
+    "cli": Bench("cli", "add_parser", "start-up time of --help and argument errors"),
+    "threads": Bench("threads", "add_parser", "deconv training time alone and beside a busy process"),
+}

@@ -1,0 +1,68 @@
+"""Help texts and argument errors answer without importing torch or dipy (issue 22): the parsers read their
+defaults from torch-free modules, and ``equidmri`` imports only the module of the subcommand asked for.
+
+Each case runs in a fresh interpreter and lists the heavy modules loaded when ``main`` returns; the timings
+are measured by ``equidmri bench cli``, not here.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from equidmri.bench.catalog import BENCHES
+from equidmri.cli.main import build_parser, main
+
+HEAVY = ("torch", "dipy", "healpy", "nibabel", "scipy", "matplotlib")
+CASES = {  # command line after `equidmri` -> exit code
+    ("--help",): 0,
+    ("deconv", "--help"): 0,
+    ("deconv",): 2,  # the required inputs are missing
+    ("deconv", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o", "--method", "SHD-TTV"): 2,
+    ("deconv", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o", "--epochs", "0"): 2,
+    ("predict", "--help"): 0,
+    ("demo", "--help"): 0,
+    ("demo", "--npeaks", "x"): 2,
+    ("methods", "--help"): 0,
+    ("methods",): 0,  # the listing itself
+    ("phantom", "--help"): 0,
+    ("evaluate", "--help"): 0,
+    ("evaluate", "--gt", "g"): 2,
+    ("fa", "train", "--help"): 0,
+    ("fa", "predict", "--help"): 0,
+    ("fa", "train", "--model", "resnet"): 2,
+    ("bench", "--help"): 0,
+    ("bench", "cli", "--help"): 0,
+    ("bench", "threads", "--help"): 0,
+}
+PROBE = (
+    "import contextlib, io, json, sys\n"
+    "from equidmri.cli.main import main\n"
+    "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+    "    code = main(sys.argv[1:])\n"
+    "print(json.dumps([code, sorted(name for name in {heavy} if name in sys.modules)]))\n"
+)
+
+
+@pytest.mark.parametrize(("argv", "code"), CASES.items(), ids=[" ".join(argv) for argv in CASES])
+def test_help_and_argument_errors_import_neither_torch_nor_dipy(argv, code):
+    probe = PROBE.format(heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == [code, []]
+
+
+def test_bench_help_lists_every_benchmark_of_the_catalog(capsys):
+    assert main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the summaries
+    for name, bench in BENCHES.items():
+        assert name in text and bench.summary in text
+
+
+def test_each_benchmark_module_registers_the_catalog_name_and_summary():
+    bench = build_parser(["bench"])._subparsers._group_actions[0].choices["bench"]
+    commands = bench._subparsers._group_actions[0]
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    assert set(commands.choices) == set(BENCHES) == set(helps)
+    assert helps == {name: entry.summary for name, entry in BENCHES.items()}
+    assert all(callable(parser.get_default("run")) for parser in commands.choices.values())
