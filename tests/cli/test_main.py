@@ -1,11 +1,13 @@
 """Tests of equidmri.cli.main: the entry point, help texts and exit codes."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from equidmri.cli import main as cli_main
+from equidmri.cli.commands import EXIT_BROKEN_PIPE
 from equidmri.cli.main import build_parser, main
 
 
@@ -87,3 +89,21 @@ def test_an_unknown_command_is_a_usage_error_naming_the_commands(capsys):
     assert main(["deconvolve"]) == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'deconvolve'" in err and "'deconv'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "codes"),
+    [(["methods"], {EXIT_BROKEN_PIPE}), (["deconv", "--help"], {0, EXIT_BROKEN_PIPE})],  # help: argparse may
+    # swallow the error itself
+    ids=["methods", "deconv --help"],
+)
+def test_a_closed_stdout_pipe_ends_quietly(argv, codes):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write, as `| head -1` after its line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "equidmri.cli.main", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode in codes

@@ -8,6 +8,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # the computation failed (diverged training)
 EXIT_USAGE = 2  # bad input or options, as argparse
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout closed it early (`equidmri methods | head -1`), as Unix
+# tools end then
 
 COMMANDS = {
     "deconv": "deconvolve one volume (any method; default: train SHD-TV on it)",

@@ -29,6 +29,8 @@ def run_command(args: argparse.Namespace) -> int:
             return args.run(args)
         except TrainingDivergedError as error:
             return _fail(args, error, EXIT_FAILURE)
+        except BrokenPipeError:  # an OSError, but not the user's input: the reader of stdout left (cli.main)
+            raise
         except USAGE_ERRORS as error:
             return _fail(args, error, EXIT_USAGE)
         except KeyboardInterrupt:
