@@ -143,6 +143,19 @@ def test_resume_reuses_the_stored_runs_and_refuses_other_settings(tiny_table, tm
     assert _stored_runs(tmp_path / "r" / "table.json") == _stored_runs(root / "results" / "table.json")[:2]
 
 
+@pytest.mark.slow
+def test_a_method_whose_extra_is_missing_is_skipped_with_a_note(tiny_table, tmp_path, monkeypatch):
+    root, argv = tiny_table
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # as without the baselines extra: cvxpy is not found
+    skipping = [*argv[:5], str(tmp_path), *argv[6 : argv.index("--methods") + 1], "CSD (lmax 8)", "MSMT-CSD"]
+    assert run_main([*skipping, "--threads", "1"]) == 0
+    result = json.loads((tmp_path / "table.json").read_text())
+    assert [m["method"] for m in result["methods"]] == ["CSD (lmax 8)"]
+    reason = "needs cvxpy, which is not installed: pip install 'equidmri[baselines]'"
+    assert result["skipped"]["MSMT-CSD"] == reason
+    assert f"MSMT-CSD ({reason})" in (tmp_path / "table.md").read_text()
+
+
 def _record(method, **by_resolution):
     """A table record with the given ``(f1, angle, ci95)`` per resolution (CI on both columns)."""
     resolutions = {
