@@ -2,9 +2,9 @@
 
 Each case runs ``python -m equidmri.cli.main ARGS`` in a fresh process ``--repeats`` times and records the
 wall time from start to exit (interpreter start, imports, parsing; nothing is computed: every case stops
-at a help text or a usage error). With ``--baseline-src DIR`` the same cases also run with ``DIR`` (the
-``src/`` directory of another checkout, e.g. the commit before a change) first on ``PYTHONPATH``,
-interleaved run by run, so that both see the same machine load.
+at a help text or a usage error, but ``methods``, which lists the methods). With ``--baseline-src DIR`` the
+same cases also run with ``DIR`` (the ``src/`` directory of another checkout, e.g. the commit before a
+change) first on ``PYTHONPATH``, interleaved run by run, so that both see the same machine load.
 """
 
 from __future__ import annotations
@@ -22,16 +22,24 @@ from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
 
 NAME = "cli"
-CASES = (  # command lines after `equidmri`: help texts and a usage error (a required option missing)
+CASES = (  # command lines after `equidmri`: every subcommand's help text and usage errors (a required option missing)
     ("--help",),
     ("--version",),
     ("deconv", "--help"),
     ("deconv",),
     ("predict", "--help"),
+    ("predict",),
     ("demo", "--help"),
-    ("fa", "predict", "--help"),
+    ("methods", "--help"),
+    ("methods",),  # the method list itself
+    ("phantom", "--help"),
     ("evaluate", "--help"),
+    ("evaluate",),
+    ("fa", "train", "--help"),
+    ("fa", "predict", "--help"),
     ("bench", "--help"),
+    ("bench", "cli", "--help"),
+    ("bench", "table", "--help"),  # an experiment's module loads torch: its help does too
 )
 QUICK_CASES = (("--help",), ("deconv",))
 DEFAULT_REPEATS = 5
