@@ -1,6 +1,7 @@
 """``equidmri deconv --method`` and ``equidmri methods``: any registered method, the same outputs."""
 
 import json
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -72,3 +73,24 @@ def test_methods_lists_every_registered_method_one_line_each(capsys):
     assert len(lines) == len(METHODS)
     assert [line.split("  ")[0].strip() for line in lines] == [m.name for m in METHODS]
     assert any(line.startswith("SHD-TV") and "(default)" in line for line in lines)
+
+
+def test_a_method_without_its_extra_is_refused_in_one_line_before_any_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # as without the baselines extra
+    assert _deconv_small_64d(tmp_path / "out", "MSMT-CSD") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "equidmri deconv: error: method MSMT-CSD needs cvxpy, which is not installed: "
+        "pip install 'equidmri[baselines]'\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_methods_names_what_a_missing_method_needs(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cvxpy", None)
+    monkeypatch.setenv("PATH", "")
+    assert run_main(["methods"]) == 0
+    lines = {line.split("  ")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert lines["MSMT-CSD"].endswith("[needs cvxpy, which is not installed: pip install 'equidmri[baselines]']")
+    assert lines["MRtrix3 CSD"].endswith("[needs dwi2fod, which is not on PATH]")
+    assert "[" not in lines["CSD (lmax 8)"]
