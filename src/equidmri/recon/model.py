@@ -28,7 +28,7 @@ from equidmri.dmri.response import TissueResponses
 from equidmri.nn.models.registry import build_model
 from equidmri.nn.models.unet import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
 from equidmri.recon.checkpoint import load_checkpoint
-from equidmri.recon.forward import FODF_LMAX, SignalModel
+from equidmri.recon.forward import FODF_LMAX, FRACTION_MODES, SignalModel
 from equidmri.recon.infer import DEFAULT_TILE, predict_volume
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.train import TrainConfig, train
@@ -48,7 +48,20 @@ class NetworkConfig:
     kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
     cheb_order: int = 5
     kernel: str = "full"
-    match_b0: bool = True  # rescale outputs so the reconstructed b=0 equals the measured one (SHD "normalize")
+    # how the tissue fractions are obtained (equidmri.recon.forward.FRACTION_MODES): "auto" is "nnls" with
+    # several tissues (fractions fitted per voxel to the fODF shape the network gives; issue #23) and "b0"
+    # with WM alone (outputs rescaled so the reconstructed b=0 equals the measured one: SHD "normalize")
+    fractions: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.fractions not in ("auto",) + FRACTION_MODES:
+            raise ValueError(f"fractions must be 'auto' or one of {FRACTION_MODES}, got {self.fractions!r}")
+
+    def fraction_mode(self, n_tissues: int) -> str:
+        """The mode of :attr:`fractions` for ``n_tissues`` response functions (resolves ``"auto"``)."""
+        if self.fractions != "auto":
+            return self.fractions
+        return "nnls" if n_tissues > 1 else "b0"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
@@ -59,12 +72,16 @@ class NetworkConfig:
             "kernel_sizes": list(self.kernel_sizes),
             "cheb_order": self.cheb_order,
             "kernel": self.kernel,
-            "match_b0": self.match_b0,
+            "fractions": self.fractions,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
+        """Inverse of :meth:`to_dict`; reads older checkpoints: 0.1.0 named the SHD-TV network ``shd-tv``, and
+        before ``fractions`` a boolean ``match_b0`` chose between ``"b0"`` and ``"network"``."""
+        d = dict(d)
+        if "match_b0" in d:
+            d["fractions"] = "b0" if d.pop("match_b0") else "network"
         model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
         return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})
 
@@ -180,20 +197,30 @@ class SHDModel:
         check_has_b0(self.shells, "gtab")
         check_has_b0(self.input_shells, "input_gtab")
         net_kwargs = self.network_config.to_dict()
-        match_b0 = net_kwargs.pop("match_b0")
+        net_kwargs.pop("fractions")
+        self.fraction_mode = self.network_config.fraction_mode(len(responses.tissues))
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's global RNG is left as it was
             torch.manual_seed(self.train_config.seed)
             self.net = build_model(
                 net_kwargs.pop("model"),
                 in_channels=1 + self.input_shells.bvals.size,
-                n_iso=len(responses.tissues) - 1,
+                n_iso=0 if self.fraction_mode == "nnls" else len(responses.tissues) - 1,  # NNLS fits them
                 **net_kwargs,
             ).to(device)
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
-        self.signal_model = SignalModel(
-            vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells, responses.zonal(FODF_LMAX), match_b0
+        self.signal_model = self._signal_model(gtab, self.shells, responses).to(device)
+        # prediction completes the network's outputs with the signal it reads (the input acquisition)
+        self.input_signal_model = (
+            self._signal_model(self.input_gtab, self.input_shells, responses.on_shells(self.input_shells.bvals))
+            if self.super_resolution
+            else self.signal_model
         ).to(device)
+
+    def _signal_model(self, gtab: GradientTable, shells: Shells, responses: TissueResponses) -> SignalModel:
+        vertices = self.net.grid.vertices
+        bvecs = np.asarray(gtab.bvecs, dtype=np.float64)
+        return SignalModel(vertices, bvecs, shells, responses.zonal(FODF_LMAX), self.fraction_mode)
 
     @property
     def network(self) -> NetworkConfig:
@@ -399,9 +426,11 @@ class SHDModel:
     def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
         with torch.inference_mode():  # on the mask voxels only, (M, ...)
-            device = self.signal_model.grid_to_sh.device
-            fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
-            fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
+            model = self.input_signal_model
+            device = model.grid_to_sh.device
+            signal = torch.from_numpy(inputs.dwi[mask]).to(device)
+            fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(mask).to(device), signal)
+            fodf_sh, iso = model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
         return FODFFit(
             fodf_sh=on_volume(fodf_sh, mask),
