@@ -28,7 +28,7 @@ from equidmri.methods import DEFAULT_METHOD, Method, find_method, get_method
 from equidmri.nn.models.unet import REFERENCE_WIDTHS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.losses import LossWeights
-from equidmri.recon.model import NetworkConfig
+from equidmri.recon.model import FODFFit, NetworkConfig
 from equidmri.recon.pipeline import (
     OUTPUT_NAMES,
     DeconvResult,
@@ -408,6 +408,13 @@ def deconvolve(
     return prepared, result, finish(args, prepared, result, timings)
 
 
+def multi_tissue_maps(fit: FODFFit) -> dict[str, Any]:
+    """The QC figure's tissue-fraction panels of a multi-tissue fit (none for WM alone)."""
+    if len(fit.tissues) < 2:
+        return {}
+    return {"fractions": fit.fractions, "tissues": fit.tissues}
+
+
 def finish(
     args: argparse.Namespace, prepared: PreparedData, result: DeconvResult, timings: dict[str, float]
 ) -> dict[str, Any]:
@@ -426,6 +433,7 @@ def finish(
             result.peak_dirs,
             result.peak_values,
             title=f"{result.method} fODF peaks{label}",
+            **multi_tissue_maps(result.fit),
         )
     timings["total"] = round(sum(timings.values()), 3)
     arguments = {
