@@ -99,3 +99,17 @@ def test_the_deprecated_model_option_warns_and_chooses_the_method(caplog):
 def test_no_progress_bars_when_stderr_is_not_a_terminal(quiet, monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a file, as under a batch system
     assert show_progress(argparse.Namespace(quiet=quiet)) is False
+
+
+def test_qc_figure_gets_the_fraction_maps_of_a_multi_tissue_fit():
+    import numpy as np
+
+    from equidmri.cli.common import multi_tissue_maps
+    from equidmri.recon.model import FODFFit
+
+    mask = np.ones((2, 1, 1), bool)
+    sh = np.zeros((2, 1, 1, 45), np.float32)
+    three = FODFFit(sh, np.ones((2, 1, 1, 3), np.float32), ("wm", "gm", "csf"), mask)
+    assert multi_tissue_maps(three)["tissues"] == ("wm", "gm", "csf")
+    assert multi_tissue_maps(three)["fractions"] is three.fractions
+    assert multi_tissue_maps(FODFFit(sh, np.ones((2, 1, 1, 1), np.float32), ("wm",), mask)) == {}

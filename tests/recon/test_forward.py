@@ -207,3 +207,57 @@ def test_signal_model_rejects_bad_zonal_shapes(zonal_shape):
     bvals, bvecs, shells = _scheme()
     with pytest.raises(ValueError, match=r"zonal must be \(T, 3, >= 10\)"):
         SignalModel(hemisphere.hemisphere_centres(8), bvecs, shells, np.zeros(zonal_shape))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nnls_matches_scipy(seed):
+    """Random 3-unknown problems, some with negative unconstrained solutions: scipy's active-set NNLS agrees."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    from equidmri.recon.forward import nnls
+
+    rng = np.random.default_rng(seed)
+    design = rng.normal(size=(20, 40, 3))
+    signal = rng.normal(size=(20, 40))
+    ours = nnls(torch.from_numpy(design), torch.from_numpy(signal)).numpy()
+    expected = np.stack([scipy_nnls(a, y)[0] for a, y in zip(design, signal)])
+    assert np.any(expected == 0) and np.any(expected > 0)  # both kinds of active set occur
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
+
+
+def test_nnls_fractions_recover_a_three_tissue_voxel():
+    """Signal of a known fODF shape and known WM/GM/CSF fractions: the fit returns them (the shape's scale aside)."""
+    bvals, bvecs, shells = _scheme()
+    vertices = hemisphere.hemisphere_centres(8)
+    model = SignalModel(vertices, bvecs, shells, _responses().zonal(FODF_LMAX), fractions="nnls").double()
+    shape = torch.from_numpy(np.exp(8 * (vertices @ [0.0, 0.6, 0.8]) ** 2))[None]  # a smooth single fibre
+    unit, _ = model.fit_fractions(shape, model(shape, torch.zeros(1, 2, dtype=torch.float64)))  # WM alone
+    truth_iso = torch.tensor([[0.3, 0.2]], dtype=torch.float64)
+    signal = model(0.5 * unit, truth_iso)
+    fodf, iso = model.complete(7.0 * shape, None, b0=None, signal=signal)
+    # the normal equations' ridge (1e-12 of their trace) shifts them by 6.5e-8: WM-like tissues are near-collinear
+    torch.testing.assert_close(iso, truth_iso, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fodf, 0.5 * unit, atol=1e-6, rtol=0)
+
+
+def test_fraction_modes():
+    bvals, bvecs, shells = _scheme()
+    vertices = hemisphere.hemisphere_centres(8)
+    zonal = _responses().zonal(FODF_LMAX)
+    fodf, iso, b0 = torch.rand(4, 384), torch.rand(4, 2), torch.full((4,), 2.0)
+    raw = SignalModel(vertices, bvecs, shells, zonal, fractions="network").complete(fodf, iso, b0, None)
+    assert raw[0] is fodf and raw[1] is iso
+    model = SignalModel(vertices, bvecs, shells, zonal, fractions="b0")
+    rescaled = model.complete(fodf, iso, b0, None)
+    torch.testing.assert_close(model.b0_signal(*rescaled), b0)
+    with pytest.raises(ValueError, match="fractions must be one of"):
+        SignalModel(vertices, bvecs, shells, zonal, fractions="softmax")
+
+
+def test_responses_on_a_subset_of_their_shells():
+    responses = _responses()
+    sub = responses.on_shells(np.array([2005.0]))
+    np.testing.assert_array_equal(sub.shells, [2000.0])
+    np.testing.assert_array_equal(sub.zonal(8)[:, 1], responses.zonal(8)[:, 2])
+    with pytest.raises(ValueError, match="not all among"):
+        responses.on_shells(np.array([3000.0]))

@@ -86,7 +86,7 @@ def test_super_resolution_loss_is_the_error_on_the_high_resolution_target():
     model.net.train()  # as in the first training step: fresh weights, batch statistics
     with torch.no_grad():
         x = inputs[(slice(None),) * 4][None]  # the whole volume
-        fodf, iso = model.signal_model.rescale(*model.net(x), b0=x[:, 0, ..., 0])
+        fodf, iso = model.signal_model.complete(*model.net(x), b0=x[:, 0, ..., 0], signal=target[None])
         expected = (model.signal_model(fodf, iso)[0] - target).square().mean().item()
     fit = model.fit(dwi, mask, input_dwi=dwi_low)
     assert fit.history[0]["recon"] == pytest.approx(expected, rel=1e-5)
@@ -154,3 +154,16 @@ def test_train_network_trains_as_fit_does_without_the_final_deconvolution():
     assert history == fit.history  # same seed, same steps
     fodf = model.predict(dwi_low, mask).fodf_sh
     np.testing.assert_allclose(fodf, fit.fodf_sh, atol=1e-6)  # the same trained network
+
+
+def test_network_config_fractions_and_older_checkpoints():
+    assert NetworkConfig().fraction_mode(3) == "nnls" and NetworkConfig().fraction_mode(1) == "b0"
+    assert NetworkConfig(fractions="network").fraction_mode(3) == "network"
+    legacy = {**NetworkConfig().to_dict(), "model": "shd-tv"}
+    del legacy["fractions"]
+    assert NetworkConfig.from_dict({**legacy, "match_b0": True}).fractions == "b0"  # before fractions existed
+    assert NetworkConfig.from_dict({**legacy, "match_b0": False}).fractions == "network"
+    assert NetworkConfig.from_dict({**legacy, "match_b0": False}).model == "shd"
+    assert NetworkConfig.from_dict(NetworkConfig().to_dict()) == NetworkConfig()
+    with pytest.raises(ValueError, match="fractions must be"):
+        NetworkConfig(fractions="softmax")

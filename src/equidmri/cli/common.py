@@ -17,6 +17,7 @@ from equidmri import __version__
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.methods import Method, find_method, get_method
 from equidmri.recon.config import NetworkConfig
+from equidmri.recon.model import FODFFit
 from equidmri.recon.pipeline import (
     OUTPUT_NAMES,
     DeconvResult,
@@ -195,6 +196,13 @@ def deconvolve(
     return prepared, result, finish(args, prepared, result, timings)
 
 
+def multi_tissue_maps(fit: FODFFit) -> dict[str, Any]:
+    """The QC figure's tissue-fraction panels of a multi-tissue fit (none for WM alone)."""
+    if len(fit.tissues) < 2:
+        return {}
+    return {"fractions": fit.fractions, "tissues": fit.tissues}
+
+
 def finish(
     args: argparse.Namespace, prepared: PreparedData, result: DeconvResult, timings: dict[str, float]
 ) -> dict[str, Any]:
@@ -213,6 +221,7 @@ def finish(
             result.peak_dirs,
             result.peak_values,
             title=f"{result.method} fODF peaks{label}",
+            **multi_tissue_maps(result.fit),
         )
     timings["total"] = round(sum(timings.values()), 3)
     arguments = {

@@ -97,6 +97,24 @@ class TissueResponses:
             value.setflags(write=False)
             object.__setattr__(self, name, value)
 
+    def on_shells(self, bvals: np.ndarray) -> TissueResponses:
+        """The responses of the DW shells ``bvals`` (s/mm², ascending), each within ``SHELL_TOL`` of one of ours.
+
+        Raises
+        ------
+        ValueError
+            If a b-value matches none of :attr:`shells`.
+        """
+        bvals = np.asarray(bvals, dtype=np.float64)
+        distance = np.abs(bvals[:, None] - self.shells[None, :])
+        if bvals.size == 0 or np.any(distance.min(axis=1) > SHELL_TOL):
+            raise ValueError(
+                f"shells {np.round(bvals).tolist()} s/mm² are not all among the responses' "
+                f"{np.round(self.shells).tolist()} s/mm²"
+            )
+        keep = distance.argmin(axis=1)
+        return TissueResponses(self.tissues, self.shells[keep], self.evals[:, keep], self.s0)
+
     def zonal(self, lmax: int) -> np.ndarray:
         """Zonal SH coefficients ``r_l0`` of every response, normalised by the WM b=0 signal.
 

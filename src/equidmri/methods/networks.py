@@ -23,7 +23,7 @@ from equidmri.recon.train import TrainConfig
 
 LOSS_OPTIONS = {"lambda_nn": "nn", "lambda_sparsity": "sparsity"}  # option -> LossWeights field
 TRAIN_OPTIONS = ("epochs", "patch_size", "batch_size", "patches_per_epoch", "lr", "seed", "checkpoint_every")
-NETWORK_OPTIONS = ("nside", "widths", "kernel_sizes", "cheb_order", "kernel", "match_b0")
+NETWORK_OPTIONS = ("nside", "widths", "kernel_sizes", "cheb_order", "kernel", "fractions")
 
 __all__ = ["NetworkMethod"]
 
@@ -52,7 +52,7 @@ class NetworkMethod:
         Shortcuts that replace single fields: ``epochs``, ``patch_size``, ``batch_size``, ``patches_per_epoch``,
         ``lr``, ``seed``, ``checkpoint_every`` (:class:`TrainConfig`), ``lambda_nn``, ``lambda_sparsity``
         (:class:`LossWeights`), ``nside``, ``widths``, ``kernel_sizes``, ``cheb_order``, ``kernel``,
-        ``match_b0`` (:class:`NetworkConfig`).
+        ``fractions`` (:class:`NetworkConfig`).
 
     Raises
     ------

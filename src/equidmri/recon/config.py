@@ -12,9 +12,18 @@ from typing import Any
 
 from equidmri.nn.defaults import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS
 
-__all__ = ["DEFAULT_TILE", "LEARNING_RATE", "LEGACY_ARCHITECTURES", "LossWeights", "NetworkConfig", "TrainConfig"]
+__all__ = [
+    "DEFAULT_TILE",
+    "FRACTION_MODES",
+    "LEARNING_RATE",
+    "LEGACY_ARCHITECTURES",
+    "LossWeights",
+    "NetworkConfig",
+    "TrainConfig",
+]
 
 LEARNING_RATE = 1.7e-3  # Adam, SHD reference code (the paper's text says 1.7e-2)
+FRACTION_MODES = ("b0", "network", "nnls")  # how the tissue fractions are obtained (equidmri.recon.forward)
 LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV method's network after the method
 # voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
 # `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
@@ -107,7 +116,20 @@ class NetworkConfig:
     kernel_sizes: tuple[int, ...] = DEFAULT_KERNEL_SIZES
     cheb_order: int = 5
     kernel: str = "full"
-    match_b0: bool = True  # rescale outputs so the reconstructed b=0 equals the measured one (SHD "normalize")
+    # how the tissue fractions are obtained (equidmri.recon.forward.FRACTION_MODES): "auto" is "nnls" with
+    # several tissues (fractions fitted per voxel to the fODF shape the network gives; issue #23) and "b0"
+    # with WM alone (outputs rescaled so the reconstructed b=0 equals the measured one: SHD "normalize")
+    fractions: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.fractions not in ("auto",) + FRACTION_MODES:
+            raise ValueError(f"fractions must be 'auto' or one of {FRACTION_MODES}, got {self.fractions!r}")
+
+    def fraction_mode(self, n_tissues: int) -> str:
+        """The mode of :attr:`fractions` for ``n_tissues`` response functions (resolves ``"auto"``)."""
+        if self.fractions != "auto":
+            return self.fractions
+        return "nnls" if n_tissues > 1 else "b0"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
@@ -118,11 +140,15 @@ class NetworkConfig:
             "kernel_sizes": list(self.kernel_sizes),
             "cheb_order": self.cheb_order,
             "kernel": self.kernel,
-            "match_b0": self.match_b0,
+            "fractions": self.fractions,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
-        """Inverse of :meth:`to_dict`; reads the checkpoints of 0.1.0, whose SHD-TV network is named ``shd-tv``."""
+        """Inverse of :meth:`to_dict`; reads older checkpoints: 0.1.0 named the SHD-TV network ``shd-tv``, and
+        before ``fractions`` a boolean ``match_b0`` chose between ``"b0"`` and ``"network"``."""
+        d = dict(d)
+        if "match_b0" in d:
+            d["fractions"] = "b0" if d.pop("match_b0") else "network"
         model = LEGACY_ARCHITECTURES.get(d["model"], d["model"])
         return cls(**{**d, "model": model, "widths": tuple(d["widths"]), "kernel_sizes": tuple(d["kernel_sizes"])})

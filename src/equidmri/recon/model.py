@@ -159,20 +159,30 @@ class SHDModel:
         check_has_b0(self.shells, "gtab")
         check_has_b0(self.input_shells, "input_gtab")
         net_kwargs = self.network_config.to_dict()
-        match_b0 = net_kwargs.pop("match_b0")
+        net_kwargs.pop("fractions")
+        self.fraction_mode = self.network_config.fraction_mode(len(responses.tissues))
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's global RNG is left as it was
             torch.manual_seed(self.train_config.seed)
             self.net = build_model(
                 net_kwargs.pop("model"),
                 in_channels=1 + self.input_shells.bvals.size,
-                n_iso=len(responses.tissues) - 1,
+                n_iso=0 if self.fraction_mode == "nnls" else len(responses.tissues) - 1,  # NNLS fits them
                 **net_kwargs,
             ).to(device)
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
-        self.signal_model = SignalModel(
-            vertices, np.asarray(gtab.bvecs, dtype=np.float64), self.shells, responses.zonal(FODF_LMAX), match_b0
+        self.signal_model = self._signal_model(gtab, self.shells, responses).to(device)
+        # prediction completes the network's outputs with the signal it reads (the input acquisition)
+        self.input_signal_model = (
+            self._signal_model(self.input_gtab, self.input_shells, responses.on_shells(self.input_shells.bvals))
+            if self.super_resolution
+            else self.signal_model
         ).to(device)
+
+    def _signal_model(self, gtab: GradientTable, shells: Shells, responses: TissueResponses) -> SignalModel:
+        vertices = self.net.grid.vertices
+        bvecs = np.asarray(gtab.bvecs, dtype=np.float64)
+        return SignalModel(vertices, bvecs, shells, responses.zonal(FODF_LMAX), self.fraction_mode)
 
     @property
     def network(self) -> NetworkConfig:
@@ -378,9 +388,11 @@ class SHDModel:
     def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
         fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
         with torch.inference_mode():  # on the mask voxels only, (M, ...)
-            device = self.signal_model.grid_to_sh.device
-            fodf, iso = self.signal_model.rescale(fodf.to(device), iso.to(device), inputs.b0(mask).to(device))
-            fodf_sh, iso = self.signal_model.fodf_sh(fodf).cpu(), iso.cpu()
+            model = self.input_signal_model
+            device = model.grid_to_sh.device
+            signal = torch.from_numpy(inputs.dwi[mask]).to(device)
+            fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(mask).to(device), signal)
+            fodf_sh, iso = model.fodf_sh(fodf).cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
         return FODFFit(
             fodf_sh=on_volume(fodf_sh, mask),

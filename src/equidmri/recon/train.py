@@ -165,7 +165,7 @@ def train(
             x = torch.stack([inputs[(slice(None),) + s] for s in slices]).to(device)
             y = torch.stack([target[s] for s in slices]).to(device)
             m = torch.stack([mask[s] for s in slices]).to(device)
-            fodf, iso = signal_model.rescale(*net(x), b0=x[:, 0, ..., 0])
+            fodf, iso = signal_model.complete(*net(x), b0=x[:, 0, ..., 0], signal=y)
             terms = loss_fn(signal_model(fodf, iso), y, signal_model.fodf_sh(fodf), m)
             bad = [name for name, value in terms.items() if not torch.isfinite(value)]
             if bad:
