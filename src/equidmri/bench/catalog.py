@@ -1,8 +1,9 @@
 """The benchmarks of ``equidmri bench``: name -> module, parser function and one-line summary.
 
 Read without importing the benchmarks (most load torch), so that ``equidmri bench --help`` lists them at once
-and ``equidmri bench NAME`` imports only the module of NAME (:mod:`equidmri.cli.bench`). Each module takes its
-help line from here.
+and ``equidmri bench NAME`` imports only the parser module of NAME, :mod:`equidmri.bench.options`
+``.<module>``, and its benchmark module ``equidmri.bench.<module>`` only when the command runs
+(:mod:`equidmri.cli.bench`). Each parser takes its help line from here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import NamedTuple
 
 
 class Bench(NamedTuple):
-    """One benchmark: ``equidmri.bench.<module>.<parser>(subparsers)`` registers it."""
+    """One benchmark: ``equidmri.bench.options.<module>.<parser>(subparsers)`` registers it and
+    ``equidmri.bench.<module>.run(args)`` runs it."""
 
     module: str
     parser: str

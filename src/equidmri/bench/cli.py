@@ -1,10 +1,7 @@
 """``equidmri bench cli``: how long the command line takes to answer ``--help`` and argument errors.
 
-Each case runs ``python -m equidmri.cli.main ARGS`` in a fresh process ``--repeats`` times and records the
-wall time from start to exit (interpreter start, imports, parsing; nothing is computed: every case stops
-at a help text or a usage error, but ``methods``, which lists the methods). With ``--baseline-src DIR`` the
-same cases also run with ``DIR`` (the ``src/`` directory of another checkout, e.g. the commit before a
-change) first on ``PYTHONPATH``, interleaved run by run, so that both see the same machine load.
+The cases are below; how they are timed, and the options: :mod:`equidmri.bench.options.cli`
+(``equidmri bench cli --help``).
 """
 
 from __future__ import annotations
@@ -17,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
-from equidmri.bench.catalog import BENCHES
-from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
+from equidmri.bench.baseline import check_baseline, child_env
+from equidmri.bench.options.cli import QUICK_REPEATS
+from equidmri.bench.report import check_report_outputs, fmt, header_lines, start_record, write_report
 
-NAME = "cli"
 CASES = (  # command lines after `equidmri`: every subcommand's help text and usage errors (a required option missing)
     ("--help",),
     ("--version",),
@@ -42,8 +38,6 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "table", "--help"),  # an experiment's module loads torch: its help does too
 )
 QUICK_CASES = (("--help",), ("deconv",))
-DEFAULT_REPEATS = 5
-QUICK_REPEATS = 1
 TARGET_S = 1.0  # s: "well under a second" (issue 22)
 
 
@@ -123,24 +117,3 @@ def run(args: argparse.Namespace) -> int:
     record["rows"] = measure(cases, repeats, args.baseline_src)
     write_report(args, record, render_markdown(record))
     return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench cli``."""
-    parser = subparsers.add_parser(
-        NAME,
-        help=BENCHES["cli"].summary,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_report_args(parser, NAME, f"two command lines, {QUICK_REPEATS} run each")
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=DEFAULT_REPEATS,
-        metavar="N",
-        help="fresh processes per command line (default: %(default)s)",
-    )
-    add_baseline_arg(parser, "time its command line alongside")
-    parser.set_defaults(run=run, prog=parser.prog)
-    return parser

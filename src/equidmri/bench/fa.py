@@ -1,22 +1,8 @@
-"""The two experiments of Goodwin-Allcock et al. (CDMRI 2022) for FA from 6-direction scans.
+"""The two experiments of ``equidmri bench fa`` (Goodwin-Allcock et al., CDMRI 2022): FA from 6-direction scans
+by an FCN and a spherical CNN.
 
-``equidmri bench fa [--quick] [--n-train N] [--n-test N] [--epochs E] [--seed S]``
-
-Training data are simulated (:mod:`equidmri.microstructure.simulate`: WM/GM/CSF-like tensors, Skare
-scheme, b = 1000 s/mm², one b=0, Rician noise at SNR 20). Test data are (a) a simulated set of new tensors
-with uniformly random orientations, acquired with the Skare and with the Jones scheme (same tensors,
-independent noise), and (b) dipy's real ``small_64D`` volume: the reference FA is the WLS tensor fit to all
-64 directions, the inputs are the 6-direction subsets nearest to each scheme.
-
-1. ``scheme``: FCN and S-CNN trained on Skare data, tested on Skare and on Jones; 6-direction tensor
-   fitting (``fit``) for reference.
-2. ``orientation``: FCN and S-CNN trained on the same tensors rotated so that e1 = AP (y) and e2 = SI (z),
-   and an S-CNN on the first 10% of that set, tested on unrestricted data; the unrestricted networks of
-   experiment 1 for reference; the mean error over principal directions (FA > 0.6) as a HEALPix map.
-
-RMSE per ground-truth FA bin, paired t-tests on squared errors (scipy ``ttest_rel``) and the invariance of
-the S-CNN (largest FA change under random rotations of the input tensors). Writes
-``OUT/fa_scnn.{json,md}`` and the PNG figures ``OUT/fa_scnn_*.png`` (``--out``, default ``docs/results``).
+The data, the experiments, the statistics and the options: :mod:`equidmri.bench.options.fa`
+(``equidmri bench fa --help``).
 """
 
 from __future__ import annotations
@@ -32,9 +18,9 @@ from dipy.core.gradients import GradientTable
 from scipy.spatial.transform import Rotation
 from scipy.stats import ttest_rel
 
-from equidmri.bench.catalog import BENCHES
 from equidmri.bench.fa_report import render_markdown, write_figures
-from equidmri.bench.report import add_report_args, check_report_outputs, start_record, write_report
+from equidmri.bench.options.fa import DEFAULTS, QUICK
+from equidmri.bench.report import check_report_outputs, start_record, write_report
 from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.gradients import B0_THRESHOLD
@@ -59,40 +45,13 @@ from equidmri.sphere.hemisphere import hemisphere_centres, representative
 
 logger = logging.getLogger(__name__)
 
-NAME = "fa_scnn"
 FA_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # ground-truth FA bin edges; the last bin includes 1.0
 HIGH_FA = 0.4  # the paper's scheme-robustness comparison is over FA > 0.4
 MAP_FA = 0.6  # voxels of the principal-direction error map have FA above this
 MAP_NSIDE = 4  # HEALPix resolution of that map (V+ = 96 pixels)
 SMALL_FRACTION = 0.1  # the data-efficiency S-CNN sees this fraction of the AP training set
 INVARIANCE_VOXELS = 1000  # test tensors, each under one random rotation
-DEFAULTS = {"n_train": 8000, "n_test": 6000, "epochs": 50}  # 784 s wall with --threads 1 on 2 shared cores
-QUICK = {"n_train": 300, "n_test": 400, "epochs": 2}
 REAL_DATA = "small_64D"
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench fa``."""
-    parser = subparsers.add_parser(
-        "fa",
-        help=BENCHES["fa"].summary,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    group = parser.add_argument_group("experiment size")
-    for option, text in (
-        ("n-train", "simulated training voxels"),
-        ("n-test", "simulated test voxels"),
-        ("epochs", "training epochs of every network"),
-    ):
-        key = option.replace("-", "_")
-        group.add_argument(
-            f"--{option}", type=int, metavar="N", help=f"{text} (default: {DEFAULTS[key]}; --quick: {QUICK[key]})"
-        )
-    group.add_argument("--seed", type=int, default=0, help="seed of simulation, noise and training (default: 0)")
-    add_report_args(parser, NAME, quick=f"tiny run for tests: {QUICK}")
-    parser.set_defaults(run=run, prog="equidmri bench fa")
-    return parser
 
 
 def fa_bin_labels() -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from equidmri.bench.options.table import Settings
 from equidmri.data import phantom_paths
 from equidmri.dmri.io import DWIData, load_dwi, voxel_to_world_rotation
 from equidmri.eval.peak_files import FOD_PEAK_THRESHOLD
@@ -32,18 +33,6 @@ LEARNED_VOLUMES = ("train", *EVAL_VOLUMES)  # learned methods also deconvolve th
 ITERATIVE_SETTINGS = {"rumba_iters": "n_iter"}  # Settings field -> option of the iterative methods that take it
 
 __all__ = ["Run", "Settings", "VolumeSet", "result_settings", "run_on_phantoms", "train_on_volumes"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Run settings: training ``epochs``, ``patch_size`` and network ``widths`` of the learned methods,
-    ``rumba_iters`` iterations of RUMBA-SD, ``threads`` for MRtrix3."""
-
-    epochs: int = 10  # at 40³ an epoch is 48 steps of one 8³ patch; SHD needs hundreds of steps
-    patch_size: int = 8
-    widths: tuple[int, ...] = (8, 16, 32, 64)
-    rumba_iters: int = 100
-    threads: int = 2
 
 
 @dataclass(frozen=True, eq=False)

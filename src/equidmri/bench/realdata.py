@@ -1,23 +1,7 @@
 """``equidmri bench realdata``: fODF methods against a reference fODF on real volumes.
 
-Real data that nobody here made checks what the phantoms cannot: response estimation on real tissue, real
-noise, oblique affines. Every volume is deconvolved by our network and by the classical methods, shell by
-shell and with all shells; each result's main peaks are compared with the reference's in the voxels with a
-clear WM fODF, and the reference's clear crossings are looked for (:mod:`equidmri.eval.agreement`).
-
-Volumes
--------
-- dipy's ``small_64D`` (always; nothing to download): 10³ voxels, b = 1000 s/mm², 64 directions. It has no
-  reference fODF, so dipy's CSD (lmax 8) serves as the reference.
-- ``--volume NAME=DIR`` for any other. ``DIR`` holds either ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, optionally
-  ``mask.nii.gz`` and ``reference_fod.nii.gz`` (an MRtrix3 SH image: ``tournier07``, world frame), or the
-  MRtrix3 layout ``dwi.mif`` (gradients in its header), ``mask.mif``, ``wm.mif`` (the reference), which is
-  converted with MRtrix3's ``mrconvert``. MRtrix3's multi-shell test volume is such a folder: ``git clone
-  https://github.com/MRtrix3/test_data`` and pass ``--volume mrtrix_msmt=test_data/dwi2fod/msmt``.
-
-Peaks of every fODF (reference included) come from :func:`equidmri.dmri.peaks.find_peaks` at lmax 8 with a
-relative threshold of ``PEAK_THRESHOLD`` and at most ``NPEAKS`` peaks, so both sides of a comparison are
-treated alike.
+The volumes, the comparison and the options: :mod:`equidmri.bench.options.realdata`
+(``equidmri bench realdata --help``).
 """
 
 from __future__ import annotations
@@ -35,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from equidmri.bench.catalog import BENCHES
-from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
+from equidmri.bench.options.realdata import QUICK_EPOCHS
+from equidmri.bench.report import check_report_outputs, fmt, header_lines, start_record, write_report
 from equidmri.data import real_volume_paths
 from equidmri.dmri.gradients import SHELL_TOL, find_shells
 from equidmri.dmri.io import DWIData, load_dwi, load_fod
@@ -49,13 +33,11 @@ from equidmri.recon.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-NAME = "realdata"
 PEAK_THRESHOLD = 0.1  # relative peak amplitude kept (MRtrix sh2peaks keeps every peak up to its -num)
 NPEAKS = 3  # MRtrix sh2peaks -num default
 CLEAR_WM = 0.2  # a voxel has a clear WM fODF when its reference first peak exceeds this fraction of the maximum
 CLEAR_CROSSING = 0.5  # a reference crossing is clear when its second peak is at least this fraction of the first
 QUICK_NETWORK = NetworkConfig(widths=(4, 4, 4, 4))
-QUICK_EPOCHS = 2
 REFERENCE_CSD = "CSD (lmax 8)"  # dipy's CSD (equidmri.methods): the reference where a volume has none
 MRTRIX_LAYOUT = {"dwi.mif": "dwi.nii.gz", "mask.mif": "mask.nii.gz", "wm.mif": "reference_fod.nii.gz"}
 
@@ -280,33 +262,3 @@ def run(args: argparse.Namespace) -> int:
         record["volumes"] = [evaluate_volume(volume, args) for volume in volumes]
     write_report(args, record, _markdown(record))
     return 0
-
-
-def _named_folder(text: str) -> tuple[str, str]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name or not folder:
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
-    return name, folder
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench realdata``."""
-    parser = subparsers.add_parser(
-        "realdata",
-        help=BENCHES["realdata"].summary,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--volume",
-        type=_named_folder,
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="a real volume folder (NIfTI + FSL files, or MRtrix3 .mif layout); repeatable",
-    )
-    parser.add_argument("--epochs", type=int, default=None, help="SHD-TV training epochs (default: the library's)")
-    parser.add_argument("--seed", type=int, default=0, help="SHD-TV seed (default: %(default)s)")
-    add_report_args(parser, NAME, quick=f"small_64D only, SHD-TV with {QUICK_EPOCHS} epochs and a tiny network")
-    parser.set_defaults(run=run)
-    return parser

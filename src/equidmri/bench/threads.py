@@ -1,13 +1,7 @@
 """``equidmri bench threads``: training time of ``deconv`` alone and beside a busy process, per thread setting.
 
-Each case runs ``equidmri deconv`` on dipy's ``small_64D`` for ``--epochs`` epochs in a fresh process and
-reads the training time (``fit`` in its ``run.json``: training and inference) and the wall time of the
-whole command. Every case runs twice: alone, and beside one busy process (a Python loop that keeps one
-core busy, as another user's job would). The cases: the default (``--threads`` from the usable CPUs,
-``OMP_WAIT_POLICY=PASSIVE``), ``--threads 1``, both with ``OMP_WAIT_POLICY=ACTIVE`` (threads spin while
-they wait) and, with ``--baseline-src DIR``, the default of another checkout (e.g. the commit before the
-change). "Alone" means no process of ours beside it: the load average of the machine is recorded with
-every run.
+The cases are below; how they run, and the options: :mod:`equidmri.bench.options.threads`
+(``equidmri bench threads --help``).
 """
 
 from __future__ import annotations
@@ -22,11 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from equidmri.bench.baseline import add_baseline_arg, check_baseline, child_env
-from equidmri.bench.catalog import BENCHES
-from equidmri.bench.report import add_report_args, check_report_outputs, fmt, header_lines, start_record, write_report
+from equidmri.bench.baseline import check_baseline, child_env
+from equidmri.bench.options.threads import QUICK_EPOCHS
+from equidmri.bench.report import check_report_outputs, fmt, header_lines, start_record, write_report
 
-NAME = "threads"
 CASES = {  # label: (extra deconv options, extra environment)
     "default": ([], {}),
     "--threads 1": (["--threads", "1"], {}),
@@ -36,8 +29,6 @@ CASES = {  # label: (extra deconv options, extra environment)
 DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
 BASELINE = "baseline default"
 QUICK_CASES = ("default",)
-DEFAULT_EPOCHS = 5
-QUICK_EPOCHS = 1
 BUSY_LOOP = "while True: pass"  # one busy core
 CLEARED_ENV = ("OMP_NUM_THREADS", "EQUIDMRI_THREADS", "OMP_WAIT_POLICY")  # each case sets its own
 
@@ -134,20 +125,3 @@ def run(args: argparse.Namespace) -> int:
     record["rows"] = measure(cases, epochs, args.baseline_src)
     write_report(args, record, render_markdown(record))
     return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench threads``."""
-    parser = subparsers.add_parser(
-        NAME,
-        help=BENCHES["threads"].summary,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_report_args(parser, NAME, f"the default case only, {QUICK_EPOCHS} epoch")
-    parser.add_argument(
-        "--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N", help="training epochs per run (default: %(default)s)"
-    )
-    add_baseline_arg(parser, "its default case is measured too")
-    parser.set_defaults(run=run, prog=parser.prog)
-    return parser

@@ -1,21 +1,7 @@
-"""Whole-volume inference throughput, training time and peak memory of SHD-TV against dipy's CSD.
+"""The stages of ``equidmri bench throughput``: inference throughput, training time and peak memory of SHD-TV
+against dipy's CSD.
 
-``equidmri bench throughput [--dwi F --bvals F --bvecs F [--mask F]] [--epochs N] [--repeats R]``
-
-On any acquisition (default: dipy's bundled ``small_64D``), one run measures, back to back and each in a
-fresh subprocess (so that its peak resident memory belongs to that stage alone):
-
-0. ``baseline``: imports and ``load_dwi`` + ``prepare`` only (every stage starts with the same work);
-1. ``train``: ``SHDModel(...).fit`` for ``--epochs`` epochs, checkpoint in a temporary directory;
-2. ``ours``: ``SHDModel.from_checkpoint(...).predict(dwi, mask)``, then the same with ``fit.peaks()``; then
-   one more ``predict`` under ``torch.profiler`` (seconds per stage of the masked pass and the operators
-   with the most self time) and the voxels the masked pass computes at each dilation of the mask;
-3. ``csd``: ``get_method("CSD (lmax 8)", ...).fit`` (dipy CSD, the same WM response and mask), then ``fit.peaks()``.
-
-Inference times are the median of ``--repeats`` runs after one warm-up; throughput is mask voxels per
-median second and the ratios are ours / CSD on the same volume in the same run. Every process gets the same
-``--threads`` (``torch.set_num_threads`` and ``OMP/MKL/OPENBLAS_NUM_THREADS``). Training length does not
-change the inference time; ``--epochs`` only sets how long the training row runs.
+What it measures and its options: :mod:`equidmri.bench.options.throughput` (``equidmri bench throughput --help``).
 """
 
 from __future__ import annotations
@@ -35,10 +21,9 @@ import dipy
 import numpy as np
 import torch
 
-from equidmri.bench.catalog import BENCHES
+from equidmri.bench.options.throughput import NAME, QUICK, STAGES
 from equidmri.bench.report import (
     THREAD_ENV,
-    add_report_args,
     check_report_outputs,
     fmt,
     header_lines,
@@ -53,20 +38,14 @@ from equidmri.methods import get_method
 from equidmri.nn.layers.support import MaskSupport
 from equidmri.nn.models.backbone import PROFILE_PREFIX
 from equidmri.recon.infer import DEFAULT_TILE, tiles
-from equidmri.recon.model import OUTPUT_LMAX, NetworkConfig, SHDModel
+from equidmri.recon.model import OUTPUT_LMAX, SHDModel
 from equidmri.recon.pipeline import PreparedData, prepare
-from equidmri.recon.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-NAME = "throughput"
 OURS, CSD = "SHD-TV", "CSD (lmax 8)"  # the two methods compared (equidmri.methods)
 DEFAULT_DATA = "small_64D"  # dipy's bundled volume (equidmri.data.REAL_VOLUMES), as the demo
-DEFAULT_EPOCHS = 20  # the training row's length; inference speed does not depend on it
-DEFAULT_REPEATS = 5  # timed runs per inference measurement, after one warm-up
-QUICK = {"epochs": 1, "repeats": 1, "patch_size": 4, "widths": [4, 4, 4, 4]}  # --quick: a smoke run
 KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
-STAGES = ("baseline", "train", "ours", "csd")
 ROWS = (  # (key, process, label); ratios pair each of ours with the CSD row of the same work
     ("train", "train", "ours: training (`SHDModel.fit`)"),
     ("ours_predict", "ours", "ours: inference (`predict`)"),
@@ -500,45 +479,3 @@ def record_of(row: dict[str, Any], mask_voxels: int) -> dict[str, Any]:
         "voxels_per_s": row["voxels_per_s"],
         "mask_voxels": mask_voxels,
     }
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``bench throughput``."""
-    parser = subparsers.add_parser(
-        NAME,
-        help=BENCHES["throughput"].summary,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_report_args(parser, NAME, "a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
-    group = parser.add_argument_group("data (default: dipy's bundled small_64D)")
-    group.add_argument("--dwi", type=Path, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes")
-    group.add_argument("--bvals", type=Path, metavar="FILE", help="FSL b-values file, s/mm²")
-    group.add_argument("--bvecs", type=Path, metavar="FILE", help="FSL b-vectors file")
-    group.add_argument("--mask", type=Path, metavar="FILE", help="3D NIfTI mask (default: median_otsu)")
-    group = parser.add_argument_group("measurement")
-    group.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="training epochs (default: %(default)s)")
-    group.add_argument(
-        "--repeats",
-        type=int,
-        default=DEFAULT_REPEATS,
-        help="timed inference runs after one warm-up (default: %(default)s)",
-    )
-    group.add_argument(
-        "--widths",
-        type=int,
-        nargs="+",
-        default=list(NetworkConfig().widths),
-        help="channels per U-Net level (default: %(default)s, the library's)",
-    )
-    group.add_argument(
-        "--patch-size",
-        type=int,
-        default=TrainConfig().patch_size,
-        help="edge of the training patches, voxels (default: %(default)s, the library's)",
-    )
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage (child)
-    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
-    parser.set_defaults(run=run, prog=parser.prog)
-    return parser
