@@ -1,5 +1,6 @@
 """Help texts and argument errors answer without importing torch or dipy (issue 22): the parsers read their
-defaults from torch-free modules, and ``equidmri`` imports only the module of the subcommand asked for.
+defaults from torch-free modules, and ``equidmri`` imports only the module of the subcommand asked for (for
+``equidmri bench NAME``, only its parser module, :mod:`equidmri.bench.options`).
 
 Each case runs in a fresh interpreter and lists the heavy modules loaded when ``main`` returns; the timings
 are measured by ``equidmri bench cli``, not here.
@@ -14,7 +15,7 @@ import pytest
 from equidmri.bench.catalog import BENCHES
 from equidmri.cli.main import build_parser, main
 
-HEAVY = ("torch", "dipy", "healpy", "nibabel", "scipy", "matplotlib")
+HEAVY = ("torch", "dipy", "healpy", "nibabel", "scipy", "matplotlib", "numpy")
 CASES = {  # command line after `equidmri` -> exit code
     ("--help",): 0,
     ("deconv", "--help"): 0,
@@ -33,8 +34,17 @@ CASES = {  # command line after `equidmri` -> exit code
     ("fa", "predict", "--help"): 0,
     ("fa", "train", "--model", "resnet"): 2,
     ("bench", "--help"): 0,
-    ("bench", "cli", "--help"): 0,
-    ("bench", "threads", "--help"): 0,
+    **{("bench", name, "--help"): 0 for name in BENCHES},
+    ("bench", "layers", "--variants", "z"): 2,  # one bad argument per benchmark
+    ("bench", "unet", "--nsides", "x"): 2,
+    ("bench", "throughput", "--epochs", "x"): 2,
+    ("bench", "equivariance", "--samples", "x"): 2,
+    ("bench", "mnist", "--nside", "x"): 2,
+    ("bench", "fa", "--n-train", "x"): 2,
+    ("bench", "table", "--out", "o"): 2,  # --data is missing
+    ("bench", "realdata", "--volume", "x"): 2,  # not NAME=DIR
+    ("bench", "cli", "--repeats", "x"): 2,
+    ("bench", "threads", "--epochs", "x"): 2,
 }
 PROBE = (
     "import contextlib, io, json, sys\n"
@@ -66,3 +76,17 @@ def test_each_benchmark_module_registers_the_catalog_name_and_summary():
     assert set(commands.choices) == set(BENCHES) == set(helps)
     assert helps == {name: entry.summary for name, entry in BENCHES.items()}
     assert all(callable(parser.get_default("run")) for parser in commands.choices.values())
+
+
+def test_every_benchmark_has_a_bad_argument_case():
+    assert {argv[1] for argv, code in CASES.items() if argv[0] == "bench" and code == 2} == set(BENCHES)
+
+
+@pytest.mark.parametrize("name", BENCHES)
+def test_each_benchmark_runs_the_run_of_its_module_with_its_name_in_errors(name, tmp_path, capsys):
+    extra = ["--data", str(tmp_path)] if name == "table" else []
+    args = build_parser(["bench"], [name]).parse_args(["bench", name, "--out", str(tmp_path), *extra])
+    assert args.run.args == (BENCHES[name].module,)
+    # only the benchmark's run checks --threads, before any work
+    assert main(["bench", name, "--threads", "0", "--out", str(tmp_path), *extra]) == 2
+    assert capsys.readouterr().err == f"equidmri bench {name}: error: --threads must be >= 1, got 0\n"

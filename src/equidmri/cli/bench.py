@@ -13,8 +13,8 @@ from equidmri.cli.commands import COMMANDS
 
 def add_parser(subparsers: argparse._SubParsersAction, benches: Iterable[str] = BENCHES) -> argparse.ArgumentParser:
     """Register ``bench`` and its subcommands; those in ``benches`` are built in full (importing their parser
-    modules, :mod:`equidmri.bench.options`), the others only named, with their summary, for
-    ``equidmri bench --help``."""
+    modules, :mod:`equidmri.bench.options`, and setting ``run`` and ``prog``, the name in error lines), the
+    others only named, with their summary, for ``equidmri bench --help``."""
     parser = subparsers.add_parser("bench", help=COMMANDS["bench"], description=__doc__)
     commands = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
     chosen = set(benches)
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, benches: Iterable[str] = 
         if name in chosen:
             options = importlib.import_module(f"equidmri.bench.options.{bench.module}")
             command = getattr(options, bench.parser)(commands)
-            command.set_defaults(run=functools.partial(run_bench, bench.module))
+            command.set_defaults(run=functools.partial(run_bench, bench.module), prog=command.prog)
         else:
             commands.add_parser(name, help=bench.summary, add_help=False)
     return parser

@@ -37,5 +37,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="fresh processes per command line (default: %(default)s)",
     )
     add_baseline_arg(parser, "time its command line alongside")
-    parser.set_defaults(prog=parser.prog)
     return parser

@@ -107,5 +107,4 @@ def _add_parser(subparsers: argparse._SubParsersAction, bench: str) -> argparse.
     )
     for option, kind in (("variant", str), ("nside", int), ("edge", int), ("pass", str), ("output", str)):
         parser.add_argument(f"--child-{option}", type=kind, help=argparse.SUPPRESS)
-    parser.set_defaults(prog=parser.prog)
     return parser

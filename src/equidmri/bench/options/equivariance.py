@@ -56,5 +56,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--sweep-samples", type=int, help=f"samples per sigma/neighbour cell (default {DEFAULTS['sweep_samples']})"
     )
     parser.add_argument("--seed", type=int, default=0, help="first sample's seed (default %(default)s)")
-    parser.set_defaults(prog=parser.prog)
     return parser

@@ -51,5 +51,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         )
     group.add_argument("--seed", type=int, default=0, help="seed of simulation, noise and training (default: 0)")
     add_report_args(parser, NAME, quick=f"tiny run for tests: {QUICK}")
-    parser.set_defaults(prog="equidmri bench fa")
     return parser

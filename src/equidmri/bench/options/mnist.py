@@ -50,5 +50,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--nside", type=int, help=f"HEALPix resolution of the spheres (default {DEFAULTS['nside']})")
     parser.add_argument("--depth", type=int, help=f"voxels along z (default {DEFAULTS['depth']})")
     parser.add_argument("--seed", type=int, default=0, help="data seed and first training seed (default %(default)s)")
-    parser.set_defaults(prog=parser.prog)
     return parser

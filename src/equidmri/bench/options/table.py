@@ -88,5 +88,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    parser.set_defaults(prog=parser.prog, report_name="table")
+    parser.set_defaults(report_name="table")
     return parser

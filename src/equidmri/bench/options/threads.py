@@ -36,5 +36,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N", help="training epochs per run (default: %(default)s)"
     )
     add_baseline_arg(parser, "its default case is measured too")
-    parser.set_defaults(prog=parser.prog)
     return parser

@@ -72,5 +72,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage (child)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
-    parser.set_defaults(prog=parser.prog)
     return parser
