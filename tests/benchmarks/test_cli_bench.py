@@ -6,7 +6,8 @@ import pytest
 from bench_run import run_bench
 
 import equidmri
-from equidmri.bench.cli import QUICK_CASES
+from equidmri.bench.catalog import BENCHES
+from equidmri.bench.cli import CASES, QUICK_CASES
 
 SRC = Path(equidmri.__file__).resolve().parents[1]  # this checkout's src/
 
@@ -33,3 +34,9 @@ def test_a_baseline_without_the_package_is_refused(tmp_path):
     with pytest.raises(AssertionError, match="holds no equidmri package"):
         run_bench("cli", ["--quick", "--baseline-src", str(tmp_path)], tmp_path)
     assert not (tmp_path / "result.json").exists()
+
+
+def test_cases_hold_each_benchmark_help_and_one_bad_argument():
+    tails = [(argv[1], argv[2:]) for argv in CASES if argv[0] == "bench" and len(argv) > 2]
+    assert sorted(name for name, tail in tails if tail == ("--help",)) == sorted(BENCHES)
+    assert sorted(name for name, tail in tails if tail != ("--help",)) == sorted(BENCHES)

@@ -34,8 +34,26 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("fa", "train", "--help"),
     ("fa", "predict", "--help"),
     ("bench", "--help"),
+    ("bench", "layers", "--help"),  # each benchmark's help and one bad argument of it
+    ("bench", "layers", "--variants", "z"),
+    ("bench", "unet", "--help"),
+    ("bench", "unet", "--nsides", "x"),
+    ("bench", "throughput", "--help"),
+    ("bench", "throughput", "--epochs", "x"),
+    ("bench", "equivariance", "--help"),
+    ("bench", "equivariance", "--samples", "x"),
+    ("bench", "mnist", "--help"),
+    ("bench", "mnist", "--nside", "x"),
+    ("bench", "fa", "--help"),
+    ("bench", "fa", "--n-train", "x"),
+    ("bench", "table", "--help"),
+    ("bench", "table", "--out", "o"),  # --data is missing
+    ("bench", "realdata", "--help"),
+    ("bench", "realdata", "--volume", "x"),  # not NAME=DIR
     ("bench", "cli", "--help"),
-    ("bench", "table", "--help"),  # an experiment's module loads torch: its help does too
+    ("bench", "cli", "--repeats", "x"),
+    ("bench", "threads", "--help"),
+    ("bench", "threads", "--epochs", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)
