@@ -14,9 +14,8 @@ neither torch nor dipy.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
-from equidmri.lazy import import_public, public_dir
+from equidmri.lazy import lazy_attributes
 
 try:
     __version__ = version("equidmri")
@@ -50,11 +49,4 @@ __all__ = [
     "read_cohort",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use and then kept in the package."""
-    return import_public(__name__, _PUBLIC, name)
-
-
-def __dir__() -> list[str]:
-    return public_dir(__name__, _PUBLIC)
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -39,3 +40,19 @@ def import_public(package: str, public: dict[str, str], name: str) -> Any:
 def public_dir(package: str, public: dict[str, str]) -> list[str]:
     """``dir()`` of ``package``: its attributes and the public names not yet imported."""
     return sorted({*vars(sys.modules[package]), *public})
+
+
+def lazy_attributes(package: str, public: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The module-level ``__getattr__`` and ``__dir__`` (PEP 562) of ``package``, whose names are ``public``.
+
+    Use as ``__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)``: a public name is imported from its
+    module on first use (:func:`import_public`) and ``dir()`` lists the names not yet imported (:func:`public_dir`).
+    """
+
+    def module_getattr(name: str) -> Any:
+        return import_public(package, public, name)
+
+    def module_dir() -> list[str]:
+        return public_dir(package, public)
+
+    return module_getattr, module_dir

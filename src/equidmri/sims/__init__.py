@@ -6,9 +6,7 @@ without numpy or dipy.
 
 from __future__ import annotations
 
-from typing import Any
-
-from equidmri.lazy import import_public, public_dir
+from equidmri.lazy import lazy_attributes
 
 _PUBLIC = {  # name -> the module that defines it
     "VOLUMES": "equidmri.sims.defaults",
@@ -33,11 +31,4 @@ __all__ = [
     "write_phantom_set",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use and then kept in the package."""
-    return import_public(__name__, _PUBLIC, name)
-
-
-def __dir__() -> list[str]:
-    return public_dir(__name__, _PUBLIC)
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)
