@@ -1,10 +1,12 @@
 """Tests of ``equidmri predict``: same model, same fODFs; a different protocol is refused clearly."""
 
 import json
+import os
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from cli_inputs import Inputs, run_main, synthetic_series
 
 pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
@@ -49,4 +51,27 @@ def test_predict_refuses_a_file_that_is_not_a_checkpoint(synthetic, tmp_path, ca
     model.write_bytes(b"not a checkpoint")
     assert _predict(model, synthetic, tmp_path / "out") == 2
     assert "is not a readable equidmri checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+class _Payload:
+    """Unpickling this object would create the folder ``target`` (stands for any code)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+def test_predict_refuses_a_model_file_that_would_run_code(synthetic, tmp_path, capsys):
+    target = tmp_path / "payload_ran"
+    model = tmp_path / "untrusted.pt"
+    torch.save({"meta": {}, "state_dict": {}, "payload": _Payload(target)}, model)
+    assert _predict(model, synthetic, tmp_path / "out") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("equidmri predict: error: refused to load ")
+    assert "which could run code" in lines[0]
+    assert not target.exists()
     assert not (tmp_path / "out").exists()

@@ -1,10 +1,13 @@
-"""Tests of equidmri.recon.checkpoint: atomic writes and validated reads."""
+"""Tests of equidmri.recon.checkpoint: atomic writes and validated, data-only reads."""
+
+import os
+import pickle
 
 import pytest
 import torch
 
 from equidmri.nn.models import SHDUNet
-from equidmri.recon.checkpoint import TMP_PREFIX, load_checkpoint, save_checkpoint
+from equidmri.recon.checkpoint import TMP_PREFIX, UnsafeCheckpointError, load_checkpoint, save_checkpoint
 
 
 def _net():
@@ -55,3 +58,54 @@ def test_load_checkpoint_rejects_a_file_torch_cannot_read(tmp_path):
     path.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="is not a readable equidmri checkpoint"):
         load_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this object would create the folder ``target`` (stands for any code)."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2"])
+def test_load_checkpoint_refuses_a_pickle_that_would_run_code(tmp_path, writer):
+    target = tmp_path / "payload_ran"
+    path = tmp_path / "evil.pt"
+    state = {"meta": {}, "state_dict": {}, "extra": _Payload(target)}
+    if writer == "torch.save":
+        torch.save(state, path)
+    else:
+        path.write_bytes(pickle.dumps(state, protocol=2))
+    refusal = r"refused to load .*evil.pt: .*\(posix.mkdir\), which could run code"
+    with pytest.raises(UnsafeCheckpointError, match=refusal):
+        load_checkpoint(path)
+    assert not target.exists()
+
+
+def test_load_checkpoint_reads_every_entry_of_a_training_checkpoint(tmp_path):
+    net = _net()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.1)
+    net(torch.randn(1, 2, 2, 2, 2, 24))[0].sum().backward()
+    optimizer.step()
+    scheduler.step()
+    generator = torch.Generator().manual_seed(4)
+    state = {
+        "meta": {"version": "0.1.0", "shells": [1000.0], "train": {"weights": {"tv": 0.5}}},
+        "state_dict": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": 1,
+        "history": [{"total": 0.5, "recon": 0.25}],
+        "rng": generator.get_state(),
+    }
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "model.pt", state))
+    assert loaded["scheduler"] == scheduler.state_dict()  # holds a collections.Counter
+    assert loaded["meta"] == state["meta"] and loaded["history"] == state["history"] and loaded["epoch"] == 1
+    assert torch.equal(loaded["rng"], state["rng"])
+    fresh = torch.optim.Adam(_net().parameters(), lr=1e-3)
+    fresh.load_state_dict(loaded["optimizer"])
+    torch.testing.assert_close(fresh.state_dict()["state"], optimizer.state_dict()["state"], atol=0, rtol=0)
