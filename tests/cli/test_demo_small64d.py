@@ -15,7 +15,8 @@ from dipy.reconst.shm import real_sh_tournier
 
 from equidmri.sphere.healpix import pixel_centres
 
-EPOCHS = 30  # measured: 77.6% agreement after 30 epochs (the README has the full 150-epoch run)
+EPOCHS = 60  # measured: 66.7% of 405 voxels after 60 epochs, 56.3% after 30 (every voxel is in the mask since #18:
+# the CSF voxels weigh on a WM-only loss); 77.6% of 201 voxels after 30 epochs with the former 303-voxel mask
 MIN_AGREEMENT = 0.60  # the threshold
 NEGATIVE_MASS = 1e-3  # negative / positive mass of the lmax-8 fODF on 3072 directions; measured 0.0 (30 epochs)
 
@@ -29,7 +30,7 @@ def demo_dir(tmp_path_factory):
 
 def test_demo_agrees_with_csd_on_white_matter(demo_dir):
     summary = json.loads((demo_dir / "demo.json").read_text())
-    assert summary["n_voxels"] > 150  # 201 voxels with FA > 0.4 in the computed mask
+    assert summary["n_voxels"] > 350  # 405 voxels with FA > 0.4 in the computed mask (every voxel)
     assert summary["fraction_within_cone"] >= MIN_AGREEMENT
     assert summary["median_angle_deg"] < 25.0
 

@@ -14,7 +14,7 @@ from scipy.special import erf, roots_legendre
 
 from equidmri.dmri.gradients import Shells, find_shells, make_gtab
 from equidmri.dmri.io import load_dwi
-from equidmri.dmri.mask import compute_mask
+from equidmri.dmri.mask import median_otsu_mask
 from equidmri.dmri.response import TISSUES, TissueResponses, estimate_responses
 from equidmri.sphere.sh import sh_matrix
 
@@ -184,7 +184,7 @@ def test_single_shell_matches_dipy_auto_response_on_small_64d(small_64d):
 
 def test_single_shell_with_brain_mask_on_small_64d(small_64d):
     gtab = small_64d.gtab()
-    mask = compute_mask(small_64d.dwi, gtab, small_64d.valid)
+    mask = median_otsu_mask(small_64d.dwi, gtab, small_64d.valid)
     responses = estimate_responses(small_64d.dwi, gtab, mask, find_shells(small_64d.bvals))
     # golden values (95 voxels: FA > 0.7 in the ROI and the 303-voxel brain mask)
     np.testing.assert_allclose(responses.evals[0, 0], [1.5558037e-3, 3.19585e-4, 3.19585e-4], rtol=1e-6)
