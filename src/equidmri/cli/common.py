@@ -110,17 +110,26 @@ positive_float = _bounded(float, 0.0, low_open=True)
 non_negative_float = _bounded(float, 0.0)
 
 
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """``--dwi --bvals --bvecs --mask``."""
+COHORT_HELP = (
+    "cohort list: a tab-separated file with a header row and the columns dwi (4D NIfTI), bvals (s/mm²) and "
+    "bvecs (FSL files), optionally mask and subject (default: the DWI file's name); relative paths resolve "
+    "against the list's folder"
+)
+
+
+def add_input_args(parser: argparse.ArgumentParser, *, required: bool = True) -> argparse._ArgumentGroup:
+    """``--dwi --bvals --bvecs --mask`` (the first three required unless ``required`` is False); returns the group."""
     group = parser.add_argument_group("inputs")
     group.add_argument(
-        "--dwi", type=Path, required=True, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
+        "--dwi", type=Path, required=required, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
     )
-    group.add_argument("--bvals", type=Path, required=True, metavar="FILE", help="FSL b-values file: N values, s/mm²")
+    group.add_argument(
+        "--bvals", type=Path, required=required, metavar="FILE", help="FSL b-values file: N values, s/mm²"
+    )
     group.add_argument(
         "--bvecs",
         type=Path,
-        required=True,
+        required=required,
         metavar="FILE",
         help="FSL b-vectors file: 3 rows of N unit vectors (image axes, FSL convention)",
     )
@@ -128,9 +137,10 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
         "--mask",
         type=Path,
         metavar="FILE",
-        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside "
-        "(default: computed from the DWI with dipy's median_otsu)",
+        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside (default: computed from the DWI with "
+        "dipy's median_otsu, or every voxel with a b=0 signal when the volume has no background)",
     )
+    return group
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -283,9 +293,16 @@ def network_config(args: argparse.Namespace, method: Method) -> NetworkConfig:
     )
 
 
-def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
+def learned_options(args: argparse.Namespace, method: Method, resumed: Path | None = None) -> dict[str, Any]:
     """Options of the learned ``method`` (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
-    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own)."""
+    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own). With ``resumed`` (a checkpoint to
+    continue), the network is the checkpoint's, and differing network options are ignored with a warning.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If ``resumed`` is not a readable checkpoint.
+    """
     options = {
         "epochs": args.epochs,
         "patch_size": args.patch_size,
@@ -298,6 +315,14 @@ def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
     }
     if args.lambda_tv is not None:
         options["lambda_tv"] = args.lambda_tv
+    if resumed is not None:
+        options["network"] = checkpoint_network(resumed)
+        options["architecture"] = options["network"].model
+        if options["network"] != network_config(args, method):
+            logger.warning(
+                "--resume rebuilds the checkpoint's network %s; the network options are ignored",
+                options["network"].to_dict(),
+            )
     return options
 
 
@@ -383,15 +408,7 @@ def deconvolve(
         )
         return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
-    options = learned_options(args, method)
-    if resume:
-        options["network"] = checkpoint_network(checkpoint)
-        options["architecture"] = options["network"].model
-        if options["network"] != network_config(args, method):
-            logger.warning(
-                "--resume rebuilds the checkpoint's network %s; the network options are ignored",
-                options["network"].to_dict(),
-            )
+    options = learned_options(args, method, checkpoint if resume else None)
     with timed(timings, "build"):
         model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
     prepare_out_dir(args.out, force=True)  # checked above, before any computation

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -90,7 +90,8 @@ class TrainConfig:
         return cls(**{**d, "weights": LossWeights(**d["weights"])})
 
 
-def _patch_slices(centre: Tensor, size: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+def patch_slices(centre: Sequence[int], size: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Slices of the box of edges ``size`` centred on the voxel ``centre``, moved inside a volume of ``shape``."""
     starts = [min(max(int(c) - s // 2, 0), n - s) for c, s, n in zip(centre, size, shape)]
     return tuple(slice(a, a + s) for a, s in zip(starts, size))
 
@@ -101,7 +102,7 @@ def sample_patches(mask: Tensor, size: int, count: int, generator: torch.Generat
     shape = tuple(mask.shape)
     edge = tuple(min(size, n) for n in shape)
     picks = torch.randint(len(voxels), (count,), generator=generator)
-    return [_patch_slices(voxels[i], edge, shape) for i in picks.tolist()]
+    return [patch_slices(voxels[i], edge, shape) for i in picks.tolist()]
 
 
 class PatchSource(Protocol):
