@@ -55,6 +55,7 @@ def test_every_subcommand_module_registers_run_and_prog():
         "realdata",
         "cli",
         "threads",
+        "cohort",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from equidmri.bench import cli, efficiency, equivariance, fa, mnist, realdata, table, threads, throughput
+from equidmri.bench import cli, cohort, efficiency, equivariance, fa, mnist, realdata, table, threads, throughput
 from equidmri.cli.commands import COMMANDS
 
 BENCHES = (  # each registers one subcommand
@@ -18,6 +18,7 @@ BENCHES = (  # each registers one subcommand
     realdata.add_parser,
     cli.add_parser,
     threads.add_parser,
+    cohort.add_parser,
 )
 
 

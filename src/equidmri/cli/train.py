@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from equidmri import __version__
@@ -20,6 +23,7 @@ from equidmri.cli.common import (
     check_out_dir,
     chosen_method,
     learned_options,
+    positive_int,
     setup_runtime,
     show_progress,
 )
@@ -30,12 +34,14 @@ from equidmri.methods import get_method
 from equidmri.recon.cohort import (
     SUBJECTS_DIR,
     check_cohort,
+    epoch_batches,
     prepare_cohort,
     process_rank,
     reference_responses,
     train_cohort,
 )
-from equidmri.recon.pipeline import OUTPUT_NAMES, timed
+from equidmri.recon.pipeline import OUTPUT_NAMES, TIMING_DECIMALS, timed
+from equidmri.runtime import memory_mib
 
 DESCRIPTION = f"""\
 Train one network (default SHD-TV: the network and loss of `deconv --method shd-tv`) on every subject of a
@@ -64,6 +70,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="continue the training saved in OUT/model.pt (OUT may then exist; prepared subjects are reused)",
     )
     add_training_args(parser)
+    parser.add_argument(
+        "--patches-per-epoch",
+        type=positive_int,
+        metavar="N",
+        help="patches of each subject per epoch (default: its mask voxels / patch voxels, at least --batch-size)",
+    )
     parser.set_defaults(run=run, prog=parser.prog)
     return parser
 
@@ -93,15 +105,31 @@ def run(args: argparse.Namespace) -> int:
             prepared = prepare_cohort(subjects, args.out, reuse=args.resume)
         checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
         options = learned_options(args, method, checkpoint if args.resume else None)
+        options["patches_per_epoch"] = args.patches_per_epoch
+        memory = {"prepare": memory_mib()}
         with timed(timings, "build"):
             responses = reference_responses(prepared)
             model = get_method(method.name, prepared[0].gtab(), responses, device=device, **options).build()
+        epoch_ends = [time.perf_counter()]
         with timed(timings, "train"):
             history = train_cohort(
-                model, prepared, checkpoint_path=checkpoint, resume=args.resume, progress=show_progress(args)
+                model,
+                prepared,
+                checkpoint_path=checkpoint,
+                resume=args.resume,
+                progress=show_progress(args),
+                callback=lambda epoch, terms: epoch_ends.append(time.perf_counter()),
             )
+        memory["train"] = memory_mib()
         if rank == 0:
             record = _record(args, method.name, model, prepared, shells.bvals.tolist(), history, timings, world_size)
+            batches = epoch_batches(prepared, model.train_config)
+            record["epoch_batches"] = {
+                "all_processes": sum(batches),  # batches of --batch-size patches per epoch
+                "per_process": math.ceil(sum(batches) / world_size),  # DistributedSampler pads to equal shares
+            }
+            record["epoch_seconds"] = np.round(np.diff(epoch_ends), TIMING_DECIMALS).tolist()
+            record["memory_mib"] = memory  # rank 0, after preparation and after training (runtime.memory_mib)
             save_json(args.out / OUTPUT_NAMES["run"], record, force=True)
             loss = f", final loss {history[-1]['total']:.4g}" if history else ""
             sys.stdout.write(

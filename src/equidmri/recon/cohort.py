@@ -60,6 +60,7 @@ __all__ = [
     "CohortPatches",
     "PreparedSubject",
     "check_cohort",
+    "epoch_batches",
     "prepare_cohort",
     "process_rank",
     "reference_responses",
@@ -274,6 +275,17 @@ def reference_responses(subjects: Sequence[PreparedSubject]) -> TissueResponses:
     )
 
 
+def epoch_batches(subjects: Sequence[PreparedSubject], config: TrainConfig) -> list[int]:
+    """Batches of each subject per epoch: ``config.patches_per_epoch`` (default: mask voxels / patch voxels, at
+    least ``batch_size``) // ``batch_size``, at least 1, as for one volume."""
+    batches = []
+    for subject in subjects:
+        patch_voxels = math.prod(min(config.patch_size, n) for n in subject.shape)
+        per_epoch = config.patches_per_epoch or max(config.batch_size, math.ceil(subject.mask_voxels / patch_voxels))
+        batches.append(max(1, per_epoch // config.batch_size))
+    return batches
+
+
 @dataclass(frozen=True, eq=False)
 class _SubjectParts:
     """What a process keeps of a subject while it trains on it."""
@@ -319,13 +331,7 @@ class CohortPatches:
     ) -> None:
         self.model, self.subjects, self.config = model, list(subjects), config
         self.device = next(model.net.parameters()).device
-        batches = []
-        for subject in self.subjects:
-            patch_voxels = math.prod(min(config.patch_size, n) for n in subject.shape)
-            per_epoch = config.patches_per_epoch or max(
-                config.batch_size, math.ceil(subject.mask_voxels / patch_voxels)
-            )
-            batches.append(max(1, per_epoch // config.batch_size))
+        batches = epoch_batches(self.subjects, config)
         self.batch_subject = np.repeat(np.arange(len(self.subjects)), batches)  # subject of each batch
         self.sampler = DistributedSampler(
             range(self.batch_subject.size), num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed
