@@ -80,8 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-DDP_STRIDES_WARNING = "Grad strides do not match bucket view strides"  # DDP, about the size-1 dimensions of
-# 1x1 kernels' gradients: a possible slow-down of the gradient copy, not an error (measured in bench cohort)
+DDP_STRIDES_WARNING = "Grad strides do not match bucket view strides"  # DDP, about the strides of the size-1
+# dimensions of a (C_out, C_in, 1, 1) weight's gradient: an extra copy into DDP's buffer at most, not an error
 
 
 def run(args: argparse.Namespace) -> int:
