@@ -15,11 +15,11 @@ operators): an epoch is ``steps per process × processes × batch size`` patches
 ``epoch_batches``), timed by ``run.json``'s ``epoch_seconds``; a run's value is the median over its epochs,
 a case's the median over the repeats.
 
-Memory: one process trains for one epoch (``--patches-per-epoch 2``) on cohorts of each of
-``--memory-subjects`` subjects of ``--memory-size``³ voxels; rank 0's ``run.json`` holds its peak resident
-memory after preparation and after training, and the anonymous and file-backed parts
-(:func:`equidmri.runtime.memory_mib`). A memory that follows the batch, not the cohort, stays flat as the
-cohort grows.
+Memory: one process trains for one epoch of the same number of steps (``memory_steps`` patches in all,
+spread evenly over the subjects with ``--patches-per-epoch``) on cohorts of each of ``--memory-subjects``
+subjects of ``--memory-size``³ voxels; rank 0's ``run.json`` holds its peak resident memory after
+preparation and after training, and the anonymous and file-backed parts (:func:`equidmri.runtime.memory_mib`).
+A memory that follows the batch, not the cohort, stays flat as the cohort grows.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ DEFAULTS = {  # full run: option -> value
     "widths": None,  # the library's default
     "memory_subjects": [2, 8],
     "memory_size": 48,
+    "memory_steps": 16,  # patches of one epoch in every memory run, whatever the cohort's size
 }
 QUICK = {
     "subjects": 2,
@@ -74,6 +75,7 @@ QUICK = {
     "widths": [4, 4, 4, 4],
     "memory_subjects": [1, 2],
     "memory_size": 8,
+    "memory_steps": 2,
 }
 TIMEOUT_S = 3600  # one training run
 
@@ -150,7 +152,9 @@ def measure_memory(folder: Path, settings: dict[str, Any], threads: int, device:
     rows = []
     for subjects in settings["memory_subjects"]:
         cohort = write_cohort(folder / f"memory-{subjects}", subjects, settings["memory_size"], seed=1)
-        record = train_once(cohort, None, threads, {**settings, "epochs": 1}, device, ["--patches-per-epoch", "2"])
+        per_subject = max(1, settings["memory_steps"] // subjects)
+        extra = ["--patches-per-epoch", str(per_subject)]
+        record = train_once(cohort, None, threads, {**settings, "epochs": 1}, device, extra)
         volumes = 1 + DIRECTIONS  # float32 values per voxel in signal.npy
         signal_mib = sum(int(np.prod(s["shape"])) * volumes * 4 for s in record["subjects"]) / 2**20
         rows.append(
@@ -158,6 +162,7 @@ def measure_memory(folder: Path, settings: dict[str, Any], threads: int, device:
                 "subjects": subjects,
                 "size": settings["memory_size"],
                 "signal_on_disk_mib": round(signal_mib, 1),
+                "patches_per_subject": per_subject,
                 "memory_mib": record["memory_mib"],
             }
         )
@@ -176,15 +181,17 @@ def render_markdown(record: dict[str, Any]) -> str:
         "over the epochs after the first (median per run, then median over the runs). The machine's "
         f"{record['machine']['threads']} threads are shared among the processes.",
         "",
-        "| case | processes | threads each | patches/epoch | patches/s (median) | runs (patches/s) | final loss |",
-        "|---|---|---|---|---|---|---|",
+        "| case | processes | threads each | patches/epoch | patches/s (median) | runs (patches/s) | load at their "
+        "ends (1 min) | final loss |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in record["throughput"]:
         runs = ", ".join(fmt(r["median_patches_per_s"], ".2f") for r in row["runs"])
+        loads = ", ".join(f"{r['load_average_end'][0]:.1f}" for r in row["runs"])
         lines.append(
             f"| {row['case']} | {row['processes']} | {row['threads_per_process']} | "
             f"{row['runs'][0]['patches_per_epoch']} | {fmt(row['median_patches_per_s'], '.2f')} | {runs} | "
-            f"{fmt(row['runs'][-1]['final_loss'], '.4g')} |"
+            f"{loads} | {fmt(row['runs'][-1]['final_loss'], '.4g')} |"
         )
     base = record["throughput"][0]["median_patches_per_s"]
     lines += [
@@ -195,7 +202,8 @@ def render_markdown(record: dict[str, Any]) -> str:
         "",
         "## Memory (one process, rank 0)",
         "",
-        f"One epoch of 2 patches per subject on cohorts of {s['memory_size']}³-voxel phantoms. The signal on disk "
+        f"One epoch of {s['memory_steps']} patches in all (spread over the subjects) on cohorts of "
+        f"{s['memory_size']}³-voxel phantoms. The signal on disk "
         "is the prepared `subjects/*/signal.npy`; training memory-maps it. RssFile counts the pages of the "
         "mapped files (page cache, dropped under memory pressure), RssAnon what the process itself holds.",
         "",
