@@ -1,4 +1,4 @@
-"""``equidmri`` as a torchrun script that records which process writes checkpoints (for tests/cli/test_train.py).
+"""``equidmri`` as a torchrun script that records which process writes checkpoints (for tests/cli/test_train_cohort.py).
 
 Each call of the training loop's ``save_checkpoint`` appends the checkpoint's path to
 ``$EQUIDMRI_TEST_WRITES.<RANK>`` before writing it.
