@@ -54,13 +54,23 @@ def test_cohort_paths_resolve_against_the_list_and_masks_are_optional(tmp_path):
     assert second.dwi == Path("/data/s02.nii.gz") and second.mask is None
 
 
-def test_cohort_subjects_default_to_row_numbers_and_load_through_load_dwi(tmp_path):
+def test_cohort_subjects_default_to_the_dwi_file_name_and_load_through_load_dwi(tmp_path):
     dwi, bvals, bvecs = real_volume_paths("small_25")
     listing = tmp_path / "cohort.tsv"
     listing.write_text(f"dwi\tbvals\tbvecs\n{dwi}\t{bvals}\t{bvecs}\n")
     (subject,) = read_cohort(listing)
-    assert subject.subject == "1" and subject.mask is None
+    assert subject.subject == dwi.name.removesuffix(".nii.gz") and subject.mask is None
+    assert subject.check().shape == (10, 8, 2, 26)
     assert subject.load().dwi.shape == (10, 8, 2, 26)
+
+
+def test_cohort_default_names_take_the_folder_when_file_names_repeat(tmp_path):
+    listing = tmp_path / "cohort.tsv"
+    listing.write_text(
+        "dwi\tbvals\tbvecs\tsubject\n"
+        "sub-01/dwi.nii.gz\tb\tv\t\nsub-02/dwi.nii.gz\tb\tv\t\nsub-03_dwi.nii\tb\tv\t\nx.nii\tb\tv\tthird\n"
+    )
+    assert [s.subject for s in read_cohort(listing)] == ["sub-01_dwi", "sub-02_dwi", "sub-03_dwi", "third"]
 
 
 @pytest.mark.parametrize(
@@ -70,6 +80,7 @@ def test_cohort_subjects_default_to_row_numbers_and_load_through_load_dwi(tmp_pa
         ("dwi\tbvals\tbvecs\n", "has no subject"),
         ("dwi\tbvals\tbvecs\na\t\tc\n", "row 1 of the cohort list has no bvals"),
         ("subject\tdwi\tbvals\tbvecs\nx\ta\tb\tc\nx\td\te\tf\n", r"names the subject\(s\) \['x'\] more than once"),
+        ("subject\tdwi\tbvals\tbvecs\n../up\ta\tb\tc\n", r"names subject\(s\) \['../up'\] that cannot be folder names"),
     ],
 )
 def test_bad_cohort_lists_are_refused(tmp_path, text, message):

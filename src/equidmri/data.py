@@ -7,9 +7,9 @@
   :func:`phantom_paths` names the files of one volume (``train``, ``val``, ``test``) at one angular
   resolution (``high``, ``low``).
 - **Cohort lists** for multi-subject work: a tab-separated file with a header row and the columns ``dwi``,
-  ``bvals``, ``bvecs`` and, optionally, ``mask`` (an empty cell means no mask) and ``subject``; relative
-  paths resolve against the folder of the list. :func:`read_cohort` returns one :class:`Subject` per
-  row; nothing is loaded until :meth:`Subject.load`.
+  ``bvals``, ``bvecs`` and, optionally, ``mask`` (an empty cell means no mask) and ``subject`` (default: the
+  DWI file's name without ``.nii``/``.nii.gz``); relative paths resolve against the folder of the list.
+  :func:`read_cohort` returns one :class:`Subject` per row; nothing is loaded until :meth:`Subject.load`.
 
 No other module calls ``dipy.data.get_fnames``.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dipy.data import get_fnames
 
-from equidmri.dmri.io import DWIData, load_dwi
+from equidmri.dmri.io import DWIData, DWIHeader, check_dwi, load_dwi
 from equidmri.sims.dataset import VOLUMES, series_paths
 
 REAL_VOLUMES = {  # name -> what it holds (shape, voxel size, acquisition), read from the files themselves
@@ -103,7 +103,9 @@ class Subject:
     Attributes
     ----------
     subject : str
-        The ``subject`` column, or the 1-based row number when the list has no such column.
+        The ``subject`` column; where it is absent or empty, the DWI file's name without ``.nii``/``.nii.gz``
+        (``sub-01_dwi``), prefixed with its folder's name when several rows would get the same one
+        (``sub-01/dwi.nii.gz`` -> ``sub-01_dwi``).
     dwi, bvals, bvecs : Path
         4D NIfTI and FSL gradient files.
     mask : Path or None
@@ -118,6 +120,10 @@ class Subject:
     def load(self) -> DWIData:
         """The subject's data through :func:`equidmri.dmri.io.load_dwi` (same errors)."""
         return load_dwi(self.dwi, self.bvals, self.bvecs, self.mask)
+
+    def check(self) -> DWIHeader:
+        """Every check of :meth:`load` that does not read the DWI's voxels (:func:`equidmri.dmri.io.check_dwi`)."""
+        return check_dwi(self.dwi, self.bvals, self.bvecs, self.mask)
 
 
 def read_cohort(path: str | os.PathLike) -> list[Subject]:
@@ -139,8 +145,9 @@ def read_cohort(path: str | os.PathLike) -> list[Subject]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If a required column is missing, a required cell is empty, two rows share a subject name or the
-        list has no row.
+        If a required column is missing, a required cell is empty, two rows share a subject name, a name
+        cannot be a folder name (empty after stripping, ``.``, ``..``, or holding ``/``) or the list has no
+        row.
     """
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as handle:
@@ -151,8 +158,11 @@ def read_cohort(path: str | os.PathLike) -> list[Subject]:
         rows = list(reader)
     if not rows:
         raise ValueError(f"cohort list {path} has no subject")
-    subjects = [_subject(row, number, path.parent) for number, row in enumerate(rows, start=1)]
+    subjects = _default_names([_subject(row, number, path.parent) for number, row in enumerate(rows, start=1)])
     names = [s.subject for s in subjects]
+    unusable = [name for name in names if name in (".", "..") or "/" in name or "\\" in name]
+    if unusable:
+        raise ValueError(f"cohort list {path} names subject(s) {unusable} that cannot be folder names")
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ValueError(f"cohort list {path} names the subject(s) {duplicated} more than once")
@@ -168,5 +178,22 @@ def _subject(row: dict[str, str | None], number: int, folder: Path) -> Subject:
     empty = [column for column, value in files.items() if value is None]
     if empty:
         raise ValueError(f"row {number} of the cohort list has no {', '.join(empty)}")
-    name = (row.get("subject") or "").strip() or str(number)
-    return Subject(subject=name, mask=resolve("mask"), **files)
+    return Subject(subject=(row.get("subject") or "").strip(), mask=resolve("mask"), **files)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _default_names(subjects: list[Subject]) -> list[Subject]:
+    """Name the unnamed subjects after their DWI file, with its folder's name where two would collide."""
+    unnamed = [s for s in subjects if not s.subject]
+    stems = [_stem(s.dwi) for s in unnamed]
+    named = {
+        id(s): stem if stems.count(stem) == 1 else f"{s.dwi.parent.name}_{stem}" for s, stem in zip(unnamed, stems)
+    }
+    return [replace(s, subject=named[id(s)]) if not s.subject else s for s in subjects]

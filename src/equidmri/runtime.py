@@ -30,6 +30,11 @@ TRIM_THRESHOLD = 2**31 - 1  # bytes: free memory at the heap's top kept up to th
 THREADS_ENV = ("EQUIDMRI_THREADS", "OMP_NUM_THREADS")  # read in this order by default_threads
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"  # OpenMP 4.5 spec, §4.8: ACTIVE spins, PASSIVE sleeps
 CONTENTION_INTERVAL = 20.0  # s: window of ContentionWatch (long enough to span a few epochs)
+MEMORY_FIELDS = {  # /proc/self/status (Linux, proc(5)) field -> name in memory_mib()
+    "VmHWM": "peak_rss_mib",  # peak resident memory
+    "RssAnon": "rss_anon_mib",  # resident anonymous memory now (arrays, tensors)
+    "RssFile": "rss_file_mib",  # resident file-backed pages now (libraries, memory-mapped files: reclaimable)
+}
 
 
 def retain_freed_memory() -> bool:
@@ -108,6 +113,21 @@ def set_passive_wait() -> bool:
         return os.environ.get(WAIT_POLICY_ENV, "").upper() == "PASSIVE"
     os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
     return os.environ[WAIT_POLICY_ENV].upper() == "PASSIVE"
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's peak resident memory and its anonymous and file-backed parts now, MiB (:data:`MEMORY_FIELDS`;
+    empty where ``/proc/self/status`` does not exist). Pages of memory-mapped files count in the resident memory
+    but are the kernel's page cache, dropped under memory pressure."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return {}
+    values = {}
+    for line in status.read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in MEMORY_FIELDS:
+            values[MEMORY_FIELDS[key]] = round(int(rest.split()[0]) / 1024, 1)  # kB
+    return values
 
 
 def _cpu_times_ns() -> tuple[int, int]:

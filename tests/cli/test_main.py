@@ -45,7 +45,7 @@ def _nested(parser):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
-    assert set(subparsers) == {"deconv", "methods", "predict", "demo", "phantom", "evaluate", "fa", "bench"}
+    assert set(subparsers) == {"deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "bench"}
     assert set(_nested(subparsers["bench"])) == {
         "layers",
         "unet",
@@ -57,6 +57,7 @@ def test_every_subcommand_module_registers_run_and_prog():
         "realdata",
         "cli",
         "threads",
+        "cohort",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}

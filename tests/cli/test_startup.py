@@ -23,6 +23,8 @@ CASES = {  # command line after `equidmri` -> exit code
     ("deconv", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o", "--method", "SHD-TTV"): 2,
     ("deconv", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o", "--epochs", "0"): 2,
     ("predict", "--help"): 0,
+    ("train", "--help"): 0,
+    ("train", "--cohort", "c", "--out", "o", "--epochs", "0"): 2,
     ("demo", "--help"): 0,
     ("demo", "--npeaks", "x"): 2,
     ("methods", "--help"): 0,
@@ -45,6 +47,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "realdata", "--volume", "x"): 2,  # not NAME=DIR
     ("bench", "cli", "--repeats", "x"): 2,
     ("bench", "threads", "--epochs", "x"): 2,
+    ("bench", "cohort", "--subjects", "x"): 2,
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

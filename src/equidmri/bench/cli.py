@@ -25,6 +25,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("deconv",),
     ("predict", "--help"),
     ("predict",),
+    ("train", "--help"),
+    ("train",),
     ("demo", "--help"),
     ("methods", "--help"),
     ("methods",),  # the method list itself
@@ -54,6 +56,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "cli", "--repeats", "x"),
     ("bench", "threads", "--help"),
     ("bench", "threads", "--epochs", "x"),
+    ("bench", "cohort", "--help"),
+    ("bench", "cohort", "--subjects", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

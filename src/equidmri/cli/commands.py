@@ -14,7 +14,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout closed it early (`
 COMMANDS = {
     "deconv": "deconvolve one volume (any method; default: train SHD-TV on it)",
     "methods": "list the fODF methods of `deconv --method`",
-    "predict": "deconvolve a volume with a trained network",
+    "predict": "deconvolve a volume (or a cohort) with a trained network",
+    "train": "train one network on a cohort of subjects (torch.distributed)",
     "demo": "deconvolve dipy's small_64D and compare with CSD",
     "phantom": "write phantoms with ground-truth fibres",
     "evaluate": "score peaks against a phantom's ground truth",

@@ -71,9 +71,16 @@ def network_config(args: argparse.Namespace, method: Method) -> NetworkConfig:
     )
 
 
-def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
+def learned_options(args: argparse.Namespace, method: Method, resumed: Path | None = None) -> dict[str, Any]:
     """Options of the learned ``method`` (:class:`equidmri.methods.networks.NetworkMethod`) from the command line;
-    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own)."""
+    ``lambda_tv`` only when ``--lambda-tv`` is given (else the method's own). With ``resumed`` (a checkpoint to
+    continue), the network is the checkpoint's, and differing network options are ignored with a warning.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If ``resumed`` is not a readable checkpoint.
+    """
     options = {
         "epochs": args.epochs,
         "patch_size": args.patch_size,
@@ -86,6 +93,14 @@ def learned_options(args: argparse.Namespace, method: Method) -> dict[str, Any]:
     }
     if args.lambda_tv is not None:
         options["lambda_tv"] = args.lambda_tv
+    if resumed is not None:
+        options["network"] = checkpoint_network(resumed)
+        options["architecture"] = options["network"].model
+        if options["network"] != network_config(args, method):
+            logger.warning(
+                "--resume rebuilds the checkpoint's network %s; the network options are ignored",
+                options["network"].to_dict(),
+            )
     return options
 
 
@@ -171,15 +186,7 @@ def deconvolve(
         )
         return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
-    options = learned_options(args, method)
-    if resume:
-        options["network"] = checkpoint_network(checkpoint)
-        options["architecture"] = options["network"].model
-        if options["network"] != network_config(args, method):
-            logger.warning(
-                "--resume rebuilds the checkpoint's network %s; the network options are ignored",
-                options["network"].to_dict(),
-            )
+    options = learned_options(args, method, checkpoint if resume else None)
     with timed(timings, "build"):
         model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
     prepare_out_dir(args.out, force=True)  # checked above, before any computation

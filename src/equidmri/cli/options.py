@@ -60,17 +60,26 @@ positive_float = _bounded(float, 0.0, low_open=True)
 non_negative_float = _bounded(float, 0.0)
 
 
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """``--dwi --bvals --bvecs --mask``."""
+COHORT_HELP = (
+    "cohort list: a tab-separated file with a header row and the columns dwi (4D NIfTI), bvals (s/mm²) and "
+    "bvecs (FSL files), optionally mask and subject (default: the DWI file's name); relative paths resolve "
+    "against the list's folder"
+)
+
+
+def add_input_args(parser: argparse.ArgumentParser, *, required: bool = True) -> argparse._ArgumentGroup:
+    """``--dwi --bvals --bvecs --mask`` (the first three required unless ``required`` is False); returns the group."""
     group = parser.add_argument_group("inputs")
     group.add_argument(
-        "--dwi", type=Path, required=True, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
+        "--dwi", type=Path, required=required, metavar="FILE", help="4D NIfTI (X, Y, Z, N) of the DWI volumes"
     )
-    group.add_argument("--bvals", type=Path, required=True, metavar="FILE", help="FSL b-values file: N values, s/mm²")
+    group.add_argument(
+        "--bvals", type=Path, required=required, metavar="FILE", help="FSL b-values file: N values, s/mm²"
+    )
     group.add_argument(
         "--bvecs",
         type=Path,
-        required=True,
+        required=required,
         metavar="FILE",
         help="FSL b-vectors file: 3 rows of N unit vectors (image axes, FSL convention)",
     )
@@ -78,9 +87,10 @@ def add_input_args(parser: argparse.ArgumentParser) -> None:
         "--mask",
         type=Path,
         metavar="FILE",
-        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside "
-        "(default: computed from the DWI with dipy's median_otsu)",
+        help="3D NIfTI brain mask on the DWI grid, voxels > 0 inside (default: computed from the DWI with "
+        "dipy's median_otsu, or every voxel with a b=0 signal when the volume has no background)",
     )
+    return group
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:

@@ -44,12 +44,17 @@ UNREADABLE_NIFTI = (ImageFileError, HeaderDataError, EOFError, zlib.error, OSErr
 
 __all__ = [
     "DWIData",
+    "DWIHeader",
+    "check_dwi",
     "check_outputs_free",
     "fsl_bvecs_to_voxel",
     "load_dwi",
     "load_fod",
+    "load_json",
     "load_nifti_volume",
+    "open_array",
     "prepare_out_dir",
+    "save_array",
     "save_fod",
     "save_json",
     "save_nifti",
@@ -266,6 +271,68 @@ def _load_mask(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarr
     return np.asarray(data) > 0
 
 
+@dataclass(frozen=True, eq=False)
+class DWIHeader:
+    """What :func:`check_dwi` learns of a DWI series without reading its voxels.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(X, Y, Z, N)``.
+    affine : ndarray, shape ``(4, 4)`` float64
+        Voxel-to-world (RAS+, mm).
+    bvals : ndarray, shape ``(N,)`` float64
+        b-values, s/mm².
+    bvecs : ndarray, shape ``(N, 3)`` float64
+        Unit b-vectors in the voxel-axis frame.
+    """
+
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    bvals: np.ndarray
+    bvecs: np.ndarray
+
+
+def _open_dwi(
+    dwi_path: str | os.PathLike,
+    bvals_path: str | os.PathLike,
+    bvecs_path: str | os.PathLike,
+    mask_path: str | os.PathLike | None,
+) -> tuple[Any, DWIHeader, np.ndarray | None]:
+    """The nibabel image (voxels not read), the validated header and gradients, and the mask (or None)."""
+    _require_files({"DWI": dwi_path, "bvals": bvals_path, "bvecs": bvecs_path, "mask": mask_path})
+    with _reading_nifti(dwi_path, "DWI"):
+        img = nib.load(os.fspath(dwi_path))
+    if len(img.shape) != 4:
+        raise ValueError(f"needs a 4D image (X, Y, Z, N), got shape {img.shape} from {dwi_path}")
+    bvals, bvecs = _read_bvals(Path(bvals_path)), _read_bvecs(Path(bvecs_path))
+    if not bvals.size == bvecs.shape[0] == img.shape[3]:
+        raise ValueError(
+            f"counts disagree: {bvals.size} b-values in {bvals_path}, {bvecs.shape[0]} b-vectors in "
+            f"{bvecs_path}, {img.shape[3]} volumes in {dwi_path}"
+        )
+    affine = _check_affine(img.affine)
+    bvals, bvecs = check_gradients(bvals, fsl_bvecs_to_voxel(bvecs, affine))
+    mask = None if mask_path is None else _load_mask(mask_path, tuple(img.shape[:3]), affine)
+    return img, DWIHeader(shape=tuple(int(n) for n in img.shape), affine=affine, bvals=bvals, bvecs=bvecs), mask
+
+
+def check_dwi(
+    dwi_path: str | os.PathLike,
+    bvals_path: str | os.PathLike,
+    bvecs_path: str | os.PathLike,
+    mask_path: str | os.PathLike | None = None,
+) -> DWIHeader:
+    """Every check of :func:`load_dwi` that does not need the DWI's voxels (the mask, if any, is read).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`load_dwi`, except for the errors of reading the voxel data.
+    """
+    return _open_dwi(dwi_path, bvals_path, bvecs_path, mask_path)[1]
+
+
 def load_dwi(
     dwi_path: str | os.PathLike,
     bvals_path: str | os.PathLike,
@@ -274,8 +341,8 @@ def load_dwi(
 ) -> DWIData:
     """Load and validate a DWI series with FSL gradients and an optional mask.
 
-    Everything cheap is checked before the voxel data is read. b-vectors are converted from FSL
-    convention to the voxel-axis frame (:func:`fsl_bvecs_to_voxel`) and validated as in
+    Everything cheap is checked before the voxel data is read (:func:`check_dwi`). b-vectors are converted
+    from FSL convention to the voxel-axis frame (:func:`fsl_bvecs_to_voxel`) and validated as in
     :func:`equidmri.dmri.gradients.check_gradients`. Voxels with any NaN/Inf are set to 0, counted,
     reported with a warning, marked invalid and removed from the mask.
 
@@ -302,21 +369,7 @@ def load_dwi(
         parsed; the gradients fail validation; or the mask is not 3D with the DWI's spatial shape and
         affine.
     """
-    _require_files({"DWI": dwi_path, "bvals": bvals_path, "bvecs": bvecs_path, "mask": mask_path})
-    with _reading_nifti(dwi_path, "DWI"):
-        img = nib.load(os.fspath(dwi_path))
-    if len(img.shape) != 4:
-        raise ValueError(f"needs a 4D image (X, Y, Z, N), got shape {img.shape} from {dwi_path}")
-    bvals, bvecs = _read_bvals(Path(bvals_path)), _read_bvecs(Path(bvecs_path))
-    if not bvals.size == bvecs.shape[0] == img.shape[3]:
-        raise ValueError(
-            f"counts disagree: {bvals.size} b-values in {bvals_path}, {bvecs.shape[0]} b-vectors in "
-            f"{bvecs_path}, {img.shape[3]} volumes in {dwi_path}"
-        )
-    affine = _check_affine(img.affine)
-    bvals, bvecs = check_gradients(bvals, fsl_bvecs_to_voxel(bvecs, affine))
-    mask = None if mask_path is None else _load_mask(mask_path, tuple(img.shape[:3]), affine)
-
+    img, header, mask = _open_dwi(dwi_path, bvals_path, bvecs_path, mask_path)
     with _reading_nifti(dwi_path, "DWI"):
         dwi = img.get_fdata(dtype=np.float32)
     valid = np.all(np.isfinite(dwi), axis=-1)
@@ -329,9 +382,15 @@ def load_dwi(
         dwi[~valid] = 0.0
     if mask is not None:
         mask &= valid
-    logger.info("loaded %s: shape %s, %d b=0 volume(s)", dwi_path, dwi.shape, int(np.sum(~bvecs.any(axis=1))))
+    logger.info("loaded %s: shape %s, %d b=0 volume(s)", dwi_path, dwi.shape, int(np.sum(~header.bvecs.any(axis=1))))
     return DWIData(
-        dwi=dwi, affine=affine, bvals=bvals, bvecs=bvecs, mask=mask, valid=valid, n_nonfinite_voxels=n_nonfinite
+        dwi=dwi,
+        affine=header.affine,
+        bvals=header.bvals,
+        bvecs=header.bvecs,
+        mask=mask,
+        valid=valid,
+        n_nonfinite_voxels=n_nonfinite,
     )
 
 
@@ -429,6 +488,56 @@ def save_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Pat
         If ``path`` exists and not ``force``.
     """
     return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), force)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by :func:`save_json`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray, *, force: bool = False) -> Path:
+    """Write ``array`` as a NumPy ``.npy`` file (C order: a block of it is few contiguous runs), atomically.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.npy``.
+    FileExistsError
+        If ``path`` exists and not ``force``.
+    """
+    if not str(path).endswith(".npy"):
+        raise ValueError(f"array path must end in .npy, got {path}")
+    return _write_atomic(path, lambda tmp: np.save(tmp, np.ascontiguousarray(array)), force)
+
+
+def open_array(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` file written by :func:`save_array`, memory-mapped read-only: blocks are read from disk when
+    sliced, and nothing else is held in memory.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable ``.npy`` file.
+    """
+    _require_files({"array": path})
+    try:
+        return np.load(os.fspath(path), mmap_mode="r")
+    except (ValueError, OSError) as error:
+        raise ValueError(f"cannot read {path} as a NumPy array: {error}") from error
 
 
 def save_fod(path: str | os.PathLike, fodf_sh: np.ndarray, affine: np.ndarray, *, force: bool = False) -> Path:

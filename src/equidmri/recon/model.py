@@ -23,7 +23,7 @@ from dipy.core.sphere import Sphere
 from equidmri import __version__
 from equidmri.dmri.gradients import B0_THRESHOLD, SHELL_TOL, Shells, find_shells, make_gtab
 from equidmri.dmri.peaks import find_peaks
-from equidmri.dmri.preprocess import build_sampler
+from equidmri.dmri.preprocess import SphereSampler, build_sampler
 from equidmri.dmri.response import TissueResponses
 from equidmri.nn.models.registry import build_model
 from equidmri.recon.checkpoint import load_checkpoint
@@ -216,6 +216,26 @@ class SHDModel:
                 "bvecs": np.asarray(self.gtab.bvecs, dtype=np.float64).tolist(),
             }
         return meta
+
+    def acquisition_operators(
+        self, gtab: GradientTable, responses: TissueResponses
+    ) -> tuple[SphereSampler, SignalModel]:
+        """The input sampler and the signal model of another acquisition with the network's shells (a subject of a
+        cohort: its own directions and its own responses), the signal model on the network's device.
+
+        Raises
+        ------
+        ValueError
+            If the shells of ``gtab`` or of ``responses`` differ from the network's input shells, or ``gtab``
+            has no b=0 volume.
+        """
+        shells = find_shells(gtab.bvals)
+        check_same_shells(shells.bvals, self.input_shells.bvals)
+        check_same_shells(shells.bvals, responses.shells)
+        check_has_b0(shells, "gtab")
+        sampler = build_sampler(np.asarray(gtab.bvecs, dtype=np.float64), shells, self.net.grid.vertices)
+        signal_model = self._signal_model(gtab, shells, responses)  # the fractions as self.fraction_mode says
+        return sampler, signal_model.to(next(self.net.parameters()).device)
 
     @classmethod
     def from_checkpoint(

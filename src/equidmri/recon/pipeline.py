@@ -56,6 +56,7 @@ __all__ = [
     "OUTPUT_NAMES",
     "DeconvResult",
     "PreparedData",
+    "checkpoint_input_shells",
     "checkpoint_network",
     "prepare",
     "run_deconv",
@@ -362,6 +363,20 @@ def checkpoint_network(path: str | os.PathLike) -> NetworkConfig:
         If it is not a readable equidmri checkpoint.
     """
     return NetworkConfig.from_dict(load_checkpoint(path)["meta"]["network"])
+
+
+def checkpoint_input_shells(path: str | os.PathLike) -> np.ndarray:
+    """Diffusion-weighted shells (s/mm²) of the volumes a checkpoint's network reads (what ``predict`` needs).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If it is not a readable equidmri checkpoint.
+    """
+    meta = load_checkpoint(path)["meta"]
+    return np.asarray(meta.get("input_shells", meta["shells"]), dtype=np.float64)
 
 
 def write_outputs(

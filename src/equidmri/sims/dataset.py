@@ -42,6 +42,7 @@ __all__ = [  # FILES, RESOLUTIONS and VOLUMES live in equidmri.sims.defaults (no
     "VOLUMES",
     "crop_phantom_set",
     "phantom_affine",
+    "save_gradients",
     "series_paths",
     "write_phantom_set",
 ]
@@ -68,7 +69,8 @@ def series_paths(volume_dir: str | os.PathLike, resolution: str) -> tuple[Path, 
     return folder / f"dwi{suffix}.nii.gz", folder / f"bvals{suffix}", folder / f"bvecs{suffix}"
 
 
-def _save_gradients(folder: Path, suffix: str, protocol: Protocol, affine: np.ndarray, force: bool) -> None:
+def save_gradients(folder: Path, suffix: str, protocol: Protocol, affine: np.ndarray, force: bool) -> None:
+    """``folder/bvals<suffix>`` and ``folder/bvecs<suffix>`` of ``protocol`` in FSL convention for ``affine``."""
     fsl = voxel_bvecs_to_fsl(protocol.bvecs, affine)
     save_text(folder / f"bvals{suffix}", " ".join(f"{b:g}" for b in protocol.bvals) + "\n", force=force)
     save_text(
@@ -81,9 +83,9 @@ def _write_volume(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_nifti(folder / "dwi.nii.gz", phantom.dwi, affine, force=force)
-    _save_gradients(folder, "", phantom.protocol, affine, force)
+    save_gradients(folder, "", phantom.protocol, affine, force)
     save_nifti(folder / "dwi_low.nii.gz", phantom.dwi[..., low_index], affine, force=force)
-    _save_gradients(folder, "_low", phantom.protocol.select(low_index), affine, force)
+    save_gradients(folder, "_low", phantom.protocol.select(low_index), affine, force)
     save_nifti(folder / "mask.nii.gz", phantom.mask, affine, force=force)
     save_peaks(
         folder / "gt_peaks.nii.gz",
