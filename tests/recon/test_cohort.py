@@ -146,3 +146,21 @@ def test_resumed_cohort_training_matches_the_uninterrupted_run(cohort, tmp_path)
     meta = load_checkpoint(tmp_path / "a.pt")["meta"]
     assert meta["cohort"]["subjects"] == ["s0", "s1", "s2"] and meta["cohort"]["processes"] == 1
     assert TissueResponses.from_dict(meta["cohort"]["responses"]["s1"]).s0[0] == pytest.approx(130.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("fractions", ["b0", "nnls"])
+def test_each_subject_completes_the_outputs_as_the_network_s_fraction_mode(cohort, fractions):
+    _, prepared = cohort
+    config = TrainConfig(epochs=1, patch_size=3, patches_per_epoch=1)
+    model = SHDModel(
+        prepared[0].gtab(),
+        reference_responses(prepared),
+        NetworkConfig(widths=(4, 4, 4, 4), fractions=fractions),
+        config,
+    )
+    source = CohortPatches(model, prepared, config)
+    for index in range(len(prepared)):
+        assert source.parts(index).signal_model.fractions == model.fraction_mode == fractions
+    subject, x, y, m = source.batch(0, 0)
+    terms = source.loss_terms(model.net, (subject, x, y, m), _loss(model))
+    assert torch.isfinite(terms["total"])
