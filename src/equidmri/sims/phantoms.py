@@ -102,7 +102,12 @@ def _curve_through(
     return _bezier(start, start + direction * length / 2 + offset, end)
 
 
-def random_bundles(size: int, rng: np.random.Generator) -> tuple[list[Bundle], list[float]]:
+def random_bundles(
+    size: int,
+    rng: np.random.Generator,
+    lambda_par: tuple[float, float] = LAMBDA_PAR,
+    lambda_perp: tuple[float, float] = LAMBDA_PERP,
+) -> tuple[list[Bundle], list[float]]:
     """Pairs of bundles crossing at one angle of each range of ``CROSSING_ANGLES``; the first bundle fans.
 
     Returns
@@ -125,7 +130,7 @@ def random_bundles(size: int, rng: np.random.Generator) -> tuple[list[Bundle], l
                 Bundle(
                     points=_curve_through(point, direction, BUNDLE_LENGTH * size, rng.uniform(*BEND), rng),
                     radius=rng.uniform(*BUNDLE_RADIUS) * size,
-                    evals=(rng.uniform(*LAMBDA_PAR), rng.uniform(*LAMBDA_PERP)),
+                    evals=(rng.uniform(*lambda_par), rng.uniform(*lambda_perp)),
                     fan=fan,
                 )
             )
@@ -182,7 +187,15 @@ def _ellipsoid(grid: np.ndarray, centre: np.ndarray, semi_axes: np.ndarray) -> n
     return (((grid - centre) / semi_axes) ** 2).sum(-1) <= 1.0
 
 
-def make_phantom(size: int, protocol: Protocol, rng: np.random.Generator, *, snr: float | None = 30.0) -> Phantom:
+def make_phantom(
+    size: int,
+    protocol: Protocol,
+    rng: np.random.Generator,
+    *,
+    snr: float | None = 30.0,
+    lambda_par: tuple[float, float] = LAMBDA_PAR,
+    lambda_perp: tuple[float, float] = LAMBDA_PERP,
+) -> Phantom:
     """A phantom volume of ``size``³ voxels (1 mm) with random bundles and Rician noise.
 
     Parameters
@@ -195,6 +208,8 @@ def make_phantom(size: int, protocol: Protocol, rng: np.random.Generator, *, snr
         Source of the geometry and the noise.
     snr : float or None
         b=0 signal of pure WM over the noise σ (Rician); None for a noise-free volume.
+    lambda_par, lambda_perp : (float, float)
+        Ranges (mm²/s) of each bundle's axial and radial diffusivity.
 
     Returns
     -------
@@ -217,7 +232,7 @@ def make_phantom(size: int, protocol: Protocol, rng: np.random.Generator, *, snr
     centre = np.full(3, (size - 1) / 2)
     mask = _ellipsoid(grid, centre, np.array(MASK_SEMI_AXES) * size)
     voxels = grid[mask]
-    bundles, angles = random_bundles(size, rng)
+    bundles, angles = random_bundles(size, rng, lambda_par, lambda_perp)
     dirs, fractions, evals = _compose(bundles, voxels)
     csf_centre = centre + rng.uniform(-CSF_OFFSET, CSF_OFFSET, 3) * size
     csf = np.clip(CSF_RADIUS * size + 0.5 - np.linalg.norm(voxels - csf_centre, axis=-1), 0.0, 1.0)
