@@ -21,7 +21,21 @@ S0 = 100.0  # scanner units
 EVALS = (1.7e-3, 0.3e-3, 0.3e-3)  # mm²/s, FA 0.7990
 AFFINE = np.array([[2.0, 0, 0, -6], [0, 2.0, 0, -6], [0, 0, 2.5, -5], [0, 0, 0, 1]])  # mm, det > 0
 CROP = (slice(None), slice(None), slice(3, 7))  # z slices of dipy's small_64D kept for the real-data path
-TINY_NET = ["--epochs", "2", "--widths", "4", "4", "4", "4", "--patch-size", "6", "--threads", "1", "-q"]
+TINY_NET = [
+    "--train-from-scratch",
+    "--epochs",
+    "2",
+    "--widths",
+    "4",
+    "4",
+    "4",
+    "4",
+    "--patch-size",
+    "6",
+    "--threads",
+    "1",
+    "-q",
+]
 
 
 @dataclass

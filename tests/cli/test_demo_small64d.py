@@ -1,4 +1,5 @@
-"""End to end on real data: ``equidmri demo`` on dipy's bundled small_64D (10x10x10, b=1000, 64 directions).
+"""End to end on real data: ``equidmri demo --train-from-scratch`` on dipy's bundled small_64D (10x10x10, b=1000,
+64 directions): the per-volume training path (the shipped model's demo is in test_demo.py).
 
 CSD is not ground truth, but a working deconvolution must broadly agree with it on real data: the issue
 asks for at least 60% of white-matter voxels (FA > 0.4) with a main peak within 25 degrees of CSD's.
@@ -24,7 +25,7 @@ NEGATIVE_MASS = 1e-3  # negative / positive mass of the lmax-8 fODF on 3072 dire
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert run_main(["demo", "--out", str(out), "--epochs", str(EPOCHS), "-q"]) == 0
+    assert run_main(["demo", "--out", str(out), "--train-from-scratch", "--epochs", str(EPOCHS), "-q"]) == 0
     return out
 
 

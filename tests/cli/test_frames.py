@@ -79,7 +79,12 @@ def _single_fibre_series(folder: Path, affine: np.ndarray, *, fsl_flip: bool = T
 
 
 def _deconv(inputs: Inputs, out: Path, epochs: int) -> Path:
-    assert run_main(["deconv", *inputs.args(), "--out", str(out), "--epochs", str(epochs), *FIT_OPTIONS]) == 0
+    assert (
+        run_main(
+            ["deconv", *inputs.args(), "--out", str(out), "--train-from-scratch", "--epochs", str(epochs), *FIT_OPTIONS]
+        )
+        == 0
+    )
     return out
 
 

@@ -58,6 +58,7 @@ def test_every_subcommand_module_registers_run_and_prog():
         "cli",
         "threads",
         "cohort",
+        "pretrained",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}

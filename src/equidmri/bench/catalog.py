@@ -33,5 +33,6 @@ BENCHES = {
     "realdata": Bench("realdata", "add_parser", "fODF methods against reference fODFs on real volumes"),
     "cli": Bench("cli", "add_parser", "start-up time of --help and argument errors"),
     "threads": Bench("threads", "add_parser", "deconv training time alone and beside a busy process"),
+    "pretrained": Bench("pretrained", "add_parser", "the shipped pretrained SHD-TV model against dipy CSD"),
     "cohort": Bench("cohort", "add_parser", "cohort training throughput with 1 and 2 processes, and memory"),
 }

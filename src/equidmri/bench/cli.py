@@ -58,6 +58,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "threads", "--epochs", "x"),
     ("bench", "cohort", "--help"),
     ("bench", "cohort", "--subjects", "x"),
+    ("bench", "pretrained", "--help"),
+    ("bench", "pretrained", "--model"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

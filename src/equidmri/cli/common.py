@@ -16,7 +16,8 @@ import torch
 from equidmri import __version__
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.methods import Method, find_method, get_method
-from equidmri.recon.config import NetworkConfig
+from equidmri.methods.registry import DEFAULT_METHOD
+from equidmri.recon.config import NetworkConfig, TrainConfig
 from equidmri.recon.model import FODFFit
 from equidmri.recon.pipeline import (
     OUTPUT_NAMES,
@@ -26,10 +27,12 @@ from equidmri.recon.pipeline import (
     prepare,
     run_deconv,
     run_method,
+    run_predict,
     run_summary,
     timed,
     write_outputs,
 )
+from equidmri.recon.pretrained import load_pretrained
 from equidmri.runtime import default_threads
 from equidmri.viz.qc import plot_peaks_qc
 
@@ -186,10 +189,23 @@ def deconvolve(
         )
         return prepared, result, finish(args, prepared, result, timings)
     checkpoint = args.out / OUTPUT_NAMES["checkpoint"]
+    pretrained = pretrained_choice(args, method, prepared, resume)
     options = learned_options(args, method, checkpoint if resume else None)
     with timed(timings, "build"):
-        model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
+        if pretrained["used"]:
+            train_config = TrainConfig(
+                epochs=args.finetune or 1, patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed,
+            )  # fmt: skip
+            model = load_pretrained(prepared.gtab, prepared.responses, train_config=train_config, device=device)
+        else:
+            model = get_method(method.name, prepared.gtab, prepared.responses, device=device, **options).build()
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
+    if pretrained["used"] and not args.finetune:
+        result = run_predict(
+            model, prepared, progress=progress, tile=args.tile, peak_kwargs=peak_kwargs(args), method=method.name
+        )
+        return prepared, result, finish(args, prepared, result, timings, pretrained=pretrained)
     result = run_deconv(
         model,
         prepared,
@@ -200,7 +216,32 @@ def deconvolve(
         peak_kwargs=peak_kwargs(args),
         method=method.name,
     )
-    return prepared, result, finish(args, prepared, result, timings)
+    return prepared, result, finish(args, prepared, result, timings, pretrained=pretrained)
+
+
+def pretrained_choice(args: argparse.Namespace, method: Method, prepared: PreparedData, resume: bool) -> dict[str, Any]:
+    """Whether ``deconv`` applies the shipped pretrained model (``used``), and why (``reason``, logged and recorded).
+
+    SHD-TV uses it unless ``--train-from-scratch`` or ``--resume`` is given or the acquisition is outside its range
+    (then it trains on the volume, saying why). ``--finetune N`` outside the range is an error.
+    """
+    from equidmri.recon.pretrained import PRETRAINED_FILE, out_of_range
+
+    record: dict[str, Any] = {"file": PRETRAINED_FILE, "finetune_epochs": args.finetune or 0}
+    if method.name != DEFAULT_METHOD or args.train_from_scratch or resume:
+        if args.finetune:
+            raise ValueError(f"--finetune continues the pretrained SHD-TV model; it does not apply to {method.name}")
+        why = "--resume" if resume else "--train-from-scratch" if args.train_from_scratch else f"method {method.name}"
+        return {**record, "used": False, "reason": f"not used: {why}"}
+    reason = out_of_range(prepared.shells)
+    if reason is not None:
+        if args.finetune:
+            raise ValueError(f"--finetune needs the pretrained model, which does not apply: {reason}")
+        logger.warning("the pretrained model does not apply (%s); training SHD-TV on this volume instead", reason)
+        return {**record, "used": False, "reason": f"out of range: {reason}"}
+    how = f"fine-tuned for {args.finetune} epochs on this volume" if args.finetune else "no training on this volume"
+    logger.info("using the shipped pretrained SHD-TV model (%s; --train-from-scratch trains on the volume)", how)
+    return {**record, "used": True, "reason": "in range"}
 
 
 def multi_tissue_maps(fit: FODFFit) -> dict[str, Any]:
@@ -211,7 +252,11 @@ def multi_tissue_maps(fit: FODFFit) -> dict[str, Any]:
 
 
 def finish(
-    args: argparse.Namespace, prepared: PreparedData, result: DeconvResult, timings: dict[str, float]
+    args: argparse.Namespace,
+    prepared: PreparedData,
+    result: DeconvResult,
+    timings: dict[str, float],
+    pretrained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the outputs, the QC figure and ``run.json`` (last) into ``args.out``; return the run record.
 
@@ -240,6 +285,7 @@ def finish(
         "argv": args.argv,
         "arguments": arguments,
         **run_summary(prepared, result),
+        **({"pretrained": pretrained} if pretrained is not None else {}),
         "timings": timings,
         "device": args.device,
         "threads": torch.get_num_threads(),

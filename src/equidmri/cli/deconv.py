@@ -1,16 +1,24 @@
-"""``equidmri deconv``: deconvolve one volume with any registered method (default: train SHD-TV on it)."""
+"""``equidmri deconv``: deconvolve one volume with any registered method (default: SHD-TV, pretrained or trained)."""
 
 from __future__ import annotations
 
 import argparse
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import add_common_args, add_input_args, add_output_args, add_training_args
+from equidmri.cli.options import (
+    add_common_args,
+    add_input_args,
+    add_output_args,
+    add_pretrained_args,
+    add_training_args,
+)
 
 DESCRIPTION = """\
 Deconvolve one DWI volume with the method of --method (`equidmri methods` lists them). The default,
-SHD-TV, trains a spatio-hemispherical deconvolution network on the volume (unsupervised: it learns to
-reconstruct the signal through the tissue responses). Every method writes into --out: fod.nii.gz (WM
+SHD-TV, applies the shipped pretrained network when the acquisition is in its range (one shell of b =
+700-3000 s/mm^2 with 20-150 directions, plus b=0; no training on the volume, --finetune N to adapt it);
+otherwise, or with --train-from-scratch, it trains a spatio-hemispherical deconvolution network on the volume
+(unsupervised: it learns to reconstruct the signal through the tissue responses). Every method writes into --out: fod.nii.gz (WM
 fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz
 (world-frame unit vectors, zeros where there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue
 fractions), response.json (not for MRtrix3, which estimates its own), qc.png and run.json; a learned
@@ -26,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--resume", action="store_true", help="continue the training saved in OUT/model.pt (OUT may then exist)"
     )
+    add_pretrained_args(parser)
     add_training_args(parser)
     add_output_args(parser)
     parser.set_defaults(run=run, prog=parser.prog)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import add_common_args, add_output_args, add_training_args
+from equidmri.cli.options import add_common_args, add_output_args, add_pretrained_args, add_training_args
 from equidmri.eval.protocol import CONE_DEG
 
 DEMO_DATA = "small_64D"  # dipy's bundled 10x10x10 volume (equidmri.data.REAL_VOLUMES)
@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``demo``."""
     parser = subparsers.add_parser("demo", help=COMMANDS["demo"], description=DESCRIPTION)
     add_common_args(parser)
+    add_pretrained_args(parser)
     add_training_args(parser)
     add_output_args(parser)
     parser.set_defaults(run=run, prog=parser.prog)

@@ -117,6 +117,25 @@ def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> No
     add_verbosity_args(group)
 
 
+def add_pretrained_args(parser: argparse.ArgumentParser) -> None:
+    """``--train-from-scratch`` and ``--finetune`` (the shipped pretrained model; ``deconv`` and ``demo``)."""
+    group = parser.add_argument_group("pretrained model")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--train-from-scratch",
+        action="store_true",
+        help="train SHD-TV on this volume alone (--epochs, the paper's per-volume setting) instead of applying the "
+        "shipped pretrained model; the default with SHD-TV is the pretrained model when the acquisition is in its "
+        "range (one shell of b = 700-3000 s/mm^2 with 20-150 directions, plus b=0), per-volume training otherwise",
+    )
+    choice.add_argument(
+        "--finetune",
+        type=positive_int,
+        metavar="N",
+        help="continue training the pretrained model on this volume for N epochs before deconvolving it",
+    )
+
+
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """Training and network options; defaults from ``TrainConfig``, ``LossWeights`` and ``NetworkConfig``."""
     train, weights, network = TrainConfig(), LossWeights(), NetworkConfig()

@@ -85,7 +85,12 @@ def out_of_range(shells: Shells) -> str | None:
 
 
 def load_pretrained(
-    gtab: GradientTable, responses: TissueResponses, path: str | Path | None = None, device: str = "cpu"
+    gtab: GradientTable,
+    responses: TissueResponses,
+    path: str | Path | None = None,
+    *,
+    train_config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
 ) -> SHDModel:
     """The shipped network bound to a subject's acquisition and WM response, ready for ``predict``.
 
@@ -97,6 +102,8 @@ def load_pretrained(
         The subject's WM response on that shell (e.g. from :func:`equidmri.recon.pipeline.prepare`).
     path : path, optional
         Another checkpoint of the same recipe (default: the shipped :func:`pretrained_path`).
+    train_config : TrainConfig, optional
+        For fine-tuning on the subject (``fit`` continues from the pretrained weights); default the recipe's.
 
     Raises
     ------
@@ -112,7 +119,8 @@ def load_pretrained(
         raise ValueError(f"the pretrained model takes a WM response alone, got tissues {responses.tissues}")
     state = load_checkpoint(pretrained_path() if path is None else path)
     network = NetworkConfig.from_dict(state["meta"]["network"])
-    model = SHDModel(gtab, responses, network, TrainConfig.from_dict(state["meta"]["train"]), device=device)
+    train_config = train_config or TrainConfig.from_dict(state["meta"]["train"])
+    model = SHDModel(gtab, responses, network, train_config, device=device)
     model.net.load_state_dict(state["state_dict"])
     model.net.eval()
     return model

@@ -1,0 +1,40 @@
+"""``equidmri bench pretrained``: the shipped pretrained SHD-TV model against dipy CSD (issue #18's targets).
+
+Three sections, each ours against the reference on the same input in the same run:
+
+1. **Accuracy without training on the subject** on phantoms whose seeds the training never drew (the project's
+   generator; 90 directions of b = 1000 s/mm² plus b=0, SNR 30): the pretrained model on the low angular
+   resolution series (b=0 + 29 directions, SHD §4.2.1) and on the full one, against dipy CSD lmax 6 and 8 on the
+   same series and the same estimated WM response. Peaks (at most 3) are matched to the ground-truth fibres
+   within 25°; F1 and the mean angular error are read at each method's F1-best relative peak threshold.
+2. **Real data**: dipy's ``small_64D`` (b = 1000, 64 directions): main peaks within 25° of dipy CSD (lmax 8) in the
+   voxels with FA > 0.4, the demo's measure.
+3. **Speed and memory** on a whole-brain-sized volume (100×100×60 voxels, an ellipsoidal brain-shaped mask, b=0 +
+   30 directions of b = 1000; a phantom tiled to that size): ``equidmri deconv`` end to end (load, mask, response,
+   inference, peaks, write, QC) against dipy CSD fit + peaks (serial, and ``engine="joblib"`` on the machine's
+   cores), each in a fresh process, median of repeats, with each process's peak RSS. The RSS of ``deconv`` on two
+   volume sizes gives a linear bound (per voxel × volume) extrapolated to an HCP-sized input (145×174×145×288).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from equidmri.bench.catalog import BENCHES
+from equidmri.bench.report import add_report_args
+
+NAME = "pretrained"
+DEFAULTS = {"phantoms": 2, "phantom_size": 40, "brain_shape": [100, 100, 60], "small_shape": [50, 50, 30], "repeats": 3}
+QUICK = {"phantoms": 1, "phantom_size": 16, "brain_shape": [24, 24, 16], "small_shape": [16, 16, 12], "repeats": 1}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench pretrained``."""
+    parser = subparsers.add_parser(
+        NAME, help=BENCHES[NAME].summary, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_report_args(parser, NAME, "one 16³ phantom and a 24×24×16 speed volume, 1 repeat")
+    parser.add_argument(
+        "--model", metavar="FILE", help="a checkpoint of the pretrained recipe (default: the shipped model)"
+    )
+    return parser

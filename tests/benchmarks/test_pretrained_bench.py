@@ -1,0 +1,24 @@
+"""``equidmri bench pretrained --quick``: the three sections are measured and the page states every target."""
+
+import json
+
+import pytest
+
+from equidmri.cli.main import main
+
+pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "pretrained", "--quick", "--out", str(tmp_path / "r"), "--threads", "1"]) == 0
+    record = json.loads((tmp_path / "r" / "pretrained.json").read_text())
+    methods = {row["method"] for row in record["accuracy"]}
+    assert methods == {"pretrained SHD-TV", "dipy CSD lmax 6", "dipy CSD lmax 8"}
+    assert all(0.0 <= row["f1"] <= 1.0 for row in record["accuracy"])
+    assert record["small64d"]["n_voxels"] == 405
+    cases = record["speed"]["cases"]
+    assert len(cases) == 3 and all(c["median_s"] > 0 and c["peak_rss_mib"] > 0 for c in cases.values())
+    page = (tmp_path / "r" / "pretrained.md").read_text()
+    assert page.count("**met**") + page.count("**missed**") == 8

@@ -1,0 +1,59 @@
+"""``deconv`` with the shipped pretrained model: used by default in range, --train-from-scratch, --finetune,
+out-of-range fallback."""
+
+import json
+
+import numpy as np
+import pytest
+from cli_inputs import run_main, write_series
+
+pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
+
+FAST = ["--threads", "1", "-q"]
+
+
+def _run(out) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+def test_default_uses_the_pretrained_model(synthetic, tmp_path):
+    out = tmp_path / "out"
+    assert run_main(["deconv", *synthetic.args(), "--out", str(out), *FAST]) == 0
+    record = _run(out)
+    assert record["pretrained"]["used"] is True and record["pretrained"]["finetune_epochs"] == 0
+    assert record["epochs_trained"] == 0 and "predict" in record["timings"]
+    assert (out / "fod.nii.gz").exists() and not (out / "model.pt").exists()
+
+
+def test_train_from_scratch_and_finetune(synthetic, tmp_path):
+    scratch, tuned = tmp_path / "scratch", tmp_path / "tuned"
+    small = ["--widths", "4", "4", "4", "4", "--patch-size", "6", *FAST]
+    assert (
+        run_main(["deconv", *synthetic.args(), "--out", str(scratch), "--train-from-scratch", "--epochs", "1", *small])
+        == 0
+    )
+    assert _run(scratch)["pretrained"]["used"] is False and _run(scratch)["epochs_trained"] == 1
+    assert (
+        run_main(["deconv", *synthetic.args(), "--out", str(tuned), "--finetune", "2", "--patch-size", "6", *FAST]) == 0
+    )
+    record = _run(tuned)
+    assert record["pretrained"] == {**record["pretrained"], "used": True, "finetune_epochs": 2}
+    assert record["epochs_trained"] == 2 and (tuned / "model.pt").exists()
+
+
+def test_out_of_range_falls_back_or_refuses_finetune(synthetic, tmp_path, caplog):
+    bvals = np.loadtxt(synthetic.bvals)
+    bvals[bvals > 0] = 4000.0
+    folder = tmp_path / "b4000"
+    import nibabel as nib
+
+    image = nib.load(synthetic.dwi)
+    inputs = write_series(folder, np.asarray(image.dataobj), bvals, np.loadtxt(synthetic.bvecs).T, image.affine)
+    out = tmp_path / "out"
+    small = ["--epochs", "1", "--widths", "4", "4", "4", "4", "--patch-size", "6", "--threads", "1"]
+    assert run_main(["deconv", *inputs.args(), "--out", str(out), *small]) == 0
+    assert _run(out)["pretrained"]["used"] is False and "b=4000" in _run(out)["pretrained"]["reason"]
+    assert "does not apply" in caplog.text
+    refused = tmp_path / "refused"
+    assert run_main(["deconv", *inputs.args(), "--out", str(refused), "--finetune", "1", "-q"]) == 2
+    assert not refused.exists()

@@ -1,0 +1,93 @@
+"""The shipped pretrained model: its protocol range, loading, prediction and the training recipe."""
+
+import numpy as np
+import pytest
+import torch
+
+from equidmri.dmri.gradients import Shells, find_shells, make_gtab
+from equidmri.dmri.response import estimate_responses
+from equidmri.recon.checkpoint import load_checkpoint
+from equidmri.recon.config import TrainConfig
+from equidmri.recon.pretrained import (
+    PRETRAINED_NETWORK,
+    SyntheticCohort,
+    load_pretrained,
+    out_of_range,
+    pretrained_path,
+    train_pretrained,
+)
+from equidmri.sims.phantoms import make_phantom
+from equidmri.sims.synthesis import make_protocol
+
+pytestmark = pytest.mark.filterwarnings("ignore:SH degree lowered:UserWarning")
+
+
+def _shells(bvals: list[float], directions: list[int]) -> Shells:
+    return find_shells(np.concatenate([[0.0]] + [np.full(n, b) for b, n in zip(bvals, directions)]))
+
+
+@pytest.mark.parametrize(
+    ("bvals", "directions", "words"),
+    [
+        ([1000.0, 2000.0], [30, 30], "2 diffusion-weighted shells"),
+        ([500.0], [30], "b=500"),
+        ([3500.0], [30], "b=3500"),
+        ([1000.0], [12], "12 directions"),
+        ([1000.0], [200], "200 directions"),
+    ],
+)
+def test_out_of_range_says_why(bvals, directions, words):
+    assert words in out_of_range(_shells(bvals, directions))
+
+
+@pytest.mark.parametrize(("bval", "n"), [(700.0, 20), (1000.0, 30), (3000.0, 150)])
+def test_in_range(bval, n):
+    assert out_of_range(_shells([bval], [n])) is None
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    rng = np.random.default_rng(5)
+    protocol = make_protocol(rng, n_b0=2, shells=(1000.0,), directions_per_shell=32)
+    ph = make_phantom(12, protocol, rng, snr=None)
+    gtab = make_gtab(protocol.bvals, protocol.bvecs)
+    return ph, gtab, estimate_responses(ph.dwi, gtab, ph.mask, find_shells(protocol.bvals))
+
+
+def test_shipped_model_is_data_and_predicts(phantom):
+    ph, gtab, responses = phantom
+    state = load_checkpoint(pretrained_path())  # weights_only: the shipped file is plain data
+    assert state["meta"]["network"] == PRETRAINED_NETWORK.to_dict()
+    assert pretrained_path().stat().st_size < 4 * 2**20  # "a few MB at most"
+    fit = load_pretrained(gtab, responses).predict(ph.dwi, ph.mask)
+    assert fit.fodf_sh.shape == ph.mask.shape + (190,)
+    assert np.isfinite(fit.fodf_sh).all() and np.abs(fit.fodf_sh[ph.mask]).sum() > 0
+    assert not fit.fodf_sh[~ph.mask].any()
+
+
+def test_load_pretrained_refuses_out_of_range(phantom):
+    ph, gtab, responses = phantom
+    bvals = np.array(gtab.bvals, dtype=float)
+    bvals[bvals > 0] = 4000.0
+    with pytest.raises(ValueError, match="b=4000"):
+        load_pretrained(make_gtab(bvals, np.asarray(gtab.bvecs)), responses)
+
+
+def test_synthetic_cohort_is_seeded_per_epoch_and_rank():
+    config = TrainConfig(patch_size=6, patches_per_epoch=2, seed=1)
+    source = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"))
+    a, b = source.subject(3), source.subject(3)
+    assert torch.equal(a[2], b[2])  # the same target signal
+    assert a[0].super_resolution and a[0].gtab.bvals.size > a[0].input_gtab.bvals.size
+    other = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"), rank=1).subject(3)
+    assert not torch.equal(a[2], other[2]) or a[2].shape != other[2].shape
+
+
+def test_recipe_trains_a_loadable_checkpoint(tmp_path, phantom):
+    ph, gtab, responses = phantom
+    history = train_pretrained(tmp_path / "m.pt", epochs=1, patches_per_epoch=1, patch_size=6, progress=False)
+    assert len(history) == 1 and np.isfinite(history[0]["total"])
+    meta = load_checkpoint(tmp_path / "m.pt")["meta"]
+    assert meta["pretrained"]["protocol_range"]["bval_min"] == 700.0
+    fit = load_pretrained(gtab, responses, tmp_path / "m.pt").predict(ph.dwi, ph.mask)
+    assert np.isfinite(fit.fodf_sh).all()
