@@ -130,7 +130,8 @@ CHILD = """
 import json, resource, sys, time
 start = time.perf_counter()
 {body}
-print(json.dumps({{"seconds": time.perf_counter() - start, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"seconds": time.perf_counter() - start, "peak_rss_mib": rss}}))
 """
 DECONV = """
 from equidmri.cli.main import main
@@ -239,7 +240,8 @@ def render_markdown(record: dict[str, Any]) -> str:
         "",
         f"{s['n_voxels']} voxels with FA > {FA_THRESHOLD} of {s['mask_voxels']} mask voxels: "
         f"{100 * s['fraction_within_cone']:.1f} % of main peaks within {CONE_DEG:g}° of dipy CSD lmax 8 "
-        f"(median {s['median_angle_deg']:.1f}°); target ≥ 85 %: **{'met' if s['fraction_within_cone'] >= 0.85 else 'missed'}**.",
+        f"(median {s['median_angle_deg']:.1f}°); target ≥ 85 %: "
+        f"**{'met' if s['fraction_within_cone'] >= 0.85 else 'missed'}**.",
         "",
         "## 3. Speed and memory",
         "",
@@ -255,7 +257,8 @@ def render_markdown(record: dict[str, Any]) -> str:
     ]
     for name, c in sp["cases"].items():
         lines.append(
-            f"| {name} | {c['median_s']:.1f} | {', '.join(f'{x:.1f}' for x in c['seconds'])} | {c['peak_rss_mib']:.0f} |"
+            f"| {name} | {c['median_s']:.1f} | {', '.join(f'{x:.1f}' for x in c['seconds'])} | "
+            f"{c['peak_rss_mib']:.0f} |"
         )
     for t in record["targets"]["speed"]:
         lines.append(f"- {t}")
@@ -302,7 +305,8 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
     speed.append(f"peak RSS of deconv {rss:.0f} MiB (target < 4096: **{'met' if rss < 4096 else 'missed'}**)")
     speed.append(
         f"HCP-sized input {'×'.join(map(str, HCP_SHAPE))}: {hcp / 1024:.1f} GiB, extrapolated linearly in voxels × "
-        f"volumes from the two measured sizes (not measured; target < 24 GiB: **{'met' if hcp < 24 * 1024 else 'missed'}**)"
+        f"volumes from the two measured sizes (not measured; target < 24 GiB: "
+        f"**{'met' if hcp < 24 * 1024 else 'missed'}**)"
     )
     return {"accuracy": out, "speed": speed}
 

@@ -18,8 +18,8 @@ Deconvolve one DWI volume with the method of --method (`equidmri methods` lists 
 SHD-TV, applies the shipped pretrained network when the acquisition is in its range (one shell of b =
 700-3000 s/mm^2 with 20-150 directions, plus b=0; no training on the volume, --finetune N to adapt it);
 otherwise, or with --train-from-scratch, it trains a spatio-hemispherical deconvolution network on the volume
-(unsupervised: it learns to reconstruct the signal through the tissue responses). Every method writes into --out: fod.nii.gz (WM
-fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz
+(unsupervised: it learns to reconstruct the signal through the tissue responses). Every method writes into
+--out: fod.nii.gz (WM fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz
 (world-frame unit vectors, zeros where there is no peak), peak_values.nii.gz, fractions.nii.gz (tissue
 fractions), response.json (not for MRtrix3, which estimates its own), qc.png and run.json; a learned
 method also writes model.pt (checkpoint, usable with `equidmri predict`). Every input is validated
