@@ -12,7 +12,7 @@ from equidmri import get_method, load_real_volume, prepare
 def test_all_names_the_curated_api_and_every_name_exists():
     assert set(equidmri.__all__) == {
         "METHODS", "FODFFit", "NetworkConfig", "SHDModel", "TrainConfig", "__version__", "get_method", "load_dwi",
-        "load_real_volume", "prepare", "read_cohort",
+        "load_pretrained", "load_real_volume", "prepare", "read_cohort",
     }  # fmt: skip
     assert all(hasattr(equidmri, name) for name in equidmri.__all__)
 

@@ -6,6 +6,7 @@ The public API, in dipy's Model/Fit style (arrays in the voxel-axis frame, SH ``
     prepared = prepare(load_real_volume("small_64D"))          # mask, shells, tissue responses
     fit = get_method("SHD-TV", prepared.gtab, prepared.responses).fit(prepared.data.dwi, prepared.mask)
     peak_dirs, peak_values = fit.peaks()
+    fit = load_pretrained(prepared.gtab, prepared.responses).predict(prepared.data.dwi, prepared.mask)  # no training
 
 The names are imported on first use (PEP 562), so that ``import equidmri`` (and ``equidmri --help``) loads
 neither torch nor dipy.
@@ -32,6 +33,7 @@ _PUBLIC = {  # name -> the module that defines it
     "NetworkConfig": "equidmri.recon.config",
     "SHDModel": "equidmri.recon.model",
     "prepare": "equidmri.recon.pipeline",
+    "load_pretrained": "equidmri.recon.pretrained",
     "TrainConfig": "equidmri.recon.config",
 }
 
@@ -44,6 +46,7 @@ __all__ = [
     "__version__",
     "get_method",
     "load_dwi",
+    "load_pretrained",
     "load_real_volume",
     "prepare",
     "read_cohort",
