@@ -20,14 +20,14 @@ from equidmri.bench.report import THREAD_ENV, check_report_outputs, header_lines
 from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_csd, fit_dti_fa
 from equidmri.dmri.gradients import find_shells, make_gtab
-from equidmri.dmri.io import save_nifti, voxel_bvecs_to_fsl
+from equidmri.dmri.io import save_nifti
 from equidmri.dmri.peaks import find_peaks
 from equidmri.dmri.response import estimate_responses
 from equidmri.eval.agreement import main_peak_agreement
 from equidmri.eval.metrics import score_thresholds
 from equidmri.recon.pipeline import prepare
 from equidmri.recon.pretrained import load_pretrained, pretrained_path
-from equidmri.sims.dataset import phantom_affine
+from equidmri.sims.dataset import phantom_affine, save_gradients
 from equidmri.sims.phantoms import make_phantom
 from equidmri.sims.synthesis import low_resolution, make_protocol
 
@@ -136,9 +136,7 @@ def write_speed_volume(folder: Path, shape: list[int], seed: int = TEST_SEED) ->
     folder.mkdir(parents=True, exist_ok=True)
     save_nifti(paths["dwi"], dwi, affine)
     save_nifti(paths["mask"], mask.astype(np.uint8), affine)
-    paths["bvals"].write_text(" ".join(f"{b:g}" for b in protocol.bvals) + "\n")
-    fsl = voxel_bvecs_to_fsl(protocol.bvecs, affine)
-    paths["bvecs"].write_text("\n".join(" ".join(f"{v:.8f}" for v in row) for row in fsl.T) + "\n")
+    save_gradients(folder, "", protocol, affine, force=True)
     return paths
 
 

@@ -219,6 +219,13 @@ def deconvolve(
     return prepared, result, finish(args, prepared, result, timings, pretrained=pretrained)
 
 
+def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options of a command as ``run.json`` records them (paths as strings, no internals)."""
+    return {
+        k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("run", "prog", "argv")
+    }
+
+
 def pretrained_choice(args: argparse.Namespace, method: Method, prepared: PreparedData, resume: bool) -> dict[str, Any]:
     """Whether ``deconv`` applies the shipped pretrained model (``used``), and why (``reason``, logged and recorded).
 
@@ -276,9 +283,7 @@ def finish(
             **multi_tissue_maps(result.fit),
         )
     timings["total"] = round(sum(timings.values()), 3)
-    arguments = {
-        k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("run", "prog", "argv")
-    }
+    arguments = recorded_arguments(args)
     record = {
         "version": __version__,
         "command": args.prog,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 import warnings
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     """``train --synthetic``: the pretrained model's recipe (:mod:`equidmri.recon.pretrained`), alone or torchrun."""
-    from equidmri.cli.common import check_out_dir, setup_runtime, show_progress
+    from equidmri.cli.common import check_out_dir, recorded_arguments, setup_runtime, show_progress
     from equidmri.cli.launch import process_group, quiet_other_ranks, synchronise
     from equidmri.dmri.io import prepare_out_dir, save_json
     from equidmri.recon.cohort import process_rank
@@ -171,11 +170,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         )
         seconds = time.perf_counter() - start
         if rank == 0:
-            arguments = {
-                k: os.fspath(v) if isinstance(v, Path) else v
-                for k, v in vars(args).items()
-                if k not in ("run", "prog", "argv")
-            }
+            arguments = recorded_arguments(args)
             record = {
                 "version": __version__,
                 "command": args.prog,
@@ -206,9 +201,9 @@ def _record(
 ) -> dict[str, Any]:
     import torch
 
-    arguments = {
-        k: os.fspath(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("run", "prog", "argv")
-    }
+    from equidmri.cli.common import recorded_arguments
+
+    arguments = recorded_arguments(args)
     return {
         "version": __version__,
         "command": args.prog,
