@@ -20,5 +20,8 @@ def test_quick_bench_writes_every_section(tmp_path, monkeypatch):
     assert record["small64d"]["n_voxels"] == 405
     cases = record["speed"]["cases"]
     assert len(cases) == 3 and all(c["median_s"] > 0 and c["peak_rss_mib"] > 0 for c in cases.values())
+    hcp = record["speed"]["hcp"]
+    assert [r["volumes"] for r in hcp["runs"]] == [31, 61] and hcp["extrapolated_volumes"] == 288
+    assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 8

@@ -68,6 +68,24 @@ def test_only_mask_voxels_are_computed_across_tiles(net_and_inputs):
     torch.testing.assert_close(tiled_iso, iso[mask], atol=1e-5, rtol=0)
 
 
+def test_reduce_keeps_its_per_tile_results_at_the_right_voxels(net_and_inputs):
+    net, inputs, fodf, iso = net_and_inputs
+    mask = torch.zeros(SHAPE, dtype=torch.bool)
+    mask[0, 0, 0] = mask[6, 5, 4] = mask[3, 2:5, 1] = True
+    seen = []
+
+    def reduce(tile_fodf, tile_iso, grown, wanted):  # each voxel's total and its x index, from the block
+        seen.append(int(wanted.sum()))
+        x = torch.arange(grown[0].start, grown[0].stop)[:, None, None].expand(wanted.shape)[wanted]
+        return tile_fodf.sum(-1, keepdim=True), torch.cat([tile_iso, x[:, None].to(tile_iso.dtype)], -1)
+
+    total, extra = predict_volume(net, inputs, mask, tile=3, reduce=reduce)
+    assert total.shape == (5, 1) and extra.shape == (5, 3) and sum(seen) == 5 and len(seen) > 1
+    torch.testing.assert_close(total[:, 0], fodf[mask].sum(-1), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(extra[:, :2], iso[mask], atol=1e-5, rtol=0)
+    assert extra[:, 2].tolist() == mask.nonzero()[:, 0].float().tolist()
+
+
 def test_predict_volume_runs_the_net_in_eval_mode_without_changing_it(net_and_inputs):
     net, inputs, fodf, _ = net_and_inputs
     net.train()

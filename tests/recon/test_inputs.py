@@ -43,11 +43,16 @@ def test_a_block_is_the_whole_volume_lift_sliced(dwi_and_sampler):
     torch.testing.assert_close(inputs[block], whole[block], **FLOAT32)
 
 
-def test_b0_is_channel_zero_at_the_given_voxels(dwi_and_sampler):
+def test_b0_is_channel_zero_at_the_given_voxels_of_a_block(dwi_and_sampler):
     dwi, sampler = dwi_and_sampler
     mask = _mask()
     whole = sampler(dwi)
-    np.testing.assert_allclose(SampledInputs(dwi, sampler).b0(mask).numpy(), whole[0][mask][:, 0], rtol=1e-6)
+    inputs = SampledInputs(dwi, sampler)
+    signal = inputs.signal((slice(None),) * 3, mask)
+    np.testing.assert_array_equal(signal.numpy(), dwi[mask])
+    np.testing.assert_allclose(inputs.b0(signal).numpy(), whole[0][mask][:, 0], rtol=1e-6)
+    block = (slice(1, 5), slice(0, 6), slice(2, 4))
+    np.testing.assert_array_equal(inputs.signal(block, mask[block]).numpy(), dwi[block][mask[block]])
     np.testing.assert_allclose(whole[0][mask][:, 0], dwi[mask][:, 0], rtol=1e-6)  # one b=0 volume
 
 

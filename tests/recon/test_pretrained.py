@@ -91,3 +91,23 @@ def test_recipe_trains_a_loadable_checkpoint(tmp_path, phantom):
     assert meta["pretrained"]["protocol_range"]["bval_min"] == 700.0
     fit = load_pretrained(gtab, responses, tmp_path / "m.pt").predict(ph.dwi, ph.mask)
     assert np.isfinite(fit.fodf_sh).all()
+
+
+def test_supervised_term_is_the_true_fodf_distance_added_with_its_weight():
+    from equidmri.recon.losses import DeconvLoss
+
+    config = TrainConfig(patch_size=6, patches_per_epoch=1, seed=2)
+    source = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"), supervised=3.0)
+    model = source.subject(0)[0]
+    batch = next(source.batches(0))
+    x, truth = batch[1], batch[-1]
+    assert truth.shape == x.shape[:1] + x.shape[2:5] + (45,)  # the true fODF of each voxel, lmax 8
+    loss_fn = DeconvLoss(config.weights)
+    terms = source.loss_terms(model.net, batch, loss_fn)
+    plain = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu")).loss_terms(
+        model.net, batch[:-1] + (None,), loss_fn
+    )
+    assert "fodf" in terms and "fodf" not in plain and terms["fodf"] > 0
+    torch.testing.assert_close(terms["total"], plain["total"] + 3.0 * terms["fodf"])
+    with pytest.raises(ValueError, match="supervised weight"):
+        SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"), supervised=-1.0)

@@ -97,3 +97,16 @@ def test_existing_outputs_need_force(tmp_path):
     write_phantom_set(tmp_path, seed=0, size=8, snr=30.0)
     with pytest.raises(FileExistsError):
         write_phantom_set(tmp_path, seed=0, size=8, snr=30.0)
+
+
+def test_true_fodf_has_the_fibre_fractions_as_integral_and_its_peaks_on_the_fibres(clean):
+    from equidmri.dmri.peaks import find_peaks
+
+    sh = clean.fodf_sh(8)
+    assert sh.shape == clean.mask.shape + (45,) and sh.dtype == np.float32
+    np.testing.assert_allclose(sh[..., 0] * np.sqrt(4 * np.pi), clean.peak_fractions.sum(-1), atol=1e-6)
+    single = (clean.peak_fractions[..., 0] > 0.3) & (clean.peak_fractions[..., 1] == 0)
+    assert single.sum() > 10
+    dirs, _ = find_peaks(sh, single, npeaks=1)
+    cosines = np.abs((dirs[single][:, 0] * clean.peak_dirs[single][:, 0]).sum(-1))
+    assert np.degrees(np.arccos(np.clip(cosines, 0, 1))).max() < 3.0  # the 1445-vertex peak sphere's spacing

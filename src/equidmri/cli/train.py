@@ -12,7 +12,7 @@ from typing import Any
 
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import COHORT_HELP, add_common_args, add_training_args, positive_int
+from equidmri.cli.options import COHORT_HELP, add_common_args, add_training_args, non_negative_float, positive_int
 
 DESCRIPTION = """\
 Train one network (default SHD-TV: the network and loss of `deconv --method shd-tv`) on every subject of a
@@ -44,6 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "to 32 per process here",
     )
     add_common_args(parser)
+    parser.add_argument(
+        "--supervised",
+        type=non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="with --synthetic: add the phantoms' true fODFs to the loss with weight W (mean squared difference of "
+        "the lmax-8 SH coefficients); default 0, the paper's unsupervised loss alone",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -167,6 +175,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
             resume=args.resume,
             device=str(device),
             progress=show_progress(args),
+            supervised=args.supervised,
         )
         seconds = time.perf_counter() - start
         if rank == 0:

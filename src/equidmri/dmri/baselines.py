@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CSD_LMAX = 8  # maximal SH degree of the fODF; dipy's `sh_order_max` default and the degree of fod.nii.gz
 DTI_FIT_METHOD = "WLS"  # weighted least squares; dipy's TensorModel default (Chung et al., NeuroImage 2006)
+DTI_CHUNK_VOXELS = 32768  # voxels per tensor fit: dipy's float64 work arrays stay ~100 MB at 300 volumes
 
 
 def _check_dwi(dwi: np.ndarray, gtab: GradientTable) -> None:
@@ -205,6 +206,10 @@ def fit_dti_fa(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray | None = N
     """
     _check_dwi(dwi, gtab)
     inside = check_mask(mask, dwi.shape[:3])
-    fa = np.array(TensorModel(gtab, fit_method=DTI_FIT_METHOD).fit(dwi, mask=inside).fa, dtype=np.float64)
-    fa[~inside] = 0.0
+    model = TensorModel(gtab, fit_method=DTI_FIT_METHOD)
+    fa = np.zeros(dwi.shape[:3], dtype=np.float64)
+    voxels = np.nonzero(inside)
+    for start in range(0, voxels[0].size, DTI_CHUNK_VOXELS):  # memory follows the chunk, not the volume
+        chunk = tuple(v[start : start + DTI_CHUNK_VOXELS] for v in voxels)
+        fa[chunk] = model.fit(dwi[chunk]).fa
     return fa

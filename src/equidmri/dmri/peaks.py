@@ -153,7 +153,7 @@ def find_peaks(
 
     sphere = peak_sphere()
     basis = _peak_sphere_basis(lmax)
-    coeffs = fodf_sh.reshape(-1, fodf_sh.shape[-1]).astype(np.float64, copy=False)
+    coeffs = fodf_sh.reshape(-1, fodf_sh.shape[-1])  # cast to float64 chunk by chunk, not as a whole
     voxels = np.flatnonzero(inside)
     peak_dirs = np.zeros((coeffs.shape[0], npeaks, 3), dtype=np.float64)
     peak_values = np.zeros((coeffs.shape[0], npeaks), dtype=np.float64)
@@ -162,7 +162,7 @@ def find_peaks(
     with tqdm(total=voxels.size, desc="peaks", unit="voxel", disable=not progress) as bar:
         for start in range(0, voxels.size, CHUNK_VOXELS):
             chunk = voxels[start : start + CHUNK_VOXELS]
-            fodf = coeffs[chunk] @ basis.T  # (chunk, V)
+            fodf = coeffs[chunk].astype(np.float64) @ basis.T  # (chunk, V)
             for voxel, values_on_sphere in zip(chunk, fodf):
                 directions, values, _ = peak_directions(
                     values_on_sphere,

@@ -9,7 +9,7 @@ is bounded by the tile size and the cost by the dilated mask.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -76,12 +76,14 @@ def predict_volume(
     *,
     tile: int = DEFAULT_TILE,
     progress: bool = False,
+    reduce: Callable[[Tensor, Tensor, tuple[slice, ...], Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run ``net`` over the voxels of ``mask``, tile by tile, computing only what those voxels depend on.
 
     Memory follows the tile, not the volume: ``inputs`` is read one grown tile at a time (a
     :class:`~equidmri.recon.inputs.SampledInputs` lifts only that block) and the outputs are kept for the mask
-    voxels only.
+    voxels only — after ``reduce``, when given, so that a whole-brain volume never holds its fODFs on the grid
+    (``(M, V)``, 1.5 KB per voxel at nside 8) but only what ``reduce`` keeps (e.g. SH coefficients).
 
     Parameters
     ----------
@@ -96,12 +98,16 @@ def predict_volume(
         voxel are skipped, and within a tile only the mask voxels and their receptive field are computed.
     tile : int
         Tile edge in voxels (bounds the memory).
+    reduce : callable, optional
+        ``reduce(fodf (m, V), iso (m, T - 1), grown, wanted) -> (a (m, A), b (m, B))`` applied to each tile's
+        outputs at its ``m`` wanted voxels (C order within ``grown``, see :func:`tiles`), on the net's device;
+        its results are kept instead of ``fodf`` and ``iso``.
 
     Returns
     -------
-    fodf : Tensor, shape ``(M, V)``
+    fodf : Tensor, shape ``(M, V)`` (``(M, A)`` with ``reduce``)
         WM fODF on the grid at the M voxels of ``mask`` (``mask.nonzero()`` order, C order), on the CPU.
-    iso : Tensor, shape ``(M, T - 1)``
+    iso : Tensor, shape ``(M, T - 1)`` (``(M, B)`` with ``reduce``)
         Isotropic fractions at the same voxels.
     """
     net = fold_batchnorm(net)
@@ -111,14 +117,18 @@ def predict_volume(
     n_voxels = int(mask.sum())
     row = torch.full(shape, -1, dtype=torch.long)  # each mask voxel's row in the outputs
     row[mask] = torch.arange(n_voxels)
-    fodf = torch.zeros(n_voxels, inputs.shape[-1], dtype=dtype)
-    iso = torch.zeros(n_voxels, net.n_iso, dtype=dtype)
+    outputs: list[Tensor] = []
     todo = list(tiles(mask, tile, int(net.receptive_radius)))
     for grown, wanted in tqdm(todo, desc="inference", unit="tile", disable=not progress):
         out_fodf, out_iso = net.forward_masked(
             inputs[(slice(None),) + grown].unsqueeze(0).to(device), wanted.to(device)
         )
+        kept = (out_fodf[0], out_iso[0]) if reduce is None else reduce(out_fodf[0], out_iso[0], grown, wanted)
+        if not outputs:  # widths known from the first tile
+            outputs = [torch.zeros(n_voxels, k.shape[-1], dtype=dtype) for k in kept]
         rows = row[grown][wanted]  # the tile's mask voxels, in the C order forward_masked returns them
-        fodf[rows] = out_fodf[0].to(fodf.device)
-        iso[rows] = out_iso[0].to(iso.device)
-    return fodf, iso
+        for out, k in zip(outputs, kept):
+            out[rows] = k.to(out.device, out.dtype)
+    if not outputs:  # an empty mask
+        outputs = [torch.zeros(0, inputs.shape[-1], dtype=dtype), torch.zeros(0, net.n_iso, dtype=dtype)]
+    return outputs[0], outputs[1]

@@ -45,6 +45,10 @@ class SampledInputs:
             raise IndexError(f"index with (slice(None), slice_x, slice_y, slice_z), got {index}")
         return torch.from_numpy(self.sampler(self.dwi[index[1:]]))
 
-    def b0(self, voxels: np.ndarray) -> Tensor:
-        """Channel 0 (the mean b=0 signal, the same at every vertex) at the ``voxels`` of a bool mask: ``(M,)``."""
-        return torch.from_numpy(self.dwi[voxels] @ self.sampler.operator[0, 0].astype(np.float32))
+    def signal(self, block: tuple[slice, ...], voxels: np.ndarray) -> Tensor:
+        """The normalised DWI ``(M, N)`` at the ``voxels`` (bool, the block's shape) of ``block = (sx, sy, sz)``."""
+        return torch.from_numpy(self.dwi[block][voxels])
+
+    def b0(self, signal: Tensor) -> Tensor:
+        """Channel 0 (the mean b=0 signal, the same at every vertex) of a normalised ``signal (..., N)``: ``(...)``."""
+        return signal @ torch.from_numpy(self.sampler.operator[0, 0].astype(np.float32)).to(signal.device)

@@ -279,7 +279,9 @@ class SHDModel:
             )
         if mask.shape != dwi.shape[:3]:
             raise ValueError(f"mask shape {mask.shape} differs from the {name} volume's {dwi.shape[:3]}")
-        return np.where(mask[..., None], dwi / s0_wm, 0.0).astype(np.float32)
+        normalised = np.divide(dwi, s0_wm, dtype=np.float32)  # the one float32 copy of the volume
+        normalised[~mask] = 0.0
+        return normalised
 
     def _inputs(self, dwi: np.ndarray, mask: np.ndarray, s0_wm: float, name: str) -> SampledInputs:
         """Network input ``(C, X, Y, Z, V)`` of an input-acquisition volume, lifted block by block."""
@@ -406,13 +408,18 @@ class SHDModel:
         return self._deconvolve(inputs, mask, [], tile, progress)
 
     def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
-        fodf, iso = predict_volume(self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress)
-        with torch.inference_mode():  # on the mask voxels only, (M, ...)
-            model = self.input_signal_model
-            device = model.grid_to_sh.device
-            signal = torch.from_numpy(inputs.dwi[mask]).to(device)
-            fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(mask).to(device), signal)
-            fodf_sh, iso = model.fodf_sh(fodf).cpu(), iso.cpu()
+        model = self.input_signal_model
+        device = model.grid_to_sh.device
+
+        def to_sh(fodf: torch.Tensor, iso: torch.Tensor, grown: tuple[slice, ...], wanted: torch.Tensor):
+            """A tile's grid fODFs -> completed SH coefficients and isotropic fractions (the tile's mask voxels)."""
+            signal = inputs.signal(grown, wanted.numpy()).to(device)
+            fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(signal), signal)
+            return model.fodf_sh(fodf), iso
+
+        fodf_sh, iso = predict_volume(
+            self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
+        )  # on the mask voxels only, (M, ...)
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
         return FODFFit(
             fodf_sh=on_volume(fodf_sh, mask),

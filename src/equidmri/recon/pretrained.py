@@ -64,6 +64,7 @@ N_B0_RANGE = (1, 6)
 LAMBDA_PAR = (1.3e-3, 2.1e-3)  # mm²/s; wider than the phantom set's so that the responses vary
 LAMBDA_PERP = (0.1e-3, 0.6e-3)
 PHANTOM_SIZE = 24  # voxels per edge of a training phantom
+SUPERVISED_LMAX = 8  # degree of the true fODF the supervised term compares with (that of fod.nii.gz)
 
 
 def pretrained_path() -> Path:
@@ -140,17 +141,27 @@ class SyntheticCohort:
     device : torch.device
     rank : int
         Process rank under ``torch.distributed`` (0 alone).
+    supervised : float
+        Weight of the supervised term (:func:`~equidmri.recon.train.patch_loss`'s ``fodf``: squared L2 distance
+        to the phantom's true fODF, band-limited to lmax :data:`SUPERVISED_LMAX`); 0, the default, trains with the
+        paper's unsupervised loss alone.
     """
 
-    def __init__(self, config: TrainConfig, network: NetworkConfig, device: torch.device, rank: int = 0) -> None:
+    def __init__(
+        self, config: TrainConfig, network: NetworkConfig, device: torch.device, rank: int = 0, supervised: float = 0.0
+    ) -> None:
+        if not supervised >= 0:
+            raise ValueError(f"the supervised weight must be >= 0, got {supervised}")
         self.config, self.network, self.device, self.rank = config, network, device, rank
+        self.supervised = supervised
         self._steps = max(1, (config.patches_per_epoch or 32) // config.batch_size)
 
     def steps_per_epoch(self) -> int:
         return self._steps
 
-    def subject(self, epoch: int) -> tuple[SHDModel, Any, Tensor, Tensor]:
-        """Phantom of ``epoch``: ``(model, inputs, target, mask)``; the model's net is a throw-away copy."""
+    def subject(self, epoch: int) -> tuple[SHDModel, Any, Tensor, Tensor, Tensor | None]:
+        """Phantom of ``epoch``: ``(model, inputs, target, mask, true fODF SH or None)``; the model's net is a
+        throw-away copy."""
         rng = np.random.default_rng([self.config.seed, self.rank, epoch])
         bval = float(np.round(rng.uniform(PROTOCOL_RANGE["bval_min"], PROTOCOL_RANGE["bval_max"]), -1))
         protocol = make_protocol(
@@ -171,10 +182,11 @@ class SyntheticCohort:
         responses = estimate_responses(input_dwi, input_gtab, phantom.mask, find_shells(input_gtab.bvals))
         model = SHDModel(gtab, responses, self.network, self.config, input_gtab=input_gtab)
         inputs, target = model._prepare(phantom.dwi, phantom.mask, responses.s0[0], input_dwi)
-        return model, inputs, target, torch.from_numpy(phantom.mask)
+        truth = torch.from_numpy(phantom.fodf_sh(SUPERVISED_LMAX)) if self.supervised > 0 else None
+        return model, inputs, target, torch.from_numpy(phantom.mask), truth
 
     def batches(self, epoch: int) -> Iterator[Any]:
-        model, inputs, target, mask = self.subject(epoch)
+        model, inputs, target, mask, truth = self.subject(epoch)
         signal_model = model.signal_model.to(self.device)
         seed = int(np.random.default_rng([self.config.seed, self.rank, epoch, 1]).integers(2**62))
         generator = torch.Generator().manual_seed(seed)
@@ -183,11 +195,12 @@ class SyntheticCohort:
             x = torch.stack([inputs[(slice(None),) + s] for s in slices]).to(self.device)
             y = torch.stack([target[s] for s in slices]).to(self.device)
             m = torch.stack([mask[s] for s in slices]).to(self.device)
-            yield signal_model, x, y, m
+            g = None if truth is None else torch.stack([truth[s] for s in slices]).to(self.device)
+            yield signal_model, x, y, m, g
 
     def loss_terms(self, net: nn.Module, batch: Any, loss_fn: DeconvLoss) -> dict[str, Tensor]:
-        signal_model, x, y, m = batch
-        return patch_loss(net, signal_model, loss_fn, x, y, m)
+        signal_model, x, y, m, g = batch
+        return patch_loss(net, signal_model, loss_fn, x, y, m, fodf_target=g, fodf_weight=self.supervised)
 
     def state(self) -> Any:
         return None
@@ -206,8 +219,11 @@ def train_pretrained(
     resume: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    supervised: float = 0.0,
 ) -> list[dict[str, float]]:
     """Train the pretrained network (the recipe of the module docstring) and write its checkpoint to ``out``.
+
+    ``supervised`` > 0 adds the phantoms' true fODFs to the loss with that weight (:class:`SyntheticCohort`).
 
     Runs alone or under ``torchrun`` (DDP through :func:`~equidmri.recon.train.run_training`; the caller initialises
     the process group). Returns the per-epoch mean loss terms.
@@ -236,9 +252,11 @@ def train_pretrained(
             "snr": list(SNR_RANGE),
             "lambda_par_mm2_s": list(LAMBDA_PAR),
             "lambda_perp_mm2_s": list(LAMBDA_PERP),
+            "supervised_weight": supervised,
+            "supervised_lmax": SUPERVISED_LMAX,
             "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
             "phantoms_seen": epochs * (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1),
         },
     }
-    source = SyntheticCohort(config, network, torch.device(device), rank)
+    source = SyntheticCohort(config, network, torch.device(device), rank, supervised=supervised)
     return run_training(net, source, config, checkpoint_path=out, meta=meta, resume=resume, progress=progress)

@@ -87,14 +87,31 @@ class PatchSource(Protocol):
 
 
 def patch_loss(
-    net: nn.Module, signal_model: SignalModel, loss_fn: DeconvLoss, x: Tensor, y: Tensor, m: Tensor
+    net: nn.Module,
+    signal_model: SignalModel,
+    loss_fn: DeconvLoss,
+    x: Tensor,
+    y: Tensor,
+    m: Tensor,
+    fodf_target: Tensor | None = None,
+    fodf_weight: float = 0.0,
 ) -> dict[str, Tensor]:
     """SHD eq. 4 on one batch: ``x (B, C, X, Y, Z, V)`` network input, ``y (B, X, Y, Z, N)`` b0-normalised target,
     ``m (B, X, Y, Z)`` bool loss mask, all on the net's device; the network's outputs are completed by the
     signal model (:meth:`~equidmri.recon.forward.SignalModel.complete`: tissue fractions from the measured b=0,
-    ``x``'s channel 0, or fitted to ``y``, as its fraction mode says)."""
+    ``x``'s channel 0, or fitted to ``y``, as its fraction mode says).
+
+    With a ground-truth ``fodf_target (B, X, Y, Z, K)`` (descoteaux07 SH of a known fODF, K coefficients: a
+    phantom's), the term ``fodf`` — the mean squared difference of the first K SH coefficients of the WM fODF, i.e.
+    the L2 distance of the two fODFs band-limited to that degree — is added to ``total`` with ``fodf_weight``.
+    """
     fodf, iso = signal_model.complete(*net(x), b0=x[:, 0, ..., 0], signal=y)
-    return loss_fn(signal_model(fodf, iso), y, signal_model.fodf_sh(fodf), m)
+    fodf_sh = signal_model.fodf_sh(fodf)
+    terms = loss_fn(signal_model(fodf, iso), y, fodf_sh, m)
+    if fodf_target is not None:
+        terms["fodf"] = (fodf_sh[..., : fodf_target.shape[-1]][m] - fodf_target[m]).square().mean()
+        terms["total"] = terms["total"] + fodf_weight * terms["fodf"]
+    return terms
 
 
 class VolumePatches:

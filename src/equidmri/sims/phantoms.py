@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from equidmri.sims.synthesis import Protocol, add_rician_noise, fibre_signal
+from equidmri.sphere.sh import n_coeffs, sh_matrix
 
 N_PEAKS = 3  # fibre populations kept per voxel (DiSCo and MRtrix sh2peaks keep 3)
 CROSSING_ANGLES = ((30.0, 45.0), (45.0, 60.0), (60.0, 90.0))  # degrees; one bundle pair per range
@@ -77,6 +78,24 @@ class Phantom:
     tissue_fractions: np.ndarray
     signal_fibres: np.ndarray
     description: dict[str, Any] = field(default_factory=dict)
+
+    def fodf_sh(self, lmax: int = 8) -> np.ndarray:
+        """Ground-truth WM fODF: each fibre a Dirac delta on its direction weighted by its voxel fraction,
+        band-limited to ``lmax`` (even).
+
+        Returns
+        -------
+        ndarray, shape ``(X, Y, Z, K)`` float32
+            SH coefficients, ``descoteaux07`` (dipy, ``legacy=False``), voxel-axis frame; ``K = n_coeffs(lmax)``.
+            Coefficient 0 times sqrt(4 pi) is the voxel's fibre fraction (the fODF's integral); zero where there is
+            no fibre.
+        """
+        dirs = self.peak_dirs.reshape(-1, 3)
+        present = np.linalg.norm(dirs, axis=-1) > 0
+        basis = np.zeros((dirs.shape[0], n_coeffs(lmax)))
+        basis[present] = sh_matrix(dirs[present], lmax, "descoteaux07")
+        weighted = self.peak_fractions.reshape(-1, 1) * basis
+        return weighted.reshape(*self.peak_fractions.shape, -1).sum(-2).astype(np.float32)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -12,8 +12,9 @@ Three sections, each ours against the reference on the same input in the same ru
 3. **Speed and memory** on a whole-brain-sized volume (100×100×60 voxels, an ellipsoidal brain-shaped mask, b=0 +
    30 directions of b = 1000; a phantom tiled to that size): ``equidmri deconv`` end to end (load, mask, response,
    inference, peaks, write, QC) against dipy CSD fit + peaks (serial, and ``engine="joblib"`` on the machine's
-   cores), each in a fresh process, median of repeats, with each process's peak RSS. The RSS of ``deconv`` on two
-   volume sizes gives a linear bound (per voxel × volume) extrapolated to an HCP-sized input (145×174×145×288).
+   cores), each in a fresh process, median of repeats, with each process's peak RSS. The peak RSS of ``deconv`` on
+   the HCP grid (145×174×145) with b=0 + 30 and b=0 + 150 directions (the model's maximum), read on the line
+   through them at 288 volumes, bounds an HCP-sized input (145×174×145×288).
 """
 
 from __future__ import annotations
@@ -24,8 +25,22 @@ from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args
 
 NAME = "pretrained"
-DEFAULTS = {"phantoms": 2, "phantom_size": 40, "brain_shape": [100, 100, 60], "small_shape": [50, 50, 30], "repeats": 3}
-QUICK = {"phantoms": 1, "phantom_size": 16, "brain_shape": [24, 24, 16], "small_shape": [16, 16, 12], "repeats": 1}
+DEFAULTS = {
+    "phantoms": 2,
+    "phantom_size": 40,
+    "brain_shape": [100, 100, 60],
+    "hcp_grid": [145, 174, 145],
+    "hcp_directions": [30, 150],
+    "repeats": 3,
+}
+QUICK = {
+    "phantoms": 1,
+    "phantom_size": 16,
+    "brain_shape": [24, 24, 16],
+    "hcp_grid": [20, 24, 20],
+    "hcp_directions": [30, 60],
+    "repeats": 1,
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         NAME, help=BENCHES[NAME].summary, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_report_args(parser, NAME, "one 16³ phantom and a 24×24×16 speed volume, 1 repeat")
+    add_report_args(parser, NAME, "one 16³ phantom, a 24×24×16 speed volume and a 20×24×20 stand-in HCP grid, 1 repeat")
     parser.add_argument(
         "--model", metavar="FILE", help="a checkpoint of the pretrained recipe (default: the shipped model)"
     )
