@@ -558,12 +558,15 @@ def save_fod(path: str | os.PathLike, fodf_sh: np.ndarray, affine: np.ndarray, *
     FileExistsError
         If ``path`` exists and not ``force``.
     """
-    fodf_sh = np.asarray(fodf_sh, dtype=np.float64)
+    fodf_sh = np.asarray(fodf_sh)
     if fodf_sh.ndim != 4:
         raise ValueError(f"fodf_sh must have shape (X, Y, Z, K), got {fodf_sh.shape}")
     lmax = lmax_from_n_coeffs(fodf_sh.shape[-1])
     rotate = sh_rotation_matrix(voxel_to_world_rotation(affine), lmax, "descoteaux07", "tournier07")
-    return save_nifti(path, (fodf_sh @ rotate.T).astype(np.float32), affine, force=force)
+    world = np.empty(fodf_sh.shape, dtype=np.float32)
+    for x in range(fodf_sh.shape[0]):  # slab by slab: float64 arithmetic without a float64 copy of the volume
+        world[x] = fodf_sh[x].astype(np.float64) @ rotate.T
+    return save_nifti(path, world, affine, force=force)
 
 
 def load_fod(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
