@@ -76,8 +76,10 @@ def test_load_pretrained_refuses_out_of_range(phantom):
 def test_synthetic_cohort_is_seeded_per_epoch_and_rank():
     config = TrainConfig(patch_size=6, patches_per_epoch=2, seed=1)
     source = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"))
-    a, b = source.subject(3), source.subject(3)
-    assert torch.equal(a[2], b[2])  # the same target signal
+    a = source.subject(3)
+    b = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu")).subject(3)  # another process, same epoch
+    assert torch.equal(a[2], b[2]) and a[2] is not b[2]  # the same target signal, drawn again
+    assert source.subject(3) is a  # the latest epoch's subject is kept (the template's, then epoch 0's batches)
     assert a[0].super_resolution and a[0].gtab.bvals.size > a[0].input_gtab.bvals.size
     other = SyntheticCohort(config, PRETRAINED_NETWORK, torch.device("cpu"), rank=1).subject(3)
     assert not torch.equal(a[2], other[2]) or a[2].shape != other[2].shape

@@ -154,6 +154,7 @@ class SyntheticCohort:
             raise ValueError(f"the supervised weight must be >= 0, got {supervised}")
         self.config, self.network, self.device, self.rank = config, network, device, rank
         self.supervised = supervised
+        self._last: tuple[int, Any] | None = None  # the latest epoch's subject: the template's is epoch 0's
         self._steps = max(1, (config.patches_per_epoch or 32) // config.batch_size)
 
     def steps_per_epoch(self) -> int:
@@ -162,6 +163,8 @@ class SyntheticCohort:
     def subject(self, epoch: int) -> tuple[SHDModel, Any, Tensor, Tensor, Tensor | None]:
         """Phantom of ``epoch``: ``(model, inputs, target, mask, true fODF SH or None)``; the model's net is a
         throw-away copy."""
+        if self._last is not None and self._last[0] == epoch:
+            return self._last[1]
         rng = np.random.default_rng([self.config.seed, self.rank, epoch])
         bval = float(np.round(rng.uniform(PROTOCOL_RANGE["bval_min"], PROTOCOL_RANGE["bval_max"]), -1))
         protocol = make_protocol(
@@ -183,7 +186,8 @@ class SyntheticCohort:
         model = SHDModel(gtab, responses, self.network, self.config, input_gtab=input_gtab)
         inputs, target = model._prepare(phantom.dwi, phantom.mask, responses.s0[0], input_dwi)
         truth = torch.from_numpy(phantom.fodf_sh(SUPERVISED_LMAX)) if self.supervised > 0 else None
-        return model, inputs, target, torch.from_numpy(phantom.mask), truth
+        self._last = (epoch, (model, inputs, target, torch.from_numpy(phantom.mask), truth))
+        return self._last[1]
 
     def batches(self, epoch: int) -> Iterator[Any]:
         model, inputs, target, mask, truth = self.subject(epoch)
@@ -234,9 +238,10 @@ def train_pretrained(
         weights=LossWeights(), seed=seed, checkpoint_every=10,
     )  # fmt: skip
     network = PRETRAINED_NETWORK
+    source = SyntheticCohort(config, network, torch.device(device), rank, supervised=supervised)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        template = SyntheticCohort(config, network, torch.device(device), rank).subject(0)[0]
+        template = source.subject(0)[0]
     net = template.net.to(device)
     meta = {
         "network": network.to_dict(),
@@ -258,5 +263,4 @@ def train_pretrained(
             "phantoms_seen": epochs * (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1),
         },
     }
-    source = SyntheticCohort(config, network, torch.device(device), rank, supervised=supervised)
     return run_training(net, source, config, checkpoint_path=out, meta=meta, resume=resume, progress=progress)
