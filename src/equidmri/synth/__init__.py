@@ -15,12 +15,12 @@ from equidmri.lazy import lazy_attributes
 _PUBLIC = {  # name -> the module that defines it
     "DEFAULT_MODE": "equidmri.synth.defaults",
     "MODES": "equidmri.synth.defaults",
-    "TissueStatistics": "equidmri.synth.calibrate",
-    "calibrate": "equidmri.synth.calibrate",
-    "calibration_shells": "equidmri.synth.calibrate",
-    "segment_tissues": "equidmri.synth.calibrate",
-    "SyntheticVoxels": "equidmri.synth.synthesize",
-    "synthesize": "equidmri.synth.synthesize",
+    "TissueStatistics": "equidmri.synth.calibration",
+    "calibrate": "equidmri.synth.calibration",
+    "calibration_shells": "equidmri.synth.calibration",
+    "segment_tissues": "equidmri.synth.calibration",
+    "SyntheticVoxels": "equidmri.synth.synthesis",
+    "synthesize": "equidmri.synth.synthesis",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The synthesis modes and their descriptions, in a module without numpy or dipy (the command line's help reads
-them here; :mod:`equidmri.synth.synthesize` implements them)."""
+them here; :mod:`equidmri.synth.synthesis` implements them)."""
 
 MODES = {  # name -> how the WM tensors and the GM/CSF diffusivities of each synthetic voxel are drawn
     "syn": "WM tensors drawn from a log-normal fitted to the subject's calibrated per-shell (λ∥, λ⊥); "

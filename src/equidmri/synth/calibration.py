@@ -338,7 +338,7 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
         else:
             iso[tissue], sources[tissue] = np.full((1, shells.bvals.size), DEFAULT_DIFFUSIVITY[tissue]), "default"
             logger.warning(
-                "no %s voxel found (thresholds in equidmri.synth.calibrate); its diffusivity is the default %.2e mm²/s",
+                "no %s voxel found (thresholds: equidmri.synth.calibration); its diffusivity is the default %.2e mm²/s",
                 tissue,
                 DEFAULT_DIFFUSIVITY[tissue],
             )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from equidmri.sims.synthesis import Protocol, add_rician_noise, fibre_signal
-from equidmri.synth.calibrate import TissueStatistics
+from equidmri.synth.calibration import TissueStatistics
 from equidmri.synth.defaults import MAX_FIBRES, MODES
 
 TISSUE_ALPHA = (2.0, 1.0, 1.0)  # Dirichlet of (wm, gm, csf): mean WM fraction 1/2, every mixture possible
@@ -130,7 +130,7 @@ def synthesize(
     Parameters
     ----------
     stats : TissueStatistics
-        From :func:`equidmri.synth.calibrate.calibrate`.
+        From :func:`equidmri.synth.calibration.calibrate`.
     mode : str
         One of :data:`equidmri.synth.defaults.MODES`.
     n_voxels : int
