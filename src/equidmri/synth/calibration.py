@@ -265,14 +265,41 @@ class TissueStatistics:
 def _estimate_noise(dwi: np.ndarray, b0: np.ndarray, valid: np.ndarray, residual_sigma: float) -> tuple[float, str]:
     """Noise σ (scanner units) and its method: PIESNO on the background if there is one, else the fit residuals."""
     if has_background(b0, valid):
-        sigma, noise = piesno(dwi, N=PIESNO_COILS, return_mask=True)
-        slices = np.asarray(sigma, dtype=np.float64)
-        per_slice = noise.reshape(-1, noise.shape[-1]).sum(0) if noise.ndim == 3 else np.array([noise.sum()])
-        usable = slices[(slices > 0) & (per_slice[: slices.size] > 0)]
+        sigma, noise = piesno(dwi, N=PIESNO_COILS, return_mask=True)  # σ per slice (last spatial axis)
+        sigma = np.asarray(sigma, dtype=np.float64)
+        usable = sigma[(sigma > 0) & noise.any(axis=(0, 1))]
         if int(noise.sum()) >= MIN_NOISE_VOXELS and usable.size:
             return float(np.median(usable)), "piesno"
         logger.info("PIESNO found %d background voxels; noise from the tensor-fit residuals", int(noise.sum()))
     return residual_sigma, "dti-residual"
+
+
+def _residual_sigma(dwi: np.ndarray, volumes: np.ndarray, fit, gtab, voxels: np.ndarray) -> float:
+    """σ² = Σ r² / Σ (n - 7) of the tensor ``fit`` (on the ``volumes``, table ``gtab``) in ``voxels``."""
+    predicted = tensor_prediction(fit.model_params[voxels], gtab, S0=fit.S0_hat[voxels])  # (W, n)
+    residuals = dwi[voxels][:, volumes] - predicted
+    dof = int(voxels.sum()) * max(int(volumes.sum()) - TENSOR_PARAMETERS, 1)
+    return float(np.sqrt((residuals**2).sum() / dof))
+
+
+def _isotropic_diffusivities(
+    tissues: dict[str, Any], md: np.ndarray, good: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Per-voxel, per-shell MD ``(V, S)`` of GM and CSF (the default where a tissue has no voxel) and its source."""
+    iso, sources = {}, {}
+    for tissue in ("gm", "csf"):
+        voxels = tissues[tissue] & good
+        if voxels.any():
+            iso[tissue] = np.maximum(md[voxels], 0.0)
+            sources[tissue] = "eroded" if tissues["eroded"][tissue] else "not eroded"
+            continue
+        iso[tissue], sources[tissue] = np.full((1, md.shape[-1]), DEFAULT_DIFFUSIVITY[tissue]), "default"
+        logger.warning(
+            "no %s voxel found (thresholds: equidmri.synth.calibration); its diffusivity is the default %.2e mm²/s",
+            tissue,
+            DEFAULT_DIFFUSIVITY[tissue],
+        )
+    return iso, sources
 
 
 def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics:
@@ -292,8 +319,8 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
     Raises
     ------
     ValueError
-        If the mask's shape differs from the volume's, or no voxel of the mask has FA > ``FA_THR`` (0.7) with a
-        finite, positive tensor on every shell.
+        If the mask's shape differs from the volume's, or no voxel of the mask has FA > ``FA_THR`` (0.7) and every
+        eigenvalue above ``MIN_EIGENVALUE`` on every shell.
 
     References
     ----------
@@ -306,7 +333,7 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != data.dwi.shape[:3]:
         raise ValueError(f"mask must have shape {data.dwi.shape[:3]}, got {mask.shape}")
-    mask &= data.valid
+    mask = mask & data.valid  # a new array: the caller's mask is not changed
     shells = calibration_shells(data.bvals)
     b0s = shells.index < 0
     lowest, lowest_gtab = _fit_shell(data.dwi, data.bvals, data.bvecs, b0s | (shells.index == 0), mask)
@@ -322,31 +349,13 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
     wm = tissues["wm"] & good
     if not wm.any():
         raise ValueError(
-            f"no voxel of the mask has FA > {FA_THR} with a finite, positive tensor on every shell: there is no "
-            "single-fibre white matter to calibrate on; check that the mask covers white matter"
+            f"no voxel of the mask has FA > {FA_THR} and eigenvalues > {MIN_EIGENVALUE} mm²/s on every shell: "
+            "there is no single-fibre white matter to calibrate on; check that the mask covers white matter"
         )
     dirs = np.stack([fit.evecs[..., :, 0] for fit in fits], axis=-2)  # (X, Y, Z, S, 3)
-    md = evals.mean(-1)
-    iso, sources = {}, {}
-    for tissue in ("gm", "csf"):
-        voxels = tissues[tissue] & good
-        if voxels.any():
-            iso[tissue], sources[tissue] = (
-                np.maximum(md[voxels], 0.0),
-                "eroded" if tissues["eroded"][tissue] else "not eroded",
-            )
-        else:
-            iso[tissue], sources[tissue] = np.full((1, shells.bvals.size), DEFAULT_DIFFUSIVITY[tissue]), "default"
-            logger.warning(
-                "no %s voxel found (thresholds: equidmri.synth.calibration); its diffusivity is the default %.2e mm²/s",
-                tissue,
-                DEFAULT_DIFFUSIVITY[tissue],
-            )
+    iso, sources = _isotropic_diffusivities(tissues, evals.mean(-1), good)
     b0 = data.dwi[..., b0s].mean(-1)
-    volumes = b0s | (shells.index == 0)
-    predicted = tensor_prediction(lowest.model_params[wm], lowest_gtab, S0=lowest.S0_hat[wm])  # (W, n)
-    residuals = data.dwi[wm][:, volumes] - predicted
-    residual_sigma = float(np.sqrt((residuals**2).sum() / (wm.sum() * max(volumes.sum() - TENSOR_PARAMETERS, 1))))
+    residual_sigma = _residual_sigma(data.dwi, b0s | (shells.index == 0), lowest, lowest_gtab, wm)
     sigma, method = _estimate_noise(data.dwi, b0, data.valid, residual_sigma)
     return TissueStatistics(
         bvals=data.bvals.copy(),
