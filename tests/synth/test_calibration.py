@@ -16,17 +16,14 @@ SHELLS = (1000.0, 2000.0, 3000.0)  # s/mm²
 SIZE = 24  # voxels
 
 
-def phantom_data(snr, seed=0, crop=None):
+def phantom_data(snr, seed=0):
     """A phantom whose bundles all have (λ∥, λ⊥) = (1.7, 0.3)e-3 mm²/s, with its true mask, as DWIData."""
     rng = np.random.default_rng(seed)
     protocol = make_protocol(rng, shells=SHELLS, directions_per_shell=30)
     phantom = make_phantom(SIZE, protocol, rng, snr=snr, lambda_par=(LAMBDA_PAR,) * 2, lambda_perp=(LAMBDA_PERP,) * 2)
-    dwi, mask = phantom.dwi, phantom.mask
-    if crop is not None:
-        dwi, mask = dwi[crop], mask[crop]
     return DWIData(
-        dwi=np.ascontiguousarray(dwi), affine=np.eye(4), bvals=protocol.bvals, bvecs=protocol.bvecs, mask=mask,
-        valid=np.ones(mask.shape, dtype=bool), n_nonfinite_voxels=0,
+        dwi=phantom.dwi, affine=np.eye(4), bvals=protocol.bvals, bvecs=protocol.bvecs, mask=phantom.mask,
+        valid=np.ones(phantom.mask.shape, dtype=bool), n_nonfinite_voxels=0,
     )  # fmt: skip
 
 
@@ -52,18 +49,26 @@ def test_calibration_recovers_the_phantom_gm_and_csf_diffusivity(high_snr):
     np.testing.assert_allclose(high_snr.csf_md[:, 0].mean(), CSF_DIFFUSIVITY, rtol=0.05)
 
 
-def test_snr_from_piesno_on_a_phantom_with_background():
-    data = phantom_data(snr=30.0, seed=1)
-    mask = data.mask.copy()
-    stats = calibrate(data)
-    np.testing.assert_array_equal(data.mask, mask)  # the caller's mask is left as it was
+@pytest.fixture(scope="module")
+def snr_30():
+    return phantom_data(snr=30.0, seed=1)
+
+
+def test_snr_from_piesno_on_a_phantom_with_background(snr_30):
+    mask = snr_30.mask.copy()
+    stats = calibrate(snr_30)
+    np.testing.assert_array_equal(snr_30.mask, mask)  # the caller's mask is left as it was
     assert stats.snr_method == "piesno"
     assert stats.snr == pytest.approx(30.0, rel=0.1)
 
 
-def test_snr_from_fit_residuals_on_a_crop_without_background():
+def test_snr_from_fit_residuals_on_a_crop_without_background(snr_30):
     inner = (slice(6, 18), slice(6, 18), slice(6, 18))  # inside the ellipsoidal mask: no background
-    stats = calibrate(phantom_data(snr=30.0, seed=1, crop=inner))
+    crop = DWIData(
+        dwi=np.ascontiguousarray(snr_30.dwi[inner]), affine=np.eye(4), bvals=snr_30.bvals, bvecs=snr_30.bvecs,
+        mask=snr_30.mask[inner], valid=snr_30.valid[inner], n_nonfinite_voxels=0,
+    )  # fmt: skip
+    stats = calibrate(crop)
     assert stats.snr_method == "dti-residual"
     assert stats.snr == pytest.approx(30.0, rel=0.25)
 
@@ -121,11 +126,11 @@ def test_small_25_without_gm_or_csf_voxels_uses_the_default_diffusivities(caplog
 
 
 def test_calibrate_refuses_a_volume_without_white_matter():
-    data = phantom_data(snr=None)
-    gm_only = np.exp(-data.bvals * GM_DIFFUSIVITY).astype(np.float32) * 100.0
+    protocol = make_protocol(np.random.default_rng(0), n_b0=1, shells=(1000.0,), directions_per_shell=20)
+    gm_only = (100.0 * np.exp(-protocol.bvals * GM_DIFFUSIVITY)).astype(np.float32)
     flat = DWIData(
-        dwi=np.broadcast_to(gm_only, data.dwi.shape).copy(), affine=np.eye(4), bvals=data.bvals, bvecs=data.bvecs,
-        mask=data.mask, valid=data.valid, n_nonfinite_voxels=0,
+        dwi=np.broadcast_to(gm_only, (4, 4, 4, gm_only.size)).copy(), affine=np.eye(4), bvals=protocol.bvals,
+        bvecs=protocol.bvecs, mask=None, valid=np.ones((4, 4, 4), dtype=bool), n_nonfinite_voxels=0,
     )  # fmt: skip
     with pytest.raises(ValueError, match="no single-fibre white matter"):
         calibrate(flat)
