@@ -28,6 +28,9 @@ def test_synth_writes_signals_ground_truth_and_statistics(inputs, tmp_path, caps
     record = json.loads(stats.read_text())
     assert record["voxels"]["wm"] > 50 and record["snr"] > 1 and record["snr_method"] == "dti-residual"
     assert record["arguments"]["mode"] == "sample" and len(record["shells"]) == 1
+    with_snr = tmp_path / "snr.npz"
+    assert main([*argv[:-1], str(with_snr), "--snr", "50"]) == 0
+    assert float(np.load(with_snr)["snr"]) == 50.0 and float(arrays["snr"]) == pytest.approx(record["snr"])
     again = tmp_path / "again.npz"
     assert main([*argv[:-1], str(again)]) == 0  # same seed, same voxels
     with np.load(again) as archive:
@@ -52,6 +55,7 @@ def test_synth_refuses_an_existing_output_without_force(inputs, tmp_path, capsys
         (["--mode", "randomwm"], "invalid choice"),
         (["--n-voxels", "0"], "must be in [1"),
         (["--n-voxels", "-5"], "must be in [1"),
+        (["--snr", "0"], "must be in (0.0"),
         (["--out-suffix"], "unrecognized arguments"),
     ],
 )

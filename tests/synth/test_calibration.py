@@ -10,6 +10,7 @@ from equidmri.dmri.io import DWIData
 from equidmri.sims.phantoms import make_phantom
 from equidmri.sims.synthesis import CSF_DIFFUSIVITY, GM_DIFFUSIVITY, make_protocol
 from equidmri.synth.calibration import MIN_BIN_VOLUMES, calibrate, calibration_shells, segment_tissues
+from equidmri.synth.synthesis import synthesize
 
 LAMBDA_PAR, LAMBDA_PERP = 1.7e-3, 0.3e-3  # mm²/s, every bundle of the test phantoms
 SHELLS = (1000.0, 2000.0, 3000.0)  # s/mm²
@@ -139,3 +140,19 @@ def test_calibrate_refuses_a_volume_without_white_matter():
 def test_calibrate_refuses_a_mask_of_another_shape():
     with pytest.raises(ValueError, match="mask must have shape"):
         calibrate(load_real_volume("small_25"), mask=np.ones((2, 2, 2), dtype=bool))
+
+
+def test_without_background_or_residual_the_snr_is_unknown_and_must_be_given(caplog):
+    rng = np.random.default_rng(2)
+    protocol = make_protocol(rng, n_b0=1, shells=(1000.0,), directions_per_shell=6)  # 7 volumes, 7 parameters
+    phantom = make_phantom(16, protocol, rng, snr=30.0, lambda_par=(LAMBDA_PAR,) * 2, lambda_perp=(LAMBDA_PERP,) * 2)
+    inner = (slice(4, 12),) * 3  # no background
+    data = DWIData(
+        dwi=np.ascontiguousarray(phantom.dwi[inner]), affine=np.eye(4), bvals=protocol.bvals, bvecs=protocol.bvecs,
+        mask=phantom.mask[inner], valid=np.ones((8, 8, 8), dtype=bool), n_nonfinite_voxels=0,
+    )  # fmt: skip
+    stats = calibrate(data)
+    assert stats.snr_method == "none" and np.isnan(stats.snr) and "noise cannot be estimated" in caplog.text
+    with pytest.raises(ValueError, match="SNR could not be estimated"):
+        synthesize(stats, "syn", 10, np.random.default_rng(0))
+    assert synthesize(stats, "syn", 10, np.random.default_rng(0), snr=30.0).snr == 30.0

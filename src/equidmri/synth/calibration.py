@@ -20,6 +20,9 @@ b-dependence of the apparent diffusivities (kurtosis, the noise floor) survives 
 The SNR is b=0 signal of single-fibre WM over the noise σ: σ from dipy's PIESNO (Koay et al., JMR 2009) on the
 background when the volume has one (:func:`equidmri.dmri.mask.has_background`), otherwise (a brain crop) from the
 residuals of the lowest shell's tensor fits in the WM voxels, ``σ² = Σ r² / Σ (n - 7)`` (7 parameters per fit).
+A scheme of one b=0 and six directions without background leaves neither: σ is then NaN (method ``"none"``, with a
+warning) and the synthesis needs an SNR from the caller. (A second b=0 volume gives the fit a residual, so the
+spread of repeated b=0 volumes is never the only estimate left.)
 """
 
 from __future__ import annotations
@@ -178,9 +181,9 @@ class TissueStatistics:
     s0_wm : float
         Mean b=0 signal of the WM voxels, scanner units.
     sigma : float
-        Noise σ, scanner units.
+        Noise σ, scanner units; NaN when it could not be estimated.
     snr_method : str
-        ``"piesno"`` or ``"dti-residual"``.
+        ``"piesno"``, ``"dti-residual"`` or ``"none"`` (σ is NaN: the noise could not be estimated).
     """
 
     bvals: np.ndarray
@@ -213,7 +216,9 @@ class TissueStatistics:
 
     @property
     def snr(self) -> float:
-        """b=0 WM signal over the noise σ, dimensionless (``inf`` when σ = 0)."""
+        """b=0 WM signal over the noise σ, dimensionless (``inf`` when σ = 0, NaN when σ is unknown)."""
+        if np.isnan(self.sigma):
+            return float("nan")
         return float(self.s0_wm / self.sigma) if self.sigma > 0 else float("inf")
 
     def summary(self) -> dict[str, Any]:
@@ -262,8 +267,12 @@ class TissueStatistics:
         }
 
 
-def _estimate_noise(dwi: np.ndarray, b0: np.ndarray, valid: np.ndarray, residual_sigma: float) -> tuple[float, str]:
-    """Noise σ (scanner units) and its method: PIESNO on the background if there is one, else the fit residuals."""
+def _estimate_noise(
+    dwi: np.ndarray, b0s: np.ndarray, volumes: np.ndarray, fit, gtab, valid: np.ndarray, wm: np.ndarray
+) -> tuple[float, str]:
+    """Noise σ (scanner units) and its method (module docstring): PIESNO on the background, else the residuals of
+    the lowest shell's tensor ``fit`` (on the ``volumes``, table ``gtab``) in the ``wm`` voxels, else NaN."""
+    b0 = dwi[..., b0s].mean(-1)
     if has_background(b0, valid):
         sigma, noise = piesno(dwi, N=PIESNO_COILS, return_mask=True)  # σ per slice (last spatial axis)
         sigma = np.asarray(sigma, dtype=np.float64)
@@ -271,15 +280,18 @@ def _estimate_noise(dwi: np.ndarray, b0: np.ndarray, valid: np.ndarray, residual
         if int(noise.sum()) >= MIN_NOISE_VOXELS and usable.size:
             return float(np.median(usable)), "piesno"
         logger.info("PIESNO found %d background voxels; noise from the tensor-fit residuals", int(noise.sum()))
-    return residual_sigma, "dti-residual"
-
-
-def _residual_sigma(dwi: np.ndarray, volumes: np.ndarray, fit, gtab, voxels: np.ndarray) -> float:
-    """σ² = Σ r² / Σ (n - 7) of the tensor ``fit`` (on the ``volumes``, table ``gtab``) in ``voxels``."""
-    predicted = tensor_prediction(fit.model_params[voxels], gtab, S0=fit.S0_hat[voxels])  # (W, n)
-    residuals = dwi[voxels][:, volumes] - predicted
-    dof = int(voxels.sum()) * max(int(volumes.sum()) - TENSOR_PARAMETERS, 1)
-    return float(np.sqrt((residuals**2).sum() / dof))
+    dof = int(volumes.sum()) - TENSOR_PARAMETERS
+    if dof > 0:
+        predicted = tensor_prediction(fit.model_params[wm], gtab, S0=fit.S0_hat[wm])  # (W, n)
+        residuals = dwi[wm][:, volumes] - predicted
+        return float(np.sqrt((residuals**2).sum() / (int(wm.sum()) * dof))), "dti-residual"
+    logger.warning(
+        "the noise cannot be estimated: no background for PIESNO and no residual of the tensor fit (%d volumes for "
+        "%d parameters); give the SNR of the synthetic noise yourself",
+        int(volumes.sum()),
+        TENSOR_PARAMETERS,
+    )
+    return float("nan"), "none"
 
 
 def _isotropic_diffusivities(
@@ -354,9 +366,8 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
         )
     dirs = np.stack([fit.evecs[..., :, 0] for fit in fits], axis=-2)  # (X, Y, Z, S, 3)
     iso, sources = _isotropic_diffusivities(tissues, evals.mean(-1), good)
-    b0 = data.dwi[..., b0s].mean(-1)
-    residual_sigma = _residual_sigma(data.dwi, b0s | (shells.index == 0), lowest, lowest_gtab, wm)
-    sigma, method = _estimate_noise(data.dwi, b0, data.valid, residual_sigma)
+    volumes = b0s | (shells.index == 0)
+    sigma, method = _estimate_noise(data.dwi, b0s, volumes, lowest, lowest_gtab, data.valid, wm)
     return TissueStatistics(
         bvals=data.bvals.copy(),
         bvecs=data.bvecs.copy(),
@@ -367,7 +378,7 @@ def calibrate(data: DWIData, mask: np.ndarray | None = None) -> TissueStatistics
         gm_md=iso["gm"],
         csf_md=iso["csf"],
         sources=sources,
-        s0_wm=float(b0[wm].mean()),
+        s0_wm=float(data.dwi[wm][:, b0s].mean()),
         sigma=sigma,
         snr_method=method,
     )

@@ -147,7 +147,8 @@ def synthesize(
     Raises
     ------
     ValueError
-        If ``mode`` is unknown, ``n_voxels`` < 1 or ``snr`` is not positive.
+        If ``mode`` is unknown, ``n_voxels`` < 1, ``snr`` is not positive, or it is None and the subject's SNR
+        could not be estimated.
 
     References
     ----------
@@ -158,6 +159,8 @@ def synthesize(
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
     if isinstance(n_voxels, bool) or not isinstance(n_voxels, (int, np.integer)) or n_voxels < 1:
         raise ValueError(f"n_voxels must be an integer >= 1, got {n_voxels!r}")
+    if snr is None and np.isnan(stats.snr):
+        raise ValueError("the subject's SNR could not be estimated (see TissueStatistics.snr_method); give snr")
     snr = stats.snr if snr is None else float(snr)
     if not snr > 0:
         raise ValueError(f"snr must be > 0, got {snr}")
