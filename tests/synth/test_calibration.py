@@ -156,3 +156,15 @@ def test_without_background_or_residual_the_snr_is_unknown_and_must_be_given(cap
     with pytest.raises(ValueError, match="SNR could not be estimated"):
         synthesize(stats, "syn", 10, np.random.default_rng(0))
     assert synthesize(stats, "syn", 10, np.random.default_rng(0), snr=30.0).snr == 30.0
+
+
+def test_tissue_statistics_are_read_only_and_checked(high_snr):
+    with pytest.raises(ValueError, match="read-only"):
+        high_snr.wm_lambda_par[0, 0] = 0.0
+    fields = {name: getattr(high_snr, name) for name in high_snr.__dataclass_fields__}
+    with pytest.raises(ValueError, match="at least one WM voxel"):
+        type(high_snr)(**{**fields, "wm_lambda_par": np.zeros((0, 3)), "wm_lambda_perp": np.zeros((0, 3))})
+    with pytest.raises(ValueError, match="gm_md must be"):
+        type(high_snr)(**{**fields, "gm_md": np.zeros((4, 2))})
+    with pytest.raises(ValueError, match="must match the shells"):
+        type(high_snr)(**{**fields, "bvals": high_snr.bvals[:-1]})

@@ -200,6 +200,10 @@ class TissueStatistics:
     snr_method: str
 
     def __post_init__(self) -> None:
+        for name in ("bvals", "bvecs", "wm_lambda_par", "wm_lambda_perp", "wm_dirs", "gm_md", "csf_md"):
+            value = np.array(getattr(self, name), dtype=np.float64)  # an owned, read-only copy
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
         s = self.shells.bvals.size
         w = self.wm_lambda_par.shape[0]
         if w == 0:
@@ -213,6 +217,11 @@ class TissueStatistics:
             value = getattr(self, name)
             if value.ndim != 2 or value.shape[1] != s or value.shape[0] == 0:
                 raise ValueError(f"{name} must be (voxels >= 1, S = {s}), got {value.shape}")
+        if self.bvals.shape != (self.shells.index.size,) or self.bvecs.shape != (self.bvals.size, 3):
+            raise ValueError(
+                f"bvals (N,) and bvecs (N, 3) must match the shells' N = {self.shells.index.size}, got "
+                f"{self.bvals.shape} and {self.bvecs.shape}"
+            )
 
     @property
     def snr(self) -> float:
