@@ -18,6 +18,7 @@ LIBRARY = (
     "viz",
     "methods",
     "microstructure",
+    "synth",
     "data.py",
     "runtime.py",
     "extras.py",

@@ -45,7 +45,18 @@ def _nested(parser):
 
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
-    assert set(subparsers) == {"deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "bench"}
+    assert set(subparsers) == {
+        "deconv",
+        "methods",
+        "predict",
+        "train",
+        "demo",
+        "phantom",
+        "evaluate",
+        "fa",
+        "synth",
+        "bench",
+    }
     assert set(_nested(subparsers["bench"])) == {
         "layers",
         "unet",

@@ -35,6 +35,9 @@ CASES = {  # command line after `equidmri` -> exit code
     ("fa", "train", "--help"): 0,
     ("fa", "predict", "--help"): 0,
     ("fa", "train", "--model", "resnet"): 2,
+    ("synth", "--help"): 0,
+    ("synth", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o.npz", "--mode", "x"): 2,
+    ("synth", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o.npz", "--n-voxels", "0"): 2,
     ("bench", "--help"): 0,
     **{("bench", name, "--help"): 0 for name in BENCHES},
     ("bench", "layers", "--variants", "z"): 2,  # one bad argument per benchmark

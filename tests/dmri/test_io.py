@@ -442,3 +442,19 @@ def test_prepare_out_dir(tmp_path):
     assert prepare_out_dir(out, force=True) == out
     with pytest.raises(FileExistsError, match=r"fod.nii.gz exists and is not a directory"):
         prepare_out_dir(out / "fod.nii.gz", force=True)
+
+
+def test_save_npz_round_trips_and_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "arrays.npz"
+    arrays = {"signals": np.arange(6, dtype=np.float32).reshape(2, 3), "mode": np.asarray("syn")}
+    dmri_io.save_npz(path, arrays)
+    with np.load(path) as archive:
+        np.testing.assert_array_equal(archive["signals"], arrays["signals"])
+        assert str(archive["mode"]) == "syn" and archive["signals"].dtype == np.float32
+    with pytest.raises(FileExistsError, match="--force"):
+        dmri_io.save_npz(path, {"other": np.zeros(1)})
+    dmri_io.save_npz(path, {"other": np.zeros(1)}, force=True)
+    assert np.load(path).files == ["other"]
+    with pytest.raises(ValueError, match="must end in .npz"):
+        dmri_io.save_npz(tmp_path / "arrays.npy", arrays)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arrays.npz"]

@@ -55,6 +55,7 @@ __all__ = [
     "open_array",
     "prepare_out_dir",
     "save_array",
+    "save_npz",
     "save_fod",
     "save_json",
     "save_nifti",
@@ -520,6 +521,28 @@ def save_array(path: str | os.PathLike, array: np.ndarray, *, force: bool = Fals
     if not str(path).endswith(".npy"):
         raise ValueError(f"array path must end in .npy, got {path}")
     return _write_atomic(path, lambda tmp: np.save(tmp, np.ascontiguousarray(array)), force)
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, force: bool = False) -> Path:
+    """Write named arrays as one compressed NumPy ``.npz`` archive (``numpy.savez_compressed``), atomically.
+
+    Read it back with ``numpy.load(path)``; every value is stored as an array (a string as a 0-d array).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.npz``.
+    FileExistsError
+        If ``path`` exists and not ``force``.
+    """
+    if not str(path).endswith(".npz"):
+        raise ValueError(f"archive path must end in .npz, got {path}")
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez_compressed(handle, **{name: np.asarray(value) for name, value in arrays.items()})
+
+    return _write_atomic(path, write, force)
 
 
 def open_array(path: str | os.PathLike) -> np.ndarray:

@@ -108,6 +108,9 @@ def fibre_signal(
     gm: np.ndarray,
     csf: np.ndarray,
     s0: float,
+    *,
+    gm_diffusivity: float | np.ndarray = GM_DIFFUSIVITY,
+    csf_diffusivity: float | np.ndarray = CSF_DIFFUSIVITY,
 ) -> np.ndarray:
     """Noise-free signal of voxels made of fibres (axially symmetric tensors) and isotropic GM and CSF.
 
@@ -127,6 +130,9 @@ def fibre_signal(
         Volume fractions of the isotropic compartments.
     s0 : float
         b=0 signal of a voxel whose fractions sum to 1, scanner units.
+    gm_diffusivity, csf_diffusivity : float or ndarray, shape ``(M,)``
+        Diffusivity of the isotropic compartments, mm²/s, one for all voxels or one per voxel (default:
+        ``GM_DIFFUSIVITY`` and ``CSF_DIFFUSIVITY``).
 
     Returns
     -------
@@ -139,14 +145,16 @@ def fibre_signal(
     ``dipy.sims.voxel.multi_tensor``.
     """
     b = protocol.bvals
-    out = np.empty((fibre_dirs.shape[0], b.size), dtype=np.float32)
-    iso = np.stack([np.exp(-b * GM_DIFFUSIVITY), np.exp(-b * CSF_DIFFUSIVITY)])  # (2, N)
-    for start in range(0, fibre_dirs.shape[0], CHUNK_VOXELS):
+    m = fibre_dirs.shape[0]
+    out = np.empty((m, b.size), dtype=np.float32)
+    diffusivities = np.stack([np.broadcast_to(gm_diffusivity, (m,)), np.broadcast_to(csf_diffusivity, (m,))], -1)
+    for start in range(0, m, CHUNK_VOXELS):
         block = slice(start, start + CHUNK_VOXELS)
         cos2 = (fibre_dirs[block] @ protocol.bvecs.T) ** 2  # (m, F, N)
         par, perp = fibre_evals[block, :, 0, None], fibre_evals[block, :, 1, None]
         fibres = np.einsum("mf,mfn->mn", fibre_fractions[block], np.exp(-b * (perp + (par - perp) * cos2)))
-        out[block] = s0 * (fibres + np.stack([gm[block], csf[block]], axis=-1) @ iso)
+        iso = np.exp(-diffusivities[block, :, None] * b)  # (m, 2, N)
+        out[block] = s0 * (fibres + np.einsum("mt,mtn->mn", np.stack([gm[block], csf[block]], axis=-1), iso))
     return out
 
 
