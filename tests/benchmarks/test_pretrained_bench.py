@@ -25,3 +25,14 @@ def test_quick_bench_writes_every_section(tmp_path, monkeypatch):
     assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 8
+
+
+def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["bench", "pretrained", "--quick", "--sections", "real", "--out", str(out), "--threads", "1"]) == 0
+    record = json.loads((out / "pretrained.json").read_text())
+    assert record["sections"] == ["real"] and "accuracy" not in record and "speed" not in record
+    assert record["small64d"]["n_voxels"] == 405
+    assert "Sections not run in this invocation: accuracy, speed." in (out / "pretrained.md").read_text()
+    assert main(["bench", "pretrained", "--quick", "--sections", "real,nonsense", "--out", str(tmp_path / "x")]) == 2
+    assert "sections must be among" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from equidmri.bench.options.pretrained import DEFAULTS, QUICK
+from equidmri.bench.options.pretrained import DEFAULTS, QUICK, SECTIONS
 from equidmri.bench.report import THREAD_ENV, check_report_outputs, header_lines, start_record, write_report
 from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_csd, fit_dti_fa
@@ -250,9 +250,21 @@ def hcp_memory(settings: dict[str, Any], threads: int, device: str, tmp: Path) -
 def render_markdown(record: dict[str, Any]) -> str:
     """The page: the three sections with the targets."""
     lines = header_lines("The shipped pretrained SHD-TV model against dipy CSD", record)
-    lines += [
-        f"Model: `{record['model']}` (SHA-256 `{record['model_sha256'][:12]}`).",
-        "",
+    lines += [f"Model: `{record['model']}` (SHA-256 `{record['model_sha256'][:12]}`).", ""]
+    skipped = [name for name in SECTIONS if name not in record.get("sections", SECTIONS)]
+    if skipped:
+        lines += [f"Sections not run in this invocation: {', '.join(skipped)}.", ""]
+    if "accuracy" in record:
+        lines += _accuracy_lines(record)
+    if "small64d" in record:
+        lines += _real_lines(record)
+    if "speed" in record:
+        lines += _speed_lines(record)
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_lines(record: dict[str, Any]) -> list[str]:
+    lines = [
         "## 1. Phantoms never seen in training",
         "",
         "| phantom | series | method | F1 | angular error (°) | threshold | time (s) |",
@@ -271,9 +283,12 @@ def render_markdown(record: dict[str, Any]) -> str:
     ]
     for t in record["targets"]["accuracy"]:
         lines.append(f"- {t}")
+    return lines + [""]
+
+
+def _real_lines(record: dict[str, Any]) -> list[str]:
     s = record["small64d"]
-    lines += [
-        "",
+    return [
         "## 2. Real data: dipy's small_64D",
         "",
         f"{s['n_voxels']} voxels with FA > {FA_THRESHOLD} of {s['mask_voxels']} mask voxels: "
@@ -281,9 +296,11 @@ def render_markdown(record: dict[str, Any]) -> str:
         f"(median {s['median_angle_deg']:.1f}°); target ≥ 85 %: "
         f"**{'met' if s['fraction_within_cone'] >= 0.85 else 'missed'}**.",
         "",
-        "## 3. Speed and memory",
-        "",
     ]
+
+
+def _speed_lines(record: dict[str, Any]) -> list[str]:
+    lines = ["## 3. Speed and memory", ""]
     sp = record["speed"]
     v = sp["volumes"]["brain_shape"]
     lines += [
@@ -300,11 +317,19 @@ def render_markdown(record: dict[str, Any]) -> str:
         )
     for t in record["targets"]["speed"]:
         lines.append(f"- {t}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
-    rows = record["accuracy"]
+    targets = {}
+    if "accuracy" in record:
+        targets["accuracy"] = _accuracy_targets(record["accuracy"])
+    if "speed" in record:
+        targets["speed"] = _speed_targets(record["speed"])
+    return targets
+
+
+def _accuracy_targets(rows: list[dict[str, Any]]) -> list[str]:
 
     def mean(method: str, resolution: str, key: str) -> float:
         return float(np.mean([r[key] for r in rows if r["method"] == method and r["resolution"] == resolution]))
@@ -329,7 +354,11 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
                 f"high: angular error {ours['angle_deg']:.2f}° vs CSD lmax 8 {c8['angle_deg']:.2f}°, F1 "
                 f"{ours['f1']:.3f} vs {c8['f1']:.3f} (**{'met' if ok else 'missed'}**)"
             )
-    cases = record["speed"]["cases"]
+    return out
+
+
+def _speed_targets(speed_record: dict[str, Any]) -> list[str]:
+    cases = speed_record["cases"]
     ours_s = cases["equidmri deconv (pretrained), end to end"]["median_s"]
     speed = []
     for name, c in cases.items():
@@ -340,7 +369,7 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
             )
     rss = cases["equidmri deconv (pretrained), end to end"]["peak_rss_mib"]
     speed.append(f"peak RSS of deconv {rss:.0f} MiB (target < 4096: **{'met' if rss < 4096 else 'missed'}**)")
-    hcp = record["speed"]["hcp"]
+    hcp = speed_record["hcp"]
     grid = "×".join(map(str, hcp["grid"]))
     measured = ", ".join(f"{r['volumes']} volumes {r['peak_rss_mib'] / 1024:.1f} GiB" for r in hcp["runs"])
     bound = hcp["extrapolated_rss_mib"]
@@ -349,7 +378,7 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
         f"({measured}; {hcp['runs'][-1]['mask_voxels']} mask voxels) and extrapolated linearly in the volumes to "
         f"{hcp['extrapolated_volumes']} (target < 24 GiB: **{'met' if bound < 24 * 1024 else 'missed'}**)"
     )
-    return {"accuracy": out, "speed": speed}
+    return speed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,10 +392,14 @@ def run(args: argparse.Namespace) -> int:
     record["settings"] = settings
     record["model"] = str(args.model) if args.model else f"equidmri/models/{model_path.name} (shipped)"
     record["model_sha256"] = hashlib.sha256(model_path.read_bytes()).hexdigest()
-    record["accuracy"] = accuracy(settings, model_path)
-    record["small64d"] = small64d(model_path)
-    with tempfile.TemporaryDirectory(prefix="equidmri-bench-pretrained-") as tmp:
-        record["speed"] = speed(settings, args.threads, args.device, Path(tmp))
+    record["sections"] = list(args.sections)
+    if "accuracy" in args.sections:
+        record["accuracy"] = accuracy(settings, model_path)
+    if "real" in args.sections:
+        record["small64d"] = small64d(model_path)
+    if "speed" in args.sections:
+        with tempfile.TemporaryDirectory(prefix="equidmri-bench-pretrained-") as tmp:
+            record["speed"] = speed(settings, args.threads, args.device, Path(tmp))
     record["targets"] = _targets(record)
     write_report(args, record, render_markdown(record))
     return 0

@@ -25,6 +25,7 @@ from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args
 
 NAME = "pretrained"
+SECTIONS = ("accuracy", "real", "speed")
 DEFAULTS = {
     "phantoms": 2,
     "phantom_size": 40,
@@ -52,4 +53,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--model", metavar="FILE", help="a checkpoint of the pretrained recipe (default: the shipped model)"
     )
+    parser.add_argument(
+        "--sections",
+        type=_sections,
+        default=SECTIONS,
+        metavar="LIST",
+        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all; speed does not depend on "
+        "the weights, only on the architecture)",
+    )
     return parser
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"sections must be among {', '.join(SECTIONS)}, got {text!r}")
+    return chosen
