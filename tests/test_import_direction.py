@@ -18,6 +18,7 @@ LIBRARY = (
     "viz",
     "methods",
     "microstructure",
+    "harmonize",
     "data.py",
     "runtime.py",
     "extras.py",
