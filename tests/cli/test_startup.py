@@ -48,6 +48,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "cli", "--repeats", "x"): 2,
     ("bench", "threads", "--epochs", "x"): 2,
     ("bench", "cohort", "--subjects", "x"): 2,
+    ("bench", "harmonize", "--size", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
 }
 PROBE = (
