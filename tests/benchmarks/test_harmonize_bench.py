@@ -26,17 +26,20 @@ def test_every_harmonizer_is_scored_on_every_shell_and_the_real_subject(quick_ru
     assert rish < baseline
 
 
-def test_best_and_second_best_are_compared_per_shell_and_metric(quick_run):
+def test_best_and_second_best_and_each_method_against_the_baseline_are_tested(quick_run):
     record, _, _ = quick_run
-    assert len(record["tests"]) == 4 * 4
-    for test in record["tests"]:
-        assert test["best"] != test["second"] and test["n"] == len(record["settings"]["splits"]["test"])
+    n_test = len(record["settings"]["splits"]["test"])
+    assert len(record["tests"]["best_vs_second"]) == 4 * 5  # shells (all + 3) x metrics (4 + noise-free signal)
+    for test in record["tests"]["best_vs_second"]:
+        assert test["best"] != test["second"] and test["n"] == n_test
+    assert {t["method"] for t in record["tests"]["vs_baseline"]} == {h.name for h in HARMONIZERS} - {"baseline"}
 
 
-def test_markdown_states_the_command_the_missing_methods_and_both_tables(quick_run):
-    record, markdown, _ = quick_run
+def test_markdown_states_the_command_the_missing_methods_both_tables_and_the_figure(quick_run):
+    record, markdown, out = quick_run
     assert record["command"] in markdown and "Only the baseline and RISH exist so far" in markdown
-    assert "## Table 1 analogue" in markdown and "### b=3000 s/mm²" in markdown and "p = " in markdown
+    assert "## Table 1 analogue" in markdown and "### b=3000 s/mm²" in markdown and "RISH vs baseline: p" in markdown
+    assert "](harmonization.png)" in markdown and (out / "harmonization.png").stat().st_size > 10_000
 
 
 def test_existing_results_are_kept_without_force(quick_run, capsys):

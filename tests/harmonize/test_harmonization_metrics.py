@@ -43,3 +43,12 @@ def test_errors_refuse_mismatched_shapes(gain_cohort):
     subject = gain_cohort[0]
     with pytest.raises(ValueError, match="need shape"):
         harmonization_errors(subject.b.dwi[..., :5], subject.b.dwi, subject.b.bvals, subject.b.bvecs, subject.mask)
+
+
+def test_the_noise_free_reference_leaves_out_the_reference_noise(gain_cohort):
+    subject = gain_cohort[0]
+    b = subject.b
+    errors = harmonization_errors(b.dwi, b.dwi, b.bvals, b.bvecs, subject.mask, b.dwi)
+    assert errors["b=1000"]["signal_mse_noise_free"] == errors["b=1000"]["signal_mse"] == 0.0
+    noisy = harmonization_errors(b.dwi, b.dwi, b.bvals, b.bvecs, subject.mask, subject.b_noise_free)
+    assert noisy["all"]["signal_mse_noise_free"] > 0.0 and noisy["all"]["signal_mse"] == 0.0

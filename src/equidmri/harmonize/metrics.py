@@ -6,6 +6,8 @@ Errors are computed between the harmonized A and B on the same protocol (B's), i
   own mean b=0), over the DW volumes and masked voxels; per shell as well;
 - **FA MSE** and **MD MSE**: of dipy's weighted-least-squares DTI fit (:class:`dipy.reconst.dti.TensorModel`)
   to all shells together, and to the b=0 volumes plus one shell for the per-shell rows; MD in mm²/s;
+- **signal MSE against noise-free B** (simulations): the same, against B without its noise, so that B's own
+  noise does not count;
 - **SSIM**: scikit-image's structural similarity of each DW volume's attenuation (3D, zero outside the mask,
   ``data_range`` 1), averaged over the volumes: a structural image metric in place of the paper's LPIPS,
   which needs pretrained network weights that cannot be downloaded here.
@@ -36,9 +38,18 @@ from equidmri.harmonize.shells import attenuation
 
 SSIM_DATA_RANGE = 1.0  # attenuation S / S0 lies in [0, 1] without noise
 METRICS = ("signal_mse", "fa_mse", "md_mse", "ssim")  # per subject, all shells and per shell
-LOWER_IS_BETTER = {"signal_mse": True, "fa_mse": True, "md_mse": True, "ssim": False}
+NOISE_FREE_METRIC = "signal_mse_noise_free"  # signal MSE against B's noise-free signal, where it is known
+LOWER_IS_BETTER = {"signal_mse": True, "fa_mse": True, "md_mse": True, "ssim": False, NOISE_FREE_METRIC: True}
 
-__all__ = ["LOWER_IS_BETTER", "METRICS", "dti_maps", "harmonization_errors", "mean_ssim", "wilcoxon_test"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "METRICS",
+    "NOISE_FREE_METRIC",
+    "dti_maps",
+    "harmonization_errors",
+    "mean_ssim",
+    "wilcoxon_test",
+]
 
 
 def dti_maps(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,20 +88,35 @@ def mean_ssim(harmonized: np.ndarray, reference: np.ndarray, mask: np.ndarray) -
     )
 
 
-def _errors(harmonized: np.ndarray, reference: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> dict[str, float]:
+def _errors(
+    harmonized: np.ndarray,
+    reference: np.ndarray,
+    gtab: GradientTable,
+    mask: np.ndarray,
+    noise_free: np.ndarray | None,
+) -> dict[str, float]:
     dw = ~gtab.b0s_mask
     e_h, e_r = attenuation(harmonized, gtab.bvals)[..., dw], attenuation(reference, gtab.bvals)[..., dw]
     (fa_h, md_h), (fa_r, md_r) = dti_maps(harmonized, gtab, mask), dti_maps(reference, gtab, mask)
-    return {
+    out = {
         "signal_mse": float(np.mean((e_h[mask] - e_r[mask]) ** 2)),
         "fa_mse": float(np.mean((fa_h - fa_r) ** 2)),
         "md_mse": float(np.mean((md_h - md_r) ** 2)),
         "ssim": mean_ssim(e_h, e_r, mask),
     }
+    if noise_free is not None:
+        e_n = attenuation(noise_free, gtab.bvals)[..., dw]
+        out[NOISE_FREE_METRIC] = float(np.mean((e_h[mask] - e_n[mask]) ** 2))
+    return out
 
 
 def harmonization_errors(
-    harmonized: np.ndarray, reference: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray
+    harmonized: np.ndarray,
+    reference: np.ndarray,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    mask: np.ndarray,
+    noise_free: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """Signal, FA and MD errors and SSIM of a harmonized scan against the reference, on all shells and per shell.
 
@@ -104,19 +130,26 @@ def harmonization_errors(
     bvecs : ndarray, shape ``(N, 3)``
         Unit b-vectors, voxel-axis frame.
     mask : ndarray, shape ``(X, Y, Z)`` bool
+    noise_free : ndarray, shape ``(X, Y, Z, N)``, optional
+        The reference without its noise (simulations): adds the signal MSE against it,
+        :data:`NOISE_FREE_METRIC`, which leaves out the reference's own noise.
 
     Returns
     -------
     dict
         ``"all"`` and ``"b=<b>"`` for each shell (rounded b-value in s/mm²) -> ``{metric: value}`` with
-        :data:`METRICS`: signal MSE (attenuation², dimensionless), FA MSE, MD MSE ((mm²/s)²) and mean SSIM.
+        :data:`METRICS`: signal MSE (attenuation², dimensionless), FA MSE, MD MSE ((mm²/s)²) and mean SSIM
+        (and :data:`NOISE_FREE_METRIC` when ``noise_free`` is given).
 
     Raises
     ------
     ValueError
         If the shapes disagree, the mask is empty or there is no b=0 volume.
     """
-    if harmonized.shape != reference.shape or harmonized.ndim != 4 or harmonized.shape[-1] != len(bvals):
+    shapes_differ = harmonized.shape != reference.shape or (
+        noise_free is not None and noise_free.shape != reference.shape
+    )
+    if shapes_differ or harmonized.ndim != 4 or harmonized.shape[-1] != len(bvals):
         raise ValueError(
             f"harmonized {harmonized.shape} and reference {reference.shape} need shape (X, Y, Z, {len(bvals)})"
         )
@@ -125,11 +158,12 @@ def harmonization_errors(
         raise ValueError("the mask is empty")
     shells = find_shells(bvals)
     b0 = shells.index < 0
-    out = {"all": _errors(harmonized, reference, make_gtab(bvals, bvecs), mask)}
+    out = {"all": _errors(harmonized, reference, make_gtab(bvals, bvecs), mask, noise_free)}
     for s, bval in enumerate(shells.bvals):
         keep = b0 | (shells.index == s)
         gtab = make_gtab(bvals[keep], bvecs[keep])
-        out[f"b={bval:.0f}"] = _errors(harmonized[..., keep], reference[..., keep], gtab, mask)
+        clean = None if noise_free is None else noise_free[..., keep]
+        out[f"b={bval:.0f}"] = _errors(harmonized[..., keep], reference[..., keep], gtab, mask, clean)
     return out
 
 
