@@ -19,6 +19,7 @@ from equidmri.dmri.io import DWIData
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test share of the subjects
 PAIRED_PERCENTS = (2, 4, 10, 20, 30, 50, 80, 100)  # the semi-supervised rows (Sadegheih et al. 2023, WP1)
+ROUNDING_SLACK = 1e-9  # so that e.g. 10 % of 50 subjects is 5, not ceil(5.000000000000001) = 6
 
 __all__ = ["PAIRED_PERCENTS", "SPLIT_FRACTIONS", "PairedSubject", "paired_subset", "split_cohort"]
 
@@ -113,6 +114,6 @@ def paired_subset(train: Sequence[PairedSubject], percent: float, seed: int = 0)
     if not 0 <= percent <= 100:
         raise ValueError(f"percent must lie in [0, 100], got {percent}")
     n = len(train)
-    count = min(n, math.ceil(percent / 100 * n - 1e-9)) if percent > 0 else 0
-    chosen = set(np.random.default_rng(seed).permutation(n)[: max(count, 1 if percent > 0 and n else 0)].tolist())
+    count = 0 if percent == 0 else max(1, math.ceil(percent / 100 * n - ROUNDING_SLACK))
+    chosen = set(np.random.default_rng(seed).permutation(n)[:count].tolist())
     return [subject for index, subject in enumerate(train) if index in chosen]
