@@ -10,8 +10,10 @@ effect). They are split 60/20/20 into train / val / test subjects; every harmoni
 onto B's protocol. Errors against B as acquired, inside the mask (:mod:`equidmri.harmonize.metrics`): MSE of
 the attenuation S/S0, of DTI FA and MD, and SSIM, on all shells (Table 1 analogue) and per shell (Table 2
 analogue), mean ± sd over test subjects, with Wilcoxon signed-rank tests of the best method against the second
-best. dipy's real ``small_64D`` volume pushed through scanner B is reported as one more subject. Writes
-``OUT/harmonization.{json,md}`` (``--out``, default ``docs/results``).
+best and of each method against the baseline; the signal MSE against B's noise-free signal too. dipy's real
+``small_64D`` volume pushed through scanner B is reported as one more subject. Writes
+``OUT/harmonization.{json,md,png}`` (``--out``, default ``docs/results``; the figure: one slice of B and of each
+method's harmonized A, with the differences).
 """
 
 from __future__ import annotations
