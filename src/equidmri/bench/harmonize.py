@@ -254,7 +254,8 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
         "",
         f"dipy's {settings['real_subject']} (b = 1000 s/mm², 64 directions) is site A as acquired; site B is its "
         "per-shell SH fit at B's b = 1000 directions with B's effects and noise. One subject: no test. RISH uses "
-        "its global scales on this 10³ grid.",
+        "its global scales on this 10³ grid. B's blur, which voxel-wise methods cannot undo, is most of the "
+        "difference here (docs/harmonization.md).",
         "",
         "| method | " + " | ".join(label for _, label in COLUMNS.values()) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
