@@ -105,3 +105,35 @@ def test_scanner_b_blur_dominates_what_separates_the_real_subject_from_its_b_sca
         values = harmonization_errors(harmonized.dwi, b.dwi, b.bvals, b.bvecs, real.mask, real.b_noise_free)
         errors[blur] = values["all"]["signal_mse_noise_free"]
     assert errors[0.0] < 0.1 * errors[SCANNER_B.blur_sigma]
+
+
+def test_a_saved_harmonizer_applies_as_the_fitted_one(gain_cohort, tmp_path):
+    from equidmri.harmonize.model_file import load_harmonizer, save_harmonizer
+
+    subject = gain_cohort[-1]
+    for name in ("baseline", "RISH"):
+        fitted = get_harmonizer(name, lmax=6).fit(gain_cohort[:4])
+        save_harmonizer(tmp_path / f"{name}.pt", name, fitted)
+        loaded_name, loaded = load_harmonizer(tmp_path / f"{name}.pt")
+        assert loaded_name == name and loaded.lmax == 6
+        expected, got = (h.apply(subject.a.dwi, subject.a.gtab()).dwi for h in (fitted, loaded))
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(RuntimeError, match="must be fitted before it is saved"):
+        save_harmonizer(tmp_path / "x.pt", "RISH", get_harmonizer("RISH"))
+
+
+def test_sites_need_no_pairing_and_may_mix_grids():
+    gains = (1.1, 1.2, 1.3)
+    scanner_b = replace(IDEAL, direction_seed=4, shell_gain=gains)
+    subjects = [
+        phantom_pair(0, 10, IDEAL, scanner_b),
+        phantom_pair(1, 10, IDEAL, scanner_b),
+        phantom_pair(2, 8, IDEAL, scanner_b),
+    ]
+    site_a, site_b = [s.a for s in subjects], [s.b for s in subjects[::-1]]  # another order, another grid
+    harmonizer = RISHHarmonizer().fit_sites(site_a, site_b)
+    scale_0 = [harmonizer.global_scale[b][0] for b in (1000.0, 2000.0, 3000.0)]
+    np.testing.assert_allclose(scale_0, np.square(gains), rtol=1e-3)
+    assert np.isnan(harmonizer.voxel_scale[1000.0]).all()  # two scans on the training grid: fewer than 3, no map
+    with pytest.raises(ValueError, match="fit needs scans of both sites"):
+        harmonizer.fit_sites(site_a, [])

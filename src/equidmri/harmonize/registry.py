@@ -3,10 +3,11 @@
 ``get_harmonizer(name, **options)`` returns an unfitted harmonizer; ``fit(train_subjects)`` learns from
 :class:`~equidmri.harmonize.subjects.PairedSubject` training subjects (and returns the harmonizer), and
 ``apply(dwi, gtab)`` maps a site-A volume onto site B's protocol
-(:class:`~equidmri.harmonize.sh_methods.HarmonizedDWI`). Names are matched without regard to case. ``equidmri
-bench harmonize`` reads this table. To add a method (the SH-ResNet and the cyclic networks of issue 20 come
-next), append a :class:`Harmonizer` to :data:`HARMONIZERS`; a learned method takes its training settings (a
-config object) as an option of its builder.
+(:class:`~equidmri.harmonize.sh_methods.HarmonizedDWI`); ``fit_sites(site_a, site_b)`` learns from unpaired scans
+of the two sites, and :mod:`equidmri.harmonize.model_file` saves and loads fitted harmonizers. Names are matched
+without regard to case. ``equidmri bench harmonize`` and ``equidmri harmonize`` read this table. To add a method
+(the SH-ResNet and the cyclic networks of issue 20 come next), append a :class:`Harmonizer` to
+:data:`HARMONIZERS`; a learned method takes its training settings (a config object) as an option of its builder.
 
 The table names each class as ``"module:Class"`` and imports it only when the method is built, so that reading
 it imports neither torch nor dipy. fODF methods have their own table (:mod:`equidmri.methods.registry`).
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from dipy.core.gradients import GradientTable
 
+    from equidmri.dmri.io import DWIData
     from equidmri.harmonize.sh_methods import HarmonizedDWI
     from equidmri.harmonize.subjects import PairedSubject
 
@@ -35,8 +37,20 @@ class HarmonizerMethod(Protocol):
     def fit(self, train: Sequence[PairedSubject]) -> HarmonizerMethod:
         """Learn from the training subjects; returns the harmonizer."""
 
+    def fit_sites(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> HarmonizerMethod:
+        """Learn from unpaired scans of the two sites (a method that needs pairs raises ``ValueError``)."""
+
     def apply(self, dwi: np.ndarray, gtab: GradientTable) -> HarmonizedDWI:
         """Map a site-A volume ``(X, Y, Z, N)`` with protocol ``gtab`` onto site B's protocol."""
+
+    def options(self) -> dict[str, Any]:
+        """Constructor options (for model files)."""
+
+    def state(self) -> dict[str, Any]:
+        """The fitted state as arrays, numbers and strings (for model files)."""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take over a state written by :meth:`state`."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from dipy.core.gradients import GradientTable
 
 from equidmri.dmri.gradients import LMAX_CAP, find_shells, make_gtab
+from equidmri.dmri.io import DWIData
 from equidmri.harmonize.shells import ShellPair, attenuation, match_shells, mean_b0, rish_features
 from equidmri.harmonize.subjects import PairedSubject
 from equidmri.sphere.sh import check_lmax
@@ -73,23 +75,36 @@ class SHHarmonizer:
         self.reference_bvecs: np.ndarray | None = None
 
     def fit(self, train: Sequence[PairedSubject]) -> SHHarmonizer:
-        """Learn from the training subjects; B's protocol (shared by every subject) becomes the output protocol.
+        """Learn from the training subjects' site-A and site-B scans (:meth:`fit_sites`; pairing unused).
 
         Raises
         ------
         ValueError
-            If ``train`` is empty or the subjects' site-B protocols differ.
+            As :meth:`fit_sites`.
         """
-        if not train:
-            raise ValueError("fit needs at least one training subject")
-        bvals, bvecs = train[0].b.bvals, train[0].b.bvecs
-        for subject in train[1:]:
-            if subject.b.bvals.shape != bvals.shape or not (
-                np.allclose(subject.b.bvals, bvals) and np.allclose(subject.b.bvecs, bvecs)
+        return self.fit_sites([subject.a for subject in train], [subject.b for subject in train])
+
+    def fit_sites(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> SHHarmonizer:
+        """Learn from scans of site A and of site B, of the same or of different subjects.
+
+        B's protocol, shared by every site-B scan, becomes the output protocol. A scan's ``mask`` (every voxel
+        with a positive b=0 signal where it is None) selects the voxels that count.
+
+        Raises
+        ------
+        ValueError
+            If a site has no scan, the site-B protocols differ, or a site-A shell is not in B's protocol.
+        """
+        if not site_a or not site_b:
+            raise ValueError(f"fit needs scans of both sites, got {len(site_a)} of A and {len(site_b)} of B")
+        bvals, bvecs = site_b[0].bvals, site_b[0].bvecs
+        for number, scan in enumerate(site_b[1:], start=2):
+            if scan.bvals.shape != bvals.shape or not (
+                np.allclose(scan.bvals, bvals) and np.allclose(scan.bvecs, bvecs)
             ):
-                raise ValueError(f"subject {subject.name} has another site-B protocol than {train[0].name}")
+                raise ValueError(f"site-B scan {number} has another protocol than the first: B's scans must share one")
         self.reference_bvals, self.reference_bvecs = bvals.copy(), bvecs.copy()
-        self._learn(train)
+        self._learn(site_a, site_b)
         return self
 
     def apply(self, dwi: np.ndarray, gtab: GradientTable) -> HarmonizedDWI:
@@ -134,8 +149,29 @@ class SHHarmonizer:
             dwi=out[..., keep].astype(np.float32), bvals=self.reference_bvals[keep], bvecs=self.reference_bvecs[keep]
         )
 
-    def _learn(self, train: Sequence[PairedSubject]) -> None:
-        """What the subclass learns from the training subjects (nothing here)."""
+    def options(self) -> dict[str, Any]:
+        """The constructor's arguments: ``type(self)(**self.options())`` is an unfitted copy."""
+        return {"lmax": self.lmax}
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`fit` learned, as arrays and numbers (a model file's content; :meth:`load_state` reads it).
+
+        Raises
+        ------
+        RuntimeError
+            If the harmonizer has not been fitted.
+        """
+        if self.reference_bvals is None:
+            raise RuntimeError(f"{type(self).__name__} must be fitted before it is saved")
+        return {"reference_bvals": self.reference_bvals, "reference_bvecs": self.reference_bvecs}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take over a fitted state written by :meth:`state`."""
+        self.reference_bvals = np.asarray(state["reference_bvals"], dtype=np.float64)
+        self.reference_bvecs = np.asarray(state["reference_bvecs"], dtype=np.float64)
+
+    def _learn(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> None:
+        """What the subclass learns from the two sites' scans (nothing here)."""
 
     def _transform(self, coeffs: np.ndarray, pair: ShellPair) -> np.ndarray:
         """Site-A SH coefficients ``(X, Y, Z, K)`` of one shell -> those of the harmonized signal (unchanged here)."""
@@ -155,13 +191,13 @@ class BaselineHarmonizer(SHHarmonizer):
 class RISHHarmonizer(SHHarmonizer):
     """RISH harmonization: per shell and even degree, scale A's SH coefficients so their energy matches B's.
 
-    ``fit`` sums the RISH features (:func:`equidmri.harmonize.shells.rish_features`) of the training subjects on
-    each site, inside their masks, and takes the ratio of the site means, ``scale_l = E[RISH_l^B] / E[RISH_l^A]``
+    ``fit`` / ``fit_sites`` sum the RISH features (:func:`equidmri.harmonize.shells.rish_features`) of each
+    site's scans inside their masks, and takes the ratio of the site means, ``scale_l = E[RISH_l^B] / E[RISH_l^A]``
     (the two sites may be different subjects: no pairing is used): per voxel (scale maps, where at least
     ``MIN_MAP_SUBJECTS`` subjects cover it) and over all voxels (a global scale per shell and degree). ``apply``
     multiplies A's degree-l coefficients by ``sqrt(scale_l)``, with the maps for volumes on the training grid
     (template space; the phantoms share one grid) and the global scales for any other grid (e.g. ``small_64D``)
-    or where a map has no value. Degrees above those learned are left unchanged.
+    or where a map has no value. Degrees that one site's direction counts do not resolve keep scale 1.
 
     Parameters
     ----------
@@ -183,48 +219,82 @@ class RISHHarmonizer(SHHarmonizer):
         self.global_scale: dict[float, np.ndarray] = {}  # target b-value -> (L,)
         self.voxel_scale: dict[float, np.ndarray] = {}  # target b-value -> (X, Y, Z, L), NaN where unknown
 
-    def _learn(self, train: Sequence[PairedSubject]) -> None:
-        self.grid = train[0].a.dwi.shape[:3]
-        sums: dict[float, list[np.ndarray]] = {}  # b -> [sum A (X,Y,Z,L), sum B, subjects covering (X,Y,Z)]
-        for subject in train:
-            if subject.a.dwi.shape[:3] != self.grid:
-                raise ValueError(f"training subjects must share one grid, {subject.name} has {subject.a.dwi.shape[:3]}")
-            pairs = match_shells(subject.a.bvals, subject.a.bvecs, subject.b.bvals, subject.b.bvecs, self.lmax)
-            mask = subject.mask
-            signal_a, signal_b = (
-                attenuation(subject.a.dwi, subject.a.bvals),
-                attenuation(subject.b.dwi, subject.b.bvals),
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "scale_maps": self.scale_maps}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "grid": list(self.grid),
+            "global_scale": {f"{b:g}": scale for b, scale in self.global_scale.items()},
+            "voxel_scale": {f"{b:g}": scale for b, scale in self.voxel_scale.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.grid = tuple(int(n) for n in state["grid"])
+        self.global_scale = {float(b): np.asarray(v, dtype=np.float64) for b, v in state["global_scale"].items()}
+        self.voxel_scale = {float(b): np.asarray(v, dtype=np.float64) for b, v in state["voxel_scale"].items()}
+
+    def _learn(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> None:
+        self.grid = site_a[0].dwi.shape[:3]
+        sums = [self._site_sums(scans) for scans in (site_a, site_b)]
+        for bval in sums[0]:
+            if bval not in sums[1]:
+                raise ValueError(f"no site-B scan has shell b={bval:.0f} s/mm²")
+            (total_a, count_a, voxel_a, covered_a), (total_b, count_b, voxel_b, covered_b) = (
+                sums[0][bval],
+                sums[1][bval],
             )
-            for pair in pairs:
-                rish_a = rish_features(signal_a[..., pair.source] @ pair.fit_source.T, pair.lmax)
-                rish_b = rish_features(signal_b[..., pair.target] @ pair.fit_target.T, pair.lmax)
-                if pair.bval not in sums:
-                    sums[pair.bval] = [np.zeros_like(rish_a), np.zeros_like(rish_b), np.zeros(self.grid)]
-                entry = sums[pair.bval]
-                entry[0][mask] += rish_a[mask]
-                entry[1][mask] += rish_b[mask]
-                entry[2] += mask
-        for bval, (sum_a, sum_b, count) in sums.items():
-            total_a, total_b = sum_a.sum(axis=(0, 1, 2)), sum_b.sum(axis=(0, 1, 2))
-            self.global_scale[bval] = np.clip(
-                np.divide(total_b, total_a, out=np.ones_like(total_a), where=total_a > 0), *SCALE_RANGE
+            known = (count_a > 0) & (count_b > 0)  # degrees both sites resolve
+            mean_a = np.divide(total_a, count_a, out=np.zeros_like(total_a), where=known)
+            mean_b = np.divide(total_b, count_b, out=np.zeros_like(total_b), where=known)
+            scale = np.divide(mean_b, mean_a, out=np.ones_like(mean_a), where=known & (mean_a > 0))
+            self.global_scale[bval] = np.clip(scale, *SCALE_RANGE)
+            map_a = np.divide(voxel_a, covered_a, out=np.zeros_like(voxel_a), where=covered_a > 0)
+            map_b = np.divide(voxel_b, covered_b, out=np.zeros_like(voxel_b), where=covered_b > 0)
+            usable = (np.minimum(covered_a, covered_b) >= MIN_MAP_SUBJECTS) & (map_a > MIN_RISH_RATIO * mean_a) & known
+            self.voxel_scale[bval] = np.clip(
+                np.divide(map_b, map_a, out=np.full(map_a.shape, np.nan), where=usable), *SCALE_RANGE
             )
-            mean_a = total_a / max(count.sum(), 1)
-            usable = (count[..., None] >= MIN_MAP_SUBJECTS) & (sum_a > MIN_RISH_RATIO * mean_a * count[..., None])
-            ratio = np.divide(sum_b, sum_a, out=np.full(sum_a.shape, np.nan), where=usable)
-            self.voxel_scale[bval] = np.clip(ratio, *SCALE_RANGE)
         logger.info("RISH global scales: %s", {b: s.round(3).tolist() for b, s in self.global_scale.items()})
+
+    def _site_sums(self, scans: Sequence[DWIData]) -> dict[float, tuple[np.ndarray, ...]]:
+        """Per reference shell: RISH sums over all masked voxels ``(L,)`` and their voxel counts ``(L,)``, and the
+        same per voxel of the training grid ``(X, Y, Z, L)`` (scans on that grid only)."""
+        n_degrees = self.lmax // 2 + 1
+        sums: dict[float, tuple[np.ndarray, ...]] = {}
+        for scan in scans:
+            pairs = match_shells(scan.bvals, scan.bvecs, self.reference_bvals, self.reference_bvecs, self.lmax)
+            signal = attenuation(scan.dwi, scan.bvals)
+            mask = scan.mask if scan.mask is not None else mean_b0(scan.dwi, scan.bvals) > 0
+            on_grid = scan.dwi.shape[:3] == self.grid
+            for pair in pairs:
+                resolved = np.arange(n_degrees) <= pair.lmax // 2
+                rish = np.zeros(scan.dwi.shape[:3] + (n_degrees,))
+                rish[..., resolved] = rish_features(signal[..., pair.source] @ pair.fit_source.T, pair.lmax)
+                if pair.bval not in sums:
+                    sums[pair.bval] = (
+                        np.zeros(n_degrees),
+                        np.zeros(n_degrees),
+                        *np.zeros((2,) + self.grid + (n_degrees,)),
+                    )
+                total, count, voxel, covered = sums[pair.bval]
+                total += rish[mask].sum(axis=0)
+                count += mask.sum() * resolved
+                if on_grid:
+                    voxel[mask] += rish[mask]
+                    covered[mask] += resolved
+        return sums
 
     def _transform(self, coeffs: np.ndarray, pair: ShellPair) -> np.ndarray:
         if pair.bval not in self.global_scale:
             raise ValueError(f"no RISH scale was learned for shell b={pair.bval:.0f} s/mm²")
-        learned = self.global_scale[pair.bval].size
-        scale = np.ones(coeffs.shape[:3] + (pair.lmax // 2 + 1,))
-        n = min(learned, scale.shape[-1])
-        scale[..., :n] = self.global_scale[pair.bval][:n]
+        n = pair.lmax // 2 + 1
+        scale = np.broadcast_to(self.global_scale[pair.bval][:n], coeffs.shape[:3] + (n,))
         if self.scale_maps and coeffs.shape[:3] == self.grid:
             voxel = self.voxel_scale[pair.bval][..., :n]
-            scale[..., :n] = np.where(np.isnan(voxel), scale[..., :n], voxel)
+            scale = np.where(np.isnan(voxel), scale, voxel)
         elif self.scale_maps:
             logger.info("grid %s is not the training grid %s: global RISH scales", coeffs.shape[:3], self.grid)
         return coeffs * np.sqrt(scale[..., pair.degrees // 2])
