@@ -35,6 +35,9 @@ CASES = {  # command line after `equidmri` -> exit code
     ("fa", "train", "--help"): 0,
     ("fa", "predict", "--help"): 0,
     ("fa", "train", "--model", "resnet"): 2,
+    ("harmonize", "train", "--help"): 0,
+    ("harmonize", "apply", "--help"): 0,
+    ("harmonize", "train", "--reference-site", "b", "--target-site", "a", "--out", "o", "--method", "combat"): 2,
     ("bench", "--help"): 0,
     **{("bench", name, "--help"): 0 for name in BENCHES},
     ("bench", "layers", "--variants", "z"): 2,  # one bad argument per benchmark

@@ -20,5 +20,6 @@ COMMANDS = {
     "phantom": "write phantoms with ground-truth fibres",
     "evaluate": "score peaks against a phantom's ground truth",
     "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
+    "harmonize": "cross-scanner harmonization: learn from two sites' cohorts, apply to a scan",
     "bench": "benchmarks and experiments (results into --out DIR)",
 }

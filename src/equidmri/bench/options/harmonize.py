@@ -25,7 +25,7 @@ from equidmri.bench.report import add_report_args
 
 NAME = "harmonization"
 DEFAULTS = {"subjects": 60, "size": 20}  # 36 train / 12 val / 12 test subjects of 20³ voxels
-QUICK = {"subjects": 10, "size": 12}
+QUICK = {"subjects": 8, "size": 10}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
