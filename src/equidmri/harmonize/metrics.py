@@ -47,26 +47,31 @@ __all__ = [
     "NOISE_FREE_METRIC",
     "dti_maps",
     "harmonization_errors",
-    "mean_ssim",
+    "ssim_per_volume",
     "wilcoxon_test",
 ]
 
 
-def dti_maps(dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dti_maps(
+    dwi: np.ndarray, gtab: GradientTable, mask: np.ndarray, model: TensorModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """FA and MD (mm²/s) of dipy's DTI fit inside ``mask``, each ``(M,)`` for the M masked voxels.
+
+    ``model`` is a ``TensorModel`` of ``gtab`` to reuse (default: a new weighted-least-squares one).
 
     References
     ----------
     Basser & Pierpaoli, J. Magn. Reson. B 111, 1996 (FA, MD); Chung, Lu & Henry, NeuroImage 33(2), 2006 (WLS).
     """
+    model = model if model is not None else TensorModel(gtab, fit_method=DTI_FIT_METHOD)
     with warnings.catch_warnings():  # noisy voxels with negative eigenvalues are dipy's business, not ours
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = TensorModel(gtab, fit_method=DTI_FIT_METHOD).fit(dwi, mask=mask)
+        fit = model.fit(dwi, mask=mask)
     return np.nan_to_num(np.asarray(fit.fa)[mask]), np.nan_to_num(np.asarray(fit.md)[mask])
 
 
-def mean_ssim(harmonized: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
-    """Mean SSIM over volumes of two ``(X, Y, Z, N)`` attenuation series, zero outside ``mask``.
+def ssim_per_volume(harmonized: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """SSIM of each volume of two ``(X, Y, Z, N)`` attenuation series, zero outside ``mask``: ``(N,)``.
 
     Each volume is compared in 3D with scikit-image's default 7-voxel window (every axis must be >= 7).
 
@@ -78,35 +83,32 @@ def mean_ssim(harmonized: np.ndarray, reference: np.ndarray, mask: np.ndarray) -
     metrics = require_extra("skimage.metrics", "bench", "SSIM", package="scikit-image")
     inside = mask[..., None]
     a, b = np.where(inside, harmonized, 0.0), np.where(inside, reference, 0.0)
-    return float(
-        np.mean(
-            [
-                metrics.structural_similarity(a[..., n], b[..., n], data_range=SSIM_DATA_RANGE)
-                for n in range(a.shape[-1])
-            ]
-        )
+    return np.array(
+        [metrics.structural_similarity(a[..., n], b[..., n], data_range=SSIM_DATA_RANGE) for n in range(a.shape[-1])]
     )
 
 
 def _errors(
-    harmonized: np.ndarray,
-    reference: np.ndarray,
+    dwi: tuple[np.ndarray, np.ndarray],
+    signal: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    ssim: np.ndarray,
     gtab: GradientTable,
     mask: np.ndarray,
-    noise_free: np.ndarray | None,
 ) -> dict[str, float]:
+    """The metrics of one set of volumes: scans ``dwi`` (harmonized, reference), their attenuations ``signal``
+    (harmonized, reference, noise-free reference or None) and SSIM per volume, all on ``gtab``'s volumes."""
     dw = ~gtab.b0s_mask
-    e_h, e_r = attenuation(harmonized, gtab.bvals)[..., dw], attenuation(reference, gtab.bvals)[..., dw]
-    (fa_h, md_h), (fa_r, md_r) = dti_maps(harmonized, gtab, mask), dti_maps(reference, gtab, mask)
+    e_h, e_r, e_n = (None if e is None else e[mask][:, dw] for e in signal)
+    model = TensorModel(gtab, fit_method=DTI_FIT_METHOD)
+    (fa_h, md_h), (fa_r, md_r) = (dti_maps(scan, gtab, mask, model) for scan in dwi)
     out = {
-        "signal_mse": float(np.mean((e_h[mask] - e_r[mask]) ** 2)),
+        "signal_mse": float(np.mean((e_h - e_r) ** 2)),
         "fa_mse": float(np.mean((fa_h - fa_r) ** 2)),
         "md_mse": float(np.mean((md_h - md_r) ** 2)),
-        "ssim": mean_ssim(e_h, e_r, mask),
+        "ssim": float(np.mean(ssim[dw])),
     }
-    if noise_free is not None:
-        e_n = attenuation(noise_free, gtab.bvals)[..., dw]
-        out[NOISE_FREE_METRIC] = float(np.mean((e_h[mask] - e_n[mask]) ** 2))
+    if e_n is not None:
+        out[NOISE_FREE_METRIC] = float(np.mean((e_h - e_n) ** 2))
     return out
 
 
@@ -158,12 +160,16 @@ def harmonization_errors(
         raise ValueError("the mask is empty")
     shells = find_shells(bvals)
     b0 = shells.index < 0
-    out = {"all": _errors(harmonized, reference, make_gtab(bvals, bvecs), mask, noise_free)}
-    for s, bval in enumerate(shells.bvals):
-        keep = b0 | (shells.index == s)
+    signal = tuple(None if scan is None else attenuation(scan, bvals) for scan in (harmonized, reference, noise_free))
+    ssim = np.full(len(bvals), np.nan)
+    ssim[~b0] = ssim_per_volume(signal[0][..., ~b0], signal[1][..., ~b0], mask)
+    groups = {"all": np.ones(len(bvals), dtype=bool)}
+    groups.update({f"b={bval:.0f}": b0 | (shells.index == s) for s, bval in enumerate(shells.bvals)})
+    out = {}
+    for key, keep in groups.items():
+        subset = tuple(None if e is None else e[..., keep] for e in signal)
         gtab = make_gtab(bvals[keep], bvecs[keep])
-        clean = None if noise_free is None else noise_free[..., keep]
-        out[f"b={bval:.0f}"] = _errors(harmonized[..., keep], reference[..., keep], gtab, mask, clean)
+        out[key] = _errors((harmonized[..., keep], reference[..., keep]), subset, ssim[keep], gtab, mask)
     return out
 
 
