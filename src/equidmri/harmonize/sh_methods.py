@@ -238,7 +238,8 @@ class RISHHarmonizer(SHHarmonizer):
 
     def _learn(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> None:
         self.grid = site_a[0].dwi.shape[:3]
-        sums = [self._site_sums(scans) for scans in (site_a, site_b)]
+        sums_a, lmax_a = self._site_sums(site_a, self.lmax)
+        sums = [sums_a, self._site_sums(site_b, lmax_a)[0]]  # B's features at the degrees A resolves, as the papers
         for bval in sums[0]:
             if bval not in sums[1]:
                 raise ValueError(f"no site-B scan has shell b={bval:.0f} s/mm²")
@@ -259,13 +260,16 @@ class RISHHarmonizer(SHHarmonizer):
             )
         logger.info("RISH global scales: %s", {b: s.round(3).tolist() for b, s in self.global_scale.items()})
 
-    def _site_sums(self, scans: Sequence[DWIData]) -> dict[float, tuple[np.ndarray, ...]]:
+    def _site_sums(self, scans: Sequence[DWIData], lmax_cap: int) -> tuple[dict[float, tuple[np.ndarray, ...]], int]:
         """Per reference shell: RISH sums over all masked voxels ``(L,)`` and their voxel counts ``(L,)``, and the
-        same per voxel of the training grid ``(X, Y, Z, L)`` (scans on that grid only)."""
+        same per voxel of the training grid ``(X, Y, Z, L)`` (scans on that grid only); SH fits of degree at most
+        ``lmax_cap``. Also the highest degree fitted."""
         n_degrees = self.lmax // 2 + 1
         sums: dict[float, tuple[np.ndarray, ...]] = {}
+        highest = 0
         for scan in scans:
-            pairs = match_shells(scan.bvals, scan.bvecs, self.reference_bvals, self.reference_bvecs, self.lmax)
+            pairs = match_shells(scan.bvals, scan.bvecs, self.reference_bvals, self.reference_bvecs, lmax_cap)
+            highest = max([highest, *(pair.lmax for pair in pairs)])
             signal = attenuation(scan.dwi, scan.bvals)
             mask = scan.mask if scan.mask is not None else mean_b0(scan.dwi, scan.bvals) > 0
             on_grid = scan.dwi.shape[:3] == self.grid
@@ -285,7 +289,7 @@ class RISHHarmonizer(SHHarmonizer):
                 if on_grid:
                     voxel[mask] += rish[mask]
                     covered[mask] += resolved
-        return sums
+        return sums, highest
 
     def _transform(self, coeffs: np.ndarray, pair: ShellPair) -> np.ndarray:
         if pair.bval not in self.global_scale:
