@@ -19,6 +19,7 @@ LIBRARY = (
     "methods",
     "microstructure",
     "synth",
+    "harmonize",
     "data.py",
     "runtime.py",
     "extras.py",

@@ -4,8 +4,8 @@
 Dependencies used only by a baseline or a benchmark are extras (``pyproject.toml``):
 
 - ``baselines``: cvxpy, the solver of dipy's MSMT-CSD (:func:`equidmri.dmri.baselines.fit_msmt_csd`);
-- ``bench``: scikit-learn, whose bundled digits stand in for MNIST (:mod:`equidmri.sims.digits`), and the
-  ``baselines`` extra.
+- ``bench``: scikit-learn, whose bundled digits stand in for MNIST (:mod:`equidmri.sims.digits`),
+  scikit-image, whose SSIM :mod:`equidmri.harmonize.metrics` reports, and the ``baselines`` extra.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from types import ModuleType
 
 EXTRA_MODULES = {  # extra -> the top-level modules it installs (pyproject.toml [project.optional-dependencies])
     "baselines": ("cvxpy",),
-    "bench": ("sklearn", "cvxpy"),
+    "bench": ("sklearn", "skimage", "cvxpy"),
 }
 
 

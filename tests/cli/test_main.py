@@ -46,17 +46,8 @@ def _nested(parser):
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
     assert set(subparsers) == {
-        "deconv",
-        "methods",
-        "predict",
-        "train",
-        "demo",
-        "phantom",
-        "evaluate",
-        "fa",
-        "synth",
-        "bench",
-    }
+        "deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "synth", "harmonize", "bench",
+    }  # fmt: skip
     assert set(_nested(subparsers["bench"])) == {
         "layers",
         "unet",
@@ -70,10 +61,12 @@ def test_every_subcommand_module_registers_run_and_prog():
         "threads",
         "cohort",
         "pretrained",
+        "harmonize",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
+    assert set(_nested(subparsers["harmonize"])) == {"train", "apply"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
-    for group in ("bench", "fa"):
+    for group in ("bench", "fa", "harmonize"):
         commands.update({f"{group} {name}": parser for name, parser in _nested(subparsers[group]).items()})
     for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"

@@ -38,6 +38,9 @@ CASES = {  # command line after `equidmri` -> exit code
     ("synth", "--help"): 0,
     ("synth", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o.npz", "--mode", "x"): 2,
     ("synth", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o.npz", "--n-voxels", "0"): 2,
+    ("harmonize", "train", "--help"): 0,
+    ("harmonize", "apply", "--help"): 0,
+    ("harmonize", "train", "--reference-site", "b", "--target-site", "a", "--out", "o", "--method", "combat"): 2,
     ("bench", "--help"): 0,
     **{("bench", name, "--help"): 0 for name in BENCHES},
     ("bench", "layers", "--variants", "z"): 2,  # one bad argument per benchmark
@@ -51,6 +54,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "cli", "--repeats", "x"): 2,
     ("bench", "threads", "--epochs", "x"): 2,
     ("bench", "cohort", "--subjects", "x"): 2,
+    ("bench", "harmonize", "--size", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
 }
 PROBE = (

@@ -35,6 +35,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("evaluate",),
     ("fa", "train", "--help"),
     ("fa", "predict", "--help"),
+    ("harmonize", "train", "--help"),
+    ("harmonize", "apply", "--help"),
     ("bench", "--help"),
     ("bench", "layers", "--help"),  # each benchmark's help and one bad argument of it
     ("bench", "layers", "--variants", "z"),
@@ -60,6 +62,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "cohort", "--subjects", "x"),
     ("bench", "pretrained", "--help"),
     ("bench", "pretrained", "--model"),
+    ("bench", "harmonize", "--help"),
+    ("bench", "harmonize", "--size", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

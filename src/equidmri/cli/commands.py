@@ -21,5 +21,6 @@ COMMANDS = {
     "evaluate": "score peaks against a phantom's ground truth",
     "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
     "synth": "synthetic training voxels from one subject's tissue statistics",
+    "harmonize": "cross-scanner harmonization: learn from two sites' cohorts, apply to a scan",
     "bench": "benchmarks and experiments (results into --out DIR)",
 }

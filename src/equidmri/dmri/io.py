@@ -57,6 +57,7 @@ __all__ = [
     "save_array",
     "save_npz",
     "save_fod",
+    "save_fsl_gradients",
     "save_json",
     "save_nifti",
     "save_peaks",
@@ -478,6 +479,33 @@ def save_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> Path
     """
     text = json.dumps(obj, indent=JSON_INDENT, default=_json_default) + "\n"  # fails before any file exists
     return _write_atomic(path, lambda tmp: tmp.write_text(text), force)
+
+
+def save_fsl_gradients(
+    bvals_path: str | os.PathLike,
+    bvecs_path: str | os.PathLike,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    affine: np.ndarray,
+    *,
+    force: bool = False,
+) -> None:
+    """Write FSL ``bvals`` (one row, s/mm²) and ``bvecs`` (3 rows, FSL convention for ``affine``) atomically.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape ``(N,)``
+    bvecs : ndarray, shape ``(N, 3)``
+        Unit b-vectors in the voxel-axis frame (:func:`voxel_bvecs_to_fsl` converts them).
+
+    Raises
+    ------
+    FileExistsError
+        If a path exists and not ``force``.
+    """
+    fsl = voxel_bvecs_to_fsl(bvecs, affine)
+    save_text(bvals_path, " ".join(f"{b:g}" for b in bvals) + "\n", force=force)
+    save_text(bvecs_path, "\n".join(" ".join(f"{v:.8f}" for v in row) for row in fsl.T) + "\n", force=force)
 
 
 def save_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:

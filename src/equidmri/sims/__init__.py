@@ -1,4 +1,5 @@
-"""Synthetic data: DiSCo-like phantoms with known fibre directions, and the R³×S² digits set (``digits``).
+"""Synthetic data: DiSCo-like phantoms with known fibre directions, the same phantoms acquired on two scanners
+(``scanners``, for harmonization), and the R³×S² digits set (``digits``).
 
 The names are imported on first use (:mod:`equidmri.lazy`), so that :mod:`equidmri.sims.defaults` is read
 without numpy or dipy.
@@ -18,15 +19,23 @@ _PUBLIC = {  # name -> the module that defines it
     "fibre_signal": "equidmri.sims.synthesis",
     "low_resolution": "equidmri.sims.synthesis",
     "make_protocol": "equidmri.sims.synthesis",
+    "ScannerParams": "equidmri.sims.scanners",
+    "paired_cohort": "equidmri.sims.scanners",
+    "phantom_pair": "equidmri.sims.scanners",
+    "real_pair": "equidmri.sims.scanners",
 }
 
 __all__ = [
     "VOLUMES",
     "Phantom",
     "Protocol",
+    "ScannerParams",
     "fibre_signal",
     "low_resolution",
     "make_protocol",
+    "paired_cohort",
+    "phantom_pair",
+    "real_pair",
     "series_paths",
     "write_phantom_set",
 ]

@@ -24,11 +24,10 @@ import numpy as np
 from equidmri.dmri.io import (
     check_outputs_free,
     load_nifti_volume,
+    save_fsl_gradients,
     save_json,
     save_nifti,
     save_peaks,
-    save_text,
-    voxel_bvecs_to_fsl,
 )
 from equidmri.sims.defaults import FILES, RESOLUTIONS, VOLUMES
 from equidmri.sims.phantoms import Phantom, make_phantom
@@ -71,10 +70,8 @@ def series_paths(volume_dir: str | os.PathLike, resolution: str) -> tuple[Path, 
 
 def save_gradients(folder: Path, suffix: str, protocol: Protocol, affine: np.ndarray, force: bool) -> None:
     """``folder/bvals<suffix>`` and ``folder/bvecs<suffix>`` of ``protocol`` in FSL convention for ``affine``."""
-    fsl = voxel_bvecs_to_fsl(protocol.bvecs, affine)
-    save_text(folder / f"bvals{suffix}", " ".join(f"{b:g}" for b in protocol.bvals) + "\n", force=force)
-    save_text(
-        folder / f"bvecs{suffix}", "\n".join(" ".join(f"{v:.8f}" for v in row) for row in fsl.T) + "\n", force=force
+    save_fsl_gradients(
+        folder / f"bvals{suffix}", folder / f"bvecs{suffix}", protocol.bvals, protocol.bvecs, affine, force=force
     )
 
 

@@ -1,4 +1,5 @@
-"""Figures of the FA experiments (``equidmri bench fa``): error boxplots, FA/error maps, sphere error maps.
+"""Figures of the FA experiments (``equidmri bench fa``): error boxplots, FA/error maps, sphere error maps; the
+map-and-error panels serve ``equidmri bench harmonize`` too (:func:`plot_maps_with_errors`).
 
 Like :mod:`equidmri.viz.qc`, built on ``matplotlib.figure.Figure`` with an Agg canvas (no ``pyplot``).
 Every figure carries a footer line (the command and machine that produced it) and is written atomically
@@ -78,22 +79,45 @@ def plot_fa_maps(
 
     NaN marks voxels outside the mask. Axes are voxel axes (x right, y up).
     """
+    return plot_maps_with_errors(path, reference, maps, footer, title)
+
+
+def plot_maps_with_errors(
+    path: str | os.PathLike,
+    reference: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    footer: str,
+    title: str,
+    *,
+    reference_label: str = "reference FA (64 directions)",
+    quantity: str = "FA",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    error_max: float = ERROR_MAX,
+) -> Path:
+    """Maps of one slice ``(X, Y)`` (top row, the reference first) and their absolute errors against ``reference``
+    (bottom row), on shared colour scales: ``value_range`` for the maps, ``[0, error_max]`` for the errors.
+
+    NaN marks voxels outside the mask. Axes are voxel axes (x right, y up).
+    """
     labels = list(maps)
     figure = _new_figure(PANEL_INCHES * (len(labels) + 1), 2 * PANEL_INCHES + 0.6)
     grid = figure.subplots(2, len(labels) + 1, squeeze=False)
-    panels = [("reference FA (64 directions)", reference, None)] + [(label, maps[label], reference) for label in labels]
-    for column, (label, fa_map, ref) in enumerate(panels):
-        image = grid[0, column].imshow(fa_map.T, origin="lower", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    panels = [(reference_label, reference, None)] + [(label, maps[label], reference) for label in labels]
+    low, high = value_range
+    for column, (label, values, ref) in enumerate(panels):
+        image = grid[0, column].imshow(
+            values.T, origin="lower", cmap="gray", vmin=low, vmax=high, interpolation="nearest"
+        )
         grid[0, column].set_title(label, fontsize=8)
         if ref is not None:
             error = grid[1, column].imshow(
-                np.abs(fa_map - ref).T, origin="lower", cmap="hot", vmin=0, vmax=ERROR_MAX, interpolation="nearest"
+                np.abs(values - ref).T, origin="lower", cmap="hot", vmin=0, vmax=error_max, interpolation="nearest"
             )
             grid[1, column].set_title("|error|", fontsize=8)
         else:
             grid[1, column].axis("off")
-    figure.colorbar(image, ax=grid[0, :], label="FA", shrink=0.8)
-    figure.colorbar(error, ax=grid[1, :], label="|FA error|", shrink=0.8)
+    figure.colorbar(image, ax=grid[0, :], label=quantity, shrink=0.8)
+    figure.colorbar(error, ax=grid[1, :], label=f"|{quantity} error|", shrink=0.8)
     for axes in grid.flat:
         axes.set_facecolor(OUTSIDE_COLOUR)
         axes.set_xticks([])

@@ -1,0 +1,53 @@
+"""Tests of ``equidmri bench harmonize``: one --quick run, in process."""
+
+import json
+
+import pytest
+
+from equidmri.cli.main import main
+from equidmri.harmonize import HARMONIZERS
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("harmonize") / "results"
+    assert main(["bench", "harmonize", "--quick", "--threads", "1", "--out", str(out)]) == 0
+    return json.loads((out / "harmonization.json").read_text()), (out / "harmonization.md").read_text(), out
+
+
+def test_every_harmonizer_is_scored_on_every_shell_and_the_real_subject(quick_run):
+    record, _, _ = quick_run
+    assert list(record["methods"]) == [h.name for h in HARMONIZERS]
+    for result in record["methods"].values():
+        assert set(result["summary"]) == {"all", "b=1000", "b=2000", "b=3000"}
+        assert result["summary"]["all"]["signal_mse"]["n"] == len(record["settings"]["splits"]["test"])
+        assert set(result["real"]) == {"all", "b=1000"}  # small_64D has one shell
+    baseline, rish = (record["methods"][n]["summary"]["all"]["signal_mse"]["mean"] for n in ("baseline", "RISH"))
+    assert rish < baseline
+
+
+def test_best_and_second_best_and_each_method_against_the_baseline_are_tested(quick_run):
+    record, _, _ = quick_run
+    n_test = len(record["settings"]["splits"]["test"])
+    assert len(record["tests"]["best_vs_second"]) == 4 * 5  # shells (all + 3) x metrics (4 + noise-free signal)
+    for test in record["tests"]["best_vs_second"]:
+        assert test["best"] != test["second"] and test["n"] == n_test
+    assert {t["method"] for t in record["tests"]["vs_baseline"]} == {h.name for h in HARMONIZERS} - {"baseline"}
+
+
+def test_markdown_states_the_command_the_missing_methods_both_tables_and_the_figure(quick_run):
+    record, markdown, out = quick_run
+    assert record["command"] in markdown and "Only the baseline and RISH exist so far" in markdown
+    assert "## Table 1 analogue" in markdown and "### b=3000 s/mm²" in markdown and "RISH vs baseline: p" in markdown
+    assert "](harmonization.png)" in markdown and (out / "harmonization.png").stat().st_size > 10_000
+
+
+def test_existing_results_are_kept_without_force(quick_run, capsys):
+    _, _, out = quick_run
+    assert main(["bench", "harmonize", "--quick", "--threads", "1", "--out", str(out)]) == 2
+    assert "already exist" in capsys.readouterr().err
+
+
+def test_a_cohort_too_small_to_split_is_refused_before_any_output(tmp_path, capsys):
+    assert main(["bench", "harmonize", "--subjects", "3", "--out", str(tmp_path / "r")]) == 2
+    assert "--subjects must be >= 5" in capsys.readouterr().err and not (tmp_path / "r").exists()
