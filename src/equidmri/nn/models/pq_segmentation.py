@@ -17,8 +17,10 @@ from torch import Tensor, nn
 from equidmri.nn.layers.pq_space import PQConv, QLengthPool, gated
 
 DWI_IRREPS = "1x0e"  # the signal: one scalar per voxel and q-sample
-DEFAULT_PQ_IRREPS = ("4x0e + 2x1o + 2x1e + 2x2e",) * 2  # hidden channels of the p×q-space layers
-DEFAULT_P_IRREPS = ("4x0e + 2x1o + 2x1e + 2x2e",) * 2  # hidden channels of the p-space layers (after pooling)
+# Hidden channels of the p×q-space and the p-space layers (after pooling). Both kernels reach 0e, 1o and 2e from
+# the DWI's scalars; 1e (pseudo-vectors, e.g. Y_1(Δp) × Y_1(Δq)) only the tp kernel does, so the defaults leave it out.
+DEFAULT_PQ_IRREPS = ("4x0e + 2x1o + 2x2e",) * 2
+DEFAULT_P_IRREPS = ("4x0e + 2x1o + 2x2e",) * 2
 
 
 class PQSegmentationNet(nn.Module):
