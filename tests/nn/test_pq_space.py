@@ -129,12 +129,24 @@ def test_rotating_p_alone_or_q_alone_does_not_commute(kernel, irreps, q_vectors,
         assert (wrong - expected).norm() > 0.05 * expected.norm()
 
 
-def test_separable_and_dense_tp_kernels_give_the_same_output(q_vectors, float64):
-    separable = PQConv(IRREPS_IN, IRREPS_OUT, q_vectors, lmax_p=2, lmax_q=2, n_radial_p=3)
-    dense = PQConv(IRREPS_IN, IRREPS_OUT, q_vectors, lmax_p=2, lmax_q=2, n_radial_p=3, method="dense")
-    dense.load_state_dict(separable.state_dict())
-    x = torch.randn(1, len(q_vectors), 3, 3, 4, separable.irreps_in.dim)
-    torch.testing.assert_close(separable(x), dense(x), atol=1e-12, rtol=0)
+def test_the_separable_methods_and_the_dense_kernel_give_the_same_output(q_vectors, float64):
+    options = {"lmax_p": 2, "lmax_q": 2, "n_radial_p": 3, "n_radial_q": 3}  # K2 != K1: catches index mix-ups
+    dense = PQConv(IRREPS_IN, IRREPS_OUT, q_vectors, method="dense", **options)
+    x = torch.randn(2, len(q_vectors), 3, 3, 4, dense.irreps_in.dim)
+    expected = dense(x)
+    for method in ("pwq", "pqw"):
+        separable = PQConv(IRREPS_IN, IRREPS_OUT, q_vectors, method=method, **options)
+        separable.load_state_dict(dense.state_dict())
+        torch.testing.assert_close(separable(x), expected, atol=1e-12, rtol=0)
+
+
+def test_the_default_method_has_the_fewest_multiply_adds():
+    q_vectors = torch.randn(90, 3)  # at 12 q-samples the dense kernel is the cheapest for the first layer
+    first, hidden = PQConv("1x0e", "8x0e + 2x1o", q_vectors), PQConv("8x0e + 2x1o", "8x0e + 2x1o", q_vectors)
+    assert (first.method, hidden.method) == ("pqw", "pwq")
+    for layer in (first, hidden):
+        assert layer.macs_per_voxel(layer.method) == min(layer.macs_per_voxel(m) for m in ("pwq", "pqw", "dense"))
+    assert PQConv("1x0e", "1x0e", q_vectors, kernel="combined").method == "dense"
 
 
 def test_combined_kernel_is_the_sh_of_the_combined_offset(q_vectors, float64):
@@ -183,7 +195,7 @@ def test_bad_arguments_raise(q_vectors):
     with pytest.raises(ValueError, match="kernel must be one of"):
         PQConv("1x0e", "1x0e", q_vectors, kernel="diff")
     with pytest.raises(ValueError, match="'dense' for the combined kernel"):
-        PQConv("1x0e", "1x0e", q_vectors, kernel="combined", method="separable")
+        PQConv("1x0e", "1x0e", q_vectors, kernel="combined", method="pwq")
     with pytest.raises(ValueError, match="need lmax >= 0 and >= 1 radial function"):
         PQConv("1x0e", "1x0e", q_vectors, n_radial_q=0)
     with pytest.raises(ValueError, match=r"reaches the output irreps \['4e'\]"):

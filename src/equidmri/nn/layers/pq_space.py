@@ -19,13 +19,20 @@ whose weights are W). The paper's "TP ± 1" selection rule picks the filter orde
 parts; for a sum coordinate s = p + q̂ it is the direction of s_in - s_out.
 
 Cost. The kernel of the tensor-product variant is a sum of separable terms, P_a(Δp) Q_b(q_o, q_i) M_ab, with
-a = (k1, l_p, m_p), b = (k2, k3, l_q, m_q) and M_ab a ``(D_in, D_out)`` matrix from W and the CG
-coefficients. ``method="separable"`` (its default) uses that: fixed 3D stencils P_a on every input channel,
-one matrix product with M, then one product with the dense ``(Q, Q·D_q)`` q-matrix. It never forms the
-``(k³, Q, Q, D_in, D_out)`` 6D kernel that ``method="dense"`` (the reference code's algorithm, and the only one
-for ``kernel="combined"``, whose kernel does not separate) builds and applies as one ``conv3d`` with
-``Q·D_in -> Q·D_out`` channels. Multiply-adds per voxel and q-sample: separable
-k³·D_in·D_p + D_in·D_p·D_q·D_out + Q·D_q·D_out; dense k³·Q·D_in·D_out. ``equidmri bench pq-layer`` measures both.
+a = (k1, l_p, m_p), b = (k2, k3, l_q, m_q), Q_b = φ2_k2(|q_o|) φ3_k3(|q_i|) Y_lq,mq(Δq) and M_ab a
+``(D_in, D_out)`` matrix from W and the CG coefficients. The separable methods use that and never form the
+``(k³, Q, Q, D_in, D_out)`` 6D kernel: fixed 3D stencils P_a on every input channel, then
+
+- ``"pwq"``: the learned weights (with φ3, per input sample), then one product with the ``(Q, Q·K2·L_q)``
+  matrix φ2(|q_o|) Y(Δq); multiply-adds per voxel Q·k³·D_in·D_p + Q·D_in·D_p·K2·L_q·D_out + Q²·K2·L_q·D_out;
+- ``"pqw"``: first the ``(Q·K3·L_q, Q)`` matrix Y(Δq) φ3(|q_i|), then the weights and φ2:
+  Q·k³·D_in·D_p + Q²·K3·L_q·D_in·D_p + Q·K3·L_q·D_in·D_p·K2·D_out;
+
+with D_p = K1 (lmax_p+1)², L_q = (lmax_q+1)². ``"dense"`` (the reference code's algorithm, and the only one for
+``kernel="combined"``, whose kernel does not separate) builds the 6D kernel and applies it as one ``conv3d`` with
+``Q·D_in -> Q·D_out`` channels: Q²·k³·D_in·D_out. By default (``method=None``) a layer takes the method with the
+fewest multiply-adds (:meth:`PQConv.macs_per_voxel`): "pqw" for few input channels (the DWI), "pwq" for wide
+hidden layers. ``equidmri bench pq-layer`` measures all three.
 
 Frames and units: p in voxel indices along the tensor axes X, Y, Z (isotropic voxels; the voxel-axis frame of
 the library, DESIGN §6), q-vectors in the same frame, from :func:`q_space_vectors`. Layout
@@ -50,7 +57,7 @@ from e3nn.nn import Gate  # noqa: E402
 
 B_REF = 1000.0  # s/mm²: q-lengths are in units of the q-length at b = 1000 s/mm², |q| = sqrt(b / B_REF)
 KERNELS = ("tp", "combined")
-METHODS = ("separable", "dense")
+METHODS = ("pwq", "pqw", "dense")
 SH_NORMALIZATION = "component"  # |Y_l|² = 2l + 1 on unit vectors, the reference code's default
 
 
@@ -156,8 +163,9 @@ class PQConv(nn.Module):
         (on [0, q_max]).
     q_max : float, optional
         End of the q radial basis; default the largest |q| of ``q_vectors`` (1 if all are zero).
-    method : {"separable", "dense"}, optional
-        How the kernel is applied (module docstring); default "separable" for "tp", "dense" for "combined".
+    method : {"pwq", "pqw", "dense"}, optional
+        How the kernel is applied (module docstring); default: the one with the fewest multiply-adds for the
+        current q-samples ("dense" for "combined").
     bias : bool
         A learned bias on each scalar (0e) output channel.
 
@@ -165,7 +173,7 @@ class PQConv(nn.Module):
     ------
     ValueError
         On a wrong ``q_vectors`` shape, an even or non-positive kernel size, negative lmax, fewer than one
-        radial function, an unknown kernel or method, "separable" with "combined", or an output irrep that no
+        radial function, an unknown kernel or method, a separable method with "combined", or an output irrep that no
         path of the tensor product reaches.
 
     References
@@ -192,15 +200,14 @@ class PQConv(nn.Module):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-        method = method or ("separable" if kernel == "tp" else "dense")
-        if method not in METHODS or (kernel == "combined" and method == "separable"):
+        if (method is not None and method not in METHODS) or (kernel == "combined" and method not in (None, "dense")):
             raise ValueError(f"method must be one of {METHODS} ('dense' for the combined kernel), got {method!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         if min(lmax_p, lmax_q) < 0 or min(n_radial_p, n_radial_q) < 1:
             raise ValueError(f"need lmax >= 0 and >= 1 radial function, got {lmax_p, lmax_q, n_radial_p, n_radial_q}")
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        self.kernel, self.method, self.kernel_size = kernel, method, kernel_size
+        self.kernel, self.requested_method, self.kernel_size = kernel, method, kernel_size
         self.lmax_p, self.lmax_q, self.n_radial_p, self.n_radial_q = lmax_p, lmax_q, n_radial_p, n_radial_q
         self.radial = (n_radial_p, n_radial_q, n_radial_q)
         units = n_radial_p * n_radial_q**2
@@ -250,14 +257,31 @@ class PQConv(nn.Module):
         if self.kernel == "tp":
             p_basis = (p_radial[:, :, None] * spherical_harmonics(self.lmax_p, offsets)[:, None, :]).flatten(1)
             y_q = spherical_harmonics(self.lmax_q, dq)  # (Q_o, Q_i, (lmax_q+1)²)
-            q_basis = torch.einsum("ob,ic,oil->oibcl", q_radial, q_radial, y_q).flatten(2)  # (Q_o, Q_i, D_q)
-            geometry = {"p_basis": p_basis, "q_basis": q_basis}
+            geometry = {"p_basis": p_basis, "q_radial": q_radial, "y_q": y_q}
         else:
             y = spherical_harmonics(self.lmax, offsets[:, None, None, :] - dq[None])  # (k³, Q_o, Q_i, L)
             # filter component (k1, k2, k3, l m) = φ1 φ2 φ3 Y: the p and q radial parts stay separate factors
             geometry = {"p_radial": p_radial, "q_radial": q_radial, "y_combined": y}
         for name, value in geometry.items():
             self.register_buffer(name, value.to(dtype=dtype, device=device), persistent=False)
+        if self.requested_method is not None:
+            self.method = self.requested_method
+        else:
+            self.method = min(METHODS if self.kernel == "tp" else ("dense",), key=self.macs_per_voxel)
+        self._apply_kernel = getattr(self, f"_{self.method}")
+
+    def macs_per_voxel(self, method: str) -> int:
+        """Multiply-adds per voxel and batch element of a forward pass with ``method`` (module docstring),
+        without building the weights' CG maps."""
+        q, k3, d_in, d_out = self.n_q, self.kernel_size**3, self.irreps_in.dim, self.irreps_out.dim
+        if method == "dense":
+            return q * q * k3 * d_in * d_out
+        k1s, k2s, k3s = self.radial
+        d_p, l_q = k1s * (self.lmax_p + 1) ** 2, (self.lmax_q + 1) ** 2
+        stencils = q * k3 * d_in * d_p
+        if method == "pwq":
+            return stencils + q * d_in * d_p * k2s * l_q * d_out + q * q * k2s * l_q * d_out
+        return stencils + q * q * k3s * l_q * d_in * d_p + q * k3s * l_q * d_in * d_p * k2s * d_out
 
     def _filter_matrices(self) -> Tensor:
         """``(N_f, D_in, D_out)``: the learned CG map of each filter component, scaled by 1/sqrt(k³ Q)."""
@@ -269,7 +293,8 @@ class PQConv(nn.Module):
         m = self._filter_matrices()
         if self.kernel == "tp":
             m_ab = torch.einsum("fab,fxy->abxy", self.coupling, m)
-            return torch.einsum("pa,oiaxy->poixy", self.p_basis, torch.einsum("oib,abxy->oiaxy", self.q_basis, m_ab))
+            q_basis = torch.einsum("ob,ic,oil->oibcl", self.q_radial, self.q_radial, self.y_q).flatten(2)
+            return torch.einsum("pa,oiaxy->poixy", self.p_basis, torch.einsum("oib,abxy->oiaxy", q_basis, m_ab))
         k1, k2, k3 = self.radial
         n_l = (self.lmax + 1) ** 2
         m = torch.cat([block.reshape(k1, k2, k3, -1, *m.shape[1:]) for block in self._per_l(m)], dim=3)
@@ -293,7 +318,7 @@ class PQConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 6 or x.shape[1] != self.n_q or x.shape[-1] != self.irreps_in.dim:
             raise ValueError(f"expected (B, {self.n_q}, X, Y, Z, {self.irreps_in.dim}), got {tuple(x.shape)}")
-        out = self._separable(x) if self.method == "separable" else self._dense(x)
+        out = self._apply_kernel(x)
         if self.bias is None:
             return out
         return out + torch.zeros(self.irreps_out.dim, dtype=out.dtype, device=out.device).scatter(
@@ -307,16 +332,46 @@ class PQConv(nn.Module):
         out = nn.functional.conv3d(x.permute(0, 1, 5, 2, 3, 4).reshape(b, q * d_in, nx, ny, nz), weight, padding=k // 2)
         return out.reshape(b, q, self.irreps_out.dim, nx, ny, nz).permute(0, 1, 3, 4, 5, 2)
 
-    def _separable(self, x: Tensor) -> Tensor:
+    def _stencils(self, x: Tensor) -> Tensor:
+        """Fixed p-stencils P_a on every channel: ``(B, Q, X, Y, Z, D_in) -> (B, Q, D_in, D_p, X·Y·Z)``."""
         b, q, nx, ny, nz, d_in = x.shape
-        k, d_out, voxels = self.kernel_size, self.irreps_out.dim, nx * ny * nz
-        d_p, d_q = self.p_basis.shape[1], self.q_basis.shape[2]
-        stencils = self.p_basis.T.reshape(d_p, 1, k, k, k)
-        u = nn.functional.conv3d(x.permute(0, 1, 5, 2, 3, 4).reshape(-1, 1, nx, ny, nz), stencils, padding=k // 2)
-        u = u.reshape(b, q, d_in, d_p, voxels).permute(0, 1, 4, 2, 3).reshape(b, q, voxels, d_in * d_p)
-        m_ab = torch.einsum("fab,fxy->xaby", self.coupling, self._filter_matrices()).reshape(d_in * d_p, d_q * d_out)
-        t = (u @ m_ab).reshape(b, q, voxels, d_q, d_out).permute(0, 1, 3, 2, 4).reshape(b, q * d_q, voxels * d_out)
-        out = self.q_basis.reshape(q, q * d_q) @ t  # (B, Q_o, voxels · D_out)
+        k, d_p = self.kernel_size, self.p_basis.shape[1]
+        channels = x.permute(0, 1, 5, 2, 3, 4).reshape(-1, 1, nx, ny, nz)
+        u = nn.functional.conv3d(channels, self.p_basis.T.reshape(d_p, 1, k, k, k), padding=k // 2)
+        return u.reshape(b, q, d_in, d_p, nx * ny * nz)
+
+    def _weights(self) -> Tensor:
+        """M_ab as ``(D_in·D_p, K2, K3, L_q, D_out)``, rows (c_in m_in, k1 l_p m_p)."""
+        m_ab = torch.einsum("fab,fxy->xaby", self.coupling, self._filter_matrices())
+        return m_ab.reshape(m_ab.shape[0] * m_ab.shape[1], *self.radial[1:], self.y_q.shape[-1], m_ab.shape[-1])
+
+    def _pwq(self, x: Tensor) -> Tensor:
+        b, q, nx, ny, nz, _ = x.shape
+        d_out, voxels = self.irreps_out.dim, nx * ny * nz
+        u = self._stencils(x)
+        u = u.permute(1, 0, 4, 2, 3).reshape(q, b * voxels, -1)  # (Q_i, B·V, D_in·D_p)
+        m = self._weights()  # (D_in·D_p, K2, K3, L, D_out)
+        per_sample = torch.einsum("ic,kbclx->ikblx", self.q_radial, m).flatten(2)  # φ3(|q_i|) folded in
+        t = torch.bmm(u, per_sample)  # (Q_i, B·V, K2·L·D_out)
+        j = m.shape[1] * m.shape[3]
+        t = t.reshape(q, b * voxels, j, d_out).permute(0, 2, 1, 3).reshape(q * j, b * voxels * d_out)
+        q_matrix = torch.einsum("ob,oil->oibl", self.q_radial, self.y_q).reshape(q, q * j)  # φ2(|q_o|) Y(Δq)
+        out = (q_matrix @ t).reshape(q, b, nx, ny, nz, d_out)
+        return out.permute(1, 0, 2, 3, 4, 5)
+
+    def _pqw(self, x: Tensor) -> Tensor:
+        b, q, nx, ny, nz, _ = x.shape
+        d_out, voxels = self.irreps_out.dim, nx * ny * nz
+        u = self._stencils(x)
+        _, k2s, k3s = self.radial
+        n_l = self.y_q.shape[-1]
+        q_matrix = torch.einsum("oil,ic->ocli", self.y_q, self.q_radial).reshape(q * k3s * n_l, q)  # Y(Δq) φ3(|q_i|)
+        s = (q_matrix @ u.reshape(b, q, -1)).reshape(b, q, k3s * n_l, -1, voxels)  # (B, Q_o, K3·L, D_in·D_p, V)
+        s = s.permute(0, 1, 4, 2, 3).reshape(b, q, voxels, -1)
+        m = self._weights()  # (D_in·D_p, K2, K3, L, D_out)
+        m = m.permute(2, 3, 0, 1, 4).reshape(s.shape[-1], k2s * d_out)
+        out = (s @ m).reshape(b, q, voxels, k2s, d_out)
+        out = torch.einsum("bqvkx,qk->bqvx", out, self.q_radial)  # φ2(|q_o|)
         return out.reshape(b, q, nx, ny, nz, d_out)
 
     def extra_repr(self) -> str:
