@@ -49,6 +49,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "threads", "--epochs", "x"): 2,
     ("bench", "cohort", "--subjects", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
+    ("bench", "pq-layer", "--cases", "first:tp"): 2,  # no such variant
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

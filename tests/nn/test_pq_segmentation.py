@@ -25,8 +25,9 @@ def rotate_volume(dwi, rotation):
 
 @pytest.mark.parametrize("kernel", ["tp", "combined"])
 def test_probabilities_rotate_with_a_joint_rotation_of_the_volume_and_the_q_vectors(kernel, q_vectors, float64):
-    net = PQSegmentationNet(q_vectors, pq_irreps=HIDDEN, p_irreps=HIDDEN, kernel=kernel)
-    assert len(net.pq_layers) + len(net.p_layers) + 1 == 5  # the paper's five layers
+    depth = 2 if kernel == "tp" else 1  # the paper's five layers with one kernel, three with the other
+    net = PQSegmentationNet(q_vectors, pq_irreps=HIDDEN[:depth], p_irreps=HIDDEN[:depth], kernel=kernel)
+    assert len(net.pq_layers) + len(net.p_layers) + 1 == 2 * depth + 1
     dwi = torch.rand(1, len(q_vectors), EDGE, EDGE, EDGE)
     probability = net(dwi)
     assert probability.shape == (1, EDGE, EDGE, EDGE)

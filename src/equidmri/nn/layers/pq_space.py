@@ -143,6 +143,39 @@ def tp_coupling(paths: list[tuple[int, int, int]], radial: tuple[int, int, int],
     return coupling
 
 
+def macs_per_voxel(
+    method: str,
+    n_q: int,
+    kernel_size: int,
+    d_in: int,
+    d_out: int,
+    lmax_p: int,
+    lmax_q: int,
+    radial: tuple[int, int, int],
+) -> int:
+    """Multiply-adds per voxel of one forward of a tensor-product :class:`PQConv` (module docstring, "Cost"),
+    counted from the shapes: the stencils, matrix products and the dense ``conv3d``; the weights' CG maps and
+    element-wise scalings are left out.
+
+    Parameters
+    ----------
+    method : {"pwq", "pqw", "dense"}
+    n_q, kernel_size, d_in, d_out, lmax_p, lmax_q : int
+        Q, the p-kernel edge, the irreps dimensions and the SH orders.
+    radial : (K1, K2, K3)
+        Radial functions of |Δp|, |q_o| and |q_i|.
+    """
+    q, taps = n_q, kernel_size**3
+    if method == "dense":
+        return q * q * taps * d_in * d_out
+    k1s, k2s, k3s = radial
+    d_p, l_q = k1s * (lmax_p + 1) ** 2, (lmax_q + 1) ** 2
+    stencils = q * taps * d_in * d_p
+    if method == "pwq":
+        return stencils + q * d_in * d_p * k2s * l_q * d_out + q * q * k2s * l_q * d_out
+    return stencils + q * q * k3s * l_q * d_in * d_p + q * k3s * l_q * d_in * d_p * k2s * d_out
+
+
 class PQConv(nn.Module):
     """Joint SE(3)-equivariant convolution on voxels × q-samples: ``(B, Q, X, Y, Z, D_in) -> (B, Q, X, Y, Z, D_out)``.
 
@@ -271,17 +304,11 @@ class PQConv(nn.Module):
         self._apply_kernel = getattr(self, f"_{self.method}")
 
     def macs_per_voxel(self, method: str) -> int:
-        """Multiply-adds per voxel and batch element of a forward pass with ``method`` (module docstring),
-        without building the weights' CG maps."""
-        q, k3, d_in, d_out = self.n_q, self.kernel_size**3, self.irreps_in.dim, self.irreps_out.dim
-        if method == "dense":
-            return q * q * k3 * d_in * d_out
-        k1s, k2s, k3s = self.radial
-        d_p, l_q = k1s * (self.lmax_p + 1) ** 2, (self.lmax_q + 1) ** 2
-        stencils = q * k3 * d_in * d_p
-        if method == "pwq":
-            return stencils + q * d_in * d_p * k2s * l_q * d_out + q * q * k2s * l_q * d_out
-        return stencils + q * q * k3s * l_q * d_in * d_p + q * k3s * l_q * d_in * d_p * k2s * d_out
+        """Multiply-adds per voxel and batch element of a forward pass with ``method`` (:func:`macs_per_voxel`)."""
+        return macs_per_voxel(
+            method, self.n_q, self.kernel_size, self.irreps_in.dim, self.irreps_out.dim, self.lmax_p, self.lmax_q,
+            self.radial,
+        )  # fmt: skip
 
     def _filter_matrices(self) -> Tensor:
         """``(N_f, D_in, D_out)``: the learned CG map of each filter component, scaled by 1/sqrt(k³ Q)."""
