@@ -16,9 +16,10 @@ fresh Python process (with ``--quick`` all in this one, a smoke test of the code
 warm-up, then ``--repeats`` timed runs (fewer if the warm-up says they would exceed ``--budget`` seconds),
 first ``fwd`` (a forward under ``torch.inference_mode``), then ``fwdbwd`` (forward and backward of the output
 sum), skipped when three forward warm-ups would exceed the budget. Peak memory: the peak resident set size
-during the runs of a pass minus the resident set size before them (after both passes through the same layer on
-a 4³ volume, so that torch's lazy initialisation is not counted), MiB, with the kernel's reset of the peak
-counter as ``equidmri bench layers`` uses it. Multiply-adds are counted from the shapes
+during the runs of a pass minus the resident set size before the layer was built (after both passes through
+the same kind of layer at 12 q-samples on a 4³ volume, so that torch's lazy initialisation is not counted), MiB,
+with the kernel's reset of the peak counter as ``equidmri bench layers`` uses it; ``fwdbwd`` runs after
+``fwd`` in the same process, so its peak is at least that of ``fwd``. Multiply-adds are counted from the shapes
 (:func:`equidmri.nn.layers.pq_space.macs_per_voxel`), for every layer and method whether it ran or not.
 """
 
