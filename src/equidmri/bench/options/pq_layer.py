@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 
 from equidmri.bench.catalog import BENCHES as CATALOG
+from equidmri.bench.options.efficiency import add_repeat_args
 from equidmri.bench.report import add_report_args
 
 NAME = "pq-layer"
@@ -81,19 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="LAYER:VARIANT",
         help=f"what to measure (default {' '.join(DEFAULT_CASES)})",
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        metavar="R",
-        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)",
-    )
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=DEFAULT_BUDGET_S,
-        metavar="SECONDS",
-        help="seconds of timed runs per pass at most (default %(default)s)",
-    )
+    add_repeat_args(parser, DEFAULT_REPEATS, QUICK_REPEATS, DEFAULT_BUDGET_S, "pass")
     for option, kind in (("case", str), ("edge", int), ("n-q", int), ("output", str)):
         parser.add_argument(f"--child-{option}", type=kind, help=argparse.SUPPRESS)
     return parser
