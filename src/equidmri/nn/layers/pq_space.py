@@ -375,30 +375,26 @@ class PQConv(nn.Module):
     def _pwq(self, x: Tensor) -> Tensor:
         b, q, nx, ny, nz, _ = x.shape
         d_out, voxels = self.irreps_out.dim, nx * ny * nz
-        u = self._stencils(x)
-        u = u.permute(1, 0, 4, 2, 3).reshape(q, b * voxels, -1)  # (Q_i, B·V, D_in·D_p)
+        u = self._stencils(x).permute(1, 2, 3, 0, 4).reshape(q, -1, b * voxels)  # (Q_i, D_in·D_p, B·V)
         m = self._weights()  # (D_in·D_p, K2, K3, L, D_out)
-        per_sample = torch.einsum("ic,kbclx->ikblx", self.q_radial, m).flatten(2)  # φ3(|q_i|) folded in
-        t = torch.bmm(u, per_sample)  # (Q_i, B·V, K2·L·D_out)
         j = m.shape[1] * m.shape[3]
-        t = t.reshape(q, b * voxels, j, d_out).permute(0, 2, 1, 3).reshape(q * j, b * voxels * d_out)
+        per_sample = torch.einsum("ic,kbclx->iblxk", self.q_radial, m).reshape(q, j * d_out, -1)  # φ3(|q_i|) in
+        t = torch.bmm(per_sample, u).reshape(q * j, d_out * b * voxels)  # rows (q_i, k2, l), columns (D_out, B·V)
         q_matrix = torch.einsum("ob,oil->oibl", self.q_radial, self.y_q).reshape(q, q * j)  # φ2(|q_o|) Y(Δq)
-        out = (q_matrix @ t).reshape(q, b, nx, ny, nz, d_out)
-        return out.permute(1, 0, 2, 3, 4, 5)
+        out = (q_matrix @ t).reshape(q, d_out, b, nx, ny, nz)
+        return out.permute(2, 0, 3, 4, 5, 1)
 
     def _pqw(self, x: Tensor) -> Tensor:
         b, q, nx, ny, nz, _ = x.shape
         d_out, voxels = self.irreps_out.dim, nx * ny * nz
-        u = self._stencils(x)
+        u = self._stencils(x).reshape(b, q, -1)  # (B, Q_i, D_in·D_p·V)
         _, k2s, k3s = self.radial
-        n_l = self.y_q.shape[-1]
-        q_matrix = torch.einsum("oil,ic->ocli", self.y_q, self.q_radial).reshape(q * k3s * n_l, q)  # Y(Δq) φ3(|q_i|)
-        s = (q_matrix @ u.reshape(b, q, -1)).reshape(b, q, k3s * n_l, -1, voxels)  # (B, Q_o, K3·L, D_in·D_p, V)
-        s = s.permute(0, 1, 4, 2, 3).reshape(b, q, voxels, -1)
+        q_matrix = torch.einsum("oil,ic->ocli", self.y_q, self.q_radial).reshape(-1, q)  # Y(Δq) φ3(|q_i|)
+        s = (q_matrix @ u).reshape(b * q, -1, voxels)  # (B·Q_o, K3·L·D_in·D_p, V)
         m = self._weights()  # (D_in·D_p, K2, K3, L, D_out)
-        m = m.permute(2, 3, 0, 1, 4).reshape(s.shape[-1], k2s * d_out)
-        out = (s @ m).reshape(b, q, voxels, k2s, d_out)
-        out = torch.einsum("bqvkx,qk->bqvx", out, self.q_radial)  # φ2(|q_o|)
+        m = m.permute(2, 3, 0, 1, 4).reshape(s.shape[1], k2s * d_out)
+        out = (m.T @ s).reshape(b, q, k2s, d_out, voxels)
+        out = torch.einsum("bqkxv,qk->bqvx", out, self.q_radial)  # φ2(|q_o|)
         return out.reshape(b, q, nx, ny, nz, d_out)
 
     def extra_repr(self) -> str:
