@@ -98,6 +98,8 @@ def test_voxelwise_layer_commutes_with_continuous_rotations_of_q(kernel, q_vecto
         rotated_out = layer(x @ layer.irreps_in.D_from_matrix(rotation).T)
         expected = out @ layer.irreps_out.D_from_matrix(rotation).T
         assert (rotated_out - expected).abs().max() < 3e-5 * out.abs().max()  # float32; measured 1.3e-5
+    layer.set_q_vectors(q)
+    torch.testing.assert_close(layer.double()(x.double()), out.double(), atol=3e-5 * out.abs().max().item(), rtol=0)
 
 
 def test_layer_commutes_with_translations(q_vectors, float64):
