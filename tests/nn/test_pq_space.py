@@ -16,7 +16,8 @@ import torch
 from e3nn import o3
 
 from equidmri.extras import MissingExtraError
-from equidmri.nn.layers.pq_space import PQConv, QLengthPool, gated, p_offsets, q_space_vectors
+from equidmri.nn.layers.pq_pointwise import QLengthPool, gated
+from equidmri.nn.layers.pq_space import PQConv, p_offsets, q_space_vectors
 
 IRREPS_IN = "1x0e + 1x1o"
 IRREPS_OUT = "1x0e + 1x1o + 1x1e + 1x2e"

@@ -32,7 +32,8 @@ from equidmri.bench.options.pq_layer import (
     VARIANTS,
 )
 from equidmri.bench.report import check_report_outputs, fmt, header_lines, run_child, start_record, write_report
-from equidmri.nn.layers.pq_space import PQConv, gated, macs_per_voxel, q_space_vectors
+from equidmri.nn.layers.pq_pointwise import gated
+from equidmri.nn.layers.pq_space import PQConv, macs_per_voxel, q_space_vectors
 from equidmri.nn.models.pq_segmentation import DEFAULT_PQ_IRREPS
 
 logger = logging.getLogger(__name__)

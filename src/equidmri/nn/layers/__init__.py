@@ -1,7 +1,7 @@
 """Equivariant layers on spherical and spatio-spherical feature maps: every layer of the package lives here.
 
-The p×q-space layers (:mod:`equidmri.nn.layers.pq_space`) need e3nn, the ``lesions`` extra: their names are
-imported on first use, so that this package imports without it.
+The p×q-space layers (:mod:`equidmri.nn.layers.pq_space`, :mod:`equidmri.nn.layers.pq_pointwise`) need e3nn,
+the ``lesions`` extra: their names are imported on first use, so that this package imports without it.
 """
 
 from equidmri.lazy import lazy_attributes
@@ -15,8 +15,8 @@ from equidmri.nn.layers.stencil import isotropic_stencil
 
 _PUBLIC = {  # name -> its module, imported on first use (e3nn)
     "PQConv": "equidmri.nn.layers.pq_space",
-    "QLengthPool": "equidmri.nn.layers.pq_space",
-    "gated": "equidmri.nn.layers.pq_space",
+    "QLengthPool": "equidmri.nn.layers.pq_pointwise",
+    "gated": "equidmri.nn.layers.pq_pointwise",
     "q_space_vectors": "equidmri.nn.layers.pq_space",
 }
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from equidmri.nn.layers.pq_space import PQConv, QLengthPool, gated
+from equidmri.nn.layers.pq_pointwise import QLengthPool, gated
+from equidmri.nn.layers.pq_space import PQConv
 
 DWI_IRREPS = "1x0e"  # the signal: one scalar per voxel and q-sample
 # Hidden channels of the p×q-space and the p-space layers (after pooling). Both kernels reach 0e, 1o and 2e from
