@@ -4,8 +4,10 @@
 Dependencies used only by a baseline or a benchmark are extras (``pyproject.toml``):
 
 - ``baselines``: cvxpy, the solver of dipy's MSMT-CSD (:func:`equidmri.dmri.baselines.fit_msmt_csd`);
+- ``lesions``: e3nn, the Clebsch–Gordan products of the p×q-space layers (:mod:`equidmri.nn.layers.pq_space`)
+  and the lesion segmentation network built on them;
 - ``bench``: scikit-learn, whose bundled digits stand in for MNIST (:mod:`equidmri.sims.digits`),
-  scikit-image, whose SSIM :mod:`equidmri.harmonize.metrics` reports, and the ``baselines`` extra.
+  scikit-image, whose SSIM :mod:`equidmri.harmonize.metrics` reports, and the ``baselines`` and ``lesions`` extras.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from types import ModuleType
 
 EXTRA_MODULES = {  # extra -> the top-level modules it installs (pyproject.toml [project.optional-dependencies])
     "baselines": ("cvxpy",),
-    "bench": ("sklearn", "skimage", "cvxpy"),
+    "bench": ("sklearn", "skimage", "cvxpy", "e3nn"),
+    "lesions": ("e3nn",),
 }
 
 

@@ -56,6 +56,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "cohort", "--subjects", "x"): 2,
     ("bench", "harmonize", "--size", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
+    ("bench", "pq-layer", "--cases", "first:tp"): 2,  # no such variant
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

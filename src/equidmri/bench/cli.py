@@ -64,6 +64,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "pretrained", "--model"),
     ("bench", "harmonize", "--help"),
     ("bench", "harmonize", "--size", "x"),
+    ("bench", "pq-layer", "--help"),
+    ("bench", "pq-layer", "--cases", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

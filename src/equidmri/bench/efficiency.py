@@ -95,7 +95,7 @@ def _stepper(module: nn.Module, x: Tensor, backward: bool, fold: bool) -> Callab
     return infer
 
 
-def _status_kib(field: str) -> float | None:
+def status_kib(field: str) -> float | None:
     """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status`` in KiB, or None where there is none."""
     status = Path("/proc/self/status")
     if not status.is_file():
@@ -106,7 +106,7 @@ def _status_kib(field: str) -> float | None:
     return None
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where that is not possible."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -133,7 +133,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     _stepper(tiny, make_input(args.bench, tiny, 1, device, backward), backward, fold)()
     del tiny
     gc.collect()
-    before = torch.cuda.memory_allocated(device) if cuda else _status_kib("VmRSS")
+    before = torch.cuda.memory_allocated(device) if cuda else status_kib("VmRSS")
     start = time.perf_counter()
     module = build_module(args.bench, args.child_variant, args.child_nside).to(device)
     build_s = time.perf_counter() - start
@@ -149,7 +149,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
         reset = True
     else:
-        reset = _reset_peak_rss()
+        reset = reset_peak_rss()
     start = time.perf_counter()
     step()
     synchronise()
@@ -164,7 +164,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if cuda:
         peak_mib = (torch.cuda.max_memory_allocated(device) - before) / BYTES_PER_MIB
     elif before is not None and reset:
-        peak_mib = (_status_kib("VmHWM") - before) / KIB_PER_MIB
+        peak_mib = (status_kib("VmHWM") - before) / KIB_PER_MIB
     else:
         peak_mib = None
     return {

@@ -65,6 +65,26 @@ def add_unet_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     return _add_parser(subparsers, "unet")
 
 
+def add_repeat_args(
+    parser: argparse.ArgumentParser, repeats: int, quick_repeats: int, budget_s: float, per: str
+) -> None:
+    """``--repeats R`` (default None: ``repeats``, ``quick_repeats`` with ``--quick``) and ``--budget SECONDS``,
+    the seconds of timed runs per ``per`` at most (default ``budget_s``)."""
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="R",
+        help=f"timed runs after the warm-up (default {repeats}, {quick_repeats} with --quick)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=budget_s,
+        metavar="SECONDS",
+        help=f"seconds of timed runs per {per} at most (default %(default)s)",
+    )
+
+
 def _add_parser(subparsers: argparse._SubParsersAction, bench: str) -> argparse.ArgumentParser:
     _, nsides, quick_nsides, extra_edges, name = BENCHES[bench]
     parser = subparsers.add_parser(
@@ -92,19 +112,7 @@ def _add_parser(subparsers: argparse._SubParsersAction, bench: str) -> argparse.
         f"(default {' '.join(map(str, extra_edges))}; none with --quick)",
     )
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        metavar="R",
-        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, {QUICK_REPEATS} with --quick)",
-    )
-    parser.add_argument(
-        "--budget",
-        type=float,
-        default=DEFAULT_BUDGET_S,
-        metavar="SECONDS",
-        help="seconds of timed runs per measurement at most (default %(default)s)",
-    )
+    add_repeat_args(parser, DEFAULT_REPEATS, QUICK_REPEATS, DEFAULT_BUDGET_S, "measurement")
     for option, kind in (("variant", str), ("nside", int), ("edge", int), ("pass", str), ("output", str)):
         parser.add_argument(f"--child-{option}", type=kind, help=argparse.SUPPRESS)
     return parser
