@@ -52,6 +52,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "threads", "--epochs", "x"): 2,
     ("bench", "cohort", "--subjects", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
+    ("bench", "synthesis", "--epochs", "x"): 2,
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

@@ -35,4 +35,5 @@ BENCHES = {
     "threads": Bench("threads", "add_parser", "deconv training time alone and beside a busy process"),
     "pretrained": Bench("pretrained", "add_parser", "the shipped pretrained SHD-TV model against dipy CSD"),
     "cohort": Bench("cohort", "add_parser", "cohort training throughput with 1 and 2 processes, and memory"),
+    "synthesis": Bench("synthesis", "add_parser", "synthesis modes judged by an autoencoder on real voxels (WP2)"),
 }

@@ -60,6 +60,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "cohort", "--subjects", "x"),
     ("bench", "pretrained", "--help"),
     ("bench", "pretrained", "--model"),
+    ("bench", "synthesis", "--help"),
+    ("bench", "synthesis", "--epochs", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)
