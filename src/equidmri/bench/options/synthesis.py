@@ -42,7 +42,7 @@ NAME = "synthesis"
 SIZES = ("n_train", "epochs", "seeds", "phantom_size", "fa_epochs")  # the options; held_out and real are fixed
 DEFAULTS = {
     "n_train": 2000,
-    "epochs": 120,
+    "epochs": 240,
     "seeds": 3,
     "phantom_size": 20,
     "fa_epochs": 40,
