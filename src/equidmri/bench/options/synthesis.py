@@ -50,12 +50,12 @@ DEFAULTS = {
     "real": ("small_64D", "small_101D", "small_25"),
 }
 QUICK = {
-    "n_train": 400,
+    "n_train": 300,
     "epochs": 60,
     "seeds": 1,
     "phantom_size": 12,
-    "fa_epochs": 20,
-    "held_out": 200,
+    "fa_epochs": 10,
+    "held_out": 150,
     "real": ("small_64D",),
 }
 HELP = {
