@@ -57,6 +57,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "harmonize", "--size", "x"): 2,
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
     ("bench", "pq-layer", "--cases", "first:tp"): 2,  # no such variant
+    ("bench", "synthesis", "--epochs", "x"): 2,
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

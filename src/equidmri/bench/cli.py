@@ -66,6 +66,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "harmonize", "--size", "x"),
     ("bench", "pq-layer", "--help"),
     ("bench", "pq-layer", "--cases", "x"),
+    ("bench", "synthesis", "--help"),
+    ("bench", "synthesis", "--epochs", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

@@ -16,7 +16,7 @@ from dipy.reconst.dti import TensorModel
 
 SIGNAL_FLOOR = 1e-3  # smallest b0-normalised signal passed to the log-linear tensor fit (a reconstruction may be <= 0)
 
-__all__ = ["reconstruction_errors", "tensor_fa_and_direction"]
+__all__ = ["reconstruction_errors", "tensor_fa_and_direction", "voxel_errors"]
 
 
 def tensor_fa_and_direction(signals: np.ndarray, gtab: GradientTable) -> tuple[np.ndarray, np.ndarray]:
@@ -27,14 +27,23 @@ def tensor_fa_and_direction(signals: np.ndarray, gtab: GradientTable) -> tuple[n
     return np.nan_to_num(fit.fa), fit.evecs[..., :, 0]
 
 
-def reconstruction_errors(reconstructed: np.ndarray, signals: np.ndarray, gtab: GradientTable) -> dict[str, float]:
-    """Errors of ``reconstructed`` against ``signals``, both ``(M, N)`` b0-normalised on ``gtab``'s volumes.
+def voxel_errors(
+    reconstructed: np.ndarray,
+    signals: np.ndarray,
+    gtab: GradientTable,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-voxel errors of ``reconstructed`` against ``signals``, both ``(M, N)`` b0-normalised on ``gtab``'s volumes.
+
+    ``reference`` is :func:`tensor_fa_and_direction` of ``signals`` when the caller has it already (several
+    reconstructions of the same voxels); it is not checked against ``signals``.
 
     Returns
     -------
-    dict
-        ``signal_mae`` (diffusion-weighted volumes, dimensionless), ``fa_mae`` (dimensionless),
-        ``direction_error_deg_mean`` and ``direction_error_deg_median`` (degrees, in [0, 90]).
+    dict of ndarray, each ``(M,)`` float64
+        ``signal_ae`` (mean absolute error over the diffusion-weighted volumes, dimensionless), ``fa_ae`` (absolute
+        FA difference of the two WLS tensor fits) and ``direction_error_deg`` (angle between their principal
+        eigenvectors, degrees in [0, 90]).
 
     Raises
     ------
@@ -48,13 +57,36 @@ def reconstruction_errors(reconstructed: np.ndarray, signals: np.ndarray, gtab: 
             f"{signals.shape}"
         )
     fa_rec, dir_rec = tensor_fa_and_direction(reconstructed, gtab)
-    fa, direction = tensor_fa_and_direction(signals, gtab)
+    fa, direction = tensor_fa_and_direction(signals, gtab) if reference is None else reference
     cosine = np.clip(np.abs(np.einsum("mi,mi->m", dir_rec, direction)), 0.0, 1.0)
-    angles = np.degrees(np.arccos(cosine))
     dw = ~gtab.b0s_mask
     return {
-        "signal_mae": float(np.abs(reconstructed[:, dw] - signals[:, dw]).mean()),
-        "fa_mae": float(np.abs(fa_rec - fa).mean()),
+        "signal_ae": np.abs(reconstructed[:, dw] - signals[:, dw]).mean(1),
+        "fa_ae": np.abs(fa_rec - fa),
+        "direction_error_deg": np.degrees(np.arccos(cosine)),
+    }
+
+
+def reconstruction_errors(reconstructed: np.ndarray, signals: np.ndarray, gtab: GradientTable) -> dict[str, float]:
+    """Errors of ``reconstructed`` against ``signals``, both ``(M, N)`` b0-normalised on ``gtab``'s volumes: the
+    means over the voxels of :func:`voxel_errors`.
+
+    Returns
+    -------
+    dict
+        ``signal_mae`` (diffusion-weighted volumes, dimensionless), ``fa_mae`` (dimensionless),
+        ``direction_error_deg_mean`` and ``direction_error_deg_median`` (degrees, in [0, 90]).
+
+    Raises
+    ------
+    ValueError
+        As :func:`voxel_errors`.
+    """
+    errors = voxel_errors(reconstructed, signals, gtab)
+    angles = errors["direction_error_deg"]
+    return {
+        "signal_mae": float(errors["signal_ae"].mean()),
+        "fa_mae": float(errors["fa_ae"].mean()),
         "direction_error_deg_mean": float(angles.mean()),
         "direction_error_deg_median": float(np.median(angles)),
     }

@@ -64,6 +64,7 @@ def plot_bar_panels(
     log_floor: float | None = None,
     ylim: tuple[float, float] | None = None,
     panel_size: tuple[float, float] = (6.0, 4.2),
+    sharey: bool = True,
 ) -> Path:
     """Mean ± sd bars, one bar per series in each group, one panel per :class:`BarPanel`, written to ``path``.
 
@@ -73,8 +74,10 @@ def plot_bar_panels(
         Log y axis; means below the floor (exact results) are drawn at it and error bars stop at it.
     ylim : (float, float), optional
         Linear y limits.
+    sharey : bool
+        One y axis for all panels (False: each panel its own, e.g. panels of different quantities).
     """
-    figure, axes = _figure(panel_size[0] * len(panels), panel_size[1], 1, len(panels), sharey=True)
+    figure, axes = _figure(panel_size[0] * len(panels), panel_size[1], 1, len(panels), sharey=sharey)
     width = BAR_SPAN / len(series)
     for ax, panel in zip(axes[0], panels):
         for j, label in enumerate(series):
