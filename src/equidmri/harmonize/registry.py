@@ -116,6 +116,25 @@ HARMONIZERS: tuple[Harmonizer, ...] = (
         "RISH with one scale per shell and degree for the whole volume",
         RISH_SOURCE,
     ),
+    Harmonizer(
+        "SH-ResNet",
+        "equidmri.harmonize.learned:SHResNetHarmonizer",
+        summary="supervised voxel-wise residual network on the stacked per-shell SH coefficients, signal MSE",
+        source="Koppers et al., CDMRI 2016 and 2018",
+        uses_pairs=True,
+        learned=True,
+    ),
+    Harmonizer(
+        "cyclic",
+        "equidmri.harmonize.learned:CyclicHarmonizer",
+        {"paired_percent": 0.0},
+        "generators A→B and B→A (3³ context) with cycle consistency and moment matching; on paired subjects "
+        "also signal MSE and a differentiable DTI (FA, MD) loss; option paired_percent (0 unsupervised, 100 "
+        "supervised)",
+        "Sadegheih, Weninger & Merhof 2023 (WP1)",
+        uses_pairs=True,
+        learned=True,
+    ),
 )
 
 
