@@ -250,6 +250,7 @@ class LearnedSHHarmonizer(SHHarmonizer):
             "layout_bvals": np.array([b for b, _ in self.layout]),
             "layout_lmax": np.array([lmax for _, lmax in self.layout]),
             "network": {key: value.numpy() for key, value in self.network.state_dict().items()},
+            "paired_indices": np.array(self.paired_indices, dtype=np.int64),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -258,6 +259,7 @@ class LearnedSHHarmonizer(SHHarmonizer):
         self.network = self._network()
         self.network.load_state_dict({key: torch.as_tensor(value) for key, value in state["network"].items()})
         self.network.eval()
+        self.paired_indices = [int(i) for i in state["paired_indices"]]
 
     def _network(self, scale: np.ndarray | None = None) -> SHResidualNet:
         features = sum(n_coeffs(lmax) for _, lmax in self.layout)
