@@ -27,7 +27,7 @@ stored in model files (:mod:`equidmri.harmonize.model_file`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,6 +280,19 @@ class LearnedSHHarmonizer(SHHarmonizer):
                 stack.append(array[window])
         return [torch.as_tensor(np.stack(stack)) for stack in stacks]
 
+    def _optimize(self, parameters: list[Tensor], step_loss: Callable[[], Tensor]) -> list[float]:
+        """``steps`` Adam steps on ``step_loss()``; the network is left in eval mode. The loss of each step."""
+        optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
+        losses = []
+        for _ in range(self.steps):
+            loss = step_loss()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        self.network.eval()
+        return losses
+
     def _paired_loss(self, network: SHResidualNet, data: _Features, blocks: list[Tensor], dti: bool) -> Tensor:
         """Signal MSE at B's directions (in units of B's signal variance) of ``network(A)`` against B, plus, with
         ``dti``, the MSE of FA and MD (µm²/ms) of the tensor fit of both."""
@@ -330,17 +343,11 @@ class SHResNetHarmonizer(LearnedSHHarmonizer):
         if not data.pairs:
             raise ValueError("the SH-ResNet is supervised: it needs paired scans of the two sites")
         self.network = self._network(_feature_scale(data.a, data.mask_a))
-        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.learning_rate)
         groups = [[data.a[i], data.b[j], data.mask_a[i] & data.mask_b[j]] for i, j in data.pairs]
-        losses = []
-        for _ in range(self.steps):
-            loss = self._paired_loss(self.network, data, self._blocks(rng, groups, self.batch), dti=False)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        self.network.eval()
-        return losses
+        return self._optimize(
+            list(self.network.parameters()),
+            lambda: self._paired_loss(self.network, data, self._blocks(rng, groups, self.batch), dti=False),
+        )
 
 
 class CyclicHarmonizer(LearnedSHHarmonizer):
@@ -390,7 +397,6 @@ class CyclicHarmonizer(LearnedSHHarmonizer):
         scale = _feature_scale(data.a, data.mask_a)
         self.network, self.backward_network = self._network(scale), self._network(scale)
         parameters = [*self.network.parameters(), *self.backward_network.parameters()]
-        optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
         lmaxes = [lmax for _, lmax in self.layout]
         starts = [0] + [lmax // 2 + 1 for lmax in lmaxes[:-1]]  # first (shell, degree) group of each shell
         groups = torch.as_tensor(
@@ -412,8 +418,8 @@ class CyclicHarmonizer(LearnedSHHarmonizer):
         site_b = [[f, m] for f, m in zip(data.b, data.mask_b)]
         pairs = [[data.a[i], data.b[j], data.mask_a[i] & data.mask_b[j]] for i, j in data.pairs]
         scale_t = self.network.scale
-        losses = []
-        for _ in range(self.steps):
+
+        def step_loss() -> Tensor:
             (a, mask_a), (b, mask_b) = self._blocks(rng, site_a, self.batch), self._blocks(rng, site_b, self.batch)
             fake_b, fake_a = self.network(a), self.backward_network(b)
             loss = CYCLE_WEIGHT * (
@@ -425,9 +431,6 @@ class CyclicHarmonizer(LearnedSHHarmonizer):
             )
             if pairs:
                 loss = loss + self._paired_loss(self.network, data, self._blocks(rng, pairs, self.batch), dti=True)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        self.network.eval()
-        return losses
+            return loss
+
+        return self._optimize(parameters, step_loss)
