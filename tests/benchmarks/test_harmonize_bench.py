@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from equidmri.bench.harmonize import bench_rows
 from equidmri.cli.main import main
-from equidmri.harmonize import HARMONIZERS
+from equidmri.harmonize.subjects import PAIRED_PERCENTS
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +18,22 @@ def quick_run(tmp_path_factory):
 
 def test_every_harmonizer_is_scored_on_every_shell_and_the_real_subject(quick_run):
     record, _, _ = quick_run
-    assert list(record["methods"]) == [h.name for h in HARMONIZERS]
-    for result in record["methods"].values():
+    rows = [row for row, _, _ in bench_rows(steps=1)]
+    assert list(record["methods"]) == rows
+    cyclic = [row for row in rows if row.startswith("cyclic")]
+    assert cyclic[0] == "cyclic (unsupervised)" and cyclic[-1] == "cyclic (supervised)"
+    assert len(cyclic) == 1 + len(PAIRED_PERCENTS) and {"SH-ResNet", "RISH", "baseline"} < set(rows)
+    n_test = len(record["settings"]["splits"]["test"])
+    for row, result in record["methods"].items():
         assert set(result["summary"]) == {"all", "b=1000", "b=2000", "b=3000"}
-        assert result["summary"]["all"]["signal_mse"]["n"] == len(record["settings"]["splits"]["test"])
-        assert set(result["real"]) == {"all", "b=1000"}  # small_64D has one shell
+        assert result["summary"]["all"]["signal_mse"]["n"] == n_test
+        assert len(result["downstream"]["angle_deg"]) == n_test and 0 <= result["downstream"]["mean"] <= 90
+        if row in ("baseline", "RISH", "RISH-global"):
+            assert set(result["real"]) == {"all", "b=1000"}  # small_64D has one shell
+        else:  # a network trained on three shells cannot take one
+            assert result["real"] is None and result["final_loss"] > 0
+    paired = [record["methods"][row]["paired_subjects"] for row in cyclic]
+    assert paired[0] == 0 and paired == sorted(paired) and paired[-1] == len(record["settings"]["splits"]["train"])
     baseline, rish = (record["methods"][n]["summary"]["all"]["signal_mse"]["mean"] for n in ("baseline", "RISH"))
     assert rish < baseline
 
@@ -32,12 +44,15 @@ def test_best_and_second_best_and_each_method_against_the_baseline_are_tested(qu
     assert len(record["tests"]["best_vs_second"]) == 4 * 5  # shells (all + 3) x metrics (4 + noise-free signal)
     for test in record["tests"]["best_vs_second"]:
         assert test["best"] != test["second"] and test["n"] == n_test
-    assert {t["method"] for t in record["tests"]["vs_baseline"]} == {h.name for h in HARMONIZERS} - {"baseline"}
+    assert {t["method"] for t in record["tests"]["vs_baseline"]} == set(record["methods"]) - {"baseline"}
+    assert set(record["tests"]["downstream_vs_baseline"]) == set(record["methods"]) - {"baseline"}
 
 
-def test_markdown_states_the_command_the_missing_methods_both_tables_and_the_figure(quick_run):
+def test_markdown_states_the_command_the_missing_method_both_tables_downstream_and_the_figure(quick_run):
     record, markdown, out = quick_run
-    assert record["command"] in markdown and "Only the baseline and RISH exist so far" in markdown
+    assert (
+        record["command"] in markdown and "ComBat is not here" in markdown and "## Downstream: fODF peaks" in markdown
+    )
     assert "## Table 1 analogue" in markdown and "### b=3000 s/mm²" in markdown and "RISH vs baseline: p" in markdown
     assert "](harmonization.png)" in markdown and (out / "harmonization.png").stat().st_size > 10_000
 

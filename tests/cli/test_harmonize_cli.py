@@ -95,3 +95,41 @@ def test_missing_cohort_and_bad_output_name_are_one_line_errors(cohorts, trained
         == 2
     )
     assert "--out must end in .nii or .nii.gz" in capsys.readouterr().err
+
+
+def test_the_cyclic_network_trains_on_the_paired_subjects_and_applies_as_the_library(cohorts, tmp_path):
+    from equidmri.harmonize.model_file import load_harmonizer
+
+    root, target, reference = cohorts
+    argv = ["harmonize", "train", "--reference-site", str(reference), "--target-site", str(target), "--threads", "1"]
+    out = tmp_path / "cyclic"
+    assert main([*argv, "--method", "cyclic", "--paired", "s1", "s2", "--steps", "2", "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["method"] == "cyclic" and record["paired"] == ["s1", "s2"]
+    _, model = load_harmonizer(out / "model.pt")
+    assert model.steps == 2 and model.paired_indices == [1, 2]  # s1, s2 of the target cohort s0, s1, s2
+    scan = root / "a" / "s0"
+    inputs = ["--dwi", f"{scan}.nii.gz", "--bvals", f"{scan}.bval", "--bvecs", f"{scan}.bvec"]
+    harmonized = tmp_path / "h.nii.gz"
+    assert main(["harmonize", "apply", "--model", str(out / "model.pt"), *inputs, "--out", str(harmonized)]) == 0
+    data = read_cohort(target)[0].load()
+    expected = model.apply(data.dwi, data.gtab()).dwi
+    np.testing.assert_allclose(load_dwi(harmonized, tmp_path / "h.bval", tmp_path / "h.bvec").dwi, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--method", "SH-ResNet"], "SH-ResNet is supervised: name the subjects scanned on both sites with --paired"),
+        (["--method", "cyclic", "--paired", "s0"], "--paired subject 's0' is not in both cohorts"),
+        (["--method", "RISH", "--paired", "s1"], "--paired: RISH does not use paired scans"),
+        (["--method", "RISH", "--steps", "3"], "--steps: RISH is not a learned method"),
+    ],
+)
+def test_pairing_and_training_options_are_checked_before_anything_is_written(
+    cohorts, tmp_path, capsys, options, message
+):
+    _, target, reference = cohorts
+    argv = ["harmonize", "train", "--reference-site", str(reference), "--target-site", str(target)]
+    assert main([*argv, *options, "--out", str(tmp_path / "m")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "m").exists()

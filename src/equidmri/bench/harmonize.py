@@ -16,11 +16,15 @@ import numpy as np
 from equidmri.bench.fa_report import footer
 from equidmri.bench.options.harmonize import DEFAULTS, QUICK
 from equidmri.bench.report import fmt, header_lines, plural, start_figure_report, write_report
+from equidmri.dmri.baselines import fit_csd
+from equidmri.dmri.gradients import B0_THRESHOLD, SHELL_TOL, make_gtab
+from equidmri.dmri.peaks import find_peaks
+from equidmri.eval.agreement import main_peak_agreement
 from equidmri.harmonize import HARMONIZERS, get_harmonizer, harmonization_errors, split_cohort, wilcoxon_test
 from equidmri.harmonize.metrics import LOWER_IS_BETTER, NOISE_FREE_METRIC
-from equidmri.harmonize.registry import HarmonizerMethod
-from equidmri.harmonize.shells import attenuation
-from equidmri.harmonize.subjects import PairedSubject
+from equidmri.harmonize.registry import HarmonizerMethod, find_harmonizer
+from equidmri.harmonize.shells import attenuation, mean_b0
+from equidmri.harmonize.subjects import PAIRED_PERCENTS, PairedSubject
 from equidmri.sims.scanners import REAL_VOLUME, SCANNER_A, SCANNER_B, paired_cohort, real_pair
 from equidmri.viz.fa import plot_maps_with_errors
 
@@ -36,26 +40,89 @@ COLUMNS = {  # metric -> (unit factor, column heading); the paper's Table 1 unit
 BASELINE = "baseline"  # the row every method is also tested against
 FIGURE_SHELL = 1000.0  # s/mm²; the figure shows B's first volume of this shell
 FIGURE_ERROR_MAX = 0.15  # attenuation; upper end of the figure's error colour scale
+FIGURE_ROWS = ("baseline", "RISH", "SH-ResNet", "cyclic (unsupervised)", "cyclic (supervised)")
+CSD_SHELL = 2000.0  # s/mm²; the downstream CSD uses this shell of B's protocol and the b=0 volumes
+CSD_LMAX = 6  # fODF degree of the downstream CSD
+CSD_RESPONSE_EVALS = (1.7e-3, 0.3e-3, 0.3e-3)  # mm²/s; fixed WM response (the phantoms' bundles: 1.5-1.9 / 0.2-0.4)
+WM_FRACTION = 0.5  # voxels with at least this WM fraction are compared downstream
+
+
+def bench_rows(steps: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(row, registered name, options)`` of every row: each registered harmonizer once; one with a
+    ``paired_percent`` option once per training mode (unsupervised, each of :data:`PAIRED_PERCENTS` below 100,
+    supervised); learned ones with ``steps`` training steps."""
+    rows = []
+    for harmonizer in HARMONIZERS:
+        options = {"steps": steps} if harmonizer.learned else {}
+        if "paired_percent" not in harmonizer.options:
+            rows.append((harmonizer.name, harmonizer.name, options))
+            continue
+        for percent in (0, *PAIRED_PERCENTS):
+            mode = {0: "unsupervised", 100: "supervised"}.get(percent, f"{percent} % paired")
+            rows.append((f"{harmonizer.name} ({mode})", harmonizer.name, {**options, "paired_percent": percent}))
+    return rows
 
 
 def evaluate(
-    name: str, train: list[PairedSubject], subjects: list[PairedSubject]
+    name: str, options: dict[str, Any], train: list[PairedSubject], subjects: list[PairedSubject]
 ) -> tuple[HarmonizerMethod, dict[str, Any]]:
-    """Fit harmonizer ``name`` on ``train`` and score it on each subject: the harmonizer, times and per-subject
-    errors (against B's noise-free signal too)."""
+    """Fit harmonizer ``name`` with ``options`` on ``train`` and score it on each subject: the harmonizer, times,
+    per-subject errors (against B's noise-free signal too) and the harmonized scans."""
     start = time.perf_counter()
-    harmonizer = get_harmonizer(name).fit(train)
+    harmonizer = get_harmonizer(name, **options).fit(train)
     fitted = time.perf_counter()
-    errors, apply_seconds = [], 0.0
+    errors, scans, apply_seconds = [], [], 0.0
     for subject in subjects:
         begin = time.perf_counter()
         harmonized = harmonizer.apply(subject.a.dwi, subject.a.gtab())
         apply_seconds += time.perf_counter() - begin
         if not np.allclose(harmonized.bvals, subject.b.bvals):
             raise RuntimeError(f"{name} did not return {subject.name}'s site-B protocol")
+        errors.append(_errors(harmonized.dwi, subject))
+        scans.append(harmonized.dwi)
+    result = {"fit_seconds": fitted - start, "apply_seconds": apply_seconds, "errors": errors, "scans": scans}
+    return harmonizer, result
+
+
+def _errors(harmonized: np.ndarray, subject: PairedSubject) -> dict[str, dict[str, float]]:
+    b = subject.b
+    return harmonization_errors(harmonized, b.dwi, b.bvals, b.bvecs, subject.mask, subject.b_noise_free)
+
+
+def evaluate_fitted(harmonizer: HarmonizerMethod, subject: PairedSubject) -> dict[str, dict[str, float]]:
+    """Errors of a fitted harmonizer on one subject.
+
+    Raises
+    ------
+    ValueError
+        If the harmonizer cannot take the subject's site-A protocol.
+    """
+    return _errors(harmonizer.apply(subject.a.dwi, subject.a.gtab()).dwi, subject)
+
+
+def downstream_angles(scans: list[np.ndarray], subjects: list[PairedSubject]) -> list[float]:
+    """Mean angle (degrees) between the first CSD peaks of each harmonized scan and of B, per subject, in the
+    subject's white matter (WM fraction >= ``WM_FRACTION``); single-shell CSD on b = ``CSD_SHELL`` s/mm² and
+    the b=0 volumes, fixed response ``CSD_RESPONSE_EVALS`` (mm²/s) with the scan's own mean b=0 there."""
+    angles = []
+    for scan, subject in zip(scans, subjects):
         b = subject.b
-        errors.append(harmonization_errors(harmonized.dwi, b.dwi, b.bvals, b.bvecs, subject.mask, subject.b_noise_free))
-    return harmonizer, {"fit_seconds": fitted - start, "apply_seconds": apply_seconds, "errors": errors}
+        keep = (b.bvals <= B0_THRESHOLD) | np.isclose(b.bvals, CSD_SHELL, atol=SHELL_TOL)
+        gtab = make_gtab(b.bvals[keep], b.bvecs[keep])
+        wm = (subject.tissue_fractions[..., 0] >= WM_FRACTION) & subject.mask
+        peaks = []
+        for dwi in (scan, b.dwi):
+            s0 = float(mean_b0(dwi, b.bvals)[wm].mean())
+            fodf = fit_csd(
+                dwi[..., keep].astype(np.float64), gtab, (np.array(CSD_RESPONSE_EVALS), s0), wm, lmax=CSD_LMAX
+            )
+            peaks.append(find_peaks(fodf, wm)[0])
+        angles.append(float(main_peak_agreement(*peaks, wm)["mean_angle_deg"]))
+    return angles
+
+
+def _sd(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def summarise(errors: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -64,7 +131,7 @@ def summarise(errors: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, 
         shell: {
             metric: {
                 "mean": float(np.mean(values)),
-                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "sd": _sd(values),
                 "n": len(values),
             }
             for metric in errors[0][shell]
@@ -134,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
         key: (QUICK if args.quick else DEFAULTS)[key] if getattr(args, key) is None else getattr(args, key)
         for key in DEFAULTS
     }
-    if sizes["subjects"] < 5 or sizes["size"] < 8:
-        raise ValueError(f"--subjects must be >= 5 and --size >= 8 voxels, got {sizes}")
+    if sizes["subjects"] < 5 or sizes["size"] < 8 or sizes["steps"] < 1:
+        raise ValueError(f"--subjects must be >= 5, --size >= 8 voxels and --steps >= 1, got {sizes}")
     figure, record = start_figure_report(args, sizes)
     start = time.perf_counter()
     cohort = paired_cohort(sizes["subjects"], seed=args.seed, size=sizes["size"])
@@ -152,23 +219,44 @@ def run(args: argparse.Namespace) -> int:
         "generation_seconds": generated,
     }
     runs, harmonizers = {}, {}
-    for harmonizer in HARMONIZERS:
-        logger.info("fitting %s on %d subjects", harmonizer.name, len(splits["train"]))
-        harmonizers[harmonizer.name], result = evaluate(harmonizer.name, splits["train"], splits["test"] + [real])
-        *test_errors, real_errors = result["errors"]
-        runs[harmonizer.name] = {
+    for row, name, options in bench_rows(sizes["steps"]):
+        logger.info("fitting %s on %d subjects", row, len(splits["train"]))
+        harmonizers[row], result = evaluate(name, options, splits["train"], splits["test"])
+        test_errors = result["errors"]
+        try:  # one shell of 64 directions: a network trained on three shells of 30 cannot take it
+            real_errors = evaluate_fitted(harmonizers[row], real)
+        except ValueError as error:
+            logger.info("%s does not apply to %s: %s", row, real.name, error)
+            real_errors = None
+        entry = find_harmonizer(name)
+        runs[row] = {
+            "name": name,
+            "options": options,
             "summary": summarise(test_errors),
             "errors": test_errors,
             "real": real_errors,
             "fit_seconds": result["fit_seconds"],
             "apply_seconds": result["apply_seconds"],
-            "source": harmonizer.source,
-            "summary_line": harmonizer.summary,
+            "source": entry.source,
+            "summary_line": entry.summary,
         }
+        if entry.learned:
+            runs[row]["final_loss"] = harmonizers[row].losses[-1]
+            runs[row]["paired_subjects"] = len(harmonizers[row].paired_indices)
+        angles = downstream_angles(result["scans"], splits["test"])
+        runs[row]["downstream"] = {"angle_deg": angles, "mean": float(np.mean(angles)), "sd": _sd(angles)}
     record["methods"] = runs
     record["tests"] = wilcoxon_tests(runs)
+    record["tests"]["downstream_vs_baseline"] = {
+        row: wilcoxon_test(
+            np.array(run_["downstream"]["angle_deg"]), np.array(runs[BASELINE]["downstream"]["angle_deg"])
+        )
+        for row, run_ in runs.items()
+        if row != BASELINE
+    }
     record["seconds"] = time.perf_counter() - start
-    write_figure(figure, record, harmonizers, splits["test"][0])
+    figure_rows = {row: h for row, h in harmonizers.items() if row in FIGURE_ROWS}
+    write_figure(figure, record, figure_rows, splits["test"][0])
     write_report(args, record, render_markdown(record, figure.name))
     return 0
 
@@ -216,13 +304,14 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     a, b = settings["scanner_a"], settings["scanner_b"]
     lines = header_lines("Cross-scanner harmonization on a simulated two-scanner cohort (issue 20)", record)
     lines += [
-        "**Only the baseline and RISH exist so far.** The SH-ResNet, the cyclic network (unsupervised, "
-        "semi-supervised, supervised), ComBat and the downstream fODF comparison of issue 20 are not implemented "
-        "yet, so the paper's claims about them cannot be checked here.",
+        "ComBat is not here (neuroHarmonize needs numpy < 2; docs/harmonization.md). Every learned method is "
+        f"trained for {settings['steps']} Adam steps on blocks of the training subjects (the val subjects are "
+        "unused); the cyclic network once per training mode, its paired subjects the nested subsets of "
+        "`paired_subset` (seed 0).",
         "",
         f"Cohort: {settings['subjects']} phantom subjects of {settings['size']}³ voxels (seeds {settings['seed']}…), "
-        f"split {splits['train']} train / {splits['val']} val / {splits['test']} test (val is unused by these "
-        f"closed-form methods); generated in {settings['generation_seconds']:.1f} s. Scanner A: {a['directions']} "
+        f"split {splits['train']} train / {splits['val']} val / {splits['test']} test; generated in "
+        f"{settings['generation_seconds']:.1f} s. Scanner A: {a['directions']} "
         f"directions per shell, SNR {a['snr']:g}, coil gain {a['coil_gain']:g}, bias {a['bias_amplitude']:g}. "
         f"Scanner B (reference): {b['directions']} directions, shell gains {b['shell_gain']}, b scale "
         f"{b['b_scale']}, SNR {b['snr']:g}, coil gain {b['coil_gain']:g}, bias {b['bias_amplitude']:g}, blur σ "
@@ -261,12 +350,31 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
         "|---" * (len(COLUMNS) + 1) + "|",
     ]
     for name, result in record["methods"].items():
-        values = result["real"]["all"]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(fmt(values[m] / COLUMNS[m][0], ".3f" if m == "ssim" else ".3g") for m in COLUMNS)
-            + " |"
-        )
+        values = (result["real"] or {}).get("all")
+        cells = [
+            "– (one shell: the network needs the three it was trained on)"
+            if values is None
+            else fmt(values[m] / COLUMNS[m][0], ".3f" if m == "ssim" else ".3g")
+            for m in COLUMNS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells[:1] if values is None else cells) + " |")
+    lines += [
+        "",
+        "## Downstream: fODF peaks",
+        "",
+        f"dipy CSD (b = {CSD_SHELL:g} s/mm² and b=0, lmax {CSD_LMAX}, fixed response "
+        f"{tuple(e * 1e3 for e in CSD_RESPONSE_EVALS)} µm²/ms) of harmonized A and of B as acquired; mean angle "
+        f"between their first peaks over the white-matter voxels (WM fraction >= {WM_FRACTION:g}) of each test "
+        "subject; mean ± sd over subjects, Wilcoxon test against the baseline.",
+        "",
+        "| method | angle to B's peaks (°) | p vs baseline |",
+        "|---|---|---|",
+    ]
+    downstream_tests = record["tests"]["downstream_vs_baseline"]
+    for name, result in record["methods"].items():
+        down = result["downstream"]
+        p = _p(downstream_tests[name]["p"]) if name in downstream_tests else "–"
+        lines.append(f"| {name} | {down['mean']:.2f} ± {down['sd']:.2f} | {p} |")
     lines += [
         "",
         "## Figure",
@@ -279,7 +387,12 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     for name, result in record["methods"].items():
         lines.append(
             f"- **{name}**: {result['summary_line']} ({result['source']}); fit {result['fit_seconds']:.2f} s, "
-            f"applied to {plural(splits['test'] + 1, 'subject')} in {result['apply_seconds']:.2f} s."
+            f"applied to {plural(splits['test'] + 1, 'subject')} in {result['apply_seconds']:.2f} s"
+            + (
+                f"; {result['paired_subjects']} paired training subjects, final loss {result['final_loss']:.3g}."
+                if "final_loss" in result
+                else "."
+            )
         )
     lines += ["", f"Total {record['seconds']:.1f} s."]
     return "\n".join(lines)

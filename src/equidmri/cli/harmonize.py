@@ -19,7 +19,9 @@ GRADIENT_SUFFIXES = (".bval", ".bvec")  # beside the output NIfTI: FSL files of 
 TRAIN_DESCRIPTION = f"""\
 Learn to map scans of the target site (A) onto the reference site (B): the per-shell SH resampling onto B's
 directions and, for RISH, per-shell and per-degree scales of the rotation-invariant SH features (Mirzaalian et
-al. 2016; Cetin Karayumak et al. 2019). The two cohorts need not hold the same subjects. Every reference scan
+al. 2016; Cetin Karayumak et al. 2019); SH-ResNet (supervised, needs --paired) and cyclic (unsupervised, or
+semi-supervised with --paired) are networks on the per-shell SH coefficients. The two cohorts need not hold the
+same subjects. Every reference scan
 must have the same protocol (it becomes the output protocol); every target shell must be one of its shells
 (b-values in s/mm², within 20 s/mm²). Writes {MODEL_FILE} and {RUN_FILE} into --out. Methods:
 {", ".join(h.name for h in HARMONIZERS)} (docs/harmonization.md)."""
@@ -39,6 +41,40 @@ def method_choice(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def paired_indices(paired: list[str], target: list, reference: list, method: str) -> list[tuple[int, int]]:
+    """``(i, j)`` of each ``--paired`` subject: its index in the target and in the reference cohort.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` uses no pairs, or a subject is not in both cohorts or is named twice.
+    """
+    if not paired:
+        return []
+    if not find_harmonizer(method).uses_pairs:
+        raise ValueError(f"--paired: {method} does not use paired scans")
+    if len(set(paired)) != len(paired):
+        raise ValueError(f"--paired names a subject twice: {paired}")
+    indices = []
+    for name in paired:
+        where = [[k for k, subject in enumerate(site) if subject.subject == name] for site in (target, reference)]
+        if not all(where):
+            raise ValueError(f"--paired subject {name!r} is not in both cohorts")
+        indices.append((where[0][0], where[1][0]))
+    return indices
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``harmonize train`` and ``harmonize apply``."""
     parser = subparsers.add_parser("harmonize", help=COMMANDS["harmonize"], description=__doc__)
@@ -47,6 +83,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     for option, site in (("--reference-site", "the reference site B"), ("--target-site", "the target site A")):
         train.add_argument(option, type=Path, required=True, metavar="TSV", help=f"{site}: {COHORT_HELP}")
     train.add_argument("--method", type=method_choice, default=DEFAULT_METHOD, help="harmonizer (default: %(default)s)")
+    train.add_argument(
+        "--paired",
+        nargs="+",
+        default=[],
+        metavar="SUBJECT",
+        help="subjects (the cohorts' subject column) scanned on both sites, on one grid: the paired loss terms of "
+        "the learned methods use them (SH-ResNet needs some; cyclic trains unsupervised without)",
+    )
+    train.add_argument(
+        "--steps", type=positive_int, metavar="N", help="training steps of a learned method (default: the method's)"
+    )
     _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
     train.set_defaults(run=run_train, prog="equidmri harmonize train")
 
@@ -82,6 +129,13 @@ def run_train(args: argparse.Namespace) -> int:
     for subjects in sites.values():
         for subject in subjects:
             subject.check()
+    pairs = paired_indices(args.paired, sites["target"], sites["reference"], args.method)
+    entry = find_harmonizer(args.method)
+    if args.steps is not None and not entry.learned:
+        raise ValueError(f"--steps: {args.method} is not a learned method")
+    options = {} if args.steps is None else {"steps": args.steps}
+    if entry.uses_pairs and entry.learned and "paired_percent" not in entry.options and not pairs:
+        raise ValueError(f"{args.method} is supervised: name the subjects scanned on both sites with --paired")
     check_out_dir(args.out, force=args.force)
     set_threads(args)
     start = time.perf_counter()
@@ -92,7 +146,11 @@ def run_train(args: argparse.Namespace) -> int:
             data = subject.load()
             mask = data.mask if data.mask is not None else compute_mask(data.dwi, data.gtab(), data.valid)
             scans[site].append(replace(data, mask=mask))
-    harmonizer = get_harmonizer(args.method).fit_sites(scans["target"], scans["reference"])
+    harmonizer = get_harmonizer(args.method, **options)
+    if pairs:
+        harmonizer.fit_sites(scans["target"], scans["reference"], pairs=pairs)
+    else:
+        harmonizer.fit_sites(scans["target"], scans["reference"])
     prepare_out_dir(args.out, force=args.force)
     save_harmonizer(args.out / MODEL_FILE, args.method, harmonizer)
     seconds = time.perf_counter() - start
@@ -103,6 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
         "arguments": recorded_arguments(args),
         "method": args.method,
         "subjects": {site: [s.subject for s in subjects] for site, subjects in sites.items()},
+        "paired": list(args.paired),
         "reference_bvals": sorted({round(float(b)) for b in harmonizer.reference_bvals}),
         "seconds": seconds,
     }

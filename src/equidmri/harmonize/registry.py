@@ -5,9 +5,11 @@
 ``apply(dwi, gtab)`` maps a site-A volume onto site B's protocol
 (:class:`~equidmri.harmonize.sh_methods.HarmonizedDWI`); ``fit_sites(site_a, site_b)`` learns from unpaired scans
 of the two sites, and :mod:`equidmri.harmonize.model_file` saves and loads fitted harmonizers. Names are matched
-without regard to case. ``equidmri bench harmonize`` and ``equidmri harmonize`` read this table. To add a method
-(the SH-ResNet and the cyclic networks of issue 20 come next), append a :class:`Harmonizer` to
-:data:`HARMONIZERS`; a learned method takes its training settings (a config object) as an option of its builder.
+without regard to case. ``equidmri bench harmonize`` and ``equidmri harmonize`` read this table. To add a method,
+append a :class:`Harmonizer` to :data:`HARMONIZERS`; a learned method (:mod:`equidmri.harmonize.learned`) takes
+its training settings (``steps``, ``hidden``, ...) as options of its builder, and learned methods that use pairs
+also take ``pairs`` in ``fit_sites``. A method with a ``paired_percent`` option gets one bench row per training
+mode.
 
 The table names each class as ``"module:Class"`` and imports it only when the method is built, so that reading
 it imports neither torch nor dipy. fODF methods have their own table (:mod:`equidmri.methods.registry`).
@@ -115,6 +117,25 @@ HARMONIZERS: tuple[Harmonizer, ...] = (
         {"scale_maps": False},
         "RISH with one scale per shell and degree for the whole volume",
         RISH_SOURCE,
+    ),
+    Harmonizer(
+        "SH-ResNet",
+        "equidmri.harmonize.learned:SHResNetHarmonizer",
+        summary="supervised voxel-wise residual network on the stacked per-shell SH coefficients, signal MSE",
+        source="Koppers et al., CDMRI 2016 and 2018",
+        uses_pairs=True,
+        learned=True,
+    ),
+    Harmonizer(
+        "cyclic",
+        "equidmri.harmonize.learned:CyclicHarmonizer",
+        {"paired_percent": 0.0},
+        "generators A→B and B→A (3³ context) with cycle consistency and moment matching; on paired subjects "
+        "also signal MSE and a differentiable DTI (FA, MD) loss; option paired_percent (0 unsupervised, 100 "
+        "supervised)",
+        "Sadegheih, Weninger & Merhof 2023 (WP1)",
+        uses_pairs=True,
+        learned=True,
     ),
 )
 

@@ -141,9 +141,9 @@ class SHHarmonizer:
         out = np.zeros(dwi.shape[:3] + (len(self.reference_bvals),))
         b0 = find_shells(self.reference_bvals).index < 0
         out[..., b0] = s0[..., None]
-        for pair in pairs:
-            coeffs = self._transform(signal[..., pair.source] @ pair.fit_source.T, pair)
-            out[..., pair.target] = (coeffs @ pair.eval_target.T) * s0[..., None]
+        coeffs = self._transform_shells([signal[..., pair.source] @ pair.fit_source.T for pair in pairs], pairs)
+        for pair, shell_coeffs in zip(pairs, coeffs):
+            out[..., pair.target] = (shell_coeffs @ pair.eval_target.T) * s0[..., None]
         keep = np.sort(np.concatenate([np.flatnonzero(b0), *(pair.target for pair in pairs)]))
         return HarmonizedDWI(
             dwi=out[..., keep].astype(np.float32), bvals=self.reference_bvals[keep], bvecs=self.reference_bvecs[keep]
@@ -172,6 +172,11 @@ class SHHarmonizer:
 
     def _learn(self, site_a: Sequence[DWIData], site_b: Sequence[DWIData]) -> None:
         """What the subclass learns from the two sites' scans (nothing here)."""
+
+    def _transform_shells(self, coeffs: list[np.ndarray], pairs: list[ShellPair]) -> list[np.ndarray]:
+        """Site-A SH coefficients of every shell (``(X, Y, Z, K_s)`` each, in the order of ``pairs``) -> those of
+        the harmonized signal: :meth:`_transform` shell by shell here; methods that mix shells override it."""
+        return [self._transform(shell_coeffs, pair) for shell_coeffs, pair in zip(coeffs, pairs)]
 
     def _transform(self, coeffs: np.ndarray, pair: ShellPair) -> np.ndarray:
         """Site-A SH coefficients ``(X, Y, Z, K)`` of one shell -> those of the harmonized signal (unchanged here)."""
