@@ -14,7 +14,7 @@ from equidmri.cli.options import add_input_args, add_threads_arg, add_verbosity_
 MODEL_FILE, RUN_FILE = "model.pt", "run.json"
 NETWORKS = ("pq", "cnn")  # equidmri.lesions.NETWORKS, without importing torch for --help
 BACKGROUNDS = ("phantom", "small_64D", "small_101D")  # equidmri.sims.lesions.BACKGROUNDS
-TRAIN_DEFAULTS = {"epochs": 20, "learning_rate": 1e-2, "dice_weight": 0.0}  # equidmri.lesions.TrainConfig
+TRAIN_DEFAULTS = {"epochs": 20, "dice_weight": 0.0}  # equidmri.lesions.TrainConfig
 
 DATA_DESCRIPTION = """\
 Write a SYNTHETIC lesion set (no lesion data can be downloaded): white-matter lesions (ellipsoids, some with
@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--data", type=Path, required=True, metavar="DIR", help="lesion set of `lesions data`")
     train.add_argument("--model", choices=NETWORKS, default="pq", help="network (default: %(default)s)")
     train.add_argument("--epochs", type=positive_int, default=TRAIN_DEFAULTS["epochs"], metavar="N")
-    train.add_argument("--learning-rate", type=positive_float, default=TRAIN_DEFAULTS["learning_rate"])
+    train.add_argument("--learning-rate", type=positive_float, help="Adam (default: 0.03 for pq, 0.01 for cnn)")
     train.add_argument("--dice-weight", type=float, default=TRAIN_DEFAULTS["dice_weight"], help="soft Dice term")
     _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
     train.set_defaults(run=run_train, prog="equidmri lesions train")
