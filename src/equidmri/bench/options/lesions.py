@@ -21,7 +21,7 @@ from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args
 
 NAME = "lesions"
-DEFAULTS = {"train": 8, "size": 10, "epochs": 12, "seeds": 2, "fractions": [0.25, 1.0]}
+DEFAULTS = {"train": 8, "size": 10, "epochs": 30, "seeds": 2, "fractions": [0.25, 1.0]}
 QUICK = {"train": 2, "size": 8, "epochs": 1, "seeds": 1, "fractions": [1.0]}
 VAL, TEST = 2, 4  # validation and test volumes (--quick: 1 and 1)
 QUICK_VAL, QUICK_TEST = 1, 1
