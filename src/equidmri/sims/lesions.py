@@ -257,19 +257,6 @@ def real_lesion_volume(
     tilt : ndarray, shape ``(3, 3)``, optional
         90° grid rotation R: voxels rotated (out(p) = in(Rᵀp)), b-vectors R g.
     """
-    return _real(name, dwi, bvals, bvecs, mask, seed, snr, None if tilt is None else np.asarray(tilt, float))
-
-
-def _real(
-    name: str,
-    dwi: np.ndarray,
-    bvals: np.ndarray,
-    bvecs: np.ndarray,
-    mask: np.ndarray,
-    seed: int,
-    snr: float | None,
-    tilt: np.ndarray | None,
-) -> LesionVolume:
     from equidmri.dmri.gradients import make_gtab
     from equidmri.microstructure.tensor import fit_tensors, tensor_fa
 
@@ -283,7 +270,7 @@ def _real(
     wm = mask & (fa > REAL_WM_FA)
     index, lesions = random_lesion_labels(mask.shape, wm if wm.any() else mask, mask, rng)
     dwi = insert_lesions(dwi, bvals, index, lesions)
-    rotation = np.eye(3) if tilt is None else tilt
+    rotation = np.eye(3) if tilt is None else np.asarray(tilt, dtype=np.float64)
     dwi, mask, index = _rotate(dwi, mask, index, rotation)
     s0 = float(np.median(dwi[mask][:, bvals <= 50.0]))
     dwi = add_rician_noise(dwi, snr, s0, rng) * mask[..., None]
