@@ -9,7 +9,14 @@ from pathlib import Path
 
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import add_input_args, add_threads_arg, add_verbosity_args, positive_float, positive_int
+from equidmri.cli.options import (
+    add_input_args,
+    add_threads_arg,
+    add_verbosity_args,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 MODEL_FILE, RUN_FILE = "model.pt", "run.json"
 NETWORKS = ("pq", "cnn")  # equidmri.lesions.NETWORKS, without importing torch for --help
@@ -51,7 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument("--model", choices=NETWORKS, default="pq", help="network (default: %(default)s)")
     train.add_argument("--epochs", type=positive_int, default=TRAIN_DEFAULTS["epochs"], metavar="N")
     train.add_argument("--learning-rate", type=positive_float, help="Adam (default: 0.03 for pq, 0.01 for cnn)")
-    train.add_argument("--dice-weight", type=float, default=TRAIN_DEFAULTS["dice_weight"], help="soft Dice term")
+    train.add_argument(
+        "--dice-weight", type=non_negative_float, default=TRAIN_DEFAULTS["dice_weight"], help="soft Dice term"
+    )
     _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
     train.set_defaults(run=run_train, prog="equidmri lesions train")
 
