@@ -20,6 +20,7 @@ LIBRARY = (
     "microstructure",
     "synth",
     "harmonize",
+    "lesions",
     "data.py",
     "runtime.py",
     "extras.py",

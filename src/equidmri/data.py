@@ -10,6 +10,8 @@
   ``bvals``, ``bvecs`` and, optionally, ``mask`` (an empty cell means no mask) and ``subject`` (default: the
   DWI file's name without ``.nii``/``.nii.gz``); relative paths resolve against the folder of the list.
   :func:`read_cohort` returns one :class:`Subject` per row; nothing is loaded until :meth:`Subject.load`.
+- **Lesion sets** written by ``equidmri lesions data`` (:func:`equidmri.sims.lesion_set.write_lesion_set`):
+  :func:`lesion_set_split` gives one split's subjects with their label maps.
 
 No other module calls ``dipy.data.get_fnames``.
 """
@@ -36,7 +38,19 @@ REAL_VOLUMES = {  # name -> what it holds (shape, voxel size, acquisition), read
 COHORT_COLUMNS = ("dwi", "bvals", "bvecs")  # required columns of a cohort list
 COHORT_OPTIONAL = ("mask", "subject")  # optional columns
 
-__all__ = ["REAL_VOLUMES", "Subject", "load_real_volume", "phantom_paths", "read_cohort", "real_volume_paths"]
+LESION_SPLITS = ("train", "val", "test", "test_rotated")  # cohort lists <split>.tsv of a lesion set
+LESION_LABELS = "labels.nii.gz"  # beside each subject's dwi.nii.gz
+
+__all__ = [
+    "LESION_SPLITS",
+    "REAL_VOLUMES",
+    "Subject",
+    "lesion_set_split",
+    "load_real_volume",
+    "phantom_paths",
+    "read_cohort",
+    "real_volume_paths",
+]
 
 
 def real_volume_paths(name: str) -> tuple[Path, Path, Path]:
@@ -94,6 +108,28 @@ def phantom_paths(set_dir: str | os.PathLike, volume: str, resolution: str = "hi
         raise ValueError(f"volume must be one of {VOLUMES}, got {volume!r}")
     folder = Path(set_dir) / volume
     return (*series_paths(folder, resolution), folder / "mask.nii.gz")
+
+
+def lesion_set_split(set_dir: str | os.PathLike, split: str) -> list[tuple[Subject, Path]]:
+    """``(subject, label map)`` of every volume of one split of a lesion set (``<split>.tsv`` in ``set_dir``).
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not one of :data:`LESION_SPLITS`, or from :func:`read_cohort`.
+    FileNotFoundError
+        If the cohort list or a label map is missing.
+    """
+    if split not in LESION_SPLITS:
+        raise ValueError(f"split must be one of {LESION_SPLITS}, got {split!r}")
+    listing = Path(set_dir) / f"{split}.tsv"
+    if not listing.is_file():
+        raise FileNotFoundError(f"{listing} not found: is {set_dir} a lesion set of `equidmri lesions data`?")
+    pairs = [(subject, subject.dwi.parent / LESION_LABELS) for subject in read_cohort(listing)]
+    missing = [os.fspath(labels) for _, labels in pairs if not labels.is_file()]
+    if missing:
+        raise FileNotFoundError(f"label map(s) missing: {', '.join(missing)}")
+    return pairs
 
 
 @dataclass(frozen=True)

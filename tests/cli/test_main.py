@@ -46,7 +46,8 @@ def _nested(parser):
 def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
     assert set(subparsers) == {
-        "deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "synth", "harmonize", "bench",
+        "deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "synth", "harmonize", "lesions",
+        "bench",
     }  # fmt: skip
     assert set(_nested(subparsers["bench"])) == {
         "layers",
@@ -62,11 +63,15 @@ def test_every_subcommand_module_registers_run_and_prog():
         "cohort",
         "pretrained",
         "harmonize",
+        "lesions",
+        "pq-layer",
+        "synthesis",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     assert set(_nested(subparsers["harmonize"])) == {"train", "apply"}
+    assert set(_nested(subparsers["lesions"])) == {"data", "train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
-    for group in ("bench", "fa", "harmonize"):
+    for group in ("bench", "fa", "harmonize", "lesions"):
         commands.update({f"{group} {name}": parser for name, parser in _nested(subparsers[group]).items()})
     for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"

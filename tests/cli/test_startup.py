@@ -41,6 +41,10 @@ CASES = {  # command line after `equidmri` -> exit code
     ("harmonize", "train", "--help"): 0,
     ("harmonize", "apply", "--help"): 0,
     ("harmonize", "train", "--reference-site", "b", "--target-site", "a", "--out", "o", "--method", "combat"): 2,
+    ("lesions", "data", "--help"): 0,
+    ("lesions", "train", "--help"): 0,
+    ("lesions", "predict", "--help"): 0,
+    ("lesions", "train", "--data", "d", "--out", "o", "--model", "unet"): 2,
     ("bench", "--help"): 0,
     **{("bench", name, "--help"): 0 for name in BENCHES},
     ("bench", "layers", "--variants", "z"): 2,  # one bad argument per benchmark
@@ -58,6 +62,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
     ("bench", "pq-layer", "--cases", "first:tp"): 2,  # no such variant
     ("bench", "synthesis", "--epochs", "x"): 2,
+    ("bench", "lesions", "--epochs", "x"): 2,
 }
 PROBE = (
     "import contextlib, io, json, sys\n"

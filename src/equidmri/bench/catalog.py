@@ -36,6 +36,7 @@ BENCHES = {
     "pretrained": Bench("pretrained", "add_parser", "the shipped pretrained SHD-TV model against dipy CSD"),
     "cohort": Bench("cohort", "add_parser", "cohort training throughput with 1 and 2 processes, and memory"),
     "harmonize": Bench("harmonize", "add_parser", "cross-scanner harmonization on a simulated two-scanner cohort"),
+    "lesions": Bench("lesions", "add_parser", "SYNTHETIC lesion segmentation: p×q-space SE(3) network vs 3D CNN"),
     "pq-layer": Bench("pq_layer", "add_parser", "time and memory of one p×q-space SE(3) layer on 16³ voxels × 90 q"),
     "synthesis": Bench("synthesis", "add_parser", "synthesis modes judged by an autoencoder on real voxels (WP2)"),
 }

@@ -68,6 +68,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "pq-layer", "--cases", "x"),
     ("bench", "synthesis", "--help"),
     ("bench", "synthesis", "--epochs", "x"),
+    ("bench", "lesions", "--help"),
+    ("bench", "lesions", "--epochs", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)

@@ -22,5 +22,6 @@ COMMANDS = {
     "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
     "synth": "synthetic training voxels from one subject's tissue statistics",
     "harmonize": "cross-scanner harmonization: learn from two sites' cohorts, apply to a scan",
+    "lesions": "lesion segmentation: synthetic lesion sets, train the p×q-space or CNN model, predict",
     "bench": "benchmarks and experiments (results into --out DIR)",
 }

@@ -1,5 +1,6 @@
 """Synthetic data: DiSCo-like phantoms with known fibre directions, the same phantoms acquired on two scanners
-(``scanners``, for harmonization), and the R³×S² digits set (``digits``).
+(``scanners``, for harmonization), the R³×S² digits set (``digits``), and synthetic white-matter lesions
+(``lesions``, ``lesion_set``).
 
 The names are imported on first use (:mod:`equidmri.lazy`), so that :mod:`equidmri.sims.defaults` is read
 without numpy or dipy.
@@ -23,20 +24,26 @@ _PUBLIC = {  # name -> the module that defines it
     "paired_cohort": "equidmri.sims.scanners",
     "phantom_pair": "equidmri.sims.scanners",
     "real_pair": "equidmri.sims.scanners",
+    "LesionVolume": "equidmri.sims.lesions",
+    "make_lesion_splits": "equidmri.sims.lesion_set",
+    "write_lesion_set": "equidmri.sims.lesion_set",
 }
 
 __all__ = [
     "VOLUMES",
+    "LesionVolume",
     "Phantom",
     "Protocol",
     "ScannerParams",
     "fibre_signal",
     "low_resolution",
+    "make_lesion_splits",
     "make_protocol",
     "paired_cohort",
     "phantom_pair",
     "real_pair",
     "series_paths",
+    "write_lesion_set",
     "write_phantom_set",
 ]
 
