@@ -1,6 +1,7 @@
 """Tests of ``equidmri bench harmonize``: one --quick run, in process."""
 
 import json
+import sys
 
 import pytest
 
@@ -74,3 +75,9 @@ def test_existing_results_are_kept_without_force(quick_run, capsys):
 def test_a_cohort_too_small_to_split_is_refused_before_any_output(tmp_path, capsys):
     assert main(["bench", "harmonize", "--subjects", "3", "--out", str(tmp_path / "r")]) == 2
     assert "--subjects must be >= 5" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_missing_neurocombat_is_one_line_naming_the_extra_before_any_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "neuroCombat", None)  # import neuroCombat now raises ImportError
+    assert main(["bench", "harmonize", "--quick", "--out", str(tmp_path / "r")]) == 2
+    assert "pip install 'equidmri[bench]'" in capsys.readouterr().err and not (tmp_path / "r").exists()
