@@ -7,7 +7,8 @@ Dependencies used only by a baseline or a benchmark are extras (``pyproject.toml
 - ``lesions``: e3nn, the Clebsch–Gordan products of the p×q-space layers (:mod:`equidmri.nn.layers.pq_space`)
   and the lesion segmentation network built on them;
 - ``bench``: scikit-learn, whose bundled digits stand in for MNIST (:mod:`equidmri.sims.digits`),
-  scikit-image, whose SSIM :mod:`equidmri.harmonize.metrics` reports, and the ``baselines`` and ``lesions`` extras.
+  scikit-image, whose SSIM :mod:`equidmri.harmonize.metrics` reports, neuroCombat and pandas, the ComBat of
+  :mod:`equidmri.harmonize.combat`, and the ``baselines`` and ``lesions`` extras.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import ModuleType
 
 EXTRA_MODULES = {  # extra -> the top-level modules it installs (pyproject.toml [project.optional-dependencies])
     "baselines": ("cvxpy",),
-    "bench": ("sklearn", "skimage", "cvxpy", "e3nn"),
+    "bench": ("sklearn", "skimage", "neuroCombat", "pandas", "cvxpy", "e3nn"),
     "lesions": ("e3nn",),
 }
 

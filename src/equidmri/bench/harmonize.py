@@ -20,8 +20,8 @@ from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.gradients import B0_THRESHOLD, SHELL_TOL, make_gtab
 from equidmri.dmri.peaks import find_peaks
 from equidmri.eval.agreement import main_peak_agreement
-from equidmri.harmonize import HARMONIZERS, get_harmonizer, harmonization_errors, split_cohort, wilcoxon_test
-from equidmri.harmonize.metrics import LOWER_IS_BETTER, NOISE_FREE_METRIC
+from equidmri.harmonize import HARMONIZERS, combat, get_harmonizer, harmonization_errors, split_cohort, wilcoxon_test
+from equidmri.harmonize.metrics import LOWER_IS_BETTER, NOISE_FREE_METRIC, dti_maps_by_shell
 from equidmri.harmonize.registry import HarmonizerMethod, find_harmonizer
 from equidmri.harmonize.shells import attenuation, mean_b0
 from equidmri.harmonize.subjects import PAIRED_PERCENTS, PairedSubject
@@ -45,6 +45,8 @@ CSD_SHELL = 2000.0  # s/mm²; the downstream CSD uses this shell of B's protocol
 CSD_LMAX = 6  # fODF degree of the downstream CSD
 CSD_RESPONSE_EVALS = (1.7e-3, 0.3e-3, 0.3e-3)  # mm²/s; fixed WM response (the phantoms' bundles: 1.5-1.9 / 0.2-0.4)
 WM_FRACTION = 0.5  # voxels with at least this WM fraction are compared downstream
+COMBAT_ROW = "ComBat (FA, MD maps)"
+COMBAT_MD_UNIT = 1e-3  # mm²/s; ComBat sees MD in µm²/ms (a linear rescaling, which ComBat's standardization undoes)
 
 
 def bench_rows(steps: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -87,6 +89,43 @@ def evaluate(
 def _errors(harmonized: np.ndarray, subject: PairedSubject) -> dict[str, dict[str, float]]:
     b = subject.b
     return harmonization_errors(harmonized, b.dwi, b.bvals, b.bvecs, subject.mask, subject.b_noise_free)
+
+
+def evaluate_combat(train: list[PairedSubject], subjects: list[PairedSubject]) -> dict[str, Any]:
+    """ComBat (:mod:`equidmri.harmonize.combat`) of the DTI FA and MD maps of every shell set of
+    :func:`equidmri.harmonize.metrics.shell_groups`: fitted on the A and B maps of the ``train`` subjects,
+    features the voxels inside every subject's mask; each test subject's A maps are mapped onto site B and
+    scored against its B maps (MSE, MD in mm²/s) as :func:`equidmri.harmonize.metrics.harmonization_errors` does.
+    A map-level method: no signal, so no signal MSE, SSIM or downstream fODF. Times and per-subject errors."""
+    start = time.perf_counter()
+    mask = np.logical_and.reduce([s.mask for s in (*train, *subjects)])
+
+    def maps(subject: PairedSubject) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        sites = (("A", subject.a), ("B", subject.b))
+        return {site: dti_maps_by_shell(d.dwi, d.bvals, d.bvecs, mask) for site, d in sites}
+
+    train_maps = [maps(s) for s in train]
+    sites = ["A"] * len(train) + ["B"] * len(train)
+    fitted = {
+        (key, q): combat.combat_fit(
+            np.stack([m[site][key][q] for site in ("A", "B") for m in train_maps]) / (COMBAT_MD_UNIT if q else 1.0),
+            sites,
+        )
+        for key in train_maps[0]["A"]
+        for q in (0, 1)  # FA, MD
+    }
+    fit_seconds = time.perf_counter() - start
+    errors = []
+    for subject in subjects:
+        test = maps(subject)
+        errors.append({})
+        for key, (fa_b, md_b) in test["B"].items():
+            fa, md = (
+                fitted[key, q].transfer(test["A"][key][q][None] / unit, "A", "B")[0] * unit
+                for q, unit in ((0, 1.0), (1, COMBAT_MD_UNIT))
+            )
+            errors[-1][key] = {"fa_mse": float(np.mean((fa - fa_b) ** 2)), "md_mse": float(np.mean((md - md_b) ** 2))}
+    return {"fit_seconds": fit_seconds, "apply_seconds": time.perf_counter() - start - fit_seconds, "errors": errors}
 
 
 def evaluate_fitted(harmonizer: HarmonizerMethod, subject: PairedSubject) -> dict[str, dict[str, float]]:
@@ -154,11 +193,12 @@ def wilcoxon_tests(runs: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, 
     for shell in runs[names[0]]["summary"]:
         for metric in COLUMNS:
             sign = 1.0 if LOWER_IS_BETTER[metric] else -1.0
-            best, second = sorted(names, key=lambda n: sign * runs[n]["summary"][shell][metric]["mean"])[:2]
+            scored = [n for n in names if metric in runs[n]["summary"][shell]]  # ComBat has no signal metrics
+            best, second = sorted(scored, key=lambda n: sign * runs[n]["summary"][shell][metric]["mean"])[:2]
             tests["best_vs_second"].append(
                 {"best": best, "second": second, **_paired(runs, shell, metric, best, second)}
             )
-            for name in names:
+            for name in scored:
                 if name != BASELINE:
                     tests["vs_baseline"].append({"method": name, **_paired(runs, shell, metric, name, BASELINE)})
     return tests
@@ -203,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if sizes["subjects"] < 5 or sizes["size"] < 8 or sizes["steps"] < 1:
         raise ValueError(f"--subjects must be >= 5, --size >= 8 voxels and --steps >= 1, got {sizes}")
+    combat.require()
     figure, record = start_figure_report(args, sizes)
     start = time.perf_counter()
     cohort = paired_cohort(sizes["subjects"], seed=args.seed, size=sizes["size"])
@@ -245,6 +286,20 @@ def run(args: argparse.Namespace) -> int:
             runs[row]["paired_subjects"] = len(harmonizers[row].paired_indices)
         angles = downstream_angles(result["scans"], splits["test"])
         runs[row]["downstream"] = {"angle_deg": angles, "mean": float(np.mean(angles)), "sd": _sd(angles)}
+    logger.info("fitting %s on %d subjects", COMBAT_ROW, len(splits["train"]))
+    result = evaluate_combat(splits["train"], splits["test"])
+    runs[COMBAT_ROW] = {
+        "name": "ComBat",
+        "options": {},
+        "summary": summarise(result["errors"]),
+        "errors": result["errors"],
+        "real": None,
+        "fit_seconds": result["fit_seconds"],
+        "apply_seconds": result["apply_seconds"],
+        "source": combat.SOURCE,
+        "summary_line": combat.SUMMARY,
+        "downstream": None,
+    }
     record["methods"] = runs
     record["tests"] = wilcoxon_tests(runs)
     record["tests"]["downstream_vs_baseline"] = {
@@ -252,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
             np.array(run_["downstream"]["angle_deg"]), np.array(runs[BASELINE]["downstream"]["angle_deg"])
         )
         for row, run_ in runs.items()
-        if row != BASELINE
+        if row != BASELINE and run_["downstream"] is not None
     }
     record["seconds"] = time.perf_counter() - start
     figure_rows = {row: h for row, h in harmonizers.items() if row in FIGURE_ROWS}
@@ -261,7 +316,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(stats: dict[str, float], metric: str) -> str:
+def _cell(stats: dict[str, float] | None, metric: str) -> str:
+    if stats is None:
+        return "–"
     factor, _ = COLUMNS[metric]
     spec = ".3f" if metric == "ssim" else ".3g"
     return f"{fmt(stats['mean'] / factor, spec)} ± {fmt(stats['sd'] / factor, spec)}"
@@ -272,7 +329,7 @@ def _rows(record: dict[str, Any], shell: str) -> list[str]:
     lines = [heading, "|---" * (len(COLUMNS) + 1) + "|"]
     for name, result in record["methods"].items():
         stats = result["summary"][shell]
-        lines.append(f"| {name} | " + " | ".join(_cell(stats[m], m) for m in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(stats.get(m), m) for m in COLUMNS) + " |")
     return lines
 
 
@@ -291,7 +348,7 @@ def _test_rows(record: dict[str, Any], shell: str) -> list[str]:
     for test in (t for t in record["tests"]["best_vs_second"] if t["shell"] == shell):
         metric = test["metric"]
         cells = [COLUMNS[metric][1].split(" (")[0], test["best"], test["second"], _p(test["p"])]
-        cells += [_p(against[name, metric]["p"]) for name in others]
+        cells += [_p(against[name, metric]["p"]) if (name, metric) in against else "–" for name in others]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -304,7 +361,8 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     a, b = settings["scanner_a"], settings["scanner_b"]
     lines = header_lines("Cross-scanner harmonization on a simulated two-scanner cohort (issue 20)", record)
     lines += [
-        "ComBat is not here (neuroHarmonize needs numpy < 2; docs/harmonization.md). Every learned method is "
+        f"{COMBAT_ROW} harmonizes DTI FA and MD maps, not the signal: its signal, SSIM and downstream cells are "
+        "– (docs/harmonization.md). Every learned method is "
         f"trained for {settings['steps']} Adam steps on blocks of the training subjects (the val subjects are "
         "unused); the cyclic network once per training mode, its paired subjects the nested subsets of "
         "`paired_subset` (seed 0).",
@@ -351,6 +409,9 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     ]
     for name, result in record["methods"].items():
         values = (result["real"] or {}).get("all")
+        if name == COMBAT_ROW:
+            lines.append(f"| {name} | – (one subject on another grid: nothing to fit ComBat's voxels on) |")
+            continue
         cells = [
             "– (one shell: the network needs the three it was trained on)"
             if values is None
@@ -373,6 +434,9 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     downstream_tests = record["tests"]["downstream_vs_baseline"]
     for name, result in record["methods"].items():
         down = result["downstream"]
+        if down is None:
+            lines.append(f"| {name} | – (harmonizes maps, not the signal) | – |")
+            continue
         p = _p(downstream_tests[name]["p"]) if name in downstream_tests else "–"
         lines.append(f"| {name} | {down['mean']:.2f} ± {down['sd']:.2f} | {p} |")
     lines += [
@@ -387,7 +451,8 @@ def render_markdown(record: dict[str, Any], figure: str) -> str:
     for name, result in record["methods"].items():
         lines.append(
             f"- **{name}**: {result['summary_line']} ({result['source']}); fit {result['fit_seconds']:.2f} s, "
-            f"applied to {plural(splits['test'] + 1, 'subject')} in {result['apply_seconds']:.2f} s"
+            f"applied to {plural(splits['test'] + (result['real'] is not None), 'subject')} in "
+            f"{result['apply_seconds']:.2f} s"
             + (
                 f"; {result['paired_subjects']} paired training subjects, final loss {result['final_loss']:.3g}."
                 if "final_loss" in result

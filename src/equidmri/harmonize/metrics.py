@@ -46,7 +46,9 @@ __all__ = [
     "METRICS",
     "NOISE_FREE_METRIC",
     "dti_maps",
+    "dti_maps_by_shell",
     "harmonization_errors",
+    "shell_groups",
     "ssim_per_volume",
     "wilcoxon_test",
 ]
@@ -68,6 +70,27 @@ def dti_maps(
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = model.fit(dwi, mask=mask)
     return np.nan_to_num(np.asarray(fit.fa)[mask]), np.nan_to_num(np.asarray(fit.md)[mask])
+
+
+def shell_groups(bvals: np.ndarray) -> dict[str, np.ndarray]:
+    """The volumes of each set the errors are reported on: ``"all"``, and ``"b=<b>"`` (rounded b-value, s/mm²)
+    for each shell with the b=0 volumes; each a ``(N,)`` bool array over ``bvals`` ``(N,)`` (s/mm²)."""
+    shells = find_shells(bvals)
+    b0 = shells.index < 0
+    groups = {"all": np.ones(len(bvals), dtype=bool)}
+    groups.update({f"b={bval:.0f}": b0 | (shells.index == s) for s, bval in enumerate(shells.bvals)})
+    return groups
+
+
+def dti_maps_by_shell(
+    dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`dti_maps` (FA, MD in mm²/s, each ``(M,)``) of ``dwi`` ``(X, Y, Z, N)`` on each of
+    :func:`shell_groups` ``(bvals)``: the maps :func:`harmonization_errors` compares."""
+    return {
+        key: dti_maps(dwi[..., keep], make_gtab(bvals[keep], bvecs[keep]), mask)
+        for key, keep in shell_groups(bvals).items()
+    }
 
 
 def ssim_per_volume(harmonized: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -158,15 +181,12 @@ def harmonization_errors(
     mask = check_mask(mask, harmonized.shape[:3])
     if not mask.any():
         raise ValueError("the mask is empty")
-    shells = find_shells(bvals)
-    b0 = shells.index < 0
+    b0 = find_shells(bvals).index < 0
     signal = tuple(None if scan is None else attenuation(scan, bvals) for scan in (harmonized, reference, noise_free))
     ssim = np.full(len(bvals), np.nan)
     ssim[~b0] = ssim_per_volume(signal[0][..., ~b0], signal[1][..., ~b0], mask)
-    groups = {"all": np.ones(len(bvals), dtype=bool)}
-    groups.update({f"b={bval:.0f}": b0 | (shells.index == s) for s, bval in enumerate(shells.bvals)})
     out = {}
-    for key, keep in groups.items():
+    for key, keep in shell_groups(bvals).items():
         subset = tuple(None if e is None else e[..., keep] for e in signal)
         gtab = make_gtab(bvals[keep], bvecs[keep])
         out[key] = _errors((harmonized[..., keep], reference[..., keep]), subset, ssim[keep], gtab, mask)

@@ -8,8 +8,9 @@ blur, another coil profile and bias field); shells b = 1000/2000/3000 s/mm² (do
 effect). They are split 60/20/20 into train / val / test subjects; every harmonizer of
 :data:`equidmri.harmonize.HARMONIZERS` is fitted on the training subjects and maps each test subject's A scan
 onto B's protocol; the cyclic network once per training mode (unsupervised, 2/4/10/20/30/50/80 % of the
-training subjects paired, supervised), the learned ones with ``--steps`` Adam steps. Errors against B as
-acquired, inside the mask (:mod:`equidmri.harmonize.metrics`): MSE of
+training subjects paired, supervised), the learned ones with ``--steps`` Adam steps; ComBat
+(:mod:`equidmri.harmonize.combat`) maps the test subjects' DTI FA and MD maps of A onto B (FA and MD columns
+only). Errors against B as acquired, inside the mask (:mod:`equidmri.harmonize.metrics`): MSE of
 the attenuation S/S0, of DTI FA and MD, and SSIM, on all shells (Table 1 analogue) and per shell (Table 2
 analogue), mean ± sd over test subjects, with Wilcoxon signed-rank tests of the best method against the second
 best and of each method against the baseline; the signal MSE against B's noise-free signal too. dipy's real
