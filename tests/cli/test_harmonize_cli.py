@@ -97,13 +97,18 @@ def test_missing_cohort_and_bad_output_name_are_one_line_errors(cohorts, trained
     assert "--out must end in .nii or .nii.gz" in capsys.readouterr().err
 
 
-def test_the_cyclic_network_trains_on_the_paired_subjects_and_applies_as_the_library(cohorts, tmp_path):
+def test_the_cyclic_network_trains_on_the_paired_subjects_and_applies_as_the_library(
+    cohorts, tmp_path, monkeypatch, capsys
+):
+    import equidmri.cli.common
     from equidmri.harmonize.model_file import load_harmonizer
 
+    monkeypatch.setattr(equidmri.cli.common, "show_progress", lambda args: True)  # as on a terminal
     root, target, reference = cohorts
     argv = ["harmonize", "train", "--reference-site", str(reference), "--target-site", str(target), "--threads", "1"]
     out = tmp_path / "cyclic"
     assert main([*argv, "--method", "cyclic", "--paired", "s1", "s2", "--steps", "2", "--out", str(out)]) == 0
+    assert "training CyclicHarmonizer" in capsys.readouterr().err  # the progress bar over the training steps
     record = json.loads((out / "run.json").read_text())
     assert record["method"] == "cyclic" and record["paired"] == ["s1", "s2"]
     _, model = load_harmonizer(out / "model.pt")

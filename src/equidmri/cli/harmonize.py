@@ -147,6 +147,7 @@ def run_train(args: argparse.Namespace) -> int:
             mask = data.mask if data.mask is not None else compute_mask(data.dwi, data.gtab(), data.valid)
             scans[site].append(replace(data, mask=mask))
     harmonizer = get_harmonizer(args.method, **options)
+    harmonizer.progress = show_progress(args)  # the learned methods' training steps
     if pairs:
         harmonizer.fit_sites(scans["target"], scans["reference"], pairs=pairs)
     else:

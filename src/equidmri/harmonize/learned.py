@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from equidmri.dmri.gradients import LMAX_CAP
 from equidmri.dmri.io import DWIData
@@ -125,6 +126,7 @@ class LearnedSHHarmonizer(SHHarmonizer):
         self.paired_indices: list[int] = []  # training scans whose pairing the last fit used
         self.losses: list[float] = []  # total loss of each step of the last fit
         self._fit_pairs: list[tuple[int, int]] = []
+        self.progress = False  # a tqdm bar over the training steps (the CLI turns it on); not part of the model
 
     # -- fitting ---------------------------------------------------------------------------------------------
     def fit(self, train: Sequence[PairedSubject]) -> LearnedSHHarmonizer:
@@ -284,7 +286,8 @@ class LearnedSHHarmonizer(SHHarmonizer):
         """``steps`` Adam steps on ``step_loss()``; the network is left in eval mode. The loss of each step."""
         optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
         losses = []
-        for _ in range(self.steps):
+        bar = tqdm(range(self.steps), desc=f"training {type(self).__name__}", unit="step", disable=not self.progress)
+        for _ in bar:
             loss = step_loss()
             optimizer.zero_grad()
             loss.backward()
