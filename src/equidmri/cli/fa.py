@@ -10,7 +10,7 @@ from pathlib import Path
 
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import add_input_args, add_threads_arg, add_verbosity_args, positive_float, positive_int
+from equidmri.cli.options import add_input_args, add_run_args, positive_float, positive_int
 from equidmri.microstructure.config import B_VALUE, MODELS, ORIENTATIONS, SCHEME_NAMES, SNR, FATrainConfig
 
 MODEL_FILE, RUN_FILE = "model.pt", "run.json"
@@ -85,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="Adam learning rate (default: %(default)s)",
     )
     train.add_argument("--seed", type=int, default=defaults.seed, help="seed of simulation and training")
-    _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
+    add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
     train.set_defaults(run=run_train, prog="equidmri fa train")
 
     predict = commands.add_parser(
@@ -93,16 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     predict.add_argument("--model", type=Path, required=True, metavar="FILE", help=f"DIR/{MODEL_FILE} of fa train")
     add_input_args(predict)
-    _add_run_args(predict, "FILE", "output FA NIfTI, e.g. fa.nii.gz (refused if it exists, unless --force)")
+    add_run_args(predict, "FILE", "output FA NIfTI, e.g. fa.nii.gz (refused if it exists, unless --force)")
     predict.set_defaults(run=run_predict, prog="equidmri fa predict")
     return parser
-
-
-def _add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str) -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=text)
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    add_threads_arg(parser)
-    add_verbosity_args(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
-from equidmri.cli.options import COHORT_HELP, add_input_args, add_threads_arg, add_verbosity_args
+from equidmri.cli.options import COHORT_HELP, add_input_args, add_run_args
 from equidmri.harmonize.registry import HARMONIZERS, find_harmonizer
 
 MODEL_FILE, RUN_FILE = "model.pt", "run.json"
@@ -94,22 +94,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument(
         "--steps", type=positive_int, metavar="N", help="training steps of a learned method (default: the method's)"
     )
-    _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
+    add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)")
     train.set_defaults(run=run_train, prog="equidmri harmonize train")
 
     apply = commands.add_parser("apply", help="harmonize one scan with a trained model", description=APPLY_DESCRIPTION)
     apply.add_argument("--model", type=Path, required=True, metavar="FILE", help=f"DIR/{MODEL_FILE} of harmonize train")
     add_input_args(apply)
-    _add_run_args(apply, "FILE", "output NIfTI (.nii or .nii.gz), e.g. harmonized.nii.gz; refused if it exists")
+    add_run_args(apply, "FILE", "output NIfTI (.nii or .nii.gz), e.g. harmonized.nii.gz; refused if it exists")
     apply.set_defaults(run=run_apply, prog="equidmri harmonize apply")
     return parser
-
-
-def _add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str) -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=text)
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    add_threads_arg(parser)
-    add_verbosity_args(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:

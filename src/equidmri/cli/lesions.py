@@ -11,8 +11,7 @@ from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.options import (
     add_input_args,
-    add_threads_arg,
-    add_verbosity_args,
+    add_run_args,
     non_negative_float,
     positive_float,
     positive_int,
@@ -50,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         data.add_argument(f"--{split}", type=positive_int, default=count, metavar="N", help=f"{split} volumes")
     data.add_argument("--size", type=positive_int, default=10, metavar="N", help="phantom edge, voxels (>= 8)")
     data.add_argument("--snr", type=positive_float, nargs="+", default=[15.0, 30.0], help="SNRs, cycled over volumes")
-    _add_run_args(data, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
+    add_run_args(data, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
     data.set_defaults(run=run_data, prog="equidmri lesions data")
 
     train = commands.add_parser("train", help="train a lesion network", description=TRAIN_DESCRIPTION)
@@ -61,25 +60,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     train.add_argument(
         "--dice-weight", type=non_negative_float, default=TRAIN_DEFAULTS["dice_weight"], help="soft Dice term"
     )
-    _add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
+    add_run_args(train, "DIR", "output directory (created; must be new or empty unless --force)", seed=True)
     train.set_defaults(run=run_train, prog="equidmri lesions train")
 
     predict = commands.add_parser("predict", help="lesion probability map of a scan", description=PREDICT_DESCRIPTION)
     predict.add_argument("--model", type=Path, required=True, metavar="FILE", help=f"DIR/{MODEL_FILE} of train")
     add_input_args(predict)
     predict.add_argument("--threshold", type=positive_float, metavar="T", help="also write labels: probability >= T")
-    _add_run_args(predict, "FILE", "probability map NIfTI (.nii or .nii.gz); refused if it exists", seed=False)
+    add_run_args(predict, "FILE", "probability map NIfTI (.nii or .nii.gz); refused if it exists", seed=False)
     predict.set_defaults(run=run_predict, prog="equidmri lesions predict")
     return parser
-
-
-def _add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str, *, seed: bool) -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=text)
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    if seed:
-        parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    add_threads_arg(parser)
-    add_verbosity_args(parser)
 
 
 def _record(args: argparse.Namespace, start: float, **extra: object) -> dict:

@@ -93,6 +93,17 @@ def add_input_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     return group
 
 
+def add_run_args(parser: argparse.ArgumentParser, metavar: str, text: str, *, seed: bool = False) -> None:
+    """``--out`` (``metavar``, help ``text``) ``--force`` [``--seed``] ``--threads -v -q`` of a one-output command
+    (``fa``, ``harmonize``, ``lesions``)."""
+    parser.add_argument("--out", type=Path, required=True, metavar=metavar, help=text)
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_threads_arg(parser)
+    add_verbosity_args(parser)
+
+
 def add_common_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
     """``--out --force --seed --device --threads -v -q`` (``--seed`` only where something is random)."""
     group = parser.add_argument_group("run")
