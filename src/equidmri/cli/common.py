@@ -226,6 +226,13 @@ def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_record(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """The head of every ``run.json``: ``version``, ``command``, ``argv`` and the parsed ``arguments``
+    (:func:`recorded_arguments`), followed by ``fields``."""
+    head = {"version": __version__, "command": args.prog, "argv": args.argv, "arguments": recorded_arguments(args)}
+    return {**head, **fields}
+
+
 def pretrained_choice(args: argparse.Namespace, method: Method, prepared: PreparedData, resume: bool) -> dict[str, Any]:
     """Whether ``deconv`` applies the shipped pretrained model (``used``), and why (``reason``, logged and recorded).
 
@@ -283,18 +290,10 @@ def finish(
             **multi_tissue_maps(result.fit),
         )
     timings["total"] = round(sum(timings.values()), 3)
-    arguments = recorded_arguments(args)
-    record = {
-        "version": __version__,
-        "command": args.prog,
-        "argv": args.argv,
-        "arguments": arguments,
-        **run_summary(prepared, result),
-        **({"pretrained": pretrained} if pretrained is not None else {}),
-        "timings": timings,
-        "device": args.device,
-        "threads": torch.get_num_threads(),
-    }
+    summary = {**run_summary(prepared, result), **({"pretrained": pretrained} if pretrained is not None else {})}
+    record = run_record(
+        args, **{**summary, "timings": timings, "device": args.device, "threads": torch.get_num_threads()}
+    )
     save_json(args.out / OUTPUT_NAMES["run"], record, force=True)
     return record
 

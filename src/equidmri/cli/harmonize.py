@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.options import COHORT_HELP, add_input_args, add_run_args
 from equidmri.harmonize.registry import HARMONIZERS, find_harmonizer
@@ -111,7 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from equidmri.cli.common import check_out_dir, recorded_arguments, set_threads, show_progress
+    from equidmri.cli.common import check_out_dir, run_record, set_threads, show_progress
     from equidmri.data import read_cohort
     from equidmri.dmri.io import prepare_out_dir, save_json
     from equidmri.dmri.mask import compute_mask
@@ -148,17 +147,14 @@ def run_train(args: argparse.Namespace) -> int:
     prepare_out_dir(args.out, force=args.force)
     save_harmonizer(args.out / MODEL_FILE, args.method, harmonizer)
     seconds = time.perf_counter() - start
-    record = {
-        "version": __version__,
-        "command": args.prog,
-        "argv": args.argv,
-        "arguments": recorded_arguments(args),
-        "method": args.method,
-        "subjects": {site: [s.subject for s in subjects] for site, subjects in sites.items()},
-        "paired": list(args.paired),
-        "reference_bvals": sorted({round(float(b)) for b in harmonizer.reference_bvals}),
-        "seconds": seconds,
-    }
+    record = run_record(
+        args,
+        method=args.method,
+        subjects={site: [s.subject for s in subjects] for site, subjects in sites.items()},
+        paired=list(args.paired),
+        reference_bvals=sorted({round(float(b)) for b in harmonizer.reference_bvals}),
+        seconds=seconds,
+    )
     save_json(args.out / RUN_FILE, record, force=True)
     sys.stdout.write(f"{args.prog}: wrote {args.out / MODEL_FILE} ({args.method}) in {seconds:.1f} s\n")
     return EXIT_OK

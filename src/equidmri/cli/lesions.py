@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.options import (
     add_input_args,
@@ -73,12 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _record(args: argparse.Namespace, start: float, **extra: object) -> dict:
-    from equidmri.cli.common import recorded_arguments
+    from equidmri.cli.common import run_record
 
-    arguments = recorded_arguments(args)
-    return {"version": __version__, "command": args.prog, "argv": args.argv, "arguments": arguments, **extra} | {
-        "seconds": time.perf_counter() - start
-    }
+    return run_record(args, **extra) | {"seconds": time.perf_counter() - start}
 
 
 def run_data(args: argparse.Namespace) -> int:

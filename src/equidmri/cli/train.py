@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from equidmri import __version__
 from equidmri.cli.commands import COMMANDS, EXIT_OK
 from equidmri.cli.options import COHORT_HELP, add_common_args, add_training_args, non_negative_float, positive_int
 
@@ -149,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     """``train --synthetic``: the pretrained model's recipe (:mod:`equidmri.recon.pretrained`), alone or torchrun."""
-    from equidmri.cli.common import check_out_dir, recorded_arguments, setup_runtime, show_progress
+    from equidmri.cli.common import check_out_dir, run_record, setup_runtime, show_progress
     from equidmri.cli.launch import process_group, quiet_other_ranks, synchronise
     from equidmri.dmri.io import prepare_out_dir, save_json
     from equidmri.recon.cohort import process_rank
@@ -179,16 +178,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         )
         seconds = time.perf_counter() - start
         if rank == 0:
-            arguments = recorded_arguments(args)
-            record = {
-                "version": __version__,
-                "command": args.prog,
-                "argv": args.argv,
-                "arguments": arguments,
-                "processes": world_size,
-                "train_seconds": round(seconds, 1),
-                "history": history,
-            }
+            record = run_record(args, processes=world_size, train_seconds=round(seconds, 1), history=history)
             save_json(args.out / OUTPUT_NAMES["run"], record, force=True)
             sys.stdout.write(
                 f"{args.prog}: trained the pretrained recipe on {len(history) * world_size} synthetic phantoms with "
@@ -210,33 +200,31 @@ def _record(
 ) -> dict[str, Any]:
     import torch
 
-    from equidmri.cli.common import recorded_arguments
+    from equidmri.cli.common import run_record
 
-    arguments = recorded_arguments(args)
-    return {
-        "version": __version__,
-        "command": args.prog,
-        "argv": args.argv,
-        "arguments": arguments,
-        "method": method,
-        "network": model.network_config.to_dict(),
-        "train": model.train_config.to_dict(),
-        "shells": shells,
-        "subjects": [
-            {
-                "subject": s.subject,
-                "shape": list(s.shape),
-                "mask_voxels": s.mask_voxels,
-                "responses": s.responses.to_dict(),
-            }
-            for s in prepared
-        ],
-        "reference_responses": model.responses.to_dict(),
-        "processes": world_size,
-        "epochs_trained": len(history),
-        "final_loss": history[-1] if history else None,
-        "history": history,
-        "timings": timings,
-        "device": args.device,
-        "threads": torch.get_num_threads(),
-    }
+    return run_record(
+        args,
+        **{
+            "method": method,
+            "network": model.network_config.to_dict(),
+            "train": model.train_config.to_dict(),
+            "shells": shells,
+            "subjects": [
+                {
+                    "subject": s.subject,
+                    "shape": list(s.shape),
+                    "mask_voxels": s.mask_voxels,
+                    "responses": s.responses.to_dict(),
+                }
+                for s in prepared
+            ],
+            "reference_responses": model.responses.to_dict(),
+            "processes": world_size,
+            "epochs_trained": len(history),
+            "final_loss": history[-1] if history else None,
+            "history": history,
+            "timings": timings,
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+        },
+    )
