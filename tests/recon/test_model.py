@@ -97,7 +97,7 @@ def test_super_resolution_training_lowers_the_high_resolution_loss(tmp_path):
     fit = model.fit(dwi, mask, input_dwi=dwi_low, checkpoint_path=tmp_path / "model.pt")
     losses = [h["total"] for h in fit.history]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert fit.fodf_sh.shape == SHAPE + (190,) and np.all(np.isfinite(fit.fodf_sh))
+    assert fit.fodf_sh.shape == SHAPE + (45,) and np.all(np.isfinite(fit.fodf_sh))  # refined: lmax 8
 
 
 def test_super_resolution_checkpoint_rebuilds_the_target_and_predicts_low_resolution_volumes(tmp_path):
@@ -111,7 +111,7 @@ def test_super_resolution_checkpoint_rebuilds_the_target_and_predicts_low_resolu
     np.testing.assert_array_equal(loaded.gtab.bvals, model.gtab.bvals)
     np.testing.assert_allclose(loaded.gtab.bvecs, model.gtab.bvecs, atol=1e-12)
     predicted = loaded.predict(dwi_low, mask)
-    assert predicted.fodf_sh.shape == SHAPE + (190,) and predicted.fractions.shape == SHAPE + (1,)
+    assert predicted.fodf_sh.shape == SHAPE + (45,) and predicted.fractions.shape == SHAPE + (1,)
     np.testing.assert_allclose(predicted.fodf_sh, fit.fodf_sh, rtol=0, atol=1e-5)
 
 

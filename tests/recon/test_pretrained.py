@@ -60,7 +60,7 @@ def test_shipped_model_is_data_and_predicts(phantom):
     assert state["meta"]["network"] == PRETRAINED_NETWORK.to_dict()
     assert pretrained_path().stat().st_size < 4 * 2**20  # "a few MB at most"
     fit = load_pretrained(gtab, responses).predict(ph.dwi, ph.mask)
-    assert fit.fodf_sh.shape == ph.mask.shape + (190,)
+    assert fit.fodf_sh.shape == ph.mask.shape + (45,)  # refined: lmax 8
     assert np.isfinite(fit.fodf_sh).all() and np.abs(fit.fodf_sh[ph.mask]).sum() > 0
     assert not fit.fodf_sh[~ph.mask].any()
 

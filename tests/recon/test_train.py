@@ -121,4 +121,4 @@ def test_baselines_train_and_deconvolve_through_the_same_model(name):
     network = NetworkConfig(model=name, widths=(4, 4, 4, 4))
     fit = SHDModel(gtab, responses, network, TrainConfig(epochs=2, seed=0)).fit(dwi, mask)
     assert len(fit.history) == 2 and all(np.isfinite(h["total"]) for h in fit.history)
-    assert fit.fodf_sh.shape == (4, 4, 3, 190) and np.all(np.isfinite(fit.fodf_sh))
+    assert fit.fodf_sh.shape == (4, 4, 3, 45) and np.all(np.isfinite(fit.fodf_sh))

@@ -20,16 +20,24 @@ import numpy as np
 import torch
 
 from equidmri.bench.options.realdata import QUICK_EPOCHS
-from equidmri.bench.report import check_report_outputs, fmt, header_lines, start_record, write_report
+from equidmri.bench.report import (
+    check_report_outputs,
+    fmt,
+    header_lines,
+    report_path,
+    start_record,
+    write_report,
+)
 from equidmri.data import real_volume_paths
 from equidmri.dmri.gradients import SHELL_TOL, find_shells
-from equidmri.dmri.io import DWIData, load_dwi, load_fod
+from equidmri.dmri.io import DWIData, load_dwi, load_fod, load_nifti_volume
 from equidmri.dmri.peaks import find_peaks
 from equidmri.eval.agreement import CONE_DEG, main_peak_agreement, second_peak_recall
 from equidmri.methods import find_method, get_method
 from equidmri.recon.model import FODFFit, NetworkConfig
 from equidmri.recon.pipeline import PreparedData, prepare
 from equidmri.recon.train import TrainConfig
+from equidmri.viz.qc import plot_peaks_qc
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,16 @@ CLEAR_WM = 0.2  # a voxel has a clear WM fODF when its reference first peak exce
 CLEAR_CROSSING = 0.5  # a reference crossing is clear when its second peak is at least this fraction of the first
 QUICK_NETWORK = NetworkConfig(widths=(4, 4, 4, 4))
 REFERENCE_CSD = "CSD (lmax 8)"  # dipy's CSD (equidmri.methods): the reference where a volume has none
-MRTRIX_LAYOUT = {"dwi.mif": "dwi.nii.gz", "mask.mif": "mask.nii.gz", "wm.mif": "reference_fod.nii.gz"}
+SHD_NETWORK_ONLY = "SHD-TV, network only (equidmri, --refine-steps 0)"
+SHD_DEFAULT = "SHD-TV (equidmri)"
+MRTRIX_LAYOUT = {
+    "dwi.mif": "dwi.nii.gz",
+    "mask.mif": "mask.nii.gz",
+    "wm.mif": "reference_fod.nii.gz",
+    "gm.mif": "reference_gm.nii.gz",  # msmt_csd's GM and CSF outputs: the reference's tissue classes
+    "csf.mif": "reference_csf.nii.gz",
+}
+TISSUES = ("wm", "gm", "csf")
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Volume:
     bvecs: Path
     mask: Path | None = None
     reference: Path | None = None
+    reference_iso: tuple[Path, Path] | None = None  # the reference's GM and CSF maps (multi-tissue references)
 
 
 def dipy_volume(name: str) -> Volume:
@@ -88,7 +106,8 @@ def folder_volume(name: str, folder: Path, scratch: Path) -> Volume:
     paths = {key: folder / f"dwi.{key}" for key in ("bval", "bvec")}
     if not (folder / "dwi.nii.gz").is_file() or not all(p.is_file() for p in paths.values()):
         raise FileNotFoundError(f"{folder} needs dwi.nii.gz, dwi.bval and dwi.bvec (or dwi.mif)")
-    optional = {key: folder / f"{key}.nii.gz" for key in ("mask", "reference_fod")}
+    optional = {key: folder / f"{key}.nii.gz" for key in ("mask", "reference_fod", "reference_gm", "reference_csf")}
+    iso = (optional["reference_gm"], optional["reference_csf"])
     return Volume(
         name=name,
         dwi=folder / "dwi.nii.gz",
@@ -96,7 +115,19 @@ def folder_volume(name: str, folder: Path, scratch: Path) -> Volume:
         bvecs=paths["bvec"],
         mask=optional["mask"] if optional["mask"].is_file() else None,
         reference=optional["reference_fod"] if optional["reference_fod"].is_file() else None,
+        reference_iso=iso if all(p.is_file() for p in iso) else None,
     )
+
+
+def reference_tissue(volume: Volume, reference_sh: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """Each mask voxel's dominant tissue in a multi-tissue reference (0 WM, 1 GM, 2 CSF; -1 outside the mask),
+    or None without the reference's GM and CSF maps. WM is the reference fODF's integral, ``c_00 sqrt(4 pi)``."""
+    if volume.reference_iso is None:
+        return None
+    maps = [reference_sh[..., 0] * np.sqrt(4 * np.pi)]
+    maps += [load_nifti_volume(path, "reference tissue map")[0].reshape(mask.shape) for path in volume.reference_iso]
+    dominant = np.argmax(np.stack(maps, axis=-1), axis=-1)
+    return np.where(mask, dominant, -1)
 
 
 def select_shell(data: DWIData, bval: float) -> DWIData:
@@ -141,21 +172,31 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         rows.append(Row(label, shells, fodf, time.perf_counter() - start))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
-    fit = fit_method(
+    model = get_method(
         "SHD-TV",
-        prepared,
+        prepared.gtab,
+        prepared.responses,
         network=QUICK_NETWORK if args.quick else NetworkConfig(),
         seed=args.seed,
         **({} if epochs is None else {"epochs": epochs}),
-    )
-    rows.append(
-        Row("SHD-TV (equidmri)", shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues)
-    )
+    ).build()
+    model.train_network(prepared.data.dwi, prepared.mask)
+    trained = time.perf_counter() - start
+    # one trained network, deconvolved as it answers (the paper) and refined per voxel (the default)
+    for steps, label in ((0, SHD_NETWORK_ONLY), (args.refine_steps, SHD_DEFAULT)):
+        start = time.perf_counter()
+        fit = model.predict(prepared.data.dwi, prepared.mask, refine_steps=steps)
+        seconds = trained + time.perf_counter() - start
+        rows.append(Row(label, shells, fit.shm_coeff, seconds, fit.fractions, fit.tissues))
     return rows
 
 
-def score(row: Row, reference: tuple[np.ndarray, np.ndarray], clear: np.ndarray) -> dict[str, Any]:
-    """Main-peak agreement and crossings found of one row against the reference peaks."""
+def score(
+    row: Row, reference: tuple[np.ndarray, np.ndarray], clear: np.ndarray, tissue: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Main-peak agreement and crossings found of one row against the reference peaks; with the reference's
+    dominant ``tissue`` per voxel (:func:`reference_tissue`), the row's mean tissue fractions (normalised to
+    sum 1) in the voxels of each reference tissue."""
     dirs, _ = find_peaks(row.fodf_sh, clear, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS)
     main = main_peak_agreement(reference[0], dirs, clear)
     crossings = second_peak_recall(*reference, dirs, clear, min_ratio=CLEAR_CROSSING)
@@ -171,11 +212,22 @@ def score(row: Row, reference: tuple[np.ndarray, np.ndarray], clear: np.ndarray)
     }
     if row.fractions is not None:
         result["mean_fractions_clear_wm"] = dict(zip(row.tissues, row.fractions[clear].mean(axis=0).tolist()))
+        if tissue is not None and row.tissues == TISSUES:
+            normalised = row.fractions / np.maximum(row.fractions.sum(-1, keepdims=True), 1e-12)
+            result["fractions_by_reference_tissue"] = {
+                name: {
+                    "voxels": int((tissue == k).sum()),
+                    **dict(zip(TISSUES, normalised[tissue == k].mean(0).tolist())),
+                }
+                for k, name in enumerate(TISSUES)
+                if (tissue == k).any()
+            }
     return result
 
 
-def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
-    """Every method on every shell selection of one volume, scored against its reference."""
+def evaluate_volume(volume: Volume, args: argparse.Namespace, footer: str) -> dict[str, Any]:
+    """Every method on every shell selection of one volume, scored against its reference; ``footer`` (the
+    command, commit and machine) goes on the volume's figure."""
     data = load_dwi(volume.dwi, volume.bvals, volume.bvecs, volume.mask)
     prepared = prepare(data)
     shells = prepared.shells.bvals
@@ -192,6 +244,7 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
     )
     first = ref_values[..., 0]
     clear = prepared.mask & (first > CLEAR_WM * first[prepared.mask].max())
+    tissue = reference_tissue(volume, ref_sh, prepared.mask)
     rows = []
     for bval, shell in per_shell.items():
         rows += run_methods(shell, f"b={bval:.0f}", args)
@@ -203,10 +256,36 @@ def evaluate_volume(volume: Volume, args: argparse.Namespace) -> dict[str, Any]:
         "mask_voxels": int(prepared.mask.sum()),
         "reference": reference_name,
         "clear_wm_voxels": int(clear.sum()),
-        "rows": [score(row, (ref_dirs, ref_values), clear) for row in rows],
+        "rows": [score(row, (ref_dirs, ref_values), clear, tissue) for row in rows],
     }
+    if volume.reference is not None:  # a volume of --volume: a figure of SHD-TV's answer with every shell
+        default = next(row for row in reversed(rows) if row.method == SHD_DEFAULT)
+        record["figure"] = _figure(args, volume.name, data, prepared.mask, default, footer).name
     logger.info("%s: %d rows", volume.name, len(rows))
     return record
+
+
+def figure_path(args: argparse.Namespace, volume: str) -> Path:
+    """``OUT/realdata_<volume>.png``."""
+    return report_path(args, f"_{volume}.png")
+
+
+def _figure(args: argparse.Namespace, volume: str, data: DWIData, mask: np.ndarray, row: Row, footer: str) -> Path:
+    """Peaks of a row over the mean b=0 image, and its tissue fraction maps (several tissues); ``footer`` (the
+    command, commit and machine) ends the title."""
+    dirs, values = find_peaks(row.fodf_sh, mask, relative_peak_threshold=PEAK_THRESHOLD, npeaks=NPEAKS)
+    b0 = data.dwi[..., find_shells(data.bvals).index < 0].mean(-1)
+    fractions = row.fractions if row.fractions is not None and row.fractions.shape[-1] > 1 else None
+    return plot_peaks_qc(
+        figure_path(args, volume),
+        np.where(mask, b0, 0.0),
+        dirs,
+        values,
+        title=f"{volume}: {row.method}, shells: {row.shells}\n{footer}",
+        background_label="mean b=0 (scanner units)",
+        fractions=fractions,
+        tissues=row.tissues if fractions is not None else (),
+    )
 
 
 def _markdown(record: dict[str, Any]) -> str:
@@ -243,14 +322,38 @@ def _markdown(record: dict[str, Any]) -> str:
         for row in fractions:
             mean = ", ".join(f"{t} {v:.2f}" for t, v in row["mean_fractions_clear_wm"].items())
             lines += ["", f"Mean tissue fractions of {row['method']} ({row['shells']}) in the clear WM voxels: {mean}."]
+        by_tissue = [row for row in fractions if "fractions_by_reference_tissue" in row]
+        if by_tissue:
+            lines += [
+                "",
+                "Tissue fractions (normalised to sum 1, mean) in the voxels where the reference's own WM, GM or CSF "
+                "output is the largest:",
+                "",
+                "| method | shells | reference tissue (voxels) | WM | GM | CSF |",
+                "|---|---|---|---|---|---|",
+            ]
+            for row in by_tissue:
+                for name, means in row["fractions_by_reference_tissue"].items():
+                    lines.append(
+                        f"| {row['method']} | {row['shells']} | {name.upper()} ({means['voxels']}) | "
+                        + " | ".join(f"{means[t]:.2f}" for t in TISSUES)
+                        + " |"
+                    )
+        if "figure" in volume:
+            lines += ["", f"![{volume['volume']}: peaks and tissue fractions]({volume['figure']})"]
         lines.append("")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_report_outputs(args)
+    check_report_outputs(args, *(figure_path(args, name) for name, _ in args.volume))
     torch.set_num_threads(args.threads)
     record = start_record(args)
+    m = record["machine"]
+    footer = (
+        f"{record['command']} | git {m['git_commit']} | {m['cpu_model']}, {m['cores']} cores, "
+        f"{m['threads']} threads | {record['date']}"
+    )
     record["settings"] = (
         f"{QUICK_EPOCHS} epochs, widths {list(QUICK_NETWORK.widths)} (--quick)"
         if args.quick
@@ -259,6 +362,6 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="equidmri-realdata-") as scratch:
         volumes = [dipy_volume("small_64D")]
         volumes += [folder_volume(name, Path(folder), Path(scratch)) for name, folder in args.volume]
-        record["volumes"] = [evaluate_volume(volume, args) for volume in volumes]
+        record["volumes"] = [evaluate_volume(volume, args, footer) for volume in volumes]
     write_report(args, record, _markdown(record))
     return 0

@@ -203,7 +203,13 @@ def deconvolve(
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
     if pretrained["used"] and not args.finetune:
         result = run_predict(
-            model, prepared, progress=progress, tile=args.tile, peak_kwargs=peak_kwargs(args), method=method.name
+            model,
+            prepared,
+            progress=progress,
+            tile=args.tile,
+            refine_steps=args.refine_steps,
+            peak_kwargs=peak_kwargs(args),
+            method=method.name,
         )
         return prepared, result, finish(args, prepared, result, timings, pretrained=pretrained)
     result = run_deconv(
@@ -213,6 +219,7 @@ def deconvolve(
         resume=resume,
         progress=progress,
         tile=args.tile,
+        refine_steps=args.refine_steps,
         peak_kwargs=peak_kwargs(args),
         method=method.name,
     )

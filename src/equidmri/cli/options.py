@@ -17,7 +17,7 @@ from typing import Any
 from equidmri.dmri.peak_defaults import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
 from equidmri.methods.registry import DEFAULT_METHOD, find_method
 from equidmri.nn.defaults import REFERENCE_WIDTHS
-from equidmri.recon.config import DEFAULT_TILE, LossWeights, NetworkConfig, TrainConfig
+from equidmri.recon.config import DEFAULT_TILE, REFINE_STEPS, LossWeights, NetworkConfig, TrainConfig
 from equidmri.runtime import THREADS_ENV
 
 THREADS_HELP = (
@@ -56,6 +56,7 @@ def _bounded(kind: Callable[[str], Any], low: float, high: float = math.inf, *, 
 
 
 positive_int = _bounded(int, 1)
+non_negative_int = _bounded(int, 0)
 positive_float = _bounded(float, 0.0, low_open=True)
 non_negative_float = _bounded(float, 0.0)
 
@@ -226,6 +227,15 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TILE,
         metavar="VOXELS",
         help="edge of the inference tiles, voxels; bounds memory (default: %(default)s)",
+    )
+    group.add_argument(
+        "--refine-steps",
+        type=non_negative_int,
+        default=REFINE_STEPS,
+        metavar="N",
+        help="a learned method: Adam steps that refine each voxel's fODF (SH lmax 8) and tissue fractions under the "
+        "loss after the network's pass (reconstruction, non-negativity, sparsity; no TV); 0 keeps the network's "
+        "output as it is, the paper's setting (default: %(default)s)",
     )
     group.add_argument(
         "--relative-peak-threshold",

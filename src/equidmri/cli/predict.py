@@ -70,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
     with timed(timings, "build"):
         model = SHDModel.from_checkpoint(args.model, prepared.gtab, device)  # ValueError if the shells differ
     prepare_out_dir(args.out, force=True)  # checked above, before any computation
-    result = run_predict(model, prepared, progress=show_progress(args), tile=args.tile, peak_kwargs=peak_kwargs(args))
+    result = run_predict(
+        model,
+        prepared,
+        progress=show_progress(args),
+        tile=args.tile,
+        refine_steps=args.refine_steps,
+        peak_kwargs=peak_kwargs(args),
+    )
     report_success(finish(args, prepared, result, timings), args.out)
     return EXIT_OK
 
@@ -111,7 +118,12 @@ def run_cohort(args: argparse.Namespace) -> int:
             model = SHDModel.from_checkpoint(args.model, prepared.gtab, device)
         prepare_out_dir(out, force=True)  # an incomplete earlier attempt is overwritten
         result = run_predict(
-            model, prepared, progress=show_progress(args), tile=args.tile, peak_kwargs=peak_kwargs(args)
+            model,
+            prepared,
+            progress=show_progress(args),
+            tile=args.tile,
+            refine_steps=args.refine_steps,
+            peak_kwargs=peak_kwargs(args),
         )
         finish(argparse.Namespace(**{**vars(args), "out": out}), prepared, result, timings)
         done += 1

@@ -95,6 +95,35 @@ def convolution_factors(zonal: np.ndarray, lmax: int) -> np.ndarray:
     return np.sqrt(4 * math.pi / (2 * l_of + 1)) * zonal[..., l_of // 2]
 
 
+def wm_sh_operator(bvecs: np.ndarray, shells: Shells, zonal: np.ndarray, lmax: int) -> np.ndarray:
+    """Signal of each volume from the WM fODF's SH coefficients: the WM spherical convolution as a matrix.
+
+    Parameters
+    ----------
+    bvecs : ndarray, shape ``(N, 3)``
+        Unit b-vectors (b=0 rows ignored).
+    shells : Shells
+        Shell of each volume.
+    zonal : ndarray, shape ``(T, 1 + S, >= lmax // 2 + 1)``
+        Response zonal coefficients, WM first, b=0 row first (``TissueResponses.zonal``).
+    lmax : int
+        Even SH degree of the fODF.
+
+    Returns
+    -------
+    ndarray, shape ``(N, K)`` float64
+        ``signal = operator @ fodf_sh`` (descoteaux07), normalised like ``zonal``.
+    """
+    row = shells.index + 1  # response row of each volume: 0 for b=0
+    directions = np.where(shells.index[:, None] >= 0, bvecs, [0.0, 0.0, 1.0])
+    return sh_matrix(directions, lmax, "descoteaux07") * convolution_factors(zonal[0, row], lmax)
+
+
+def iso_operator(shells: Shells, zonal: np.ndarray) -> np.ndarray:
+    """Signal ``(T - 1, N)`` of a unit fraction of each isotropic tissue at each volume (``R_t^b / s0_wm``)."""
+    return zonal[1:, shells.index + 1, 0] / math.sqrt(4 * math.pi)
+
+
 class SignalModel(nn.Module):
     """Reconstruct the DWI from a WM fODF on the grid and isotropic tissue fractions.
 
@@ -130,14 +159,11 @@ class SignalModel(nn.Module):
             raise ValueError(f"bvecs must have shape ({shells.index.size}, 3), got {bvecs.shape}")
         if zonal.ndim != 3 or zonal.shape[1] != 1 + shells.bvals.size or zonal.shape[2] < FODF_LMAX // 2 + 1:
             raise ValueError(f"zonal must be (T, {1 + shells.bvals.size}, >= {FODF_LMAX // 2 + 1}), got {zonal.shape}")
-        row = shells.index + 1  # response row of each volume: 0 for b=0
-        directions = np.where(shells.index[:, None] >= 0, bvecs, [0.0, 0.0, 1.0])
-        signal_sh = sh_matrix(directions, FODF_LMAX, "descoteaux07") * convolution_factors(zonal[0, row], FODF_LMAX)
+        signal_sh = wm_sh_operator(bvecs, shells, zonal, FODF_LMAX)
         fit = sh_fit_matrix(vertices, FODF_LMAX, "descoteaux07", smooth=FODF_SMOOTH)  # (K, V) float64
         dtype = torch.get_default_dtype()
         self.register_buffer("wm_operator", torch.tensor(signal_sh @ fit, dtype=dtype), persistent=False)
-        iso = zonal[1:, row, 0] / math.sqrt(4 * math.pi)  # (T-1, N): R_t^b / s0_wm for a unit fraction
-        self.register_buffer("iso_signal", torch.tensor(iso, dtype=dtype), persistent=False)
+        self.register_buffer("iso_signal", torch.tensor(iso_operator(shells, zonal), dtype=dtype), persistent=False)
         self.register_buffer("grid_to_sh", torch.tensor(fit, dtype=dtype), persistent=False)
         self.register_buffer("b0_index", torch.as_tensor(np.flatnonzero(shells.index < 0)), persistent=False)
 

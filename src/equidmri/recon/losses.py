@@ -15,11 +15,30 @@ from equidmri.recon.forward import FODF_LMAX
 from equidmri.sphere.healpix import pixel_centres
 from equidmri.sphere.sh import sh_matrix
 
-__all__ = ["DENSE_NSIDE", "NORM_EPS", "SPARSITY_SIGMA", "DeconvLoss", "LossWeights", "total_variation"]
+__all__ = [
+    "DENSE_NSIDE",
+    "NORM_EPS",
+    "SPARSITY_SIGMA",
+    "DeconvLoss",
+    "LossWeights",
+    "cauchy_sparsity",
+    "negativity",
+    "total_variation",
+]
 
 DENSE_NSIDE = 16  # 3072 directions for the fODF penalties (SHD reference code)
 SPARSITY_SIGMA = 1e-5  # Cauchy sparsity scale sigma (SHD eq. 4)
 NORM_EPS = 1e-8  # guards the per-voxel L2 normalisation of the TV term
+
+
+def negativity(values: Tensor) -> Tensor:
+    """Non-negativity penalty of fODF values, elementwise: ``min(F, 0)^2`` (SHD eq. 4)."""
+    return values.clamp(max=0).square()
+
+
+def cauchy_sparsity(values: Tensor) -> Tensor:
+    """Cauchy sparsity penalty of fODF values, elementwise: ``2 log(1 + F^2 / (2 sigma))`` (SHD eq. 4)."""
+    return 2 * torch.log1p(values.square() / (2 * SPARSITY_SIGMA))
 
 
 def total_variation(fodf: Tensor, mask: Tensor) -> Tensor:
@@ -92,8 +111,8 @@ class DeconvLoss(nn.Module):
         inside = dense[mask]
         terms = {
             "recon": (signal[mask] - target[mask]).square().mean(),
-            "nn": inside.clamp(max=0).square().mean(),
-            "sparsity": (2 * torch.log1p(inside.square() / (2 * SPARSITY_SIGMA))).mean(),
+            "nn": negativity(inside).mean(),
+            "sparsity": cauchy_sparsity(inside).mean(),
             "tv": total_variation(dense, mask) if self.weights.tv > 0 else dense.new_zeros(()),
         }
         w = self.weights

@@ -27,10 +27,11 @@ from equidmri.dmri.preprocess import SphereSampler, build_sampler
 from equidmri.dmri.response import TissueResponses
 from equidmri.nn.models.registry import build_model
 from equidmri.recon.checkpoint import load_checkpoint
-from equidmri.recon.config import DEFAULT_TILE, LEGACY_ARCHITECTURES, NetworkConfig, TrainConfig
+from equidmri.recon.config import DEFAULT_TILE, LEGACY_ARCHITECTURES, REFINE_STEPS, NetworkConfig, TrainConfig
 from equidmri.recon.forward import FODF_LMAX, SignalModel
 from equidmri.recon.infer import predict_volume
 from equidmri.recon.inputs import SampledInputs
+from equidmri.recon.refine import FODFRefiner
 from equidmri.recon.train import train
 from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
@@ -58,7 +59,7 @@ class FODFFit:
     ----------
     fodf_sh : ndarray, shape ``(X, Y, Z, K)``
         WM fODF, SH basis ``descoteaux07`` (dipy, ``legacy=False``), of any even degree >= ``lmax`` (the
-        networks: lmax 18, K = 190, float32); zero outside the mask.
+        networks: lmax 18, K = 190, float32, or 8 after their per-voxel refinement); zero outside the mask.
     fractions : ndarray, shape ``(X, Y, Z, T)``
         Tissue fractions in ``tissues`` order (WM = fODF integral), relative to the WM b=0 response.
     tissues : tuple of str
@@ -172,11 +173,19 @@ class SHDModel:
         vertices = self.net.grid.vertices
         self.sampler = build_sampler(np.asarray(self.input_gtab.bvecs, dtype=np.float64), self.input_shells, vertices)
         self.signal_model = self._signal_model(gtab, self.shells, responses).to(device)
-        # prediction completes the network's outputs with the signal it reads (the input acquisition)
+        # prediction completes the network's outputs with the signal it reads (the input acquisition) and
+        # refines them per voxel on that signal
+        input_responses = responses.on_shells(self.input_shells.bvals) if self.super_resolution else responses
         self.input_signal_model = (
-            self._signal_model(self.input_gtab, self.input_shells, responses.on_shells(self.input_shells.bvals))
+            self._signal_model(self.input_gtab, self.input_shells, input_responses)
             if self.super_resolution
             else self.signal_model
+        ).to(device)
+        self.refiner = FODFRefiner(
+            np.asarray(self.input_gtab.bvecs, dtype=np.float64),
+            self.input_shells,
+            input_responses.zonal(FODF_LMAX),
+            self.train_config.weights,
         ).to(device)
 
     def _signal_model(self, gtab: GradientTable, shells: Shells, responses: TissueResponses) -> SignalModel:
@@ -311,6 +320,7 @@ class SHDModel:
         resume: bool = False,
         progress: bool = False,
         tile: int = DEFAULT_TILE,
+        refine_steps: int = REFINE_STEPS,
     ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
@@ -327,6 +337,9 @@ class SHDModel:
         checkpoint_path, resume : see :func:`equidmri.recon.train.train`.
         tile : int
             Inference tile edge, voxels.
+        refine_steps : int
+            Adam steps of the per-voxel refinement of the network's answer (:mod:`equidmri.recon.refine`); 0
+            keeps the network's output (the paper's setting, fODF to lmax 18).
 
         Raises
         ------
@@ -340,7 +353,7 @@ class SHDModel:
         """
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
-        return self._deconvolve(inputs, mask, history, tile, progress)
+        return self._deconvolve(inputs, mask, history, tile, progress, refine_steps)
 
     def train_network(
         self,
@@ -387,6 +400,7 @@ class SHDModel:
         s0_wm: float | None = None,
         tile: int = DEFAULT_TILE,
         progress: bool = False,
+        refine_steps: int = REFINE_STEPS,
     ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
@@ -398,6 +412,7 @@ class SHDModel:
         mask : ndarray, shape ``(X, Y, Z)`` bool
         s0_wm : float, optional
             Normalises the signal (the new volume's WM b=0 response, scanner units; default the model's).
+        tile, refine_steps : see :meth:`fit`.
 
         Raises
         ------
@@ -405,16 +420,23 @@ class SHDModel:
             If ``dwi`` does not have one volume per row of ``input_gtab`` or ``mask`` has another shape.
         """
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
-        return self._deconvolve(inputs, mask, [], tile, progress)
+        return self._deconvolve(inputs, mask, [], tile, progress, refine_steps)
 
-    def _deconvolve(self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool) -> FODFFit:
+    def _deconvolve(
+        self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool, refine_steps: int
+    ) -> FODFFit:
+        if refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
         model = self.input_signal_model
         device = model.grid_to_sh.device
 
         def to_sh(fodf: torch.Tensor, iso: torch.Tensor, grown: tuple[slice, ...], wanted: torch.Tensor):
-            """A tile's grid fODFs -> completed SH coefficients and isotropic fractions (the tile's mask voxels)."""
+            """A tile's grid fODFs -> completed (and refined) SH coefficients and isotropic fractions (the tile's
+            mask voxels)."""
             signal = inputs.signal(grown, wanted.numpy()).to(device)
             fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(signal), signal)
+            if refine_steps:
+                return self.refiner(model.fodf_sh(fodf), iso, signal, refine_steps)
             return model.fodf_sh(fodf), iso
 
         fodf_sh, iso = predict_volume(

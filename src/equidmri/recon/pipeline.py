@@ -34,6 +34,7 @@ from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peak
 from equidmri.dmri.mask import compute_mask
 from equidmri.dmri.response import TissueResponses, estimate_responses
 from equidmri.recon.checkpoint import load_checkpoint
+from equidmri.recon.config import REFINE_STEPS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import FODFFit, NetworkConfig, SHDModel
 from equidmri.recon.train import TrainConfig
@@ -237,6 +238,7 @@ def run_deconv(
     resume: bool = False,
     progress: bool = False,
     tile: int = DEFAULT_TILE,
+    refine_steps: int = REFINE_STEPS,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -255,6 +257,8 @@ def run_deconv(
         Show progress bars.
     tile : int
         Inference tile edge, voxels.
+    refine_steps : int
+        Adam steps of the per-voxel refinement of the network's answer (:meth:`SHDModel.fit`).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
@@ -282,6 +286,7 @@ def run_deconv(
             resume=resume,
             progress=progress,
             tile=tile,
+            refine_steps=refine_steps,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
@@ -292,6 +297,7 @@ def run_predict(
     *,
     progress: bool = False,
     tile: int = DEFAULT_TILE,
+    refine_steps: int = REFINE_STEPS,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -303,7 +309,12 @@ def run_predict(
     timings: dict[str, float] = {}
     with timed(timings, "predict"):
         fit = model.predict(
-            prepared.data.dwi, prepared.mask, s0_wm=float(prepared.responses.s0[0]), tile=tile, progress=progress
+            prepared.data.dwi,
+            prepared.mask,
+            s0_wm=float(prepared.responses.s0[0]),
+            tile=tile,
+            progress=progress,
+            refine_steps=refine_steps,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
 

@@ -1,0 +1,98 @@
+"""Tests of equidmri.recon.refine: the per-voxel refinement of a network's fODFs under the deconvolution loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from equidmri.dmri.gradients import find_shells
+from equidmri.dmri.response import TissueResponses
+from equidmri.recon.config import LossWeights
+from equidmri.recon.forward import FODF_LMAX, iso_operator, wm_sh_operator
+from equidmri.recon.refine import FODFRefiner
+from equidmri.sphere import sh
+
+SHELL_BVALS = (1000.0, 3000.0)  # s/mm²
+RESPONSES = TissueResponses(
+    tissues=("wm", "gm", "csf"),
+    shells=SHELL_BVALS,
+    evals=[[(1.7e-3, 3e-4, 3e-4)] * 2, [[8e-4] * 3] * 2, [[3e-3] * 3] * 2],  # mm²/s
+    s0=(100.0, 80.0, 150.0),
+)
+
+
+def _scheme(n_per_shell=40, seed=0):
+    rng = np.random.default_rng(seed)
+    bvecs = rng.normal(size=(2 * n_per_shell + 1, 3))
+    bvecs /= np.linalg.norm(bvecs, axis=1, keepdims=True)
+    bvals = np.r_[0.0, [SHELL_BVALS[0]] * n_per_shell, [SHELL_BVALS[1]] * n_per_shell]
+    bvecs[0] = 0.0
+    return bvecs, find_shells(bvals)
+
+
+def _crossing_voxels(bvecs, shells, n=6, seed=1):
+    """Noise-free voxels: two fibres 60-90 deg apart (WM 0.7, CSF 0.3), their lmax-8 fODF SH and their signal."""
+    rng = np.random.default_rng(seed)
+    zonal = RESPONSES.zonal(FODF_LMAX)
+    first = rng.normal(size=(n, 3))
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    helper = np.cross(first, rng.normal(size=(n, 3)))
+    helper /= np.linalg.norm(helper, axis=1, keepdims=True)
+    angle = np.radians(rng.uniform(60, 90, size=(n, 1)))
+    second = np.cos(angle) * first + np.sin(angle) * helper
+    # the lmax-8 SH of a delta at a fibre (unit integral: c_00 = Y_00) is Y_lm(fibre); WM fraction 0.7
+    delta = sh.sh_matrix(np.concatenate([first, second]), 8, "descoteaux07")
+    fodf = 0.35 * (delta[:n] + delta[n:])
+    iso = np.tile([0.0, 0.3], (n, 1))
+    signal = fodf @ wm_sh_operator(bvecs, shells, zonal, 8).T + iso @ iso_operator(shells, zonal)
+    return first, second, torch.tensor(fodf, dtype=torch.float32), torch.tensor(signal, dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    bvecs, shells = _scheme()
+    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX), LossWeights())
+    return bvecs, shells, refiner
+
+
+def test_zero_steps_truncate_the_network_answer(setup):
+    _, _, refiner = setup
+    fodf = torch.randn(5, 190)
+    iso = torch.rand(5, 2)
+    refined, fractions = refiner(fodf, iso, torch.rand(5, 81), steps=0)
+    assert torch.equal(refined, fodf[:, :45]) and torch.equal(fractions, iso)
+
+
+def test_refinement_lowers_each_voxels_loss_and_finds_the_crossing_from_a_flat_start(setup):
+    bvecs, shells, refiner = setup
+    first, second, _, signal = _crossing_voxels(bvecs, shells)
+    flat = torch.zeros(len(signal), 45)
+    flat[:, 0] = 0.5 / math.sqrt(4 * math.pi)  # isotropic WM fODF of fraction 0.5: no direction preferred
+    iso = torch.full((len(signal), 2), 0.1)
+    before = refiner.loss(flat, iso, signal)
+    refined, fractions = refiner(flat, iso, signal, steps=300)
+    assert refiner.loss(refined, fractions, signal) < 0.2 * before
+    assert torch.all(fractions >= 0)
+    assert fractions[:, 1].mean() == pytest.approx(0.3, abs=0.1)  # CSF
+    peaks = sh.sh_matrix(np.concatenate([first, second]), 8, "descoteaux07")
+    odf_at_fibres = (torch.tensor(peaks, dtype=torch.float32) @ refined.T.repeat(1, 2)).diagonal()
+    mean_value = refined[:, 0].repeat(2) / math.sqrt(4 * math.pi)
+    assert torch.all(odf_at_fibres > 3 * mean_value)  # both fibres stand out of the refined fODF
+
+
+def test_voxels_are_refined_independently_and_under_inference_mode(setup):
+    bvecs, shells, refiner = setup
+    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=8, seed=2)
+    start = fodf + 0.02 * torch.randn_like(fodf)
+    iso = torch.full((8, 2), 0.2)
+    together, _ = refiner(start, iso, signal, steps=20)
+    with torch.inference_mode():
+        halves = [refiner(start[s], iso[s], signal[s], steps=20)[0] for s in (slice(0, 3), slice(3, 8))]
+    assert torch.allclose(torch.cat(halves), together, atol=1e-5)
+    assert not torch.allclose(together, start[:, :45], atol=1e-3)  # it moved
+
+
+def test_too_few_coefficients_is_an_error(setup):
+    with pytest.raises(ValueError, match="fewer than lmax 8"):
+        setup[2](torch.zeros(2, 15), torch.zeros(2, 2), torch.zeros(2, 81), steps=1)
