@@ -71,7 +71,7 @@ def test_refinement_lowers_each_voxels_loss_and_finds_the_crossing_from_a_flat_s
     flat[:, 0] = 0.5 / math.sqrt(4 * math.pi)  # isotropic WM fODF of fraction 0.5: no direction preferred
     iso = torch.full((len(signal), 2), 0.1)
     before = refiner.loss(flat, iso, signal)
-    refined, fractions = refiner(flat, iso, signal, steps=300)
+    refined, fractions = refiner(flat, iso, signal, steps=100)
     assert refiner.loss(refined, fractions, signal) < 0.2 * before
     assert torch.all(fractions >= 0)
     assert fractions[:, 1].mean() == pytest.approx(0.3, abs=0.1)  # CSF

@@ -2,7 +2,9 @@
 
 ``SHDModel(gtab, responses).fit(dwi, mask)`` trains the network unsupervised on that volume and returns
 an immutable :class:`FODFFit`; ``SHDModel.from_checkpoint(...).predict(dwi, mask)`` applies a trained
-network to another volume with the same shells (amortised inference). With ``input_gtab`` the network reads
+network to another volume with the same shells (amortised inference). Both refine the network's answer per
+voxel under the same loss before returning it (``refine_steps``, :mod:`equidmri.recon.refine`; 0 returns the
+network's answer as it is). With ``input_gtab`` the network reads
 a low angular resolution acquisition and is trained to reconstruct the full one (angular super-resolution,
 SHD paper §4.2.1).
 """
