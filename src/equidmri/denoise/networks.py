@@ -30,18 +30,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from equidmri.denoise.defaults import (
+    ACTIVATION_NAMES,
+    DEFAULT_ACTIVATION,
+    DEFAULT_LAYER,
+    DEFAULT_SPACE,
+    DEFAULT_WIDTH,
+    LAYERS,
+    SPACES,
+)
 from equidmri.dmri.gradients import B0_THRESHOLD, find_shells, max_sh_order
 from equidmri.nn.layers import SHDegreeLinear, SHSpaceActivation, SignalSpaceActivation, SpatioSphericalConv
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.sphere.sh import sh_fit_matrix, sh_matrix
 
-LAYERS = {
-    "dense": "voxel-wise fully connected (non-spherical baseline)",
-    "sh": "per-degree mixing of SH coefficients (rotation-equivariant, DELIMIT-style)",
-    "chebyshev": "graph-Chebyshev convolution on the HEALPix hemisphere (ESD, voxel-wise)",
-}
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": nn.Softplus}
-SPACES = ("signal", "sh")
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)))
 DENSE_WIDTH_FACTOR = 8  # hidden units of the dense baseline per channel of the spherical networks
 SH_BASIS = "descoteaux07"
 
@@ -73,10 +76,10 @@ class DenoiserSpec:
         On an unknown layer, activation or space, ``dense`` with ``space="sh"``, or a non-positive size.
     """
 
-    layer: str = "sh"
-    activation: str = "relu"
-    space: str = "signal"
-    width: int = 16
+    layer: str = DEFAULT_LAYER
+    activation: str = DEFAULT_ACTIVATION
+    space: str = DEFAULT_SPACE
+    width: int = DEFAULT_WIDTH
     lmax: int = 8
     nside: int = 4
     cheb_order: int = 5

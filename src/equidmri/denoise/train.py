@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from equidmri.denoise.defaults import DEFAULT_COPIES, DEFAULT_EPOCHS, DEFAULT_SNRS
 from equidmri.denoise.networks import DenoiserSpec, SignalDenoiser
 from equidmri.dmri.gradients import B0_THRESHOLD
 from equidmri.nn.training import fit_mse, predict_batched
@@ -27,11 +28,11 @@ __all__ = ["DenoiseConfig", "apply_denoiser", "noisy_copies", "reference_s0", "t
 class DenoiseConfig:
     """Adam on the mean squared error of b0-normalised DW signals (our defaults, measured on small_64D)."""
 
-    epochs: int = 40
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 128  # noisy voxels per step
     lr: float = 3e-3  # Adam learning rate, dimensionless
-    snrs: tuple[float, ...] = (10.0, 20.0, 30.0)  # b=0 signal over Rician σ of the added noise
-    copies: int = 8  # noise realisations per voxel and SNR
+    snrs: tuple[float, ...] = DEFAULT_SNRS  # b=0 signal over Rician σ of the added noise
+    copies: int = DEFAULT_COPIES  # noise realisations per voxel and SNR
     seed: int = 0  # initialisation, noise and batch order
 
 

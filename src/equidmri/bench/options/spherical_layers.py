@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 
 from equidmri.bench.catalog import BENCHES
-from equidmri.bench.report import add_report_args
+from equidmri.bench.report import add_report_args, add_size_args
 
 NAME = "spherical_layers"
 SIZES = ("epochs", "copies", "phantom_size", "width")
@@ -50,11 +50,11 @@ DEFAULTS = {
 QUICK = {
     "epochs": 2,
     "copies": 1,
-    "phantom_size": 10,
+    "phantom_size": 8,
     "width": 4,
     "snrs": (10.0,),
     "rotations": 1,
-    "activations": ("relu", "tanh"),
+    "activations": ("relu",),
     "subjects": ("phantom",),
 }
 HELP = {
@@ -71,12 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "spherical-layers", help=BENCHES["spherical-layers"].summary, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    group = parser.add_argument_group("experiment size")
-    for key, text in HELP.items():
-        group.add_argument(
-            f"--{key.replace('_', '-')}", type=int, metavar="N",
-            help=f"{text} (default: {DEFAULTS[key]}; --quick: {QUICK[key]})",
-        )  # fmt: skip
+    group = add_size_args(parser, HELP, DEFAULTS, QUICK)
     group.add_argument("--seed", type=int, default=0, help="seed of the splits, noise and initialisations (default: 0)")
     add_report_args(parser, NAME, f"a tiny run for the tests: {QUICK}")
     return parser
