@@ -19,6 +19,7 @@ LIBRARY = (
     "methods",
     "microstructure",
     "synth",
+    "denoise",
     "harmonize",
     "lesions",
     "data.py",

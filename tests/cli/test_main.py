@@ -47,7 +47,7 @@ def test_every_subcommand_module_registers_run_and_prog():
     subparsers = _nested(build_parser())
     assert set(subparsers) == {
         "deconv", "methods", "predict", "train", "demo", "phantom", "evaluate", "fa", "synth", "harmonize", "lesions",
-        "bench",
+        "denoise", "bench",
     }  # fmt: skip
     assert set(_nested(subparsers["bench"])) == {
         "layers",
@@ -66,12 +66,14 @@ def test_every_subcommand_module_registers_run_and_prog():
         "lesions",
         "pq-layer",
         "synthesis",
+        "spherical-layers",
     }
     assert set(_nested(subparsers["fa"])) == {"train", "predict"}
     assert set(_nested(subparsers["harmonize"])) == {"train", "apply"}
+    assert set(_nested(subparsers["denoise"])) == {"train", "apply"}
     assert set(_nested(subparsers["lesions"])) == {"data", "train", "predict"}
     commands = {name: parser for name, parser in subparsers.items() if not _nested(parser)}
-    for group in ("bench", "fa", "harmonize", "lesions"):
+    for group in ("bench", "fa", "harmonize", "lesions", "denoise"):
         commands.update({f"{group} {name}": parser for name, parser in _nested(subparsers[group]).items()})
     for name, parser in commands.items():
         assert parser.prog == f"equidmri {name}"

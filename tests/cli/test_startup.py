@@ -41,6 +41,9 @@ CASES = {  # command line after `equidmri` -> exit code
     ("harmonize", "train", "--help"): 0,
     ("harmonize", "apply", "--help"): 0,
     ("harmonize", "train", "--reference-site", "b", "--target-site", "a", "--out", "o", "--method", "combat"): 2,
+    ("denoise", "train", "--help"): 0,
+    ("denoise", "apply", "--help"): 0,
+    ("denoise", "train", "--dwi", "d", "--bvals", "b", "--bvecs", "v", "--out", "o", "--activation", "swish"): 2,
     ("lesions", "data", "--help"): 0,
     ("lesions", "train", "--help"): 0,
     ("lesions", "predict", "--help"): 0,
@@ -62,6 +65,7 @@ CASES = {  # command line after `equidmri` -> exit code
     ("bench", "pretrained", "--model"): 2,  # FILE is missing
     ("bench", "pq-layer", "--cases", "first:tp"): 2,  # no such variant
     ("bench", "synthesis", "--epochs", "x"): 2,
+    ("bench", "spherical-layers", "--width", "x"): 2,
     ("bench", "lesions", "--epochs", "x"): 2,
 }
 PROBE = (

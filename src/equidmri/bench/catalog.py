@@ -39,4 +39,7 @@ BENCHES = {
     "lesions": Bench("lesions", "add_parser", "SYNTHETIC lesion segmentation: p×q-space SE(3) network vs 3D CNN"),
     "pq-layer": Bench("pq_layer", "add_parser", "time and memory of one p×q-space SE(3) layer on 16³ voxels × 90 q"),
     "synthesis": Bench("synthesis", "add_parser", "synthesis modes judged by an autoencoder on real voxels (WP2)"),
+    "spherical-layers": Bench(
+        "spherical_layers", "add_parser", "spherical layers × activations on a denoising autoencoder (WP5)"
+    ),
 }

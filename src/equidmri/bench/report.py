@@ -57,6 +57,20 @@ def add_report_args(parser: argparse.ArgumentParser, name: str, quick: str) -> N
     parser.set_defaults(report_name=name)
 
 
+def add_size_args(
+    parser: argparse.ArgumentParser, texts: dict[str, str], defaults: dict[str, Any], quick: dict[str, Any]
+) -> argparse._ArgumentGroup:
+    """The group "experiment size": one integer option ``--<key>`` per key of ``texts`` (default None, filled in
+    by :func:`start_figure_report` from ``defaults`` or ``quick``), its help stating both; returns the group."""
+    group = parser.add_argument_group("experiment size")
+    for key, text in texts.items():
+        group.add_argument(
+            f"--{key.replace('_', '-')}", type=int, metavar="N",
+            help=f"{text} (default: {defaults[key]}; --quick: {quick[key]})",
+        )  # fmt: skip
+    return group
+
+
 def report_path(args: argparse.Namespace, suffix: str) -> Path:
     """``OUT/<name><suffix>``: the JSON record (``".json"``), the page (``".md"``) or a figure (``".png"``)."""
     return Path(args.out) / f"{args.report_name}{suffix}"

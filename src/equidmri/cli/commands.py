@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "score peaks against a phantom's ground truth",
     "fa": "FA from clinical 6-direction scans (FCN or spherical CNN)",
     "synth": "synthetic training voxels from one subject's tissue statistics",
+    "denoise": "voxel-wise denoising with dense or spherical networks: train on a scan, apply",
     "harmonize": "cross-scanner harmonization: learn from two sites' cohorts, apply to a scan",
     "lesions": "lesion segmentation: synthetic lesion sets, train the p×q-space or CNN model, predict",
     "bench": "benchmarks and experiments (results into --out DIR)",

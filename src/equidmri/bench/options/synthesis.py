@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 
 from equidmri.bench.catalog import BENCHES
-from equidmri.bench.report import add_report_args
+from equidmri.bench.report import add_report_args, add_size_args
 
 NAME = "synthesis"
 SIZES = ("n_train", "epochs", "seeds", "phantom_size", "fa_epochs")  # the options; held_out and real are fixed
@@ -73,12 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "synthesis", help=BENCHES["synthesis"].summary, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    group = parser.add_argument_group("experiment size")
-    for key, text in HELP.items():
-        group.add_argument(
-            f"--{key.replace('_', '-')}", type=int, metavar="N",
-            help=f"{text} (default: {DEFAULTS[key]}; --quick: {QUICK[key]})",
-        )  # fmt: skip
+    group = add_size_args(parser, HELP, DEFAULTS, QUICK)
     group.add_argument("--seed", type=int, default=0, help="first seed (default: %(default)s)")
     add_report_args(parser, NAME, f"a tiny run for the tests, small_64D and the phantom only: {QUICK}")
     return parser

@@ -8,6 +8,7 @@ from equidmri.lazy import lazy_attributes
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.operator_chebyshev import OperatorChebyshevConv
 from equidmri.nn.layers.pooling import SphericalPool, SphericalUnpool
+from equidmri.nn.layers.sh_degree import SHDegreeLinear, SHSpaceActivation, SignalSpaceActivation
 from equidmri.nn.layers.sh_spatial import SHSpatialConv
 from equidmri.nn.layers.spatial import IsotropicConv3d, NeighboursAsChannels, neighbours_as_channels
 from equidmri.nn.layers.spatio_spherical import SpatioSphericalConv
@@ -33,7 +34,10 @@ __all__ = [
     "IsotropicConv3d",
     "NeighboursAsChannels",
     "OperatorChebyshevConv",
+    "SHDegreeLinear",
+    "SHSpaceActivation",
     "SHSpatialConv",
+    "SignalSpaceActivation",
     "neighbours_as_channels",
 ]
 
