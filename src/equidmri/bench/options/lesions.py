@@ -35,7 +35,7 @@ DEFAULTS = {
     "fractions": [0.125, 0.25, 0.5, 0.6667, 1.0],
     "dice_weight": 1.0,
 }
-QUICK = {"train": 2, "size": 8, "epochs": 1, "seeds": 1, "fractions": [1.0], "dice_weight": 1.0}
+QUICK = {"train": 1, "size": 8, "epochs": 1, "seeds": 1, "fractions": [1.0], "dice_weight": 1.0}
 VAL, TEST = 2, 4  # validation and test volumes (--quick: 1 and 1)
 QUICK_VAL, QUICK_TEST = 1, 1
 
