@@ -47,9 +47,9 @@ def network_input(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray) -> torch
     has its median over the mask voxels and its volumes subtracted, and the whole is divided by its standard
     deviation in the mask. Typical tissue is then near 0 on every shell and lesions (less attenuation, brighter
     b=0) stand out on all of them. Every statistic pools all voxels and all directions of a shell, so a joint
-    rotation of the image and the b-vectors leaves it unchanged. With the scan-wide centring alone (minus 1 after
-    the b=0 division) the DW shells stayed far below 0 and the p×q-space network did not learn (docs/results/
-    lesions.md, diagnosis).
+    rotation of the image and the b-vectors leaves it unchanged. The first version's scan-wide centring (minus 1
+    after the b=0 division) left the DW shells far below 0; per-shell centring with the batch normalisation of
+    the p×q-space network made it learn (docs/lesions.md, "Diagnosis").
 
     Raises
     ------

@@ -43,9 +43,9 @@ class PQSegmentationNet(nn.Module):
         As in :class:`PQConv`; the p-space layers use ``lmax_p``, ``n_radial_p`` and one q radial function.
     norm : bool
         An equivariant batch normalisation (:func:`normalised`) between each hidden layer's convolution and its
-        gate. Without it the activations grew about twofold per layer at initialisation (logits of standard
-        deviation ~20 at the head on the lesion phantoms) and training stalled at the class prior
-        (docs/results/lesions.md, diagnosis); the paper does not say.
+        gate. Without it the activations grow from layer to layer at initialisation (logits of standard
+        deviation 9–18 on two lesion phantoms) and training stalled near the class prior (docs/lesions.md,
+        "Diagnosis"); the paper does not say.
 
     Raises
     ------
