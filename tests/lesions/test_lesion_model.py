@@ -14,6 +14,7 @@ from equidmri.lesions import (
     save_lesion_model,
 )
 from equidmri.lesions.model import matching_cnn_width
+from equidmri.lesions.model_file import MODEL_KIND
 from equidmri.nn.models.lesion_cnn import DWICNN
 from equidmri.recon.checkpoint import save_checkpoint
 from equidmri.sims.lesion_set import make_lesion_splits
@@ -73,6 +74,10 @@ def test_model_files_round_trip_and_refuse_other_checkpoints(fits, splits, tmp_p
     save_checkpoint(tmp_path / "other.pt", {"meta": {"kind": "equidmri-harmonizer"}, "state_dict": {}})
     with pytest.raises(ValueError, match="not a lesion model"):
         load_lesion_model(tmp_path / "other.pt")
+    older = {"meta": {"kind": MODEL_KIND, "network": "pq"}, "state_dict": {}}  # no version: the scan-centred input
+    save_checkpoint(tmp_path / "older.pt", older)
+    with pytest.raises(ValueError, match="older equidmri"):
+        load_lesion_model(tmp_path / "older.pt")
 
 
 def test_lesion_loss_is_bce_inside_the_mask_plus_the_dice_term():
@@ -84,15 +89,23 @@ def test_lesion_loss_is_bce_inside_the_mask_plus_the_dice_term():
     assert lesion_loss(logits, labels, mask, dice_weight=1.0) > bce
 
 
-def test_network_input_is_centred_on_the_median_b0_and_refuses_bad_shapes():
-    dwi = np.ones((2, 2, 2, 3)) * np.array([200.0, 100.0, 50.0])
-    dwi[0, 0, 0, 0] = 300.0
-    mask = np.ones((2, 2, 2), bool)
+def test_network_input_is_centred_per_shell_with_unit_spread_and_refuses_bad_shapes():
+    bvals = np.array([0.0, 1000.0, 1000.0, 2000.0])
+    rng = np.random.default_rng(0)
+    dwi = rng.uniform(0.5, 1.0, (3, 3, 3, 4)) * np.array([200.0, 100.0, 90.0, 50.0])
+    mask = np.ones((3, 3, 3), bool)
     mask[1, 1, 1] = False
-    x = network_input(dwi, np.array([0.0, 1000.0, 2000.0]), mask)
-    assert x.shape == (1, 3, 2, 2, 2)
-    assert float(x[0, 0, 0, 0, 0]) == pytest.approx(0.5) and float(x[0, 1, 0, 1, 0]) == pytest.approx(-0.5)
+    x = network_input(dwi, bvals, mask)
+    assert x.shape == (1, 4, 3, 3, 3)
+    inside = x[0][:, torch.from_numpy(mask)].numpy()  # (N, M)
+    for volumes in ([0], [1, 2], [3]):  # b=0, then each shell: median over its voxels and directions is 0
+        assert np.median(inside[volumes]) == pytest.approx(0.0, abs=1e-6)
+    assert inside.std() == pytest.approx(1.0, rel=1e-5)
     assert (x[..., 1, 1, 1] == 0).all()
+    # one number per scan divides the signal first: a brighter b=0 in a voxel raises its value on the b=0 volume
+    brighter = dwi.copy()
+    brighter[0, 0, 0, 0] *= 2
+    assert network_input(brighter, bvals, mask)[0, 0, 0, 0, 0] > x[0, 0, 0, 0, 0]
     with pytest.raises(ValueError, match="disagree"):
         network_input(dwi, np.array([0.0, 1000.0]), mask)
     with pytest.raises(ValueError, match="network must be"):

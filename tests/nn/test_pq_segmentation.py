@@ -39,6 +39,20 @@ def test_probabilities_rotate_with_a_joint_rotation_of_the_volume_and_the_q_vect
         torch.testing.assert_close(rotated, expected, atol=1e-12, rtol=0)
         net.set_q_vectors(q_vectors)  # the volume rotated, the q-vectors not: no longer the rotated map
         assert (net(rotate_volume(dwi, rotation)) - expected).abs().max() > 1e-6
+    net.eval()  # the batch normalisation's running statistics instead of the batch's: still equivariant
+    rotation = cube_rotations()[7]
+    probability = net(dwi)
+    net.set_q_vectors(q_vectors @ rotation.T)
+    expected = rotate_volume(probability[:, None], rotation)[:, 0]
+    torch.testing.assert_close(net(rotate_volume(dwi, rotation)), expected, atol=1e-12, rtol=0)
+
+
+def test_batch_normalisation_is_optional_and_keeps_the_parameter_count_small(q_vectors):
+    plain = PQSegmentationNet(q_vectors, pq_irreps=HIDDEN[:1], p_irreps=HIDDEN[:1], norm=False)
+    normed = PQSegmentationNet(q_vectors, pq_irreps=HIDDEN[:1], p_irreps=HIDDEN[:1])
+    extra = sum(p.numel() for p in normed.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert 0 < extra <= 4 * 2 * len(HIDDEN[:1] + HIDDEN[:1]) * 8  # affine weights and scalar biases per channel
+    assert len(normed.pq_layers[0]) == 3 and len(plain.pq_layers[0]) == 2
 
 
 def test_weights_transfer_to_a_network_built_on_other_q_vectors(q_vectors, float64):

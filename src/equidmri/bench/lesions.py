@@ -16,12 +16,12 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, ro
 
 from equidmri.bench.fa_report import footer
 from equidmri.bench.options.lesions import DEFAULTS, QUICK, QUICK_TEST, QUICK_VAL, TEST, VAL
-from equidmri.bench.report import fmt, header_lines, start_figure_report, write_report
+from equidmri.bench.report import check_report_outputs, fmt, header_lines, start_figure_report, write_report
 from equidmri.dmri.gradients import make_gtab
 from equidmri.lesions import NETWORKS, LesionFit, LesionModel, parameter_count
 from equidmri.sims.lesion_set import make_lesion_splits
 from equidmri.sims.lesions import LesionVolume
-from equidmri.viz.lesions import plot_lesion_maps
+from equidmri.viz.lesions import plot_lesion_maps, plot_size_maps, plot_size_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     """Generate the data per seed, train both networks per fraction, score, write JSON, markdown and figure."""
     options = dict(QUICK if args.quick else DEFAULTS)
     figure, record = start_figure_report(args, options)
+    sizes_figure, maps_figure = (figure.with_name(f"{figure.stem}_{part}.png") for part in ("sizes", "maps"))
+    check_report_outputs(args, sizes_figure, maps_figure)
     val, test = (QUICK_VAL, QUICK_TEST) if args.quick else (VAL, TEST)
     record["settings"] = {
         "synthetic": True,
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         "threshold": THRESHOLD,
     }
     runs: list[dict[str, Any]] = []
-    example: dict[str, Any] = {}
+    example: dict[Any, Any] = {}
+    size_maps: dict[tuple[str, int], np.ndarray] = {}
     for seed_index in range(args.seeds):
         seed = seed_index * SEED_STRIDE
         splits = make_lesion_splits("phantom", (args.train, val, test), size=args.size, seed=seed)
@@ -76,12 +79,15 @@ def run(args: argparse.Namespace) -> int:
             for network in NETWORKS:
                 first = splits["train"][0]
                 model = LesionModel(network, first.bvals, first.bvecs)
-                fit = model.fit(splits["train"][:n_train], splits["val"], epochs=args.epochs, seed=seed)
+                config = {"epochs": args.epochs, "seed": seed, "dice_weight": args.dice_weight}
+                fit = model.fit(splits["train"][:n_train], splits["val"], **config)
                 entry = {"seed": seed, "fraction": fraction, "n_train": n_train, "network": network}
                 entry |= {"parameters": parameter_count(fit.net), "history": fit.history}
                 for test_set in TEST_SETS:
                     result, labels, probability, maps = scores(fit, splits[test_set])
                     entry[test_set] = result
+                    if seed_index == 0 and test_set == "test":
+                        size_maps[(network, n_train)] = maps[0]
                     if seed_index == 0 and fraction == max(args.fractions):
                         fpr, tpr, _ = roc_curve(labels, probability)
                         example[(network, test_set)] = (maps[0], fpr, tpr)
@@ -90,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
                 runs.append(entry)
     record["runs"] = runs
     record["summary"] = summarise(runs)
+    record["claims"] = claims(record["summary"])
     plot_lesion_maps(figure, example, TEST_SETS, NETWORKS, footer(record))
-    write_report(args, record, render_markdown(record, figure.name))
+    plot_size_sweep(sizes_figure, record["summary"], METRICS, footer(record))
+    plot_size_maps(maps_figure, example[("truth", "test")], size_maps, NETWORKS, footer(record))
+    write_report(args, record, render_markdown(record, (figure.name, sizes_figure.name, maps_figure.name)))
     return 0
 
 
@@ -113,13 +122,56 @@ def _cell(stat: dict[str, Any]) -> str:
     return fmt(stat["mean"], ".3f") + ("" if stat["ci95"] is None else f" ± {stat['ci95']:.3f}")
 
 
-def render_markdown(record: dict[str, Any], figure_name: str) -> str:
-    """The page: settings, the table (mean ± 95 % CI over seeds), the paper's numbers, the figure."""
+def claims(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's claims checked on the means over seeds: the equivariant network better on all three metrics
+    with all training volumes; on the fraction nearest ¼ at least as good as the CNN on all of them (Müller et al.,
+    Fig. 2); and, on the tilted test set, a larger advantage than on the untilted one."""
+    mean = {(r["network"], r["fraction"], r["test_set"]): {m: r[m]["mean"] for m in METRICS} for r in summary}
+    fractions = sorted({r["fraction"] for r in summary})
+    full, quarter = fractions[-1], min(fractions, key=lambda f: abs(f - 0.25))
+    checks = []
+    for test_set in TEST_SETS:
+        pq, cnn = mean[("pq", full, test_set)], mean[("cnn", full, test_set)]
+        checks.append(_claim(f"pq better than cnn on all three metrics ({test_set}, all training volumes)", pq, cnn))
+        if quarter != full:
+            pq_quarter = mean[("pq", quarter, test_set)]
+            checks.append(_claim(f"pq on {quarter:.3g} of the volumes >= cnn on all ({test_set})", pq_quarter, cnn))
+    gaps = {t: {m: mean[("pq", full, t)][m] - mean[("cnn", full, t)][m] for m in METRICS} for t in TEST_SETS}
+    checks.append(
+        {
+            "claim": "the pq advantage is larger on test_rotated than on test (all training volumes)",
+            "holds": all(gaps["test_rotated"][m] > gaps["test"][m] for m in METRICS),
+            "pq_minus_cnn": gaps,
+        }
+    )
+    return checks
+
+
+def _claim(text: str, pq: dict[str, float], cnn: dict[str, float]) -> dict[str, Any]:
+    holds = all(pq[m] >= cnn[m] if "=" in text else pq[m] > cnn[m] for m in METRICS)
+    return {"claim": text, "holds": holds, "pq": pq, "cnn": cnn}
+
+
+def _claim_line(check: dict[str, Any]) -> str:
+    verdict = "**holds**" if check["holds"] else "**does not hold**"
+    if "pq_minus_cnn" in check:
+        numbers = "; ".join(
+            f"{t}: " + ", ".join(f"{METRICS[m]} {g:+.3f}" for m, g in gap.items())
+            for t, gap in check["pq_minus_cnn"].items()
+        )
+        return f"- {check['claim']}: {verdict} (pq − cnn, {numbers})"
+    numbers = ", ".join(f"{METRICS[m]} {check['pq'][m]:.3f} vs {check['cnn'][m]:.3f}" for m in METRICS)
+    return f"- {check['claim']}: {verdict} (pq vs cnn: {numbers})"
+
+
+def render_markdown(record: dict[str, Any], figure_names: tuple[str, str, str]) -> str:
+    """The page: settings, the table (mean ± 95 % CI over seeds), the claims, the paper's numbers, the figures."""
     s = record["settings"]
     lines = header_lines("Lesion segmentation on synthetic lesions: p×q-space network vs 3D CNN", record)
     lines += [
         f"**Synthetic data** (docs/lesions.md): phantoms of {s['size']}³ voxels, {s['train']} training, {s['val']} "
-        f"validation and {s['test']} test volumes per seed, {s['seeds']} seed(s), {s['epochs']} epoch(s); "
+        f"validation and {s['test']} test volumes per seed, {s['seeds']} seed(s), {s['epochs']} epoch(s), loss BCE + "
+        f"{s['dice_weight']} × (1 − soft Dice) for both networks; "
         "`test_rotated` = the test subjects tilted by exact 90° grid rotations and re-simulated on the training "
         "protocol. Metrics over all mask voxels of a test set pooled; mean ± half-width of the 95 % t-interval "
         "over seeds (no interval for one seed).",
@@ -133,15 +185,28 @@ def render_markdown(record: dict[str, Any], figure_name: str) -> str:
             f"| {row['network']} | {row['parameters']} | {row['n_train']} | {row['test_set']} | {' | '.join(cells)} |"
         )
     paper = ", ".join(f"{METRICS[m]} {v}" for m, v in PAPER.items())
+    lines += ["", "The paper's claims on these data (means over seeds):", ""]
+    lines += [_claim_line(check) for check in record["claims"]]
+    maps, sizes, size_maps = figure_names
     lines += [
         "",
-        f"Müller et al. (arXiv:2102.06942), equivariant network on real MS data: {paper} — a different task "
-        "(real lesions, full-size scans, far longer training); the numbers above are not comparable to them.",
+        f"Müller et al. (arXiv:2102.06942), equivariant network on real MS data: {paper}; with ¼ of the training "
+        "scans it matches the CNN trained on all — a different task (real lesions, full-size scans, far longer "
+        "training); the numbers above are not comparable to them.",
         "",
-        f"![example slices and ROC curves]({figure_name})",
+        f"![example slices and ROC curves]({maps})",
         "",
-        "Figure: one slice of the first test volume and of its tilted copy (ground truth, both networks' "
+        "Fig. 1: one slice of the first test volume and of its tilted copy (ground truth, both networks' "
         "probabilities) at the largest training fraction, and the ROC curves of the pooled test voxels (first "
         "seed).",
+        "",
+        f"![metrics against training-set size]({sizes})",
+        "",
+        "Fig. 2: ROC AUC, AP and Dice at 0.5 against the number of training volumes (mean ± 95 % interval over "
+        "seeds; solid: test, dashed: test_rotated).",
+        "",
+        f"![segmentations across training-set sizes]({size_maps})",
+        "",
+        "Fig. 3: the first test volume's probability maps for each number of training volumes (first seed).",
     ]
     return "\n".join(lines)

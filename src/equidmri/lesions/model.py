@@ -11,8 +11,8 @@ mask)`` gives the lesion probability of every voxel. The networks:
   scans with the training protocol's number of volumes. By default its width is the one whose parameter count
   is closest to that of the "pq" network with default options on the same acquisition.
 
-Input of both: the DWI divided by the median b=0 signal in the mask (one number per scan, so T2-bright lesions
-stay bright), minus 1, zero outside the mask, laid out ``(1, N, X, Y, Z)`` (:func:`network_input`).
+Input of both: the DWI over the median b=0 signal in the mask, centred per shell and scaled to unit spread, zero
+outside the mask, laid out ``(1, N, X, Y, Z)`` (:func:`network_input`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch
 from dipy.core.gradients import GradientTable
 from torch import nn
 
+from equidmri.dmri.gradients import B0_THRESHOLD
 from equidmri.nn.models.lesion_cnn import DWICNN
 
 NETWORKS = ("pq", "cnn")
-B0_THRESHOLD = 50.0  # s/mm², dipy's default
 CNN_WIDTHS = range(1, 33)  # searched for the width matching the "pq" network's parameter count
 
 __all__ = ["NETWORKS", "LesionFit", "LesionModel", "network_input", "parameter_count"]
@@ -40,25 +40,44 @@ def parameter_count(net: nn.Module) -> int:
 
 
 def network_input(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-    """``(1, N, X, Y, Z)`` float32: ``dwi`` ``(X, Y, Z, N)`` over the median b=0 signal in ``mask``, minus 1, and
-    0 outside the mask (centred: typical tissue's b=0 is 0, so the mask border is not the strongest feature; with
-    uncentred inputs both networks stayed near the prior in a first try).
+    """``(1, N, X, Y, Z)`` float32: ``dwi`` ``(X, Y, Z, N)`` standardised per shell, 0 outside ``mask``.
+
+    The signal is divided by the median b=0 signal in the mask (one number per scan, so T2-bright lesions stay
+    bright); then each shell (the b=0 volumes and each DW shell of :func:`equidmri.dmri.gradients.find_shells`)
+    has its median over the mask voxels and its volumes subtracted, and the whole is divided by its standard
+    deviation in the mask. Typical tissue is then near 0 on every shell and lesions (less attenuation, brighter
+    b=0) stand out on all of them. Every statistic pools all voxels and all directions of a shell, so a joint
+    rotation of the image and the b-vectors leaves it unchanged. The first version's scan-wide centring (minus 1
+    after the b=0 division) left the DW shells far below 0; per-shell centring with the batch normalisation of
+    the p×q-space network made it learn (docs/lesions.md, "Diagnosis").
 
     Raises
     ------
     ValueError
-        If the shapes disagree, the mask is empty, there is no b=0 volume or the median b=0 is not positive.
+        If the shapes disagree, the mask is empty, there is no b=0 or no DW volume, the median b=0 is not
+        positive or the standardised signal is constant.
     """
-    dwi, mask = np.asarray(dwi), np.asarray(mask, dtype=bool)
+    from equidmri.dmri.gradients import find_shells
+
+    dwi, mask, bvals = np.asarray(dwi), np.asarray(mask, dtype=bool), np.asarray(bvals, dtype=float)
     if dwi.ndim != 4 or dwi.shape[:3] != mask.shape or dwi.shape[3] != len(bvals):
         raise ValueError(f"dwi (X, Y, Z, N), mask (X, Y, Z) and N b-values disagree: {dwi.shape}, {mask.shape}")
-    b0 = np.asarray(bvals) <= B0_THRESHOLD
+    b0 = bvals <= B0_THRESHOLD
     if not mask.any() or not b0.any():
         raise ValueError("the lesion networks need a non-empty mask and at least one b=0 volume")
-    scale = float(np.median(dwi[mask][:, b0]))
+    signal = dwi[mask].astype(np.float64)  # (M, N)
+    scale = float(np.median(signal[:, b0]))
     if scale <= 0:
         raise ValueError(f"the median b=0 signal in the mask is {scale}, not positive")
-    x = np.where(mask[..., None], dwi / scale - 1.0, 0.0).astype(np.float32)
+    signal /= scale
+    shell = find_shells(bvals).index  # -1: b=0
+    for s in np.unique(shell):
+        signal[:, shell == s] -= np.median(signal[:, shell == s])
+    spread = float(signal.std())
+    if spread == 0:
+        raise ValueError("the standardised signal is constant in the mask")
+    x = np.zeros(dwi.shape, dtype=np.float32)
+    x[mask] = signal / spread
     return torch.from_numpy(np.moveaxis(x, -1, 0)[None].copy())
 
 

@@ -15,14 +15,18 @@ from equidmri.lesions.model import LesionFit, LesionModel
 from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
 
 MODEL_KIND = "equidmri-lesions"
+# Version of the model file: 2 = per-shell standardised input and batch-normalised pq network (issue 19 follow-up);
+# files without it were trained on the scan-centred input and cannot be read.
+MODEL_VERSION = 2
 
-__all__ = ["MODEL_KIND", "load_lesion_model", "save_lesion_model"]
+__all__ = ["MODEL_KIND", "MODEL_VERSION", "load_lesion_model", "save_lesion_model"]
 
 
 def save_lesion_model(path: str | os.PathLike, fit: LesionFit) -> Path:
     """Write ``fit`` to ``path`` (``.pt``), atomically."""
     meta = {
         "kind": MODEL_KIND,
+        "version": MODEL_VERSION,
         "network": fit.network,
         "options": fit.options,
         "bvals": torch.as_tensor(fit.bvals),
@@ -48,6 +52,11 @@ def load_lesion_model(path: str | os.PathLike) -> LesionFit:
     meta = content.get("meta")
     if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
         raise ValueError(f"{path} is not a lesion model (written by `equidmri lesions train`)")
+    if meta.get("version") != MODEL_VERSION:
+        raise ValueError(
+            f"{path} is a lesion model of an older equidmri (another input normalisation); retrain it with "
+            "`equidmri lesions train`"
+        )
     bvals, bvecs = meta["bvals"].numpy(), meta["bvecs"].numpy()
     model = LesionModel(meta["network"], bvals, bvecs, **meta["options"])
     net = model.build()

@@ -1,6 +1,7 @@
 """Point-wise companions of :class:`~equidmri.nn.layers.pq_space.PQConv` in the p×q-space network: the gated
-nonlinearity and the q-length-weighted pooling of q-space (Müller, Golkov, Tomassini & Cremers,
-arXiv:2102.06942, §3; e3nn's ``nn.Gate``). Both act on ``(B, Q, X, Y, Z, D)`` fields, D the e3nn irreps dimension.
+nonlinearity, the equivariant batch normalisation and the q-length-weighted pooling of q-space (Müller, Golkov,
+Tomassini & Cremers, arXiv:2102.06942, §3; e3nn's ``nn.Gate`` and ``nn.BatchNorm``). All act on
+``(B, Q, X, Y, Z, D)`` fields, D the e3nn irreps dimension.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from equidmri.nn.layers.pq_space import radial_basis
 
 require_extra("e3nn", "lesions", "the p×q-space layers (equidmri.nn.layers.pq_pointwise)")
 from e3nn import o3  # noqa: E402
-from e3nn.nn import Gate  # noqa: E402
+from e3nn.nn import BatchNorm, Gate  # noqa: E402
 
 
 class QLengthPool(nn.Module):
@@ -79,3 +80,13 @@ def gated(irreps: str | o3.Irreps) -> Gate:
     tensors = o3.Irreps([(mul, ir) for mul, ir in irreps if ir.l > 0])
     gates = o3.Irreps(f"{tensors.num_irreps}x0e")
     return Gate(scalars, [nn.functional.silu] * len(scalars), gates, [torch.sigmoid] * len(gates), tensors)
+
+
+def normalised(irreps: str | o3.Irreps, enabled: bool = True) -> list[nn.Module]:
+    """``[e3nn BatchNorm(irreps)]`` (or ``[]`` when not ``enabled``) for ``(B, Q, X, Y, Z, D)`` fields.
+
+    Statistics pool the batch, q-samples and voxels: scalars (0e) are centred and scaled, each l > 0 channel is
+    scaled by its mean squared norm, so the layer commutes with joint rotations of p- and q-space (e3nn's
+    equivariant batch normalisation; running statistics in eval mode).
+    """
+    return [BatchNorm(o3.Irreps(irreps))] if enabled else []
