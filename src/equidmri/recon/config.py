@@ -29,11 +29,11 @@ LEGACY_ARCHITECTURES = {"shd-tv": "shd"}  # 0.1.0 checkpoints named the SHD-TV m
 # voxels per tile edge: bounds the peak memory of inference (the feature maps of one tile plus its halo of
 # `receptive_radius` voxels); larger tiles recompute fewer halo voxels but hold more in memory
 DEFAULT_TILE = 24
-# Adam steps of the per-voxel refinement of the network's fODFs at inference (equidmri.recon.refine; 0: the
-# network's output as it is, the paper's setting). Issue #23, MRtrix3 multi-shell test volume, main peaks
-# within 25 deg of msmt_csd / crossings found: network 87.6 % / 37.0 %; 100 steps at a constant lr 0.01
-# 93.7 % / 93.1 %; 30 steps from lr 0.02 cosine-annealed (the default) 92.9 % / 91.2 %, at 0.3 of the cost
-REFINE_STEPS = 30
+# Adam steps (lr 0.01) of the per-voxel refinement of the network's fODFs at inference (equidmri.recon.refine;
+# 0: the network's output as it is, the paper's setting). Fewer steps at a larger rate matched 100 on the MRtrix3
+# multi-shell volume (issue #23) but not on the phantoms of bench pretrained: 30 steps from lr 0.02, cosine-
+# annealed, gave F1 0.748 / 0.858 (29 / 90 directions) where 100 steps at 0.01 gave 0.842 / 0.890
+REFINE_STEPS = 100
 
 
 @dataclass(frozen=True)

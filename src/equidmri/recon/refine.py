@@ -32,7 +32,7 @@ __all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NSIDE", "FODFRefiner"]
 
 REFINE_LMAX = 8  # SH degree of the refined fODF: that of fod.nii.gz and of the peaks (lmax 18: 90 % vs 93 % above)
 REFINE_NSIDE = 8  # HEALPix grid of the penalties (384 hemisphere directions; nside 16: 4x the time, 1 point more)
-REFINE_LR = 2e-2  # initial Adam learning rate of the refinement, cosine-annealed to 0 over the steps
+REFINE_LR = 1e-2  # Adam learning rate of the refinement (SH coefficients of the b0-normalised fODF per step)
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
 
 
@@ -91,7 +91,7 @@ class FODFRefiner(nn.Module):
         return per_voxel.sum()
 
     def forward(
-        self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float = REFINE_LR, anneal: bool = True
+        self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float = REFINE_LR
     ) -> tuple[Tensor, Tensor]:
         """Refine ``steps`` Adam steps from the network's answer.
 
@@ -121,11 +121,8 @@ class FODFRefiner(nn.Module):
             raw = torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))).clone().requires_grad_(True)
             signal = signal.clone()
             optimiser = torch.optim.Adam([coeffs, raw], lr=lr)
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1)) if anneal else None
             for _ in range(steps):
                 optimiser.zero_grad()
                 self.loss(coeffs, nn.functional.softplus(raw), signal).backward()
                 optimiser.step()
-                if schedule is not None:
-                    schedule.step()
             return coeffs.detach(), (nn.functional.softplus(raw) if steps else iso.clone()).detach()
