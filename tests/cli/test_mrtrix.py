@@ -46,8 +46,9 @@ DECONV_OPTIONS = [
 MEDIAN_ANGLE_DEG = 5.0  # measured 1.5 (max 4.4): our peaks are hemisphere vertices, at most ~2.3 degrees off
 AGREE_DEG = 5.0  # voxels whose first peaks agree this well are compared by amplitude
 # MRtrix refines the maximum by Newton steps, we take the best vertex of a 1445-vertex hemisphere, so its
-# amplitude is at most a little larger than ours (measured ratio 1.0000-1.0022 at 2-40 epochs)
-AMPLITUDE_RATIO = (1.0 - 1e-4, 1.01)
+# amplitude is at most a little larger than ours (measured ratio 1.0000-1.0022 at 2-40 epochs for the network's
+# own fODFs, 1.0000-1.0120 for the sharper per-voxel refined ones, the default since issue #23)
+AMPLITUDE_RATIO = (1.0 - 1e-4, 1.02)
 MIN_CONTROL_MEDIAN_DEG = 20.0  # the voxel-frame control measured 38.5 degrees
 
 
@@ -134,7 +135,7 @@ def test_sh2peaks_amplitudes_are_our_peak_values(first_peaks):
     agree = _axial_angles_deg(mrtrix, ours) < AGREE_DEG
     assert agree.mean() > 0.5
     ratio = np.linalg.norm(mrtrix[agree], axis=-1) / values[agree]
-    assert AMPLITUDE_RATIO[0] < ratio.min() and ratio.max() < AMPLITUDE_RATIO[1]
+    assert AMPLITUDE_RATIO[0] < ratio.min() and ratio.max() < AMPLITUDE_RATIO[1], (ratio.min(), ratio.max())
 
 
 def test_fod_left_in_the_voxel_frame_moves_mrtrix_peaks(centre_run, tmp_path):
