@@ -37,6 +37,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("fa", "predict", "--help"),
     ("harmonize", "train", "--help"),
     ("harmonize", "apply", "--help"),
+    ("denoise", "train", "--help"),
+    ("denoise", "apply", "--help"),
     ("bench", "--help"),
     ("bench", "layers", "--help"),  # each benchmark's help and one bad argument of it
     ("bench", "layers", "--variants", "z"),
@@ -70,6 +72,8 @@ CASES = (  # command lines after `equidmri`: every subcommand's help text and us
     ("bench", "synthesis", "--epochs", "x"),
     ("bench", "lesions", "--help"),
     ("bench", "lesions", "--epochs", "x"),
+    ("bench", "spherical-layers", "--help"),
+    ("bench", "spherical-layers", "--seed", "x"),
 )
 QUICK_CASES = (("--help",), ("deconv",))
 TARGET_S = 1.0  # s: "well under a second" (issue 22)
