@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ MRTRIX_LAYOUT = {
     "csf.mif": "reference_csf.nii.gz",
 }
 TISSUES = ("wm", "gm", "csf")
+FOOTER_WIDTH = 110  # characters per line of the figure's command/commit/machine footer
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ def _figure(args: argparse.Namespace, volume: str, data: DWIData, mask: np.ndarr
         np.where(mask, b0, 0.0),
         dirs,
         values,
-        title=f"{volume}: {row.method}, shells: {row.shells}\n{footer}",
+        title=f"{volume}: {row.method}, shells: {row.shells}\n" + textwrap.fill(footer, FOOTER_WIDTH),
         background_label="mean b=0 (scanner units)",
         fractions=fractions,
         tissues=row.tissues if fractions is not None else (),
