@@ -16,7 +16,7 @@ import numpy as np
 
 from equidmri.denoise.networks import DenoiserSpec, SignalDenoiser
 from equidmri.dmri.gradients import B0_THRESHOLD, find_shells
-from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
+from equidmri.recon.checkpoint import load_model_file, save_checkpoint
 
 MODEL_KIND = "equidmri-denoiser"
 SHELL_MATCH = 20.0  # s/mm²: a shell of the scan matches the training shell within this (dipy's shell tolerance)
@@ -55,10 +55,8 @@ def load_denoiser(path: str | os.PathLike, bvals: np.ndarray, bvecs: np.ndarray)
     equidmri.recon.checkpoint.UnsafeCheckpointError
         If it holds Python objects other than data.
     """
-    content = load_checkpoint(path)
-    meta = content.get("meta")
-    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
-        raise ValueError(f"{path} is not a denoiser model (written by `equidmri denoise train`)")
+    content = load_model_file(path, MODEL_KIND, "denoiser model", "equidmri denoise train")
+    meta = content["meta"]
     spec = DenoiserSpec(**meta["spec"])
     trained = np.asarray(meta["bvals"])
     bvals = np.asarray(bvals, dtype=np.float64)

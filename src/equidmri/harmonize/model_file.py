@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from equidmri.harmonize.registry import HarmonizerMethod, find_harmonizer
-from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
+from equidmri.recon.checkpoint import load_model_file, save_checkpoint
 
 MODEL_KIND = "equidmri-harmonizer"
 
@@ -66,10 +66,8 @@ def load_harmonizer(path: str | os.PathLike) -> tuple[str, HarmonizerMethod]:
     equidmri.recon.checkpoint.UnsafeCheckpointError
         If it holds Python objects other than data.
     """
-    content = load_checkpoint(path)
+    content = load_model_file(path, MODEL_KIND, "harmonizer model", "equidmri harmonize train")
     meta = content["meta"]
-    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
-        raise ValueError(f"{path} is not a harmonizer model (written by `equidmri harmonize train`)")
     entry = find_harmonizer(meta["name"])
     harmonizer = entry.build(**meta["options"])
     harmonizer.load_state(_from_file(content["state_dict"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from equidmri.lesions.model import LesionFit, LesionModel
-from equidmri.recon.checkpoint import load_checkpoint, save_checkpoint
+from equidmri.recon.checkpoint import load_model_file, save_checkpoint
 
 MODEL_KIND = "equidmri-lesions"
 # Version of the model file: 2 = per-shell standardised input and batch-normalised pq network (issue 19 follow-up);
@@ -48,10 +48,8 @@ def load_lesion_model(path: str | os.PathLike) -> LesionFit:
     equidmri.recon.checkpoint.UnsafeCheckpointError
         If it holds Python objects other than data.
     """
-    content = load_checkpoint(path)
-    meta = content.get("meta")
-    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
-        raise ValueError(f"{path} is not a lesion model (written by `equidmri lesions train`)")
+    content = load_model_file(path, MODEL_KIND, "lesion model", "equidmri lesions train")
+    meta = content["meta"]
     if meta.get("version") != MODEL_VERSION:
         raise ValueError(
             f"{path} is a lesion model of an older equidmri (another input normalisation); retrain it with "

@@ -72,3 +72,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or "state_dict" not in state or "meta" not in state:
         raise ValueError(f"{path} is not a readable equidmri checkpoint (no 'state_dict' and 'meta')")
     return state
+
+
+def load_model_file(path: str | os.PathLike, kind: str, what: str, command: str) -> dict[str, Any]:
+    """:func:`load_checkpoint`, then check that its ``meta["kind"]`` is ``kind`` (one application's model file).
+
+    ``what`` (e.g. "lesion model") and ``command`` (the one that writes such files) name them in the error.
+
+    Raises
+    ------
+    FileNotFoundError, UnsafeCheckpointError
+        As :func:`load_checkpoint`.
+    ValueError
+        If the file is not a readable checkpoint, or another kind of model file.
+    """
+    content = load_checkpoint(path)
+    meta = content["meta"]
+    if not isinstance(meta, dict) or meta.get("kind") != kind:
+        raise ValueError(f"{path} is not a {what} (written by `{command}`)")
+    return content
