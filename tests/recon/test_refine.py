@@ -96,3 +96,18 @@ def test_voxels_are_refined_independently_and_under_inference_mode(setup):
 def test_too_few_coefficients_is_an_error(setup):
     with pytest.raises(ValueError, match="fewer than lmax 8"):
         setup[2](torch.zeros(2, 15), torch.zeros(2, 2), torch.zeros(2, 81), steps=1)
+
+
+def test_analytic_gradient_is_the_gradient_of_the_loss(setup):
+    bvecs, shells, refiner = setup
+    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=4, seed=3)
+    coeffs = (fodf + 0.05 * torch.randn_like(fodf)).double().requires_grad_(True)  # negative lobes and ripples
+    raw = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    refiner = refiner.double()
+    try:
+        refiner.loss(coeffs, torch.nn.functional.softplus(raw), signal.double()).backward()
+        grad_sh, grad_raw = refiner.gradient(coeffs.detach(), raw.detach(), signal.double())
+    finally:
+        refiner.float()
+    assert torch.allclose(grad_sh, coeffs.grad, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(grad_raw, raw.grad, rtol=1e-9, atol=1e-12)

@@ -18,13 +18,15 @@ variational autoencoders", ICML 2018 (refining an amortised answer per sample by
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from equidmri.dmri.gradients import Shells
 from equidmri.recon.config import LossWeights
 from equidmri.recon.forward import iso_operator, wm_sh_operator
-from equidmri.recon.losses import cauchy_sparsity, negativity
+from equidmri.recon.losses import SPARSITY_SIGMA, cauchy_sparsity, negativity
 from equidmri.sphere.hemisphere import hemisphere_centres
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
@@ -40,6 +42,8 @@ REFINE_LR = 1e-2  # Adam learning rate of the refinement (SH coefficients of the
 # within 25 deg) as it did on the MRtrix3 multi-shell volume (93.7 % -> 94.0 %; crossings 93.1 % -> 92.9 %)
 REFINE_NN = 1.0
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
+CHUNK = 2048  # voxels refined together (measured on 2 cores: 256 -> 104, 2048 -> 74, a 24^3 tile -> 85 us per voxel)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 class FODFRefiner(nn.Module):
@@ -99,10 +103,28 @@ class FODFRefiner(nn.Module):
         )
         return per_voxel.sum()
 
+    def gradient(self, fodf_sh: Tensor, raw: Tensor, signal: Tensor) -> tuple[Tensor, Tensor]:
+        """Analytic gradient of :meth:`loss` with respect to ``fodf_sh (m, K)`` and the softplus parameters ``raw``
+        of the isotropic fractions ``(m, T-1)`` (written out: autograd took 5x as long on these small matrices).
+
+        With ``r`` the residual of the signal ``(m, N)`` and ``v = fodf_sh B^T`` the fODF on the ``P`` penalty
+        directions: ``dL/dfodf_sh = (2/N) r W + g B`` with ``g = (2 nn / P) min(v, 0) + (sparsity / P) 4 v /
+        (2 sigma + v^2)``, and ``dL/draw = (2/N) r I^T sigmoid(raw)``.
+        """
+        wm, iso_signal, basis = self.wm_operator, self.iso_signal, self.basis
+        n, p = wm.shape[0], basis.shape[0]
+        residual = torch.addmm(nn.functional.softplus(raw) @ iso_signal - signal, fodf_sh, wm.T)
+        values = fodf_sh @ basis.T
+        g = values / values.square().add_(2 * SPARSITY_SIGMA)
+        g.mul_(4 * self.weights.sparsity / p).add_(values.clamp_(max=0), alpha=2 * self.nonnegativity / p)
+        grad_sh = torch.addmm(residual @ wm, g, basis, beta=2 / n)
+        grad_raw = (residual @ iso_signal.T).mul_(torch.sigmoid(raw)).mul_(2 / n)
+        return grad_sh, grad_raw
+
     def forward(
         self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float = REFINE_LR
     ) -> tuple[Tensor, Tensor]:
-        """Refine ``steps`` Adam steps from the network's answer.
+        """Refine ``steps`` Adam steps from the network's answer, :data:`CHUNK` voxels at a time.
 
         Parameters
         ----------
@@ -114,6 +136,8 @@ class FODFRefiner(nn.Module):
             Measured DWI, normalised by the WM b=0 response.
         steps : int
             Adam steps (0 returns the truncated input).
+        lr : float
+            Adam's learning rate.
 
         Returns
         -------
@@ -123,15 +147,35 @@ class FODFRefiner(nn.Module):
         k = n_coeffs(self.lmax)
         if fodf_sh.shape[-1] < k:
             raise ValueError(f"fodf_sh has {fodf_sh.shape[-1]} SH coefficients, fewer than lmax {self.lmax} needs")
-        # refinement needs gradients, also when called under torch.inference_mode (tiled inference):
-        # normal tensors are cloned out of the inference tensors
-        with torch.inference_mode(False), torch.enable_grad():
-            coeffs = fodf_sh[:, :k].clone().requires_grad_(True)
-            raw = torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))).clone().requires_grad_(True)
-            signal = signal.clone()
-            optimiser = torch.optim.Adam([coeffs, raw], lr=lr)
-            for _ in range(steps):
-                optimiser.zero_grad()
-                self.loss(coeffs, nn.functional.softplus(raw), signal).backward()
-                optimiser.step()
-            return coeffs.detach(), (nn.functional.softplus(raw) if steps else iso.clone()).detach()
+        if not steps:
+            return fodf_sh[:, :k].clone(), iso.clone()
+        # normal tensors are cloned out of inference tensors (tiled inference runs under torch.inference_mode);
+        # each chunk's working set stays in the CPU's cache for all its steps (1.2x faster than a whole tile)
+        with torch.inference_mode(False), torch.no_grad():
+            chunks = [
+                self._adam(
+                    fodf_sh[i : i + CHUNK, :k].clone(),
+                    iso[i : i + CHUNK].clone(),
+                    signal[i : i + CHUNK].clone(),
+                    steps,
+                    lr,
+                )
+                for i in range(0, len(signal), CHUNK)
+            ]
+        return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+
+    def _adam(self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float) -> tuple[Tensor, Tensor]:
+        """Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on ``fodf_sh`` and the softplus parameters of
+        ``iso``, in place, with the analytic :meth:`gradient`."""
+        raw = torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION)))
+        params = (fodf_sh, raw)
+        first = [torch.zeros_like(p) for p in params]
+        second = [torch.zeros_like(p) for p in params]
+        for step in range(1, steps + 1):
+            grads = self.gradient(fodf_sh, raw, signal)
+            correction1, correction2 = 1 - ADAM_BETAS[0] ** step, 1 - ADAM_BETAS[1] ** step
+            for p, g, m, v in zip(params, grads, first, second):
+                m.lerp_(g, 1 - ADAM_BETAS[0])
+                v.mul_(ADAM_BETAS[1]).addcmul_(g, g, value=1 - ADAM_BETAS[1])
+                p.addcdiv_(m, v.sqrt().div_(math.sqrt(correction2)).add_(ADAM_EPS), value=-lr / correction1)
+        return fodf_sh, nn.functional.softplus(raw)
