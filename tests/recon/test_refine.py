@@ -8,6 +8,7 @@ import torch
 
 from equidmri.dmri.gradients import find_shells
 from equidmri.dmri.response import TissueResponses
+from equidmri.recon import refine
 from equidmri.recon.config import LossWeights
 from equidmri.recon.forward import FODF_LMAX, iso_operator, wm_sh_operator
 from equidmri.recon.refine import FODFRefiner
@@ -98,16 +99,32 @@ def test_too_few_coefficients_is_an_error(setup):
         setup[2](torch.zeros(2, 15), torch.zeros(2, 2), torch.zeros(2, 81), steps=1)
 
 
-def test_analytic_gradient_is_the_gradient_of_the_loss(setup):
-    bvecs, shells, refiner = setup
+@pytest.mark.parametrize("nonnegativity", [1.0, 0.0])
+def test_analytic_gradient_is_the_gradient_of_the_loss(nonnegativity):
+    bvecs, shells = _scheme()
+    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX), LossWeights(), nonnegativity=nonnegativity)
+    refiner = refiner.double()
     _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=4, seed=3)
     coeffs = (fodf + 0.05 * torch.randn_like(fodf)).double().requires_grad_(True)  # negative lobes and ripples
     raw = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
-    refiner = refiner.double()
-    try:
-        refiner.loss(coeffs, torch.nn.functional.softplus(raw), signal.double()).backward()
-        grad_sh, grad_raw = refiner.gradient(coeffs.detach(), raw.detach(), signal.double())
-    finally:
-        refiner.float()
+    refiner.loss(coeffs, torch.nn.functional.softplus(raw), signal.double()).backward()
+    grad_sh, grad_raw = refiner.gradient(coeffs.detach(), raw.detach(), signal.double())
     assert torch.allclose(grad_sh, coeffs.grad, rtol=1e-9, atol=1e-12)
     assert torch.allclose(grad_raw, raw.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_chunks_on_threads_give_the_single_threaded_result(setup, monkeypatch):
+    bvecs, shells, refiner = setup
+    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=8, seed=4)
+    start, iso = fodf + 0.02 * torch.randn_like(fodf), torch.full((8, 2), 0.2)
+    monkeypatch.setattr(refine, "CHUNK", 3)  # 3 chunks
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = refiner(start, iso, signal, steps=10)
+        torch.set_num_threads(2)
+        shared = refiner(start, iso, signal, steps=10)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(alone[0], shared[0], atol=1e-6) and torch.allclose(alone[1], shared[1], atol=1e-6)
