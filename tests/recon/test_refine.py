@@ -9,7 +9,6 @@ import torch
 from equidmri.dmri.gradients import find_shells
 from equidmri.dmri.response import TissueResponses
 from equidmri.recon import refine
-from equidmri.recon.config import LossWeights
 from equidmri.recon.forward import FODF_LMAX, iso_operator, wm_sh_operator
 from equidmri.recon.refine import FODFRefiner
 from equidmri.sphere import sh
@@ -53,7 +52,7 @@ def _crossing_voxels(bvecs, shells, n=6, seed=1):
 @pytest.fixture(scope="module")
 def setup():
     bvecs, shells = _scheme()
-    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX), LossWeights())
+    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX))
     return bvecs, shells, refiner
 
 
@@ -99,10 +98,10 @@ def test_too_few_coefficients_is_an_error(setup):
         setup[2](torch.zeros(2, 15), torch.zeros(2, 2), torch.zeros(2, 81), steps=1)
 
 
-@pytest.mark.parametrize("nonnegativity", [1.0, 0.0])
-def test_analytic_gradient_is_the_gradient_of_the_loss(nonnegativity):
+@pytest.mark.parametrize(("nonnegativity", "sparsity"), [(1.0, 0.0), (1.0, 5e-5), (0.0, 5e-5)])
+def test_analytic_gradient_is_the_gradient_of_the_loss(nonnegativity, sparsity):
     bvecs, shells = _scheme()
-    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX), LossWeights(), nonnegativity=nonnegativity)
+    refiner = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX), nonnegativity=nonnegativity, sparsity=sparsity)
     refiner = refiner.double()
     _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=4, seed=3)
     coeffs = (fodf + 0.05 * torch.randn_like(fodf)).double().requires_grad_(True)  # negative lobes and ripples

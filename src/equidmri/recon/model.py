@@ -187,7 +187,6 @@ class SHDModel:
             np.asarray(self.input_gtab.bvecs, dtype=np.float64),
             self.input_shells,
             input_responses.zonal(FODF_LMAX),
-            self.train_config.weights,
         ).to(device)
 
     def _signal_model(self, gtab: GradientTable, shells: Shells, responses: TissueResponses) -> SignalModel:
