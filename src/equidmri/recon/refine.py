@@ -42,7 +42,8 @@ REFINE_LR = 1e-2  # Adam learning rate of the refinement (SH coefficients of the
 # construction (softplus), so in training lambda_nn 0.1 only polices the SH fit's ripples; in SH space it is the
 # only non-negativity there is. With 0.1 the refined fODFs of small_64D had 0.25 of their positive mass in
 # negative lobes (dipy CSD: 0.057); with 1.0, 0.079, and agreement with CSD rose (93.3 % -> 98.0 % of main peaks
-# within 25 deg) as it did on the MRtrix3 multi-shell volume (93.7 % -> 94.0 %; crossings 93.1 % -> 92.9 %)
+# within 25 deg) as it did on the MRtrix3 multi-shell volume (93.7 % -> 94.0 %; crossings 93.1 % -> 92.9 %); all
+# with the sparsity weight 5e-5 of the time (without it, below: 0.092 of the mass in negative lobes on small_64D)
 REFINE_NN = 1.0
 # Weight of the Cauchy sparsity penalty in the refinement: 0. The training loss's 5e-5 pushed small lobes apart
 # into extra peaks; without it (development runs on validation phantoms of another seed than bench pretrained's,
@@ -53,7 +54,7 @@ REFINE_SPARSITY = 0.0
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
 CHUNK = 2048  # voxels refined together (measured on 2 cores: 256 -> 104, 2048 -> 74, a 24^3 tile -> 85 us per voxel)
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
-T = TypeVar("T")
+Result = TypeVar("Result")  # what _on_threads's work returns
 
 
 class FODFRefiner(nn.Module):
@@ -222,7 +223,7 @@ class _Workspace(NamedTuple):
     grad_sh: Tensor  # (m, K)
 
 
-def _on_threads(work: Callable[[int], T], items: Sequence[int], threads: int) -> list[T]:
+def _on_threads(work: Callable[[int], Result], items: Sequence[int], threads: int) -> list[Result]:
     """``[work(i) for i in items]`` on ``threads`` Python threads, each with single-threaded torch ops.
 
     Torch's ops on a chunk are short (about a millisecond): with OpenMP's passive waiting
