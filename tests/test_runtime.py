@@ -73,3 +73,23 @@ def test_contention_watch_warns_once_when_waiting_as_long_as_running(monkeypatch
         time.sleep(0.05)
     assert watch.slowdown == pytest.approx(3.0)  # the first window with wait >= run: (10 + 20) / 10
     assert len(caplog.records) == 1 and "waited for a CPU 67%" in caplog.records[0].getMessage()
+
+
+def test_on_threads_keeps_the_order_the_modes_and_the_thread_count():
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+
+        def work(i):
+            return i, torch.get_num_threads(), torch.is_inference_mode_enabled(), torch.ones(1).is_inference()
+
+        with torch.inference_mode():
+            results = runtime.on_threads(work, range(7))
+        assert torch.get_num_threads() == 2
+        with torch.no_grad():
+            assert runtime.on_threads(lambda i: torch.is_grad_enabled(), range(3)) == [False] * 3
+    finally:
+        torch.set_num_threads(threads)
+    assert results == [(i, 1, True, True) for i in range(7)]

@@ -7,7 +7,8 @@ spherical U-Nets are hundreds of MB, so every new map is first-touch page faults
 makes glibc keep freed memory for reuse instead.
 
 Threads: :func:`default_threads` and :func:`set_passive_wait` choose how many threads torch uses and how
-they wait; :class:`ContentionWatch` says once when other processes slow the run down.
+they wait; :func:`on_threads` shares short pieces of work out over those threads; :class:`ContentionWatch` says
+once when other processes slow the run down.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ MEMORY_FIELDS = {  # /proc/self/status (Linux, proc(5)) field -> name in memory_
     "RssAnon": "rss_anon_mib",  # resident anonymous memory now (arrays, tensors)
     "RssFile": "rss_file_mib",  # resident file-backed pages now (libraries, memory-mapped files: reclaimable)
 }
+Result = TypeVar("Result")  # what on_threads's work returns
 
 
 def retain_freed_memory() -> bool:
@@ -113,6 +118,46 @@ def set_passive_wait() -> bool:
         return os.environ.get(WAIT_POLICY_ENV, "").upper() == "PASSIVE"
     os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
     return os.environ[WAIT_POLICY_ENV].upper() == "PASSIVE"
+
+
+def on_threads(work: Callable[[int], Result], items: Sequence[int]) -> list[Result]:
+    """``[work(i) for i in items]`` shared out over torch's CPU threads, each item's torch ops single-threaded.
+
+    For work made of short torch ops (about a millisecond each, e.g. a chunk of voxels): with OpenMP's passive
+    waiting (:func:`set_passive_wait`) every op pays for waking the threads, and spinning ones compete with other
+    processes. Items side by side, one per thread, avoid both (measured on 2 cores: the per-voxel refinement of
+    a whole-brain-sized volume 2x as fast, the voxel-wise network 1.7x, see their callers). The caller's grad
+    and inference modes (thread-local in torch) hold in the worker threads; torch's thread count is restored
+    on return. With one thread or one item, the items run in turn on the calling thread.
+
+    Parameters
+    ----------
+    work : callable ``int -> Result``
+        Independent of the other items (no shared output written in place).
+    items : sequence of int
+
+    Returns
+    -------
+    list
+        ``work(i)`` for each item, in the order of ``items``.
+    """
+    import torch  # not at the top: set_passive_wait must run before torch is imported
+
+    threads = torch.get_num_threads()
+    if threads == 1 or len(items) <= 1:
+        return [work(i) for i in items]
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def run(item: int) -> Result:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return work(item)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return list(pool.map(run, items))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def memory_mib() -> dict[str, float]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from equidmri.dmri import peaks
 from equidmri.dmri.peaks import find_peaks, peak_sphere
 from equidmri.sphere.sh import sh_matrix
 
@@ -161,6 +162,18 @@ def test_progress_bar_does_not_change_result():
     np.testing.assert_array_equal(quiet[1], shown[1])
 
 
+def test_worker_processes_give_the_same_peaks(monkeypatch):
+    fodf_sh, _ = rotated_crossings(CONFIGURATIONS["crossing_60"][0])
+    mask = np.ones(fodf_sh.shape[:3], dtype=bool)
+    mask[0] = False
+    alone = find_peaks(fodf_sh, mask)
+    monkeypatch.setattr(peaks, "PARALLEL_MIN_VOXELS", 10)  # 90 voxels: in 2 joblib workers
+    shared = find_peaks(fodf_sh, mask, jobs=2, progress=True)
+    np.testing.assert_array_equal(alone[0], shared[0])
+    np.testing.assert_array_equal(alone[1], shared[1])
+    assert np.count_nonzero(shared[1][..., 0]) == 90
+
+
 @pytest.mark.parametrize(
     ("fodf_sh", "kwargs", "error", "match"),
     [
@@ -174,6 +187,7 @@ def test_progress_bar_does_not_change_result():
         (np.zeros((1, 1, 1, 15)), {"min_separation_angle": 91.0}, ValueError, "got 91.0"),
         (np.zeros((1, 1, 1, 15)), {"npeaks": 0}, ValueError, "npeaks must be >= 1, got 0"),
         (np.zeros((1, 1, 1, 15)), {"npeaks": 2.0}, TypeError, "npeaks must be an int, got float"),
+        (np.zeros((1, 1, 1, 15)), {"jobs": 0}, ValueError, "jobs must be an int >= 1, got 0"),
         (np.zeros((1, 1, 1, 15)), {"mask": [[[True]]]}, TypeError, "mask must be a numpy.ndarray or None, got list"),
         ([[[[0.0]]]], {}, TypeError, "fodf_sh must be a numpy.ndarray, got list"),
     ],

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from equidmri.nn.blocks import fold_batchnorm
-from equidmri.nn.models import MODELS, SHDUNet, SHUNet, build_model
+from equidmri.nn.models import MODELS, SHDUNet, SHUNet, backbone, build_model
 
 NAMES = ["cnn", "concat-esd", "esd", "mlp", "rt-esd", "shd"]
 # what NetworkConfig passes: every model takes it (the SH networks ignore the spherical-filter arguments)
@@ -88,3 +88,26 @@ def test_masked_execution_equals_the_dense_pass_on_the_mask(name, kernel_sizes, 
     assert fodf[0][mask].std() > 1e-3  # a generic output
     torch.testing.assert_close(masked_fodf[0], fodf[0][mask], atol=1e-12, rtol=0)
     torch.testing.assert_close(masked_iso[0], iso[0][mask], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["esd", "mlp"])
+def test_a_voxelwise_network_in_chunks_on_threads_gives_the_one_pass_result(name, monkeypatch):
+    net = build_model(name, **CONFIG)
+    with torch.no_grad():
+        net.head.weight.mul_(100.0)
+    net = fold_batchnorm(net)
+    assert net.receptive_radius == 0
+    x = torch.randn(1, 2, 9, 8, 7, net.grid.n_vertices)
+    mask = torch.rand(9, 8, 7) < 0.5
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        whole = net.forward_masked(x, mask)  # fewer voxels than VOXEL_CHUNK: one pass
+        monkeypatch.setattr(backbone, "VOXEL_CHUNK", 16)
+        try:
+            torch.set_num_threads(2)
+            chunked = net.forward_masked(x, mask)
+        finally:
+            torch.set_num_threads(threads)
+    assert int(mask.sum()) > 3 * 16 and whole[0].std() > 1e-3
+    torch.testing.assert_close(chunked[0], whole[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(chunked[1], whole[1], atol=1e-6, rtol=1e-5)

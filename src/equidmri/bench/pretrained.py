@@ -175,7 +175,7 @@ prepared = prepare(load_dwi({dwi!r}, {bvals!r}, {bvecs!r}, {mask!r}))
 start = time.perf_counter()
 model = ConstrainedSphericalDeconvModel(prepared.gtab, prepared.responses.dipy_wm_response(), sh_order_max=8)
 sh = model.fit(prepared.data.dwi, mask=prepared.mask, {engine}).shm_coeff
-find_peaks(np.asarray(convert_sh_from_legacy(sh, "descoteaux07")), prepared.mask)
+find_peaks(np.asarray(convert_sh_from_legacy(sh, "descoteaux07")), prepared.mask, jobs={jobs})
 """
 
 
@@ -196,9 +196,9 @@ def speed(settings: dict[str, Any], threads: int, device: str, tmp: Path) -> dic
         "equidmri deconv (pretrained), end to end": DECONV.format(
             **brain, out=str(tmp / "out"), threads=threads, device=device
         ),
-        "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'"),
+        "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'", jobs=1),
         f"dipy CSD fit + peaks (joblib, {threads} jobs)": CSD.format(
-            **brain, engine=f"engine='joblib', n_jobs={threads}"
+            **brain, engine=f"engine='joblib', n_jobs={threads}", jobs=threads
         ),
     }
     for name, body in bodies.items():
@@ -306,6 +306,10 @@ def _speed_lines(record: dict[str, Any]) -> list[str]:
     lines += [
         f"Volume: {'×'.join(map(str, v['shape']))} (b=0 + {SPEED_DIRECTIONS} directions of b=1000), "
         f"{v['mask_voxels']} mask voxels; {record['settings']['repeats']} runs each, fresh processes.",
+        "dipy's rows time its CSD fit and the peak search of its fODFs (dipy's `peak_directions` through "
+        "`equidmri.dmri.peaks.find_peaks`, the sphere `deconv` uses), after loading and response estimation; "
+        "the peak search runs in one process for the serial row and in as many joblib processes as the joblib row "
+        "has jobs, as `deconv --threads N` runs its own. Peak RSS is the measured process's (not joblib's workers').",
         "",
         "| case | median s | runs (s) | peak RSS MiB |",
         "|---|---:|---|---:|",

@@ -20,9 +20,7 @@ variational autoencoders", ICML 2018 (refining an amortised answer per sample by
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +28,7 @@ from torch import Tensor, nn
 from equidmri.dmri.gradients import Shells
 from equidmri.recon.forward import iso_operator, wm_sh_operator
 from equidmri.recon.losses import SPARSITY_SIGMA, cauchy_sparsity, negativity
+from equidmri.runtime import on_threads
 from equidmri.sphere.hemisphere import hemisphere_centres
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
@@ -54,7 +53,6 @@ REFINE_SPARSITY = 0.0
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
 CHUNK = 2048  # voxels refined together (measured on 2 cores: 256 -> 104, 2048 -> 74, a 24^3 tile -> 85 us per voxel)
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
-Result = TypeVar("Result")  # what _on_threads's work returns
 
 
 class FODFRefiner(nn.Module):
@@ -154,8 +152,8 @@ class FODFRefiner(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Refine ``steps`` Adam steps from the network's answer, :data:`CHUNK` voxels at a time.
 
-        On a CPU the chunks are shared out over torch's threads (``torch.get_num_threads()``), each running its
-        own chunk single-threaded; torch's thread count is restored afterwards.
+        On a CPU the chunks are shared out over torch's threads, each running its own chunk single-threaded
+        (:func:`equidmri.runtime.on_threads`).
 
         Parameters
         ----------
@@ -188,11 +186,7 @@ class FODFRefiner(nn.Module):
                 return self._adam(fodf_sh[chunk, :k].clone(), iso[chunk].clone(), signal[chunk].clone(), steps, lr)
 
         starts = range(0, len(signal), CHUNK)
-        threads = torch.get_num_threads()
-        if signal.device.type != "cpu" or threads == 1 or len(starts) == 1:
-            chunks = [refine(i) for i in starts]
-        else:
-            chunks = _on_threads(refine, starts, threads)
+        chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
         return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
     def _adam(self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float) -> tuple[Tensor, Tensor]:
@@ -221,19 +215,3 @@ class _Workspace(NamedTuple):
     scratch: Tensor  # (m, P)
     penalty: Tensor  # (m, P): d(penalties)/d(values), up to a factor
     grad_sh: Tensor  # (m, K)
-
-
-def _on_threads(work: Callable[[int], Result], items: Sequence[int], threads: int) -> list[Result]:
-    """``[work(i) for i in items]`` on ``threads`` Python threads, each with single-threaded torch ops.
-
-    Torch's ops on a chunk are short (about a millisecond): with OpenMP's passive waiting
-    (:func:`equidmri.runtime.set_passive_wait`) waking the threads for each op cost 2x, and chunks side by side
-    on one thread each took 0.5x the time of the chunks in turn on all threads (measured on 2 cores). Torch's
-    thread count is restored on return.
-    """
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            return list(pool.map(work, items))
-    finally:
-        torch.set_num_threads(threads)
