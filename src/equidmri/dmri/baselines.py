@@ -14,7 +14,6 @@ import numpy as np
 from dipy.core.gradients import GradientTable
 from dipy.reconst.csdeconv import ConstrainedSphericalDeconvModel
 from dipy.reconst.dti import TensorModel
-from dipy.reconst.mcsd import MultiShellDeconvModel, multi_shell_fiber_response
 from dipy.reconst.shm import convert_sh_from_legacy
 
 from equidmri.dmri.gradients import SHELL_TOL
@@ -161,6 +160,8 @@ def fit_msmt_csd(
     inside = check_mask(mask, dwi.shape[:3])
     lmax = check_lmax(lmax)
     require_extra("cvxpy", "baselines", "dipy's MSMT-CSD")
+    from dipy.reconst.mcsd import MultiShellDeconvModel, multi_shell_fiber_response  # imports cvxpy: 0.35 s
+
     if responses.tissues != TISSUES:
         raise ValueError(f"MSMT-CSD needs {TISSUES} responses (multi-shell data), got {responses.tissues}")
     rows = [

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from dipy.core.gradients import GradientTable, gradient_table
 from dipy.reconst.csdeconv import mask_for_response_ssst, response_from_mask_ssst
-from dipy.reconst.mcsd import mask_for_response_msmt, response_from_mask_msmt
 from scipy.special import eval_legendre, roots_legendre
 
 from equidmri.dmri.gradients import SHELL_TOL, Shells
@@ -353,6 +352,8 @@ def _estimate_single_shell(dwi, gtab, mask, shells, fa_thr, roi_radii) -> Tissue
 def _estimate_multi_shell(
     dwi, gtab, mask, shells, fa_thr, roi_radii, thresholds, gm_md_min, csf_md_thr
 ) -> TissueResponses:
+    from dipy.reconst.mcsd import mask_for_response_msmt, response_from_mask_msmt  # imports cvxpy: 0.35 s
+
     bvals = np.where(gtab.b0s_mask, 0.0, gtab.bvals)  # one b=0 cluster for dipy's b-value grouping
     dti = gtab.b0s_mask | (bvals <= DTI_BMAX)
     if np.count_nonzero(dti) < MIN_DTI_VOLUMES:
