@@ -150,7 +150,9 @@ class SpatioSphericalConv(nn.Module):
         if x.ndim != 6 or x.shape[-1] != self.in_channels or x.shape[1] != self.grid.n_vertices:
             raise ValueError(f"expected (B, {self.grid.n_vertices}, X, Y, Z, {self.in_channels}), got {tuple(x.shape)}")
         out = self._filter(x)
-        return out if self.bias is None else out + self.bias
+        if self.bias is None:
+            return out
+        return out + self.bias if torch.is_grad_enabled() else out.add_(self.bias)  # a new tensor
 
     def forward_on(self, x: Tensor | Sequence[Tensor], support: MaskSupport, k: int) -> Tensor:
         """Masked execution: ``x`` compact on ``mask (+) k`` -> the output compact on ``mask (+) (k - 1)``.
