@@ -21,8 +21,8 @@ from equidmri.recon.config import DEFAULT_TILE, REFINE_STEPS, LossWeights, Netwo
 from equidmri.runtime import THREADS_ENV
 
 THREADS_HELP = (
-    f"CPU threads for torch (default: ${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this "
-    "process may use: affinity and cgroup quota)"
+    f"CPU threads for torch, and worker processes for the peak search of a large mask (default: "
+    f"${THREADS_ENV[0]}, else ${THREADS_ENV[1]}, else the CPUs this process may use: affinity and cgroup quota)"
 )
 
 
