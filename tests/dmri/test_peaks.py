@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -172,6 +174,28 @@ def test_worker_processes_give_the_same_peaks(monkeypatch):
     np.testing.assert_array_equal(alone[0], shared[0])
     np.testing.assert_array_equal(alone[1], shared[1])
     assert np.count_nonzero(shared[1][..., 0]) == 90
+
+
+def test_failed_worker_processes_leave_the_rest_to_this_process(monkeypatch, caplog):
+    fodf_sh, _ = rotated_crossings(CONFIGURATIONS["crossing_60"][0])
+    alone = find_peaks(fodf_sh)
+
+    class FailingAfterOneBatch:  # joblib.Parallel's interface: the first batch comes back, then the workers die
+        def __init__(self, **kwargs):
+            pass
+
+        def __call__(self, tasks):
+            function, args, kwargs = next(iter(tasks))
+            yield function(*args, **kwargs)
+            raise OSError("no processes")
+
+    monkeypatch.setattr(peaks, "PARALLEL_MIN_VOXELS", 10)
+    monkeypatch.setattr(peaks, "Parallel", FailingAfterOneBatch)
+    with caplog.at_level(logging.WARNING, logger="equidmri.dmri.peaks"):
+        shared = find_peaks(fodf_sh, jobs=2)
+    np.testing.assert_array_equal(alone[0], shared[0])
+    np.testing.assert_array_equal(alone[1], shared[1])
+    assert "worker processes failed (no processes)" in caplog.text
 
 
 @pytest.mark.parametrize(

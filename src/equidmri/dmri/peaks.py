@@ -9,6 +9,7 @@ equidmri).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -135,7 +136,8 @@ def find_peaks(
         Show a tqdm progress bar over the masked voxels.
     jobs : int
         Worker processes (joblib) when the mask holds at least :data:`PARALLEL_MIN_VOXELS` voxels; the result
-        does not depend on it. Default 1 (this process).
+        does not depend on it. Default 1 (this process). If the workers fail (cannot start, or one is killed),
+        a warning is logged and the remaining voxels are searched in this process.
 
     Returns
     -------
@@ -172,17 +174,27 @@ def find_peaks(
     logger.debug("finding peaks in %d voxels (lmax %d) in %d process(es)", voxels.size, lmax, jobs)
 
     with tqdm(total=voxels.size, desc="peaks", unit="voxel", disable=not progress) as bar:
+        done = 0  # batches stored
+
+        def store(found: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+            nonlocal done
+            for dirs, values in found:
+                batch = batches[done]
+                peak_dirs[batch], peak_values[batch] = dirs, values
+                bar.update(batch.size)
+                done += 1
+
         if jobs > 1 and voxels.size >= PARALLEL_MIN_VOXELS:
             batches = np.array_split(voxels, jobs * BATCHES_PER_JOB)
-            found = Parallel(n_jobs=jobs, return_as="generator")(
-                delayed(_search)(coeffs[batch], lmax, *options) for batch in batches
-            )
+            try:
+                store(Parallel(n_jobs=jobs, return_as="generator")(
+                    delayed(_search)(coeffs[batch], lmax, *options) for batch in batches
+                ))  # fmt: skip
+            except (OSError, RuntimeError) as error:  # no processes here (sandbox, limits), a worker killed
+                logger.warning("the peak search goes on in this process: its worker processes failed (%s)", error)
         else:
             batches = [voxels[start : start + CHUNK_VOXELS] for start in range(0, voxels.size, CHUNK_VOXELS)]
-            found = (_search(coeffs[batch], lmax, *options) for batch in batches)
-        for batch, (dirs, values) in zip(batches, found):
-            peak_dirs[batch], peak_values[batch] = dirs, values
-            bar.update(batch.size)
+        store(_search(coeffs[batch], lmax, *options) for batch in batches[done:])
 
     return peak_dirs.reshape(spatial_shape + (npeaks, 3)), peak_values.reshape(spatial_shape + (npeaks,))
 
