@@ -19,8 +19,8 @@ from equidmri.runtime import on_threads
 PROFILE_PREFIX = "equidmri: "  # names the masked pass's stages in a torch.profiler trace (bench throughput)
 # Voxels per pass of a voxel-wise network on a CPU: the pass's maps then stay in the cache. The pretrained SHD
 # network on 32768 voxels, 2 cores, OpenMP's passive wait (development measurement): in one pass 6 700 voxels/s;
-# in passes of 2048, 1024, 512 voxels in turn 9 400, 10 200, -; side by side on the 2 threads 14 800, 17 200,
-# 17 900 (256: 14 600)
+# in passes of 2048 and 1024 voxels in turn 9 400 and 10 200; in passes of 2048, 1024, 512 and 256 side by side
+# on the 2 threads 14 800, 17 200, 17 900 and 14 600
 VOXEL_CHUNK = 512
 
 
