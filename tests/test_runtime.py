@@ -64,8 +64,9 @@ def test_set_passive_wait_keeps_a_users_policy_and_sets_passive_before_torch():
 
 
 def test_contention_watch_warns_once_when_waiting_as_long_as_running(monkeypatch, caplog):
-    times = iter([(0, 0), (10, 5), (20, 25), (30, 60), (40, 100)])  # ns run, ns waited: windows 0.5, 2, 3.5, 4
-    monkeypatch.setattr(runtime, "_cpu_times_ns", lambda: next(times, (40, 100)))
+    ms = 1_000_000  # ns; windows of 10 ms in which the process ran 10 ms and waited 5, 20, 35, 40 ms
+    times = iter([(0, 0), (10 * ms, 5 * ms), (20 * ms, 25 * ms), (30 * ms, 60 * ms), (40 * ms, 100 * ms)])
+    monkeypatch.setattr(runtime, "_cpu_times_ns", lambda: next(times, (40 * ms, 100 * ms)))
     with caplog.at_level(logging.WARNING, logger="equidmri.runtime"), ContentionWatch(interval=0.01) as watch:
         deadline = time.monotonic() + 5.0
         while watch.slowdown is None and time.monotonic() < deadline:
@@ -73,6 +74,15 @@ def test_contention_watch_warns_once_when_waiting_as_long_as_running(monkeypatch
         time.sleep(0.05)
     assert watch.slowdown == pytest.approx(3.0)  # the first window with wait >= run: (10 + 20) / 10
     assert len(caplog.records) == 1 and "waited for a CPU 67%" in caplog.records[0].getMessage()
+
+
+def test_contention_watch_ignores_a_process_that_hardly_runs(monkeypatch, caplog):
+    ms = 1_000_000  # ns; windows of 10 ms: 1 ms run (a parent waiting for its children), 9 ms waited
+    clock = iter((ms * k, 9 * ms * k) for k in range(1000))
+    monkeypatch.setattr(runtime, "_cpu_times_ns", lambda: next(clock))
+    with caplog.at_level(logging.WARNING, logger="equidmri.runtime"), ContentionWatch(interval=0.01) as watch:
+        time.sleep(0.2)
+    assert watch.slowdown is None and not caplog.records
 
 
 def test_on_threads_keeps_the_order_the_modes_and_the_thread_count():

@@ -34,6 +34,10 @@ TRIM_THRESHOLD = 2**31 - 1  # bytes: free memory at the heap's top kept up to th
 THREADS_ENV = ("EQUIDMRI_THREADS", "OMP_NUM_THREADS")  # read in this order by default_threads
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"  # OpenMP 4.5 spec, §4.8: ACTIVE spins, PASSIVE sleeps
 CONTENTION_INTERVAL = 20.0  # s: window of ContentionWatch (long enough to span a few epochs)
+# CPUs this process must have used over a window for ContentionWatch to judge it. A process that mostly waits for
+# its child processes wakes up now and then behind them: beside 2 busy children on 2 cores, a parent ran 10 ms and
+# waited 42 ms in 5 s, and bench pretrained's parent warned of a 6.5x slow-down while it only waited
+CONTENTION_MIN_BUSY = 0.25
 MEMORY_FIELDS = {  # /proc/self/status (Linux, proc(5)) field -> name in memory_mib()
     "VmHWM": "peak_rss_mib",  # peak resident memory
     "RssAnon": "rss_anon_mib",  # resident anonymous memory now (arrays, tensors)
@@ -224,7 +228,7 @@ class ContentionWatch:
             now = _cpu_times_ns()
             run, wait = now[0] - before[0], now[1] - before[1]
             before = now
-            if run > 0 and wait >= run:
+            if run >= CONTENTION_MIN_BUSY * self.interval * 1e9 and wait >= run:
                 self.slowdown = (run + wait) / run
                 logger.warning(
                     "this run waited for a CPU %.0f%% of the last %.0f s (load average %.1f on %d CPUs): the CPUs "
