@@ -173,6 +173,11 @@ def find_peaks(
     options = (relative_peak_threshold, min_separation_angle, npeaks)
     logger.debug("finding peaks in %d voxels (lmax %d) in %d process(es)", voxels.size, lmax, jobs)
 
+    parallel = jobs > 1 and voxels.size >= PARALLEL_MIN_VOXELS
+    if parallel:
+        batches = np.array_split(voxels, jobs * BATCHES_PER_JOB)
+    else:
+        batches = [voxels[start : start + CHUNK_VOXELS] for start in range(0, voxels.size, CHUNK_VOXELS)]
     with tqdm(total=voxels.size, desc="peaks", unit="voxel", disable=not progress) as bar:
         done = 0  # batches stored
 
@@ -184,16 +189,13 @@ def find_peaks(
                 bar.update(batch.size)
                 done += 1
 
-        if jobs > 1 and voxels.size >= PARALLEL_MIN_VOXELS:
-            batches = np.array_split(voxels, jobs * BATCHES_PER_JOB)
+        if parallel:
             try:
                 store(Parallel(n_jobs=jobs, return_as="generator")(
                     delayed(_search)(coeffs[batch], lmax, *options) for batch in batches
                 ))  # fmt: skip
             except (OSError, RuntimeError) as error:  # no processes here (sandbox, limits), a worker killed
                 logger.warning("the peak search goes on in this process: its worker processes failed (%s)", error)
-        else:
-            batches = [voxels[start : start + CHUNK_VOXELS] for start in range(0, voxels.size, CHUNK_VOXELS)]
         store(_search(coeffs[batch], lmax, *options) for batch in batches[done:])
 
     return peak_dirs.reshape(spatial_shape + (npeaks, 3)), peak_values.reshape(spatial_shape + (npeaks,))

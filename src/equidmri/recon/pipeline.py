@@ -217,9 +217,9 @@ def _finish(
     (development measurements).
     """
     with timed(timings, "peaks_and_fa"), ThreadPoolExecutor(1) as pool:
-        fa = pool.submit(fit_dti_fa, prepared.data.dwi, prepared.gtab, prepared.mask)
+        tensor_fit = pool.submit(fit_dti_fa, prepared.data.dwi, prepared.gtab, prepared.mask)
         peak_dirs, peak_values = fit.peaks(progress=progress, jobs=torch.get_num_threads(), **peak_kwargs)
-        fa = fa.result()
+        fa = tensor_fit.result()
     return DeconvResult(
         fit=fit,
         peak_dirs=peak_dirs,
