@@ -1,4 +1,4 @@
-"""``equidmri bench pretrained --quick``: the three sections are measured and the page states every target."""
+"""``equidmri bench pretrained --quick``: the four sections are measured and the page states every target."""
 
 import json
 
@@ -15,16 +15,28 @@ def test_quick_bench_writes_every_section(tmp_path, monkeypatch):
     assert main(["bench", "pretrained", "--quick", "--out", str(tmp_path / "r"), "--threads", "1"]) == 0
     record = json.loads((tmp_path / "r" / "pretrained.json").read_text())
     methods = {row["method"] for row in record["accuracy"]}
-    assert methods == {"pretrained SHD-TV", "dipy CSD lmax 6", "dipy CSD lmax 8"}
+    assert methods == {
+        "pretrained SHD-TV",
+        "pretrained SHD-TV, --refine-tv 0.0001",
+        "dipy CSD lmax 6",
+        "dipy CSD lmax 8",
+    }
     assert all(0.0 <= row["f1"] <= 1.0 for row in record["accuracy"])
-    assert record["small64d"]["n_voxels"] == 405
+    assert record["small64d"]["n_voxels"] == 405 and record["small64d"]["with_tv"]["n_voxels"] == 405
+    subset = record["small64d"]["subset"]["within_cone"]
+    assert len(subset) == 4 and all(len(v) == 1 and all(0 <= x <= 1 for x in v) for v in subset.values())
     cases = record["speed"]["cases"]
     assert len(cases) == 3 and all(c["median_s"] > 0 and c["peak_rss_mib"] > 0 for c in cases.values())
     hcp = record["speed"]["hcp"]
     assert [r["volumes"] for r in hcp["runs"]] == [31, 61] and hcp["extrapolated_volumes"] == 288
     assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
+    multi = {row["method"]: row for row in record["multishell"]}
+    assert set(multi) == {"pretrained SHD-TV (multi-shell)", "dipy MSMT-CSD lmax 8"}
+    assert all(0.0 <= row["f1"] <= 1.0 and row["directions_per_shell"] == 30 for row in multi.values())
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 8
+    assert "## 4. Multi-shell phantoms" in page and "- low: angular error" in page
+    assert page.count("opt-in `--refine-tv 0.0001` (not the default)") == 2
 
 
 def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsys):
@@ -33,6 +45,6 @@ def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsy
     record = json.loads((out / "pretrained.json").read_text())
     assert record["sections"] == ["real"] and "accuracy" not in record and "speed" not in record
     assert record["small64d"]["n_voxels"] == 405
-    assert "Sections not run in this invocation: accuracy, speed." in (out / "pretrained.md").read_text()
+    assert "Sections not run in this invocation: accuracy, speed, multishell." in (out / "pretrained.md").read_text()
     assert main(["bench", "pretrained", "--quick", "--sections", "real,nonsense", "--out", str(tmp_path / "x")]) == 2
     assert "sections must be among" in capsys.readouterr().err

@@ -61,6 +61,7 @@ def test_method_names_are_case_insensitive_and_csd_takes_any_lmax():
         ["--relative-peak-threshold", "1.5"],
         ["--min-separation-angle", "91"],
         ["--npeaks", "0"],
+        ["--refine-tv", "-1e-4"],
         ["--threads", "0"],
         ["--model", "csd"],
         ["--method", "NoSuchMethod"],

@@ -57,3 +57,18 @@ def test_out_of_range_falls_back_or_refuses_finetune(synthetic, tmp_path, caplog
     refused = tmp_path / "refused"
     assert run_main(["deconv", *inputs.args(), "--out", str(refused), "--finetune", "1", "-q"]) == 2
     assert not refused.exists()
+
+
+def test_three_shells_use_the_multi_shell_model(tmp_path):
+    from equidmri.sims.phantoms import make_phantom
+    from equidmri.sims.synthesis import make_protocol
+
+    rng = np.random.default_rng(11)
+    protocol = make_protocol(rng, n_b0=2, shells=(1000.0, 2000.0, 3000.0), directions_per_shell=20)
+    ph = make_phantom(12, protocol, rng, snr=None)
+    inputs = write_series(tmp_path / "in", ph.dwi, protocol.bvals, protocol.bvecs.T, np.eye(4), ph.mask)
+    out = tmp_path / "out"
+    assert run_main(["deconv", *inputs.args(), "--out", str(out), "--refine-steps", "5", *FAST]) == 0
+    record = _run(out)["pretrained"]
+    assert record["used"] is True and record["model"] == "multi-shell" and record["file"] == "shd_tv_multi_shell.pt"
+    assert (out / "fractions.nii.gz").exists()  # WM/GM/CSF

@@ -127,3 +127,44 @@ def test_chunks_on_threads_give_the_single_threaded_result(setup, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch.allclose(alone[0], shared[0], atol=1e-6) and torch.allclose(alone[1], shared[1], atol=1e-6)
+
+
+def _tv_problem(setup):
+    """Eight voxels of a 2×2×2 block (plus one voxel outside the mask) with noisy starts."""
+    bvecs, shells, refiner = setup
+    mask = np.zeros((2, 2, 3), dtype=bool)
+    mask[:, :, :2] = True
+    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=8, seed=5)
+    generator = torch.Generator().manual_seed(0)
+    start = fodf + 0.05 * torch.randn(fodf.shape, generator=generator)
+    return refiner, mask, start, torch.full((8, 2), 0.2), signal
+
+
+def test_tv_refinement_is_adam_on_the_loss_plus_the_spatial_term(setup, monkeypatch):
+    refiner, mask, start, iso, signal = _tv_problem(setup)
+    tv, steps = 0.02, 4
+    pairs = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
+    coeffs = start.clone().requires_grad_(True)  # the reference: torch.optim.Adam on the autograd loss
+    raw = torch.log(torch.expm1(iso.clone())).requires_grad_(True)
+    optimiser = torch.optim.Adam([coeffs, raw], lr=refine.REFINE_LR)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        unit = coeffs / coeffs.norm(dim=1, keepdim=True)
+        spatial = sum((unit[i] - unit[j]).square().sum() for i, j in pairs)
+        (refiner.loss(coeffs, torch.nn.functional.softplus(raw), signal) + tv * spatial).backward()
+        optimiser.step()
+    monkeypatch.setattr(refine, "CHUNK", 3)  # 3 chunks, on 2 threads where torch has them
+    ours, ours_iso = refiner.refine_volume(start, iso, signal, mask, steps, tv)
+    assert torch.allclose(ours, coeffs.detach(), atol=1e-5)
+    assert torch.allclose(ours_iso, torch.nn.functional.softplus(raw).detach(), atol=1e-5)
+    plain = refiner(start, iso, signal, steps)  # without the term: the per-voxel refinement
+    assert torch.allclose(refiner.refine_volume(start, iso, signal, mask, steps, 0.0)[0], plain[0])
+    assert not torch.allclose(ours, plain[0], atol=1e-4)
+
+
+def test_tv_refinement_checks_its_inputs(setup):
+    refiner, mask, start, iso, signal = _tv_problem(setup)
+    with pytest.raises(ValueError, match="TV weight must be >= 0"):
+        refiner.refine_volume(start, iso, signal, mask, 2, -1.0)
+    with pytest.raises(ValueError, match="7 voxels of signal for a mask of 8"):
+        refiner.refine_volume(start[:7], iso[:7], signal[:7], mask, 2, 0.1)

@@ -37,6 +37,7 @@ from equidmri.eval.agreement import CONE_DEG, main_peak_agreement, second_peak_r
 from equidmri.methods import find_method, get_method
 from equidmri.recon.model import FODFFit, NetworkConfig
 from equidmri.recon.pipeline import PreparedData, prepare
+from equidmri.recon.pretrained import load_pretrained, out_of_range, recipe_for
 from equidmri.recon.train import TrainConfig
 from equidmri.viz.qc import plot_peaks_qc
 
@@ -50,6 +51,7 @@ QUICK_NETWORK = NetworkConfig(widths=(4, 4, 4, 4))
 REFERENCE_CSD = "CSD (lmax 8)"  # dipy's CSD (equidmri.methods): the reference where a volume has none
 SHD_NETWORK_ONLY = "SHD-TV, network only (equidmri, --refine-steps 0)"
 SHD_DEFAULT = "SHD-TV (equidmri)"
+SHD_PRETRAINED = "SHD-TV, shipped pretrained model (equidmri, no training on the volume)"
 MRTRIX_LAYOUT = {
     "dwi.mif": "dwi.nii.gz",
     "mask.mif": "mask.nii.gz",
@@ -159,7 +161,8 @@ def fit_method(name: str, prepared: PreparedData, **options: Any) -> FODFFit:
 
 def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -> list[Row]:
     """dipy CSD (single shell) or MSMT-CSD (several), MRtrix3's counterpart when installed (not with ``--quick``),
-    then SHD-TV, on a prepared (sub-)acquisition."""
+    the shipped pretrained SHD-TV model where the acquisition is in a shipped model's range, then SHD-TV trained on
+    the volume, on a prepared (sub-)acquisition."""
     rows = []
     multi = prepared.shells.bvals.size > 1
     classical = [("MSMT-CSD", "dipy MSMT-CSD (lmax 8)")] if multi else [(REFERENCE_CSD, "dipy CSD (lmax 8)")]
@@ -172,6 +175,13 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         start = time.perf_counter()
         fodf = fit_method(name, prepared).shm_coeff
         rows.append(Row(label, shells, fodf, time.perf_counter() - start))
+    if out_of_range(prepared.shells) is None:  # a shipped model applies: no training on the volume
+        start = time.perf_counter()
+        fit = load_pretrained(prepared.gtab, prepared.responses).predict(
+            prepared.data.dwi, prepared.mask, refine_steps=args.refine_steps
+        )
+        label = f"{SHD_PRETRAINED} ({recipe_for(prepared.shells).name})"
+        rows.append(Row(label, shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     model = get_method(

@@ -208,6 +208,7 @@ def deconvolve(
             progress=progress,
             tile=args.tile,
             refine_steps=args.refine_steps,
+            refine_tv=args.refine_tv,
             peak_kwargs=peak_kwargs(args),
             method=method.name,
         )
@@ -220,6 +221,7 @@ def deconvolve(
         progress=progress,
         tile=args.tile,
         refine_steps=args.refine_steps,
+        refine_tv=args.refine_tv,
         peak_kwargs=peak_kwargs(args),
         method=method.name,
     )
@@ -241,14 +243,15 @@ def run_record(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
 
 
 def pretrained_choice(args: argparse.Namespace, method: Method, prepared: PreparedData, resume: bool) -> dict[str, Any]:
-    """Whether ``deconv`` applies the shipped pretrained model (``used``), and why (``reason``, logged and recorded).
+    """Whether ``deconv`` applies a shipped pretrained model (``used``; the single-shell or the multi-shell one, by
+    the shell layout: ``model``, ``file``), and why (``reason``, logged and recorded).
 
     SHD-TV uses it unless ``--train-from-scratch`` or ``--resume`` is given or the acquisition is outside its range
     (then it trains on the volume, saying why). ``--finetune N`` outside the range is an error.
     """
-    from equidmri.recon.pretrained import PRETRAINED_FILE, out_of_range
+    from equidmri.recon.pretrained import out_of_range, recipe_for
 
-    record: dict[str, Any] = {"file": PRETRAINED_FILE, "finetune_epochs": args.finetune or 0}
+    record: dict[str, Any] = {"file": None, "finetune_epochs": args.finetune or 0}
     if method.name != DEFAULT_METHOD or args.train_from_scratch or resume:
         if args.finetune:
             raise ValueError(f"--finetune continues the pretrained SHD-TV model; it does not apply to {method.name}")
@@ -260,9 +263,12 @@ def pretrained_choice(args: argparse.Namespace, method: Method, prepared: Prepar
             raise ValueError(f"--finetune needs the pretrained model, which does not apply: {reason}")
         logger.warning("the pretrained model does not apply (%s); training SHD-TV on this volume instead", reason)
         return {**record, "used": False, "reason": f"out of range: {reason}"}
+    recipe = recipe_for(prepared.shells)
     how = f"fine-tuned for {args.finetune} epochs on this volume" if args.finetune else "no training on this volume"
-    logger.info("using the shipped pretrained SHD-TV model (%s; --train-from-scratch trains on the volume)", how)
-    return {**record, "used": True, "reason": "in range"}
+    logger.info(
+        "using the shipped pretrained %s SHD-TV model (%s; --train-from-scratch trains on the volume)", recipe.name, how
+    )
+    return {**record, "file": recipe.file, "model": recipe.name, "used": True, "reason": "in range"}
 
 
 def multi_tissue_maps(fit: FODFFit) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from equidmri.cli.options import (
 
 DESCRIPTION = """\
 Deconvolve one DWI volume with the method of --method (`equidmri methods` lists them). The default,
-SHD-TV, applies the shipped pretrained network when the acquisition is in its range (one shell of b =
-700-3000 s/mm^2 with 20-150 directions, plus b=0; no training on the volume, --finetune N to adapt it);
+SHD-TV, applies a shipped pretrained network when the acquisition is in its range (one shell of b =
+700-3000 s/mm^2 with 20-150 directions, or three shells of b = 500-1500, 1000-2500 and 2000-3500 s/mm^2 with
+12-150 directions each, plus b=0; no training on the volume, --finetune N to adapt it);
 otherwise, or with --train-from-scratch, it trains a spatio-hemispherical deconvolution network on the volume
 (unsupervised: it learns to reconstruct the signal through the tissue responses). Every method writes into
 --out: fod.nii.gz (WM fODF, MRtrix3 tournier07 SH, lmax 8 unless the method's degree differs, world frame), peaks.nii.gz

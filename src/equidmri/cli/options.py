@@ -17,7 +17,7 @@ from typing import Any
 from equidmri.dmri.peak_defaults import MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
 from equidmri.methods.registry import DEFAULT_METHOD, find_method
 from equidmri.nn.defaults import REFERENCE_WIDTHS
-from equidmri.recon.config import DEFAULT_TILE, REFINE_STEPS, LossWeights, NetworkConfig, TrainConfig
+from equidmri.recon.config import DEFAULT_TILE, REFINE_STEPS, REFINE_TV, LossWeights, NetworkConfig, TrainConfig
 from equidmri.runtime import THREADS_ENV
 
 THREADS_HELP = (
@@ -137,8 +137,9 @@ def add_pretrained_args(parser: argparse.ArgumentParser) -> None:
         "--train-from-scratch",
         action="store_true",
         help="train SHD-TV on this volume alone (--epochs, the paper's per-volume setting) instead of applying the "
-        "shipped pretrained model; the default with SHD-TV is the pretrained model when the acquisition is in its "
-        "range (one shell of b = 700-3000 s/mm^2 with 20-150 directions, plus b=0), per-volume training otherwise",
+        "shipped pretrained model; the default with SHD-TV is a pretrained model when the acquisition is in its "
+        "range (one shell of b = 700-3000 s/mm^2 with 20-150 directions, or three shells of b = 500-1500, "
+        "1000-2500, 2000-3500 s/mm^2 with 12-150 directions each; plus b=0), per-volume training otherwise",
     )
     choice.add_argument(
         "--finetune",
@@ -236,6 +237,16 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         help="a learned method: Adam steps that refine each voxel's fODF (SH lmax 8) and tissue fractions under the "
         "loss after the network's pass (reconstruction, non-negativity, sparsity; no TV); 0 keeps the network's "
         "output as it is, the paper's setting (default: %(default)s)",
+    )
+    group.add_argument(
+        "--refine-tv",
+        type=non_negative_float,
+        default=REFINE_TV,
+        metavar="W",
+        help="a learned method: weight of a spatial (TV) term in the refinement, the squared difference of the unit-"
+        "normalised fODFs of face neighbours (SHD-TV's TV term); every mask voxel is then refined together, about "
+        "2.5x the refinement's time. 1e-4 lowered the angular error on phantoms by a fifth but moved real peaks "
+        "away from CSD's without a measured gain (docs/pretrained_model.md) (default: %(default)s, off)",
     )
     group.add_argument(
         "--relative-peak-threshold",

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         progress=show_progress(args),
         tile=args.tile,
         refine_steps=args.refine_steps,
+        refine_tv=args.refine_tv,
         peak_kwargs=peak_kwargs(args),
     )
     report_success(finish(args, prepared, result, timings), args.out)
@@ -123,6 +124,7 @@ def run_cohort(args: argparse.Namespace) -> int:
             progress=show_progress(args),
             tile=args.tile,
             refine_steps=args.refine_steps,
+            refine_tv=args.refine_tv,
             peak_kwargs=peak_kwargs(args),
         )
         finish(argparse.Namespace(**{**vars(args), "out": out}), prepared, result, timings)

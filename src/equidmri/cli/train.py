@@ -36,10 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--cohort", type=Path, metavar="FILE", help=COHORT_HELP)
     source.add_argument(
         "--synthetic",
-        action="store_true",
-        help="train the shipped single-shell model's recipe instead: one new synthetic phantom per epoch (24^3 "
-        "voxels, b = 700-3000 s/mm^2, SNR 10-50, varied diffusivities), read at 20-90 of its 90 directions and "
-        "reconstructed at all 90 (angular super-resolution); writes OUT/model.pt. --patches-per-epoch defaults "
+        nargs="?",
+        const="single-shell",
+        choices=("single-shell", "multi-shell"),
+        metavar="LAYOUT",
+        help="train a shipped model's recipe instead: one new synthetic phantom per epoch (24^3 voxels, SNR 10-50, "
+        "varied diffusivities), each shell read at a random subset of its 90 directions and reconstructed at all "
+        "90 (angular super-resolution); writes OUT/model.pt. LAYOUT single-shell (the default): one shell of "
+        "b = 700-3000 s/mm^2, 20-90 directions read; multi-shell: three shells (b = 500-1500, 1000-2500, "
+        "2000-3500 s/mm^2), 12-90 directions read per shell, WM/GM/CSF responses. --patches-per-epoch defaults "
         "to 32 per process here",
     )
     add_common_args(parser)
@@ -153,7 +158,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
     from equidmri.dmri.io import prepare_out_dir, save_json
     from equidmri.recon.cohort import process_rank
     from equidmri.recon.pipeline import OUTPUT_NAMES
-    from equidmri.recon.pretrained import train_pretrained
+    from equidmri.recon.pretrained import RECIPES, train_pretrained
 
     with process_group(setup_runtime(args)) as device:
         rank, world_size = process_rank()
@@ -175,14 +180,15 @@ def run_synthetic(args: argparse.Namespace) -> int:
             device=str(device),
             progress=show_progress(args),
             supervised=args.supervised,
+            recipe=RECIPES[args.synthetic],
         )
         seconds = time.perf_counter() - start
         if rank == 0:
             record = run_record(args, processes=world_size, train_seconds=round(seconds, 1), history=history)
             save_json(args.out / OUTPUT_NAMES["run"], record, force=True)
             sys.stdout.write(
-                f"{args.prog}: trained the pretrained recipe on {len(history) * world_size} synthetic phantoms with "
-                f"{world_size} process(es) in {seconds:.1f} s, final loss {history[-1]['total']:.4g}; "
+                f"{args.prog}: trained the {args.synthetic} pretrained recipe on {len(history) * world_size} synthetic "
+                f"phantoms with {world_size} process(es) in {seconds:.1f} s, final loss {history[-1]['total']:.4g}; "
                 f"wrote {checkpoint}\n"
             )
     return EXIT_OK

@@ -18,6 +18,7 @@ __all__ = [
     "LEARNING_RATE",
     "LEGACY_ARCHITECTURES",
     "REFINE_STEPS",
+    "REFINE_TV",
     "LossWeights",
     "NetworkConfig",
     "TrainConfig",
@@ -34,6 +35,12 @@ DEFAULT_TILE = 24
 # multi-shell volume (issue #23) but not on the phantoms of bench pretrained: 30 steps from lr 0.02, cosine-
 # annealed, gave F1 0.748 / 0.858 (29 / 90 directions) where 100 steps at 0.01 gave 0.842 / 0.890
 REFINE_STEPS = 100
+# Weight of the spatial (TV) term of the refinement: the squared difference of the L2-normalised fODFs (SH
+# coefficients, Parseval) of face neighbours, summed over the mask's neighbour pairs (the form of the training
+# loss's total_variation). Off by default: on the phantoms of bench pretrained it lowers the angular error well
+# below CSD's, but on real data it moves the peaks away from the per-voxel methods' without a measurable gain
+# (docs/pretrained_model.md, "A spatial term in the refinement")
+REFINE_TV = 0.0
 
 
 @dataclass(frozen=True)

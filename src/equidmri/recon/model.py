@@ -29,7 +29,14 @@ from equidmri.dmri.preprocess import SphereSampler, build_sampler
 from equidmri.dmri.response import TissueResponses
 from equidmri.nn.models.registry import build_model
 from equidmri.recon.checkpoint import load_checkpoint
-from equidmri.recon.config import DEFAULT_TILE, LEGACY_ARCHITECTURES, REFINE_STEPS, NetworkConfig, TrainConfig
+from equidmri.recon.config import (
+    DEFAULT_TILE,
+    LEGACY_ARCHITECTURES,
+    REFINE_STEPS,
+    REFINE_TV,
+    NetworkConfig,
+    TrainConfig,
+)
 from equidmri.recon.forward import FODF_LMAX, SignalModel
 from equidmri.recon.infer import predict_volume
 from equidmri.recon.inputs import SampledInputs
@@ -322,6 +329,7 @@ class SHDModel:
         progress: bool = False,
         tile: int = DEFAULT_TILE,
         refine_steps: int = REFINE_STEPS,
+        refine_tv: float = REFINE_TV,
     ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
@@ -341,6 +349,9 @@ class SHDModel:
         refine_steps : int
             Adam steps of the per-voxel refinement of the network's answer (:mod:`equidmri.recon.refine`); 0
             keeps the network's output (the paper's setting, fODF to lmax 18).
+        refine_tv : float
+            Weight of the spatial (TV) term in the refinement (:meth:`FODFRefiner.refine_volume`; every mask voxel
+            is then refined together); 0, the default, refines each voxel on its own.
 
         Raises
         ------
@@ -354,7 +365,7 @@ class SHDModel:
         """
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
-        return self._deconvolve(inputs, mask, history, tile, progress, refine_steps)
+        return self._deconvolve(inputs, mask, history, tile, progress, refine_steps, refine_tv)
 
     def train_network(
         self,
@@ -402,6 +413,7 @@ class SHDModel:
         tile: int = DEFAULT_TILE,
         progress: bool = False,
         refine_steps: int = REFINE_STEPS,
+        refine_tv: float = REFINE_TV,
     ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
@@ -413,7 +425,7 @@ class SHDModel:
         mask : ndarray, shape ``(X, Y, Z)`` bool
         s0_wm : float, optional
             Normalises the signal (the new volume's WM b=0 response, scanner units; default the model's).
-        tile, refine_steps : see :meth:`fit`.
+        tile, refine_steps, refine_tv : see :meth:`fit`.
 
         Raises
         ------
@@ -421,13 +433,23 @@ class SHDModel:
             If ``dwi`` does not have one volume per row of ``input_gtab`` or ``mask`` has another shape.
         """
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
-        return self._deconvolve(inputs, mask, [], tile, progress, refine_steps)
+        return self._deconvolve(inputs, mask, [], tile, progress, refine_steps, refine_tv)
 
     def _deconvolve(
-        self, inputs: SampledInputs, mask: np.ndarray, history: list, tile: int, progress: bool, refine_steps: int
+        self,
+        inputs: SampledInputs,
+        mask: np.ndarray,
+        history: list,
+        tile: int,
+        progress: bool,
+        refine_steps: int,
+        refine_tv: float = REFINE_TV,
     ) -> FODFFit:
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        if not refine_tv >= 0:
+            raise ValueError(f"refine_tv must be >= 0, got {refine_tv}")
+        per_voxel = refine_steps if not refine_tv else 0  # with TV, the whole mask is refined after inference
         model = self.input_signal_model
         device = model.grid_to_sh.device
 
@@ -436,13 +458,19 @@ class SHDModel:
             mask voxels)."""
             signal = inputs.signal(grown, wanted.numpy()).to(device)
             fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(signal), signal)
-            if refine_steps:
-                return self.refiner(model.fodf_sh(fodf), iso, signal, refine_steps)
+            if per_voxel:
+                return self.refiner(model.fodf_sh(fodf), iso, signal, per_voxel)
             return model.fodf_sh(fodf), iso
 
         fodf_sh, iso = predict_volume(
             self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
         )  # on the mask voxels only, (M, ...)
+        if refine_steps and refine_tv:
+            signal = inputs.signal(tuple(slice(0, n) for n in mask.shape), mask).to(device)
+            fodf_sh, iso = self.refiner.refine_volume(
+                fodf_sh.to(device), iso.to(device), signal, mask, refine_steps, refine_tv
+            )
+            fodf_sh, iso = fodf_sh.cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
         return FODFFit(
             fodf_sh=on_volume(fodf_sh, mask),

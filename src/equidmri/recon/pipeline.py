@@ -36,7 +36,7 @@ from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peak
 from equidmri.dmri.mask import compute_mask
 from equidmri.dmri.response import TissueResponses, estimate_responses
 from equidmri.recon.checkpoint import load_checkpoint
-from equidmri.recon.config import REFINE_STEPS
+from equidmri.recon.config import REFINE_STEPS, REFINE_TV
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import FODFFit, NetworkConfig, SHDModel
 from equidmri.recon.train import TrainConfig
@@ -249,6 +249,7 @@ def run_deconv(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
+    refine_tv: float = REFINE_TV,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -269,6 +270,8 @@ def run_deconv(
         Inference tile edge, voxels.
     refine_steps : int
         Adam steps of the per-voxel refinement of the network's answer (:meth:`SHDModel.fit`).
+    refine_tv : float
+        Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
@@ -297,6 +300,7 @@ def run_deconv(
             progress=progress,
             tile=tile,
             refine_steps=refine_steps,
+            refine_tv=refine_tv,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
@@ -308,6 +312,7 @@ def run_predict(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
+    refine_tv: float = REFINE_TV,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -325,6 +330,7 @@ def run_predict(
             tile=tile,
             progress=progress,
             refine_steps=refine_steps,
+            refine_tv=refine_tv,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
 

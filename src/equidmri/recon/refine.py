@@ -7,9 +7,10 @@ a third of its crossings, while the per-voxel minimum of the same loss, at the S
 reached 93 %, 3° and 93 %. :class:`FODFRefiner` closes that amortisation gap: starting from the network's
 output, a few Adam steps minimise, voxel by voxel, the reconstruction error through the tissue responses
 plus the non-negativity penalty of SHD eq. 4 (weighted more, see :data:`REFINE_NN`; the Cauchy sparsity penalty
-is available but off by default, see :data:`REFINE_SPARSITY`; TV, which couples neighbours, is left to the
-network), over the WM fODF's SH coefficients
-up to ``lmax`` and the isotropic fractions (kept >= 0 through a softplus).
+is available but off by default, see :data:`REFINE_SPARSITY`), over the WM fODF's SH coefficients up to ``lmax``
+and the isotropic fractions (kept >= 0 through a softplus). The TV term of SHD-TV, which couples neighbours, is
+off by default (:data:`equidmri.recon.config.REFINE_TV`); with a weight, :meth:`FODFRefiner.refine_volume`
+refines every voxel of the mask in lockstep under it.
 
 References
 ----------
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from dipy.core.sphere import HemiSphere
 from dipy.data import get_sphere
@@ -29,7 +31,7 @@ from torch import Tensor, nn
 
 from equidmri.dmri.gradients import Shells
 from equidmri.recon.forward import iso_operator, wm_sh_operator
-from equidmri.recon.losses import SPARSITY_SIGMA, cauchy_sparsity, negativity
+from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, negativity
 from equidmri.runtime import on_threads
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
@@ -201,23 +203,131 @@ class FODFRefiner(nn.Module):
         return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
     def _adam(self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float) -> tuple[Tensor, Tensor]:
-        """Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on ``fodf_sh`` and the softplus parameters of
-        ``iso``, in place, with the analytic :meth:`gradient`."""
-        raw = torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION)))
-        params = (fodf_sh, raw)
-        first = [torch.zeros_like(p) for p in params]
-        second = [torch.zeros_like(p) for p in params]
-        scale = [torch.empty_like(p) for p in params]
+        """:class:`_AdamState` steps on ``fodf_sh`` and ``iso``'s softplus parameters with :meth:`gradient`."""
+        state = _AdamState.start(fodf_sh, iso)
         work = self._workspace(len(signal), fodf_sh)
         for step in range(1, steps + 1):
-            grads = self.gradient(fodf_sh, raw, signal, work)
-            correction1, correction2 = 1 - ADAM_BETAS[0] ** step, 1 - ADAM_BETAS[1] ** step
-            for p, g, m, v, d in zip(params, grads, first, second, scale):
-                m.lerp_(g, 1 - ADAM_BETAS[0])
-                v.mul_(ADAM_BETAS[1]).addcmul_(g, g, value=1 - ADAM_BETAS[1])
-                torch.sqrt(v, out=d).div_(math.sqrt(correction2)).add_(ADAM_EPS)
-                p.addcdiv_(m, d, value=-lr / correction1)
-        return fodf_sh, nn.functional.softplus(raw)
+            state.update(self.gradient(fodf_sh, state.raw, signal, work), step, lr)
+        return fodf_sh, nn.functional.softplus(state.raw)
+
+    def refine_volume(
+        self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, mask, steps: int, tv: float, lr: float = REFINE_LR
+    ) -> tuple[Tensor, Tensor]:
+        """Refine every voxel of ``mask`` together under the loss plus ``tv`` times the spatial term.
+
+        The spatial term is ``sum over face-neighbour pairs (i, j) in the mask of |u_i - u_j|^2`` with ``u = c / |c|``
+        the L2-normalised SH coefficients of the WM fODF (the normalised fODFs' squared difference on the sphere,
+        by Parseval; SHD-TV's TV term, :func:`equidmri.recon.losses.total_variation`, in SH space). Its gradient,
+        ``dT/dc_i = 2 (I - u_i u_i^T) sum_j (u_i - u_j) / |c_i|``, is added to :meth:`gradient`'s; every voxel
+        takes its Adam step at once (the neighbours' fODFs of the same step). ``tv`` 0 is :meth:`forward`.
+
+        Parameters
+        ----------
+        fodf_sh, iso, signal : Tensor
+            As :meth:`forward`, at the voxels of ``mask`` in C order (``mask.nonzero()``).
+        mask : ndarray, shape ``(X, Y, Z)`` bool
+        steps : int
+        tv : float
+            Weight of the spatial term (>= 0).
+        lr : float
+
+        Returns
+        -------
+        As :meth:`forward`.
+
+        Raises
+        ------
+        ValueError
+            If ``tv`` is negative or the rows do not match the mask's voxels.
+        """
+        if not tv >= 0:
+            raise ValueError(f"the TV weight must be >= 0, got {tv}")
+        if len(signal) != int(mask.sum()):
+            raise ValueError(f"{len(signal)} voxels of signal for a mask of {int(mask.sum())}")
+        if not tv or not steps:
+            return self(fodf_sh, iso, signal, steps, lr)
+        k = n_coeffs(self.lmax)
+        with torch.inference_mode(False), torch.no_grad():
+            fodf_sh, iso, signal = fodf_sh[:, :k].clone(), iso.clone(), signal.clone()
+            neighbours, degree = (t.to(fodf_sh.device) for t in _neighbours(mask))
+            degree = degree.to(fodf_sh)
+            state = _AdamState.start(fodf_sh, iso)
+            threads = torch.get_num_threads() if signal.device.type == "cpu" else 1
+            size = max(1, min(CHUNK, math.ceil(len(signal) / threads)))
+            chunks = [slice(i, min(i + size, len(signal))) for i in range(0, len(signal), size)]
+            n_workers = min(threads, len(chunks))
+            works = [self._workspace(size, fodf_sh) for _ in range(n_workers)]
+            spatial = [fodf_sh.new_empty(size, k) for _ in range(n_workers)]
+            unit = fodf_sh.new_zeros(len(signal) + 1, k)  # the last row: the missing neighbour's (zero)
+            norm = fodf_sh.new_empty(len(signal), 1)
+
+            def normalise(t: int) -> None:
+                for chunk in chunks[t::n_workers]:
+                    torch.linalg.vector_norm(fodf_sh[chunk], dim=1, keepdim=True, out=norm[chunk])
+                    torch.div(fodf_sh[chunk], norm[chunk].add_(NORM_EPS), out=unit[chunk])
+
+            def take_step(t: int, step: int) -> None:
+                for chunk in chunks[t::n_workers]:
+                    m = chunk.stop - chunk.start
+                    u, pull = unit[chunk], spatial[t][:m]
+                    torch.mul(u, degree[chunk], out=pull)
+                    for direction in neighbours:  # pull = dT/du / (2 tv) = sum_j (u_i - u_j)
+                        pull.sub_(unit[direction[chunk]])
+                    pull.addcmul_(u, (u * pull).sum(1, keepdim=True), value=-1).div_(norm[chunk])  # -> dT/dc
+                    work = _Workspace(*(w[:m] for w in works[t]))
+                    grad_sh, grad_raw = self.gradient(fodf_sh[chunk], state.raw[chunk], signal[chunk], work)
+                    grad_sh.add_(pull, alpha=2 * tv)
+                    state.update((grad_sh, grad_raw), step, lr, chunk)
+
+            for step in range(1, steps + 1):
+                if n_workers > 1:  # every voxel's unit fODF of this step, then every voxel's step
+                    on_threads(normalise, range(n_workers))
+                    on_threads(lambda t, step=step: take_step(t, step), range(n_workers))
+                else:
+                    normalise(0)
+                    take_step(0, step)
+            return fodf_sh, nn.functional.softplus(state.raw)
+
+
+def _neighbours(mask) -> tuple[Tensor, Tensor]:
+    """Face neighbours among the ``M`` voxels of ``mask`` (C order): ``(6, M)`` row of each voxel's neighbour in
+    each direction (``M`` where it has none, outside the mask or the volume), and each voxel's count ``(M, 1)``."""
+    n = int(mask.sum())
+    index = np.full(np.add(mask.shape, 2), n, dtype=np.int64)  # padded: the border has no neighbour
+    inner = index[1:-1, 1:-1, 1:-1]
+    inner[mask] = np.arange(n)
+    rows = []
+    for axis in range(3):
+        for shift in (-1, 1):
+            rows.append(np.roll(index, shift, axis=axis)[1:-1, 1:-1, 1:-1][mask])
+    rows = np.stack(rows)
+    return torch.from_numpy(rows), torch.from_numpy((rows < n).sum(0, keepdims=True).T.copy())
+
+
+class _AdamState:
+    """Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on the SH coefficients and the softplus parameters
+    ``raw`` of the isotropic fractions, in place, with a given gradient."""
+
+    def __init__(self, fodf_sh: Tensor, raw: Tensor) -> None:
+        self.params = (fodf_sh, raw)
+        self.raw = raw
+        self.first = [torch.zeros_like(p) for p in self.params]
+        self.second = [torch.zeros_like(p) for p in self.params]
+        self.scale = [torch.empty_like(p) for p in self.params]
+
+    @classmethod
+    def start(cls, fodf_sh: Tensor, iso: Tensor) -> _AdamState:
+        return cls(fodf_sh, torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))))
+
+    def update(self, grads: tuple[Tensor, Tensor], step: int, lr: float, rows: slice = slice(None)) -> None:
+        """One Adam step of the parameters' ``rows`` (all by default) with their gradients ``grads``."""
+        correction1, correction2 = 1 - ADAM_BETAS[0] ** step, 1 - ADAM_BETAS[1] ** step
+        for p, g, m, v, d in zip(self.params, grads, self.first, self.second, self.scale):
+            p, m, v, d = p[rows], m[rows], v[rows], d[rows]
+            m.lerp_(g, 1 - ADAM_BETAS[0])
+            v.mul_(ADAM_BETAS[1]).addcmul_(g, g, value=1 - ADAM_BETAS[1])
+            torch.sqrt(v, out=d).div_(math.sqrt(correction2)).add_(ADAM_EPS)
+            p.addcdiv_(m, d, value=-lr / correction1)
 
 
 class _Workspace(NamedTuple):

@@ -1,20 +1,26 @@
 """``equidmri bench pretrained``: the shipped pretrained SHD-TV model against dipy CSD (issue #18's targets).
 
-Three sections, each ours against the reference on the same input in the same run:
+Four sections, each ours against the reference on the same input in the same run:
 
 1. **Accuracy without training on the subject** on phantoms whose seeds the training never drew (the project's
    generator; 90 directions of b = 1000 s/mm² plus b=0, SNR 30): the pretrained model on the low angular
    resolution series (b=0 + 29 directions, SHD §4.2.1) and on the full one, against dipy CSD lmax 6 and 8 on the
    same series and the same estimated WM response. Peaks (at most 3) are matched to the ground-truth fibres
-   within 25°; F1 and the mean angular error are read at each method's F1-best relative peak threshold.
+   within 25°; F1 and the mean angular error are read at each method's F1-best relative peak threshold. The
+   pretrained model runs as ``deconv`` does (the targets) and with the opt-in spatial term ``--refine-tv 1e-4``
+   (reported beside, in sections 1 and 2).
 2. **Real data**: dipy's ``small_64D`` (b = 1000, 64 directions): main peaks within 25° of dipy CSD (lmax 8) in the
-   voxels with FA > 0.4, the demo's measure.
+   voxels with FA > 0.4, the demo's measure; then the volume read at 29 random directions of its 64 (4 draws),
+   ours and CSD lmax 6/8 on the subset against CSD lmax 8 on all 64.
 3. **Speed and memory** on a whole-brain-sized volume (100×100×60 voxels, an ellipsoidal brain-shaped mask, b=0 +
    30 directions of b = 1000; a phantom tiled to that size): ``equidmri deconv`` end to end (load, mask, response,
    inference, peaks, write, QC) against dipy CSD fit + peaks (serial, and ``engine="joblib"`` on the machine's
    cores), each in a fresh process, median of repeats, with each process's peak RSS. The peak RSS of ``deconv`` on
    the HCP grid (145×174×145) with b=0 + 30 and b=0 + 150 directions (the model's maximum), read on the line
    through them at 288 volumes, bounds an HCP-sized input (145×174×145×288).
+4. **Multi-shell phantoms**: the shipped multi-shell model against dipy MSMT-CSD (lmax 8) on phantoms with b=0 +
+   90 directions on each of b = 1000, 2000 and 3000 s/mm², and read at 30 per shell
+   (:mod:`equidmri.bench.pretrained_multishell`; reported, no target).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from equidmri.bench.catalog import BENCHES
 from equidmri.bench.report import add_report_args
 
 NAME = "pretrained"
-SECTIONS = ("accuracy", "real", "speed")
+SECTIONS = ("accuracy", "real", "speed", "multishell")
 DEFAULTS = {
     "phantoms": 2,
     "phantom_size": 40,
@@ -33,6 +39,10 @@ DEFAULTS = {
     "hcp_grid": [145, 174, 145],
     "hcp_directions": [30, 150],
     "repeats": 3,
+    "subset_draws": 4,  # random 29-direction subsets of small_64D (section 2)
+    "ms_phantoms": 2,
+    "ms_phantom_size": 20,  # dipy's MSMT-CSD fits about 30 voxels/s: 3120 mask voxels, 105 s per series
+    "ms_series": ["low", "high"],
 }
 QUICK = {
     "phantoms": 1,
@@ -41,6 +51,10 @@ QUICK = {
     "hcp_grid": [20, 24, 20],
     "hcp_directions": [30, 60],
     "repeats": 1,
+    "subset_draws": 1,
+    "ms_phantoms": 1,
+    "ms_phantom_size": 12,
+    "ms_series": ["low"],
 }
 
 
@@ -49,9 +63,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         NAME, help=BENCHES[NAME].summary, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_report_args(parser, NAME, "one 16³ phantom, a 24×24×16 speed volume and a 20×24×20 stand-in HCP grid, 1 repeat")
+    add_report_args(
+        parser,
+        NAME,
+        "one 16³ phantom (12³ multi-shell, 30 directions per shell), a 24×24×16 speed volume and a 20×24×20 "
+        "stand-in HCP grid, 1 repeat",
+    )
     parser.add_argument(
-        "--model", metavar="FILE", help="a checkpoint of the pretrained recipe (default: the shipped model)"
+        "--model",
+        metavar="FILE",
+        help="a checkpoint of the single-shell recipe (sections accuracy, real; default: the shipped model)",
+    )
+    parser.add_argument(
+        "--multi-shell-model",
+        metavar="FILE",
+        help="a checkpoint of the multi-shell recipe (section multishell; default: the shipped model)",
     )
     parser.add_argument(
         "--sections",
