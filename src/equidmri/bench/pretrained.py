@@ -256,7 +256,7 @@ def hcp_memory(settings: dict[str, Any], threads: int, device: str, tmp: Path) -
     """Peak RSS of ``deconv`` on the HCP grid (145×174×145) at two direction counts, extrapolated to 288 volumes.
 
     The shipped model accepts at most 150 directions, so the HCP grid is measured with b=0 + 30 and b=0 +
-    ``PROTOCOL_RANGE.max_directions`` (uncompressed NIfTI); memory grows linearly with the volumes (the DWI and
+    150 (``SINGLE_SHELL.directions``; uncompressed NIfTI); memory grows linearly with the volumes (the DWI and
     its normalised copy), so the line through the two measurements is read at ``HCP_SHAPE[-1]`` volumes.
     """
     runs = []

@@ -41,9 +41,7 @@ from equidmri.sims.synthesis import make_protocol
 
 __all__ = [
     "MULTI_SHELL",
-    "PRETRAINED_FILE",
     "PRETRAINED_NETWORK",
-    "PROTOCOL_RANGE",
     "RECIPES",
     "SINGLE_SHELL",
     "PretrainedRecipe",
@@ -149,14 +147,6 @@ MULTI_SHELL = PretrainedRecipe(
     input_directions=(12, 90),
 )
 RECIPES = {recipe.name: recipe for recipe in (SINGLE_SHELL, MULTI_SHELL)}
-PRETRAINED_FILE = SINGLE_SHELL.file
-PROTOCOL_RANGE = {  # the single-shell model's range, as a plain dict (run.json, the model card)
-    "shells": 1,
-    "bval_min": SINGLE_SHELL.shell_ranges[0][0],  # s/mm²
-    "bval_max": SINGLE_SHELL.shell_ranges[0][1],
-    "directions_min": SINGLE_SHELL.directions[0],
-    "directions_max": SINGLE_SHELL.directions[1],
-}
 
 
 def pretrained_path(recipe: PretrainedRecipe = SINGLE_SHELL) -> Path:
