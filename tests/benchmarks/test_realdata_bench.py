@@ -15,7 +15,8 @@ def test_quick_run_scores_csd_and_shd_tv_against_the_csd_reference(tmp_path):
     assert volume["volume"] == "small_64D" and volume["reference"].startswith("dipy CSD (lmax 8)")
     rows = {row["method"]: row for row in volume["rows"]}
     pretrained = f"{SHD_PRETRAINED} (single-shell)"  # small_64D is in the single-shell model's range
-    assert set(rows) == {"dipy CSD (lmax 8)", SHD_NETWORK_ONLY, SHD_DEFAULT, pretrained}
+    with_tv = f"{SHD_PRETRAINED} (single-shell, --refine-tv 0.0001)"
+    assert set(rows) == {"dipy CSD (lmax 8)", SHD_NETWORK_ONLY, SHD_DEFAULT, pretrained, with_tv}
     assert rows[pretrained]["within_cone_pct"] >= 85  # issue #18's bar on this volume (its clear WM voxels here)
     assert rows["dipy CSD (lmax 8)"]["within_cone_pct"] == 100  # the reference itself
     assert rows[SHD_DEFAULT]["voxels"] == volume["clear_wm_voxels"] > 0
