@@ -235,8 +235,8 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         default=REFINE_STEPS,
         metavar="N",
         help="a learned method: Adam steps that refine each voxel's fODF (SH lmax 8) and tissue fractions under the "
-        "loss after the network's pass (reconstruction, non-negativity, sparsity; no TV); 0 keeps the network's "
-        "output as it is, the paper's setting (default: %(default)s)",
+        "loss after the network's pass (reconstruction, non-negativity; TV only with --refine-tv); 0 keeps the "
+        "network's output as it is, the paper's setting (default: %(default)s)",
     )
     group.add_argument(
         "--refine-tv",

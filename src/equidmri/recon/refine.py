@@ -66,7 +66,8 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 class FODFRefiner(nn.Module):
-    """Minimise the SHD loss (without TV) voxel by voxel, starting from the network's fODF and fractions.
+    """Minimise the SHD loss voxel by voxel (without TV; with it, :meth:`refine_volume`), starting from the network's
+    fODF and fractions.
 
     Parameters
     ----------
