@@ -32,10 +32,10 @@ def test_quick_bench_writes_every_section(tmp_path, monkeypatch):
     assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
     multi = {row["method"]: row for row in record["multishell"]}
     assert set(multi) == {"pretrained SHD-TV (multi-shell)", "dipy MSMT-CSD lmax 8"}
-    assert all(0.0 <= row["f1"] <= 1.0 and row["directions_per_shell"] == 30 for row in multi.values())
+    assert all(0.0 <= row["f1"] <= 1.0 and row["directions_per_shell"] == 90 for row in multi.values())
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 8
-    assert "## 4. Multi-shell phantoms" in page and "- low: angular error" in page
+    assert "## 4. Multi-shell phantoms" in page and "(no target; " in page and " vs MSMT-CSD " in page
     assert page.count("opt-in `--refine-tv 0.0001` (not the default)") == 2
 
 
