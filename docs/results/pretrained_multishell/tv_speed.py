@@ -11,16 +11,17 @@ import tempfile
 from pathlib import Path
 
 from equidmri.bench.machine import machine_info
-from equidmri.bench.pretrained import DECONV, _child, write_speed_volume
+from equidmri.bench.pretrained import _child, deconv_code, write_speed_volume
 
 THREADS, REPEATS = 2, 2
 with tempfile.TemporaryDirectory() as scratch:
     tmp = Path(scratch)
     brain = {k: str(v) for k, v in write_speed_volume(tmp / "brain", [100, 100, 60]).items()}
-    default = DECONV.format(**brain, out=str(tmp / "out"), threads=THREADS, device="cpu")
     bodies = {
-        "equidmri deconv (pretrained, default)": default,
-        "equidmri deconv (pretrained, --refine-tv 1e-4)": default.replace('"-q"]', '"-q", "--refine-tv", "1e-4"]'),
+        "equidmri deconv (pretrained, default)": deconv_code(brain, tmp / "out", THREADS),
+        "equidmri deconv (pretrained, --refine-tv 1e-4)": deconv_code(
+            brain, tmp / "out", THREADS, options=("--refine-tv", "1e-4")
+        ),
     }
     runs = {name: [] for name in bodies}
     for _ in range(REPEATS):

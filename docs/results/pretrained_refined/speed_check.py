@@ -11,17 +11,18 @@ import tempfile
 from pathlib import Path
 
 from equidmri.bench.machine import machine_info
-from equidmri.bench.pretrained import CSD, DECONV, _child, write_speed_volume
+from equidmri.bench.pretrained import CSD, _child, deconv_code, write_speed_volume
 
 THREADS = 2
 with tempfile.TemporaryDirectory() as scratch:
     tmp = Path(scratch)
     brain = {k: str(v) for k, v in write_speed_volume(tmp / "brain", [100, 100, 60]).items()}
-    default = DECONV.format(**brain, out=str(tmp / "out"), threads=THREADS, device="cpu")
     bodies = {
-        "equidmri deconv (pretrained, default refinement)": default,
-        "equidmri deconv (pretrained, --refine-steps 0)": default.replace('"-q"]', '"-q", "--refine-steps", "0"]'),
-        "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'"),
+        "equidmri deconv (pretrained, default refinement)": deconv_code(brain, tmp / "out", THREADS),
+        "equidmri deconv (pretrained, --refine-steps 0)": deconv_code(
+            brain, tmp / "out", THREADS, options=("--refine-steps", "0")
+        ),
+        "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'", jobs=1),
     }
     results = {name: _child(body, THREADS) for name, body in bodies.items()}
 record = {

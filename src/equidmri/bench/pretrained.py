@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from equidmri.bench.options.pretrained import DEFAULTS, QUICK, SECTIONS
-from equidmri.bench.pretrained_multishell import multishell, multishell_lines
+from equidmri.bench.pretrained_multishell import mean_score, multishell, multishell_lines
 from equidmri.bench.report import THREAD_ENV, check_report_outputs, header_lines, start_record, write_report
 from equidmri.data import load_real_volume
 from equidmri.dmri.baselines import fit_csd, fit_dti_fa
@@ -192,7 +192,7 @@ print(json.dumps({{"seconds": time.perf_counter() - start, "peak_rss_mib": rss}}
 DECONV = """
 from equidmri.cli.main import main
 code = main(["deconv", "--dwi", {dwi!r}, "--bvals", {bvals!r}, "--bvecs", {bvecs!r}, "--mask", {mask!r},
-             "--out", {out!r}, "--force", "--threads", "{threads}", "--device", {device!r}, "-q"])
+             "--out", {out!r}, "--force", "--threads", "{threads}", "--device", {device!r}, "-q", *{options!r}])
 assert code == 0, code
 """
 CSD = """
@@ -210,6 +210,14 @@ find_peaks(np.asarray(convert_sh_from_legacy(sh, "descoteaux07")), prepared.mask
 """
 
 
+def deconv_code(
+    paths: dict[str, str], out: Path, threads: int, device: str = "cpu", options: tuple[str, ...] = ()
+) -> str:
+    """The code of a measured ``deconv`` of ``paths`` (``dwi``, ``bvals``, ``bvecs``, ``mask``) with extra
+    command-line ``options`` (for :func:`_child`)."""
+    return DECONV.format(**paths, out=str(out), threads=threads, device=device, options=list(options))
+
+
 def _child(body: str, threads: int) -> dict[str, float]:
     env = {**os.environ, **{name: str(threads) for name in THREAD_ENV}}
     code = CHILD.format(body=body)
@@ -224,9 +232,7 @@ def speed(settings: dict[str, Any], threads: int, device: str, tmp: Path) -> dic
     cases: dict[str, Any] = {}
     brain = {k: str(v) for k, v in write_speed_volume(tmp / "brain_shape", settings["brain_shape"]).items()}
     bodies = {
-        "equidmri deconv (pretrained), end to end": DECONV.format(
-            **brain, out=str(tmp / "out"), threads=threads, device=device
-        ),
+        "equidmri deconv (pretrained), end to end": deconv_code(brain, tmp / "out", threads, device),
         "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'", jobs=1),
         f"dipy CSD fit + peaks (joblib, {threads} jobs)": CSD.format(
             **brain, engine=f"engine='joblib', n_jobs={threads}", jobs=threads
@@ -264,7 +270,7 @@ def hcp_memory(settings: dict[str, Any], threads: int, device: str, tmp: Path) -
         folder = tmp / f"hcp_{directions}"
         paths = {k: str(v) for k, v in write_speed_volume(folder, settings["hcp_grid"], directions=directions,
                                                           gzip=False).items()}  # fmt: skip
-        measured = _child(DECONV.format(**paths, out=str(folder / "out"), threads=threads, device=device), threads)
+        measured = _child(deconv_code(paths, folder / "out", threads, device), threads)
         runs.append({**_volume_counts(paths), "volumes": directions + 1, **measured})
         shutil.rmtree(folder)
     (a, b) = runs
@@ -388,16 +394,15 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _accuracy_targets(rows: list[dict[str, Any]]) -> list[str]:
-
-    def mean(method: str, resolution: str, key: str) -> float:
-        return float(np.mean([r[key] for r in rows if r["method"] == method and r["resolution"] == resolution]))
-
     out = []
     for method in (OURS, OURS_TV):
         tag = "" if method == OURS else f"opt-in `--refine-tv {TV_WEIGHT:g}` (not the default), "
         for resolution in ("low", "high"):
-            ours = {k: mean(method, resolution, k) for k in ("angle_deg", "f1")}
-            csd = {l: {k: mean(f"dipy CSD lmax {l}", resolution, k) for k in ("angle_deg", "f1")} for l in (6, 8)}
+            ours = {k: mean_score(rows, method, resolution, k) for k in ("angle_deg", "f1")}
+            csd = {
+                l: {k: mean_score(rows, f"dipy CSD lmax {l}", resolution, k) for k in ("angle_deg", "f1")}
+                for l in (6, 8)
+            }
             if resolution == "low":
                 best_angle = min(c["angle_deg"] for c in csd.values())
                 best_f1 = max(c["f1"] for c in csd.values())

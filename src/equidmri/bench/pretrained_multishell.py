@@ -24,7 +24,7 @@ from equidmri.recon.pretrained import load_pretrained
 from equidmri.sims.phantoms import make_phantom
 from equidmri.sims.synthesis import make_protocol
 
-__all__ = ["MULTI_SHELLS", "multishell", "multishell_lines"]
+__all__ = ["MULTI_SHELLS", "mean_score", "multishell", "multishell_lines"]
 
 MULTI_SHELLS = (1000.0, 2000.0, 3000.0)  # s/mm², HCP's
 LOW_PER_SHELL = 30  # directions per shell of the "low" series
@@ -91,7 +91,7 @@ def multishell_lines(rows: list[dict[str, Any]]) -> list[str]:
         )
     lines.append("")
     for resolution in dict.fromkeys(r["resolution"] for r in rows):
-        ours, ref = ({k: _mean(rows, m, resolution, k) for k in ("angle_deg", "f1")} for m in (OURS, REFERENCE))
+        ours, ref = ({k: mean_score(rows, m, resolution, k) for k in ("angle_deg", "f1")} for m in (OURS, REFERENCE))
         worse = [
             k for k, bad in (("angle", ours["angle_deg"] > ref["angle_deg"]), ("F1", ours["f1"] < ref["f1"])) if bad
         ]
@@ -103,5 +103,6 @@ def multishell_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _mean(rows: list[dict[str, Any]], method: str, resolution: str, key: str) -> float:
+def mean_score(rows: list[dict[str, Any]], method: str, resolution: str, key: str) -> float:
+    """Mean of ``key`` over the rows of ``method`` at ``resolution`` (here and in section 1's targets)."""
     return float(np.mean([r[key] for r in rows if r["method"] == method and r["resolution"] == resolution]))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from equidmri.bench.options.realdata import QUICK_EPOCHS
+from equidmri.bench.pretrained import TV_WEIGHT
 from equidmri.bench.report import (
     check_report_outputs,
     fmt,
@@ -52,7 +53,6 @@ REFERENCE_CSD = "CSD (lmax 8)"  # dipy's CSD (equidmri.methods): the reference w
 SHD_NETWORK_ONLY = "SHD-TV, network only (equidmri, --refine-steps 0)"
 SHD_DEFAULT = "SHD-TV (equidmri)"
 SHD_PRETRAINED = "SHD-TV, shipped pretrained model (equidmri, no training on the volume)"
-PRETRAINED_TV = 1e-4  # the opt-in spatial term of the refinement, reported beside the default (bench pretrained's)
 MRTRIX_LAYOUT = {
     "dwi.mif": "dwi.nii.gz",
     "mask.mif": "mask.nii.gz",
@@ -177,11 +177,11 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         fodf = fit_method(name, prepared).shm_coeff
         rows.append(Row(label, shells, fodf, time.perf_counter() - start))
     if out_of_range(prepared.shells) is None:  # a shipped model applies: no training on the volume
-        model = load_pretrained(prepared.gtab, prepared.responses)
-        for tv in (0.0, PRETRAINED_TV):  # deconv's default, and with the opt-in spatial term
+        model, layout = load_pretrained(prepared.gtab, prepared.responses), recipe_for(prepared.shells).name
+        for tv in (0.0, TV_WEIGHT):  # deconv's default, and with the opt-in spatial term (as bench pretrained)
             start = time.perf_counter()
             fit = model.predict(prepared.data.dwi, prepared.mask, refine_steps=args.refine_steps, refine_tv=tv)
-            label = f"{SHD_PRETRAINED} ({recipe_for(prepared.shells).name}{f', --refine-tv {tv:g}' if tv else ''})"
+            label = f"{SHD_PRETRAINED} ({layout}{f', --refine-tv {tv:g}' if tv else ''})"
             rows.append(Row(label, shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs

@@ -19,7 +19,7 @@ ship as package data (``equidmri/models/``, checkpoints read with ``weights_only
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ SINGLE_SHELL = PretrainedRecipe(
 MULTI_SHELL = PretrainedRecipe(
     name="multi-shell",
     file="shd_tv_multi_shell.pt",
-    network=NetworkConfig(widths=(4, 8, 16, 32), kernel_sizes=(1, 1, 1, 1), fractions="nnls"),
+    network=replace(PRETRAINED_NETWORK, fractions="nnls"),  # the same network, fractions fitted per voxel
     tissues=("wm", "gm", "csf"),
     shell_ranges=((500.0, 1500.0), (1000.0, 2500.0), (2000.0, 3500.0)),
     directions=(12, 150),
@@ -162,19 +162,24 @@ def recipe_for(shells: Shells) -> PretrainedRecipe:
     ValueError
         If no shipped model reads that many shells, or the one that does is not in range (the message says why).
     """
-    reason = out_of_range(shells)
+    recipe, reason = _match(shells)
     if reason is not None:
         raise ValueError(f"the pretrained model does not apply: {reason}")
-    return next(r for r in RECIPES.values() if len(r.shell_ranges) == shells.bvals.size)
+    return recipe
 
 
 def out_of_range(shells: Shells) -> str | None:
     """Why no shipped model accepts an acquisition (one line), or None if one does (:func:`recipe_for`)."""
+    return _match(shells)[1]
+
+
+def _match(shells: Shells) -> tuple[PretrainedRecipe | None, str | None]:
+    """The recipe for the number of shells (None if none reads that many) and why it does not apply (or None)."""
     for recipe in RECIPES.values():
         if len(recipe.shell_ranges) == shells.bvals.size:
-            return recipe.out_of_range(shells)
+            return recipe, recipe.out_of_range(shells)
     counts = " or ".join(str(len(r.shell_ranges)) for r in RECIPES.values())
-    return f"it has {shells.bvals.size} diffusion-weighted shells; the shipped models read {counts}"
+    return None, f"it has {shells.bvals.size} diffusion-weighted shells; the shipped models read {counts}"
 
 
 def load_pretrained(

@@ -311,10 +311,14 @@ class _AdamState:
 
     def __init__(self, fodf_sh: Tensor, raw: Tensor) -> None:
         self.params = (fodf_sh, raw)
-        self.raw = raw
         self.first = [torch.zeros_like(p) for p in self.params]
         self.second = [torch.zeros_like(p) for p in self.params]
         self.scale = [torch.empty_like(p) for p in self.params]
+
+    @property
+    def raw(self) -> Tensor:
+        """The softplus parameters of the isotropic fractions (updated in place)."""
+        return self.params[1]
 
     @classmethod
     def start(cls, fodf_sh: Tensor, iso: Tensor) -> _AdamState:
