@@ -168,3 +168,20 @@ def test_tv_refinement_checks_its_inputs(setup):
         refiner.refine_volume(start, iso, signal, mask, 2, -1.0)
     with pytest.raises(ValueError, match="7 voxels of signal for a mask of 8"):
         refiner.refine_volume(start[:7], iso[:7], signal[:7], mask, 2, 0.1)
+
+
+def test_with_the_wm_alone_the_b0_volumes_are_not_fitted(setup):
+    bvecs, shells, with_iso = setup
+    wm_alone = TissueResponses(("wm",), SHELL_BVALS, RESPONSES.evals[:1], RESPONSES.s0[:1])
+    refiner = FODFRefiner(bvecs, shells, wm_alone.zonal(FODF_LMAX))
+    assert refiner.fitted_volumes.tolist() == list(range(1, len(bvecs)))  # volume 0 is the b=0
+    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=6, seed=6)
+    start, brighter = fodf + 0.02 * torch.randn_like(fodf), signal.clone()
+    brighter[:, 0] *= 1.5  # more free water at b=0 than the DW volumes show
+    none, mask = torch.zeros(6, 0), np.ones((6, 1, 1), dtype=bool)
+    assert torch.equal(refiner(start, none, signal, steps=20)[0], refiner(start, none, brighter, steps=20)[0])
+    same = [refiner.refine_volume(start, none, s, mask, 5, 0.01)[0] for s in (signal, brighter)]
+    assert torch.equal(*same)
+    # with isotropic tissues the b=0 volume is fitted: it moves the answer
+    iso = torch.full((6, 2), 0.2)
+    assert not torch.allclose(with_iso(start, iso, signal, 20)[0], with_iso(start, iso, brighter, 20)[0], atol=1e-4)
