@@ -53,7 +53,7 @@ QUICK = {
     "repeats": 1,
     "subset_draws": 1,
     "ms_phantoms": 1,
-    "ms_phantom_size": 10,  # 392 mask voxels; the "high" series (at 10³ the "low" one of phantom 0 has no CSF voxel)
+    "ms_phantom_size": 8,  # 184 mask voxels; the "high" series (at 10³ the "low" one of phantom 0 has no CSF voxel)
     "ms_series": ["high"],
 }
 
@@ -66,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_report_args(
         parser,
         NAME,
-        "one 16³ phantom (10³ multi-shell, 90 directions per shell), a 24×24×16 speed volume and a 20×24×20 "
+        "one 16³ phantom (8³ multi-shell, 90 directions per shell), a 24×24×16 speed volume and a 20×24×20 "
         "stand-in HCP grid, 1 repeat",
     )
     parser.add_argument(
