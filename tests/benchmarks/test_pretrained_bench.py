@@ -22,7 +22,7 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     methods = {row["method"] for row in record["accuracy"]}
     assert methods == {
         "pretrained SHD-TV",
-        "pretrained SHD-TV, --refine-tv 0.0001",
+        "pretrained SHD-TV, --refine-tv 3e-05",
         "dipy CSD lmax 6",
         "dipy CSD lmax 8",
     }
@@ -38,7 +38,7 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 7
     assert "## 4. Multi-shell phantoms" in page and "(no target; " in page and " vs MSMT-CSD " in page
-    assert page.count("opt-in `--refine-tv 0.0001` (not the default)") == 2
+    assert page.count("opt-in `--refine-tv 3e-05` (not the default)") == 2
 
 
 def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsys):

@@ -3,7 +3,8 @@ volume (b=1200 with 30 directions, b=2800 with 50) read at 29 random directions 
 `equidmri bench realdata` scores (main peak within 25°, median angle, crossings found in its clear-WM voxels)
 against MRtrix3's MSMT-CSD fODF on all the data (the test data's `wm.mif`). Rows: the default refinement (the b=0
 volumes left out of the fit with the WM alone, since commit 84844d8), the same with the b=0 volumes fitted (the
-refinement before it), dipy CSD lmax 6 and 8 on the same subsets. Needs MRtrix3's test data
+refinement before it), the default with bench pretrained's opt-in spatial term (`--refine-tv`, its `TV_WEIGHT`),
+dipy CSD lmax 6 and 8 on the same subsets. Needs MRtrix3's test data
 (github.com/MRtrix3/test_data, dwi2fod/msmt) and `mrconvert`. Run from the repository root:
 `python docs/results/pretrained_dwfit/subsets.py DIR OUT.json`, DIR the test data's dwi2fod/msmt folder.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from equidmri.bench.machine import machine_info
+from equidmri.bench.pretrained import TV_WEIGHT
 from equidmri.bench.realdata import CLEAR_WM, NPEAKS, PEAK_THRESHOLD, Row, folder_volume, score, select_shell
 from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi, load_fod
@@ -58,6 +60,9 @@ for bval in (1200.0, 2800.0):
         p = prepare(replace(shell, dwi=shell.dwi[..., keep], bvals=shell.bvals[keep], bvecs=shell.bvecs[keep]))
         model = load_pretrained(p.gtab, p.responses)
         fits = {"pretrained SHD-TV (default)": model.predict(p.data.dwi, p.mask).shm_coeff}
+        fits[f"pretrained SHD-TV, --refine-tv {TV_WEIGHT:g}"] = model.predict(
+            p.data.dwi, p.mask, refine_tv=TV_WEIGHT
+        ).shm_coeff
         fit_b0_too(model)
         fits["pretrained SHD-TV, b=0 fitted (before 84844d8)"] = model.predict(p.data.dwi, p.mask).shm_coeff
         response = p.responses.dipy_wm_response()
