@@ -7,32 +7,24 @@ whole-brain-sized volume: `equidmri deconv` with the shipped single-shell model 
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
-from equidmri.bench.machine import machine_info
-from equidmri.bench.pretrained import _child, deconv_code, write_speed_volume
+from equidmri.bench.pretrained import deconv_code, time_on_speed_volume
 
 THREADS, REPEATS = 2, 2
-with tempfile.TemporaryDirectory() as scratch:
-    tmp = Path(scratch)
-    brain = {k: str(v) for k, v in write_speed_volume(tmp / "brain", [100, 100, 60]).items()}
-    bodies = {
-        "equidmri deconv (pretrained, default)": deconv_code(brain, tmp / "out", THREADS),
+record = time_on_speed_volume(
+    lambda paths, out: {
+        "equidmri deconv (pretrained, default)": deconv_code(paths, out, THREADS),
         "equidmri deconv (pretrained, --refine-tv 1e-4)": deconv_code(
-            brain, tmp / "out", THREADS, options=("--refine-tv", "1e-4")
+            paths, out, THREADS, options=("--refine-tv", "1e-4")
         ),
-    }
-    runs = {name: [] for name in bodies}
-    for _ in range(REPEATS):
-        for name, body in bodies.items():
-            runs[name].append(_child(body, THREADS))
-results = {name: {"median_s": statistics.median(r["seconds"] for r in rs), "runs": rs} for name, rs in runs.items()}
-record = {
-    "command": " ".join(["python", *sys.argv]),
-    "machine": machine_info(THREADS),  # git commit included
-    "volume": "100x100x60x31 (b=0 + 30 directions of b=1000), ellipsoidal brain-shaped mask",
-    "results": results,
+    },
+    THREADS,
+    REPEATS,
+)
+runs = record.pop("runs")
+record["results"] = {
+    name: {"median_s": statistics.median(r["seconds"] for r in rs), "runs": rs} for name, rs in runs.items()
 }
 Path(sys.argv[1]).write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps({name: r["median_s"] for name, r in results.items()}, indent=2))
+print(json.dumps({name: r["median_s"] for name, r in record["results"].items()}, indent=2))

@@ -7,29 +7,21 @@ The full speed section (medians of 3, joblib, HCP memory) is `equidmri bench pre
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from equidmri.bench.machine import machine_info
-from equidmri.bench.pretrained import CSD, _child, deconv_code, write_speed_volume
+from equidmri.bench.pretrained import CSD, deconv_code, time_on_speed_volume
 
 THREADS = 2
-with tempfile.TemporaryDirectory() as scratch:
-    tmp = Path(scratch)
-    brain = {k: str(v) for k, v in write_speed_volume(tmp / "brain", [100, 100, 60]).items()}
-    bodies = {
-        "equidmri deconv (pretrained, default refinement)": deconv_code(brain, tmp / "out", THREADS),
+record = time_on_speed_volume(
+    lambda paths, out: {
+        "equidmri deconv (pretrained, default refinement)": deconv_code(paths, out, THREADS),
         "equidmri deconv (pretrained, --refine-steps 0)": deconv_code(
-            brain, tmp / "out", THREADS, options=("--refine-steps", "0")
+            paths, out, THREADS, options=("--refine-steps", "0")
         ),
-        "dipy CSD fit + peaks (serial)": CSD.format(**brain, engine="engine='serial'", jobs=1),
-    }
-    results = {name: _child(body, THREADS) for name, body in bodies.items()}
-record = {
-    "command": " ".join(["python", *sys.argv]),
-    "machine": machine_info(THREADS),  # git commit included
-    "volume": "100x100x60x31 (b=0 + 30 directions of b=1000), ellipsoidal brain-shaped mask",
-    "results": results,
-}
+        "dipy CSD fit + peaks (serial)": CSD.format(**paths, engine="engine='serial'", jobs=1),
+    },
+    THREADS,
+)
+record["results"] = {name: run for name, (run,) in record.pop("runs").items()}
 Path(sys.argv[1]).write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(results, indent=2))
+print(json.dumps(record["results"], indent=2))

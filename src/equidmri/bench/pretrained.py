@@ -11,11 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from equidmri.bench.machine import machine_info
 from equidmri.bench.options.pretrained import DEFAULTS, QUICK, SECTIONS
 from equidmri.bench.pretrained_multishell import mean_score, multishell, multishell_lines
 from equidmri.bench.report import THREAD_ENV, check_report_outputs, header_lines, start_record, write_report
@@ -222,6 +224,34 @@ def deconv_code(
     """The code of a measured ``deconv`` of ``paths`` (``dwi``, ``bvals``, ``bvecs``, ``mask``) with extra
     command-line ``options`` (for :func:`_child`)."""
     return DECONV.format(**paths, out=str(out), threads=threads, device=device, options=list(options))
+
+
+def time_on_speed_volume(
+    make_bodies: Callable[[dict[str, str], Path], dict[str, str]], threads: int, repeats: int = 1
+) -> dict[str, Any]:
+    """A speed check beside section 3 (the scripts under ``docs/results/``): the codes ``make_bodies(paths, out)``
+    gives (name -> code, e.g. :func:`deconv_code`) each run in a fresh process, in turn, ``repeats`` times, on the
+    whole-brain-sized volume of :data:`DEFAULTS` written to a temporary folder.
+
+    Returns the record the scripts write: ``command`` (``python`` and ``sys.argv``), ``machine``, ``volume`` and
+    ``runs`` (name -> list of ``{"seconds", "peak_rss_mib"}``).
+    """
+    shape = DEFAULTS["brain_shape"]
+    with tempfile.TemporaryDirectory(prefix="equidmri-speed-check-") as scratch:
+        tmp = Path(scratch)
+        paths = {k: str(v) for k, v in write_speed_volume(tmp / "brain", shape).items()}
+        bodies = make_bodies(paths, tmp / "out")
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in bodies}
+        for _ in range(repeats):
+            for name, body in bodies.items():
+                runs[name].append(_child(body, threads))
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info(threads),  # git commit included
+        "volume": f"{'x'.join(map(str, shape))}x{SPEED_DIRECTIONS + 1} (b=0 + {SPEED_DIRECTIONS} directions of "
+        "b=1000), ellipsoidal brain-shaped mask",
+        "runs": runs,
+    }
 
 
 def _child(body: str, threads: int) -> dict[str, float]:
