@@ -22,10 +22,13 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     methods = {row["method"] for row in record["accuracy"]}
     assert methods == {
         "pretrained SHD-TV",
-        "pretrained SHD-TV, --refine-tv 3e-05",
+        "pretrained SHD-TV, --refine-tv 0",  # at 29 directions the default applies the spatial term
+        "pretrained SHD-TV, --refine-tv 3e-05",  # at 90 it does not
         "dipy CSD lmax 6",
         "dipy CSD lmax 8",
     }
+    applied = {(r["resolution"], r["refine_tv"]) for r in record["accuracy"] if r["method"] == "pretrained SHD-TV"}
+    assert applied == {("low", 3e-5), ("high", 0.0), ("other", 0.0)}
     assert all(0.0 <= row["f1"] <= 1.0 for row in record["accuracy"])
     cases = record["speed"]["cases"]
     assert len(cases) == 3 and all(c["median_s"] > 0 and c["peak_rss_mib"] > 0 for c in cases.values())
@@ -38,7 +41,9 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 7
     assert "## 4. Multi-shell phantoms" in page and "(no target; " in page and " vs MSMT-CSD " in page
-    assert page.count("opt-in `--refine-tv 3e-05` (not the default)") == 2
+    assert page.count("default (`--refine-tv 3e-05` here), low:") == 1
+    assert page.count("default (`--refine-tv 0` here), high:") == 1
+    assert page.count("(not the default here)") == 2
 
 
 def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsys):
@@ -46,7 +51,8 @@ def test_sections_run_alone_and_the_page_says_which_were_not_run(tmp_path, capsy
     assert main(["bench", "pretrained", "--quick", "--sections", "real", "--out", str(out), "--threads", "1"]) == 0
     record = json.loads((out / "pretrained.json").read_text())
     assert record["sections"] == ["real"] and "accuracy" not in record and "speed" not in record
-    assert record["small64d"]["n_voxels"] == 405 and record["small64d"]["with_tv"]["n_voxels"] == 405
+    assert record["small64d"]["n_voxels"] == 405 and record["small64d"]["other"]["n_voxels"] == 405
+    assert (record["small64d"]["refine_tv"], record["small64d"]["subset"]["refine_tv"]) == (0.0, 3e-5)
     subset = record["small64d"]["subset"]["within_cone"]
     assert len(subset) == 4 and all(len(v) == 1 and all(0 <= x <= 1 for x in v) for v in subset.values())
     page = (out / "pretrained.md").read_text()

@@ -140,20 +140,27 @@ def _tv_problem(setup):
     return refiner, mask, start, torch.full((8, 2), 0.2), signal
 
 
-def test_tv_refinement_is_adam_on_the_loss_plus_the_spatial_term(setup, monkeypatch):
+@pytest.mark.parametrize("block", (1, 3))
+def test_tv_refinement_is_adam_on_the_loss_plus_the_spatial_term(setup, monkeypatch, block):
+    """Every voxel's Adam step on the loss plus the spatial term, with the neighbours' unit fODFs of the block's
+    start (of each step with ``TV_BLOCK`` 1)."""
     refiner, mask, start, iso, signal = _tv_problem(setup)
     tv, steps = 0.02, 4
     pairs = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
     coeffs = start.clone().requires_grad_(True)  # the reference: torch.optim.Adam on the autograd loss
     raw = torch.log(torch.expm1(iso.clone())).requires_grad_(True)
     optimiser = torch.optim.Adam([coeffs, raw], lr=refine.REFINE_LR)
-    for _ in range(steps):
-        optimiser.zero_grad()
+    for step in range(steps):
         unit = coeffs / coeffs.norm(dim=1, keepdim=True)
-        spatial = sum((unit[i] - unit[j]).square().sum() for i, j in pairs)
+        if step % block == 0:
+            frozen = unit.detach()
+        optimiser.zero_grad()
+        # each voxel against its neighbours as they were: the gradient of the sum over pairs of |u_i - u_j|^2
+        spatial = sum((unit[i] - frozen[j]).square().sum() + (unit[j] - frozen[i]).square().sum() for i, j in pairs)
         (refiner.loss(coeffs, torch.nn.functional.softplus(raw), signal) + tv * spatial).backward()
         optimiser.step()
     monkeypatch.setattr(refine, "CHUNK", 3)  # 3 chunks, on 2 threads where torch has them
+    monkeypatch.setattr(refine, "TV_BLOCK", block)
     ours, ours_iso = refiner.refine_volume(start, iso, signal, mask, steps, tv)
     assert torch.allclose(ours, coeffs.detach(), atol=1e-5)
     assert torch.allclose(ours_iso, torch.nn.functional.softplus(raw).detach(), atol=1e-5)
@@ -185,3 +192,19 @@ def test_with_the_wm_alone_the_b0_volumes_are_not_fitted(setup):
     # with isotropic tissues the b=0 volume is fitted: it moves the answer
     iso = torch.full((6, 2), 0.2)
     assert not torch.allclose(with_iso(start, iso, signal, 20)[0], with_iso(start, iso, brighter, 20)[0], atol=1e-4)
+
+
+def test_the_spatial_term_is_on_by_default_where_a_voxels_fit_is_underdetermined():
+    wm_alone = TissueResponses(("wm",), (1000.0,), np.asarray(RESPONSES.evals)[:1, :1], RESPONSES.s0[:1])
+    for directions, expected in ((29, refine.REFINE_TV), (44, refine.REFINE_TV), (45, 0.0), (64, 0.0)):
+        rng = np.random.default_rng(directions)
+        bvecs = rng.normal(size=(directions + 2, 3))
+        bvecs /= np.linalg.norm(bvecs, axis=1, keepdims=True)
+        bvecs[:2] = 0.0
+        shells = find_shells(np.r_[0.0, 0.0, [1000.0] * directions])
+        tv, reason = FODFRefiner(bvecs, shells, wm_alone.zonal(FODF_LMAX)).default_tv()
+        assert tv == expected and f"{directions} fitted volumes" in reason and "45 unknowns" in reason
+    # with isotropic tissues, the b=0 volumes are fitted and the fractions are unknowns too: 81 >= 45 + 2
+    bvecs, shells = _scheme()
+    tv, reason = FODFRefiner(bvecs, shells, RESPONSES.zonal(FODF_LMAX)).default_tv()
+    assert tv == 0.0 and "81 fitted volumes >= 47 unknowns" in reason

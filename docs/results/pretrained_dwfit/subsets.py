@@ -1,11 +1,12 @@
 """The shipped single-shell model on real low-angular-resolution series: each shell of MRtrix3's multi-shell test
 volume (b=1200 with 30 directions, b=2800 with 50) read at 29 random directions of its own (4 draws), scored as
 `equidmri bench realdata` scores (main peak within 25°, median angle, crossings found in its clear-WM voxels)
-against MRtrix3's MSMT-CSD fODF on all the data (the test data's `wm.mif`). Rows: the default refinement (the b=0
-volumes left out of the fit with the WM alone, since commit 84844d8), the same with the b=0 volumes fitted (the
-refinement before it), the default with bench pretrained's opt-in spatial term (`--refine-tv`, its `TV_WEIGHT`),
-dipy CSD lmax 6 and 8 on the same subsets. Needs MRtrix3's test data
-(github.com/MRtrix3/test_data, dwi2fod/msmt) and `mrconvert`. Run from the repository root:
+against MRtrix3's MSMT-CSD fODF on all the data (the test data's `wm.mif`). Rows: deconv's default (since the
+commit after 2291213, with the spatial term `--refine-tv` 3e-5 at these 29 directions; before, without it), the
+refinement without the spatial term (`--refine-tv 0`; the b=0 volumes left out of the fit with the WM alone, since
+commit 84844d8), the same with the b=0 volumes fitted (the refinement before 84844d8), dipy CSD lmax 6 and 8 on
+the same subsets (subsets.json: at 11d61c3, where the default was `--refine-tv 0` and a third row added 3e-5).
+Needs MRtrix3's test data (github.com/MRtrix3/test_data, dwi2fod/msmt) and `mrconvert`. Run from the repository root:
 `python docs/results/pretrained_dwfit/subsets.py DIR OUT.json`, DIR the test data's dwi2fod/msmt folder.
 """
 
@@ -19,7 +20,6 @@ import numpy as np
 import torch
 
 from equidmri.bench.machine import machine_info
-from equidmri.bench.pretrained import TV_WEIGHT
 from equidmri.bench.realdata import CLEAR_WM, NPEAKS, PEAK_THRESHOLD, Row, folder_volume, score, select_shell
 from equidmri.dmri.baselines import fit_csd
 from equidmri.dmri.io import load_dwi, load_fod
@@ -60,11 +60,11 @@ for bval in (1200.0, 2800.0):
         p = prepare(replace(shell, dwi=shell.dwi[..., keep], bvals=shell.bvals[keep], bvecs=shell.bvecs[keep]))
         model = load_pretrained(p.gtab, p.responses)
         fits = {"pretrained SHD-TV (default)": model.predict(p.data.dwi, p.mask).shm_coeff}
-        fits[f"pretrained SHD-TV, --refine-tv {TV_WEIGHT:g}"] = model.predict(
-            p.data.dwi, p.mask, refine_tv=TV_WEIGHT
-        ).shm_coeff
+        fits["pretrained SHD-TV, --refine-tv 0"] = model.predict(p.data.dwi, p.mask, refine_tv=0.0).shm_coeff
         fit_b0_too(model)
-        fits["pretrained SHD-TV, b=0 fitted (before 84844d8)"] = model.predict(p.data.dwi, p.mask).shm_coeff
+        fits["pretrained SHD-TV, b=0 fitted (before 84844d8)"] = model.predict(
+            p.data.dwi, p.mask, refine_tv=0.0
+        ).shm_coeff
         response = p.responses.dipy_wm_response()
         for lmax in (6, 8):
             fits[f"dipy CSD lmax {lmax}"] = fit_csd(p.data.dwi, p.gtab, response, p.mask, lmax=lmax)

@@ -29,6 +29,7 @@ from equidmri.dmri.peaks import find_peaks
 from equidmri.dmri.response import estimate_responses
 from equidmri.eval.agreement import main_peak_agreement
 from equidmri.eval.metrics import score_thresholds
+from equidmri.recon.config import REFINE_TV
 from equidmri.recon.pipeline import prepare
 from equidmri.recon.pretrained import MULTI_SHELL, load_pretrained, pretrained_path
 from equidmri.sims.dataset import phantom_affine, save_gradients
@@ -46,15 +47,17 @@ CONE_DEG = 25.0
 SPEED_DIRECTIONS = 30
 BRAIN_SEMI_AXES = 0.45  # of each edge: the ellipsoidal brain-shaped mask of the speed volume
 HCP_SHAPE = (145, 174, 145, 288)
-OURS = "pretrained SHD-TV"  # deconv's default: the shipped model, refined voxel by voxel
-# The opt-in spatial term of the refinement (deconv --refine-tv), reported beside the default. 3e-5 since the b=0
-# volumes left the WM-only refinement (84844d8); development runs at 84844d8, W = 0 / 1e-5 / 3e-5 / 1e-4: validation
-# phantoms of another seed (24^3) at 29 directions 6.44 / 6.11 / 5.52 / 4.75 deg (CSD lmax 6 6.85), at 90 4.49 /
-# 4.02 / 3.58 / 3.23 deg (CSD lmax 8 4.59); MRtrix3's msmt shells read at 29 directions against MSMT-CSD on all the
-# data (subsets.py of docs/results/pretrained_dwfit), main peaks within 25 deg, b=2800 84.5 / 85.2 / 85.5 / 80.2 %,
-# b=1200 81.2 / 81.9 / 82.7 / 78.0 %; small_64D read at 29 of 64 83.1 / 83.0 / 82.8 / 83.8 %
-TV_WEIGHT = 3e-5
-OURS_TV = f"pretrained SHD-TV, --refine-tv {TV_WEIGHT:g}"
+OURS = "pretrained SHD-TV"  # deconv's default: the shipped model, refined (with the spatial term where underdetermined)
+
+
+def other_tv(default_tv: float) -> float:
+    """The spatial term's weight that deconv's default did not choose (0 where it applied one, else REFINE_TV)."""
+    return 0.0 if default_tv else REFINE_TV
+
+
+def other_name(tv: float) -> str:
+    """The name of the rows of ours with ``--refine-tv tv``, beside deconv's default (:data:`OURS`)."""
+    return f"{OURS}, --refine-tv {tv:g}"
 
 
 def _peaks(sh: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,10 +76,14 @@ def _compare(phantom, protocol, volumes, voxels, model_path, index, resolution) 
     gtab = make_gtab(protocol.bvals[volumes], protocol.bvecs[volumes])
     responses = estimate_responses(dwi, gtab, phantom.mask, find_shells(gtab.bvals))
     model = load_pretrained(gtab, responses, model_path)
-    results = {}
-    for name, tv in ((OURS, 0.0), (OURS_TV, TV_WEIGHT)):
-        start = time.perf_counter()
-        results[name] = (model.predict(dwi, phantom.mask, refine_tv=tv).sh(8), time.perf_counter() - start)
+    results, applied = {}, {}
+    start = time.perf_counter()
+    fit = model.predict(dwi, phantom.mask)  # deconv's default
+    results[OURS], applied[OURS] = (fit.sh(8), time.perf_counter() - start), fit.refinement["tv"]
+    tv = other_tv(applied[OURS])
+    start = time.perf_counter()
+    results[other_name(tv)] = (model.predict(dwi, phantom.mask, refine_tv=tv).sh(8), time.perf_counter() - start)
+    applied[other_name(tv)] = tv
     for lmax in (6, 8):
         start = time.perf_counter()
         sh = fit_csd(dwi, gtab, responses.dipy_wm_response(), phantom.mask, lmax=lmax)
@@ -91,6 +98,7 @@ def _compare(phantom, protocol, volumes, voxels, model_path, index, resolution) 
                 "bval": float(protocol.bvals.max()),
                 "directions": int((gtab.bvals > 0).sum()),
                 "method": method,
+                "refine_tv": applied.get(method),
                 "seconds": round(seconds, 2),
                 **score,
             }
@@ -120,18 +128,21 @@ def accuracy(settings: dict[str, Any], model_path: Path) -> list[dict[str, Any]]
 
 def small64d(model_path: Path, draws: int) -> dict[str, Any]:
     """Section 2: main peaks of the pretrained model within 25° of dipy CSD lmax 8 on small_64D (FA > 0.4), as
-    ``deconv`` runs it and with ``--refine-tv``; then the volume read at 29 of its 64 directions
-    (``draws`` random draws) against CSD lmax 8 on all 64, for ours and CSD lmax 6/8 on the subset."""
+    ``deconv`` runs it and with the other choice of ``--refine-tv`` (:func:`other_tv`); then the volume read at 29
+    of its 64 directions (``draws`` random draws) against CSD lmax 8 on all 64, for ours (both choices) and CSD
+    lmax 6/8 on the subset."""
     prepared = prepare(load_real_volume("small_64D"))
     dwi, mask, gtab = prepared.data.dwi, prepared.mask, prepared.gtab
     csd = fit_csd(dwi, gtab, prepared.responses.dipy_wm_response(), mask, lmax=8)
     fa = fit_dti_fa(dwi, gtab, mask)
     voxels, reference = mask & (fa > FA_THRESHOLD), find_peaks(csd, mask)[0]
     model = load_pretrained(gtab, prepared.responses, model_path)
-    ours = model.predict(dwi, mask).peaks()[0]
-    with_tv = model.predict(dwi, mask, refine_tv=TV_WEIGHT).peaks()[0]
-    record = {"mask_voxels": int(mask.sum()), **main_peak_agreement(ours, reference, voxels)}
-    record["with_tv"] = main_peak_agreement(with_tv, reference, voxels)
+    fit = model.predict(dwi, mask)  # deconv's default
+    tv = other_tv(fit.refinement["tv"])
+    record = {"mask_voxels": int(mask.sum()), **main_peak_agreement(fit.peaks()[0], reference, voxels)}
+    record["refine_tv"] = fit.refinement["tv"]
+    other = model.predict(dwi, mask, refine_tv=tv).peaks()[0]
+    record["other"] = {"refine_tv": tv, **main_peak_agreement(other, reference, voxels)}
     bvals, bvecs = np.asarray(gtab.bvals), np.asarray(gtab.bvecs)
     b0, weighted = np.flatnonzero(bvals <= B0_THRESHOLD), np.flatnonzero(bvals > B0_THRESHOLD)
     subset: dict[str, list[float]] = {}
@@ -141,16 +152,16 @@ def small64d(model_path: Path, draws: int) -> dict[str, Any]:
         sub_dwi, sub_gtab = dwi[..., volumes], make_gtab(bvals[volumes], bvecs[volumes])
         responses = estimate_responses(sub_dwi, sub_gtab, mask, find_shells(sub_gtab.bvals))
         model = load_pretrained(sub_gtab, responses, model_path)
-        fits = {
-            OURS: model.predict(sub_dwi, mask).fodf_sh,
-            OURS_TV: model.predict(sub_dwi, mask, refine_tv=TV_WEIGHT).fodf_sh,
-        }
+        fit = model.predict(sub_dwi, mask)  # deconv's default
+        tv = other_tv(fit.refinement["tv"])
+        fits = {OURS: fit.fodf_sh, other_name(tv): model.predict(sub_dwi, mask, refine_tv=tv).fodf_sh}
+        subset_tv = fit.refinement["tv"]
         for lmax in (6, 8):
             fits[f"dipy CSD lmax {lmax}"] = fit_csd(sub_dwi, sub_gtab, responses.dipy_wm_response(), mask, lmax=lmax)
         for name, sh in fits.items():
             agreement = main_peak_agreement(find_peaks(sh, voxels)[0], reference, voxels)
             subset.setdefault(name, []).append(agreement["fraction_within_cone"])
-    record["subset"] = {"directions": LOW_DIRECTIONS, "draws": draws, "within_cone": subset}
+    record["subset"] = {"directions": LOW_DIRECTIONS, "draws": draws, "refine_tv": subset_tv, "within_cone": subset}
     return record
 
 
@@ -376,15 +387,15 @@ def _real_lines(record: dict[str, Any]) -> list[str]:
         f"**{'met' if s['fraction_within_cone'] >= 0.85 else 'missed'}**.",
         "",
     ]
-    if "with_tv" in s:
-        tv, sub = s["with_tv"], s["subset"]
+    if "other" in s:
+        other, sub = s["other"], s["subset"]
         lines += [
-            f"With the opt-in `--refine-tv {TV_WEIGHT:g}`: {100 * tv['fraction_within_cone']:.1f} % "
-            f"(median {tv['median_angle_deg']:.1f}°).",
+            f"deconv's default here: `--refine-tv {s['refine_tv']:g}`. With `--refine-tv {other['refine_tv']:g}`: "
+            f"{100 * other['fraction_within_cone']:.1f} % (median {other['median_angle_deg']:.1f}°).",
             "",
             f"Read at {sub['directions']} of its 64 directions ({sub['draws']} random draws), against dipy CSD "
             "lmax 8 on all 64 (main peaks within 25°, the same voxels; a real-data check of what the subset "
-            "loses):",
+            f"loses; deconv's default, `{OURS}`, applies `--refine-tv {sub['refine_tv']:g}` here):",
             "",
             "| method on the subset | mean | draws |",
             "|---|---:|---|",
@@ -430,10 +441,18 @@ def _targets(record: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _accuracy_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The targets on deconv's default (:data:`OURS`), then what the other choice of ``--refine-tv`` would give."""
     out = []
-    for method in (OURS, OURS_TV):
-        tag = "" if method == OURS else f"opt-in `--refine-tv {TV_WEIGHT:g}` (not the default), "
+    for default in (True, False):
         for resolution in ("low", "high"):
+            ours_rows = [r for r in rows if r["resolution"] == resolution and r.get("refine_tv") is not None]
+            method = OURS if default else next(r["method"] for r in ours_rows if r["method"] != OURS)
+            tv = next(r["refine_tv"] for r in ours_rows if r["method"] == method)
+            tag = (
+                f"default (`--refine-tv {tv:g}` here), "
+                if default
+                else f"`--refine-tv {tv:g}` (not the default here), "
+            )
             ours = {k: mean_score(rows, method, resolution, k) for k in ("angle_deg", "f1")}
             csd = {
                 l: {k: mean_score(rows, f"dipy CSD lmax {l}", resolution, k) for k in ("angle_deg", "f1")}
@@ -443,7 +462,7 @@ def _accuracy_targets(rows: list[dict[str, Any]]) -> list[str]:
                 best_angle = min(c["angle_deg"] for c in csd.values())
                 best_f1 = max(c["f1"] for c in csd.values())
                 ratio = ours["angle_deg"] / best_angle
-                verdicts = (_verdict(ratio <= 0.85, method), _verdict(ours["f1"] >= best_f1, method))
+                verdicts = (_verdict(ratio <= 0.85, default), _verdict(ours["f1"] >= best_f1, default))
                 out.append(
                     f"{tag}low: angular error {ours['angle_deg']:.2f}° = {ratio:.2f} × the better CSD's "
                     f"{best_angle:.2f}° (target ≤ 0.85: {verdicts[0]}); F1 {ours['f1']:.3f} vs {best_f1:.3f} "
@@ -454,14 +473,14 @@ def _accuracy_targets(rows: list[dict[str, Any]]) -> list[str]:
                 ok = ours["angle_deg"] <= c8["angle_deg"] and ours["f1"] >= c8["f1"]
                 out.append(
                     f"{tag}high: angular error {ours['angle_deg']:.2f}° vs CSD lmax 8 {c8['angle_deg']:.2f}°, F1 "
-                    f"{ours['f1']:.3f} vs {c8['f1']:.3f} ({_verdict(ok, method)})"
+                    f"{ours['f1']:.3f} vs {c8['f1']:.3f} ({_verdict(ok, default)})"
                 )
     return out
 
 
-def _verdict(ok: bool, method: str) -> str:
-    """**met**/**missed** for the default (the targets); plain words for the opt-in variant."""
-    if method == OURS:
+def _verdict(ok: bool, default: bool) -> str:
+    """**met**/**missed** for deconv's default (the targets); plain words for the other choice."""
+    if default:
         return f"**{'met' if ok else 'missed'}**"
     return "would meet" if ok else "would miss"
 

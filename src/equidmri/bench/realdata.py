@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from equidmri.bench.options.realdata import QUICK_EPOCHS
-from equidmri.bench.pretrained import TV_WEIGHT
+from equidmri.bench.pretrained import other_tv
 from equidmri.bench.report import (
     check_report_outputs,
     fmt,
@@ -178,11 +178,13 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         rows.append(Row(label, shells, fodf, time.perf_counter() - start))
     if out_of_range(prepared.shells) is None:  # a shipped model applies: no training on the volume
         model, layout = load_pretrained(prepared.gtab, prepared.responses), recipe_for(prepared.shells).name
-        for tv in (0.0, TV_WEIGHT):  # deconv's default, and with the opt-in spatial term (as bench pretrained)
+        tv = None  # deconv's default, then the other choice of the spatial term (as bench pretrained)
+        for label in (f"{SHD_PRETRAINED} ({layout})", None):
             start = time.perf_counter()
             fit = model.predict(prepared.data.dwi, prepared.mask, refine_steps=args.refine_steps, refine_tv=tv)
-            label = f"{SHD_PRETRAINED} ({layout}{f', --refine-tv {tv:g}' if tv else ''})"
+            label = label or f"{SHD_PRETRAINED} ({layout}, --refine-tv {tv:g})"
             rows.append(Row(label, shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues))
+            tv = other_tv(fit.refinement["tv"])
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     model = get_method(

@@ -235,20 +235,21 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         default=REFINE_STEPS,
         metavar="N",
         help="a learned method: Adam steps that refine each voxel's fODF (SH lmax 8) and tissue fractions under the "
-        "loss after the network's pass (reconstruction, non-negativity; TV only with --refine-tv); 0 keeps the "
+        "loss after the network's pass (reconstruction, non-negativity; a spatial term: see --refine-tv); 0 keeps the "
         "network's output as it is, the paper's setting (default: %(default)s)",
     )
     group.add_argument(
         "--refine-tv",
         type=non_negative_float,
-        default=REFINE_TV,
+        default=None,
         metavar="W",
         help="a learned method: weight of a spatial (TV) term in the refinement, the squared difference of the unit-"
-        "normalised fODFs of face neighbours (SHD-TV's TV term); every mask voxel is then refined together (with "
-        "it, deconv of a 100x100x60 volume took 52.7 s instead of 42.9 s). 3e-5 for single-shell scans of about 30 "
-        "directions: lower angular error on phantoms, on real 29-direction series about as close to the full "
-        "data as without it; at high angular resolution it moves real peaks away from CSD's "
-        "(docs/pretrained_model.md) (default: %(default)s, off)",
+        "normalised fODFs of face neighbours (SHD-TV's TV term); every mask voxel is then refined together. 0 "
+        f"refines each voxel on its own. Default: {REFINE_TV:g} where a voxel's fit is underdetermined (fewer "
+        "fitted volumes than unknowns, e.g. a single shell of fewer than 45 directions), where it lowers the "
+        "angular error on phantoms and keeps real data as close to the full data; else 0, since at high angular "
+        "resolution it moves real peaks away from CSD's. run.json records the weight and why "
+        "(docs/pretrained_model.md)",
     )
     group.add_argument(
         "--relative-peak-threshold",

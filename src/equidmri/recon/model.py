@@ -11,6 +11,7 @@ SHD paper §4.2.1).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -33,7 +34,6 @@ from equidmri.recon.config import (
     DEFAULT_TILE,
     LEGACY_ARCHITECTURES,
     REFINE_STEPS,
-    REFINE_TV,
     NetworkConfig,
     TrainConfig,
 )
@@ -43,6 +43,8 @@ from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.refine import FODFRefiner
 from equidmri.recon.train import train
 from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
+
+logger = logging.getLogger(__name__)
 
 __all__ = [  # NetworkConfig and LEGACY_ARCHITECTURES live in equidmri.recon.config (torch-free)
     "LEGACY_ARCHITECTURES",
@@ -78,6 +80,9 @@ class FODFFit:
     sh_basis : str
     lmax : int
         Degree of the method's output: :attr:`shm_coeff`, the peaks and ``fod.nii.gz`` (default 8).
+    refinement : dict or None
+        A learned method's refinement of the network's answer: ``steps`` (Adam steps), ``tv`` (the spatial term's
+        weight) and ``reason`` (why that weight); None for the iterative methods.
     """
 
     fodf_sh: np.ndarray
@@ -87,6 +92,7 @@ class FODFFit:
     history: list[dict[str, float]] = field(default_factory=list)
     sh_basis: str = "descoteaux07"
     lmax: int = OUTPUT_LMAX
+    refinement: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.fodf_sh.shape[-1] < n_coeffs(check_lmax(self.lmax)):
@@ -329,7 +335,7 @@ class SHDModel:
         progress: bool = False,
         tile: int = DEFAULT_TILE,
         refine_steps: int = REFINE_STEPS,
-        refine_tv: float = REFINE_TV,
+        refine_tv: float | None = None,
     ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
@@ -349,9 +355,11 @@ class SHDModel:
         refine_steps : int
             Adam steps of the per-voxel refinement of the network's answer (:mod:`equidmri.recon.refine`); 0
             keeps the network's output (the paper's setting, fODF to lmax 18).
-        refine_tv : float
+        refine_tv : float, optional
             Weight of the spatial (TV) term in the refinement (:meth:`FODFRefiner.refine_volume`; every mask voxel
-            is then refined together); 0, the default, refines each voxel on its own.
+            is then refined together; 0 refines each voxel on its own). Default: :meth:`FODFRefiner.default_tv`,
+            :data:`~equidmri.recon.config.REFINE_TV` where a voxel's fit is underdetermined (e.g. a single shell of
+            fewer than 45 directions), else 0.
 
         Raises
         ------
@@ -413,7 +421,7 @@ class SHDModel:
         tile: int = DEFAULT_TILE,
         progress: bool = False,
         refine_steps: int = REFINE_STEPS,
-        refine_tv: float = REFINE_TV,
+        refine_tv: float | None = None,
     ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
@@ -443,12 +451,17 @@ class SHDModel:
         tile: int,
         progress: bool,
         refine_steps: int,
-        refine_tv: float = REFINE_TV,
+        refine_tv: float | None = None,
     ) -> FODFFit:
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
-        if not refine_tv >= 0:
+        if refine_tv is None:
+            refine_tv, reason = self.refiner.default_tv()
+            logger.info("refinement: %d Adam steps; %s (--refine-tv sets the weight)", refine_steps, reason)
+        elif not refine_tv >= 0:
             raise ValueError(f"refine_tv must be >= 0, got {refine_tv}")
+        else:
+            reason = "given"
         per_voxel = refine_steps if not refine_tv else 0  # with TV, the whole mask is refined after inference
         model = self.input_signal_model
         device = model.grid_to_sh.device
@@ -478,6 +491,7 @@ class SHDModel:
             tissues=self.responses.tissues,
             mask=mask.copy(),
             history=history,
+            refinement={"steps": refine_steps, "tv": refine_tv if refine_steps else 0.0, "reason": reason},
         )
 
 

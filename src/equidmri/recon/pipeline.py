@@ -36,7 +36,7 @@ from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peak
 from equidmri.dmri.mask import compute_mask
 from equidmri.dmri.response import TissueResponses, estimate_responses
 from equidmri.recon.checkpoint import load_checkpoint
-from equidmri.recon.config import REFINE_STEPS, REFINE_TV
+from equidmri.recon.config import REFINE_STEPS
 from equidmri.recon.infer import DEFAULT_TILE
 from equidmri.recon.model import FODFFit, NetworkConfig, SHDModel
 from equidmri.recon.train import TrainConfig
@@ -249,7 +249,7 @@ def run_deconv(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
-    refine_tv: float = REFINE_TV,
+    refine_tv: float | None = None,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -270,8 +270,9 @@ def run_deconv(
         Inference tile edge, voxels.
     refine_steps : int
         Adam steps of the per-voxel refinement of the network's answer (:meth:`SHDModel.fit`).
-    refine_tv : float
-        Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone).
+    refine_tv : float, optional
+        Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone; default:
+        where a voxel's fit is underdetermined, :meth:`~equidmri.recon.refine.FODFRefiner.default_tv`).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
@@ -312,7 +313,7 @@ def run_predict(
     progress: bool = False,
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
-    refine_tv: float = REFINE_TV,
+    refine_tv: float | None = None,
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -460,7 +461,8 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
         ``data_shape``, ``mask_voxels``, ``mask_source``, ``nonfinite_voxels``, ``shells`` (s/mm²),
         ``shell_lmax``, ``tissues``, ``method``, ``network`` and ``train`` (None for iterative methods),
         ``epochs_trained``, ``final_loss`` (the last epoch's loss terms, None for a prediction), ``history``
-        (loss terms per epoch), ``timings`` (s).
+        (loss terms per epoch), ``refinement`` (a learned method's refinement steps, TV weight and why; None for
+        iterative methods), ``timings`` (s).
     """
     history = result.fit.history
     return {
@@ -477,5 +479,6 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
         "epochs_trained": len(history),
         "final_loss": history[-1] if history else None,
         "history": history,
+        "refinement": result.fit.refinement,
         "timings": dict(result.timings),
     }
