@@ -35,6 +35,7 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     hcp = record["speed"]["hcp"]
     assert [r["volumes"] for r in hcp["runs"]] == [31, 61] and hcp["extrapolated_volumes"] == 288
     assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
+    assert hcp["spatial"]["volumes"] == 31 and hcp["spatial"]["peak_rss_mib"] > 0
     multi = {row["method"]: row for row in record["multishell"]}
     assert set(multi) == {"pretrained SHD-TV (multi-shell)", "dipy MSMT-CSD lmax 8"}
     assert all(0.0 <= row["f1"] <= 1.0 and row["directions_per_shell"] == 90 for row in multi.values())
