@@ -455,11 +455,13 @@ class SHDModel:
     ) -> FODFFit:
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
-        if refine_tv is None:
+        if refine_tv is not None and not refine_tv >= 0:
+            raise ValueError(f"refine_tv must be >= 0, got {refine_tv}")
+        if not refine_steps:
+            refine_tv, reason = 0.0, "no refinement steps"
+        elif refine_tv is None:
             refine_tv, reason = self.refiner.default_tv()
             logger.info("refinement: %d Adam steps; %s (--refine-tv sets the weight)", refine_steps, reason)
-        elif not refine_tv >= 0:
-            raise ValueError(f"refine_tv must be >= 0, got {refine_tv}")
         else:
             reason = "given"
         per_voxel = refine_steps if not refine_tv else 0  # with TV, the whole mask is refined after inference
@@ -491,7 +493,7 @@ class SHDModel:
             tissues=self.responses.tissues,
             mask=mask.copy(),
             history=history,
-            refinement={"steps": refine_steps, "tv": refine_tv if refine_steps else 0.0, "reason": reason},
+            refinement={"steps": refine_steps, "tv": refine_tv, "reason": reason},
         )
 
 
