@@ -5,11 +5,10 @@ whole-brain-sized volume: `equidmri deconv` with the shipped single-shell model 
 """
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from equidmri.bench.pretrained import deconv_code, time_on_speed_volume
+from equidmri.bench.pretrained import deconv_code, median_results, time_on_speed_volume
 
 THREADS, REPEATS = 2, 2
 record = time_on_speed_volume(
@@ -22,9 +21,6 @@ record = time_on_speed_volume(
     THREADS,
     REPEATS,
 )
-runs = record.pop("runs")
-record["results"] = {
-    name: {"median_s": statistics.median(r["seconds"] for r in rs), "runs": rs} for name, rs in runs.items()
-}
+record["results"] = median_results(record.pop("runs"))
 Path(sys.argv[1]).write_text(json.dumps(record, indent=2) + "\n")
 print(json.dumps({name: r["median_s"] for name, r in record["results"].items()}, indent=2))

@@ -7,11 +7,10 @@ docs/results/pretrained_tvdefault/speed_check.json`.
 """
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from equidmri.bench.pretrained import CSD, deconv_code, time_on_speed_volume
+from equidmri.bench.pretrained import CSD, deconv_code, median_results, time_on_speed_volume
 
 THREADS, REPEATS = 2, 2
 record = time_on_speed_volume(
@@ -25,9 +24,6 @@ record = time_on_speed_volume(
     THREADS,
     REPEATS,
 )
-runs = record.pop("runs")
-record["results"] = {
-    name: {"median_s": statistics.median(r["seconds"] for r in rs), "runs": rs} for name, rs in runs.items()
-}
+record["results"] = median_results(record.pop("runs"))
 Path(sys.argv[1]).write_text(json.dumps(record, indent=2) + "\n")
 print(json.dumps({name: r["median_s"] for name, r in record["results"].items()}, indent=2))

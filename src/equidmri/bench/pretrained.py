@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from equidmri.dmri.response import estimate_responses
 from equidmri.eval.agreement import main_peak_agreement
 from equidmri.eval.metrics import score_thresholds
 from equidmri.recon.config import REFINE_TV
+from equidmri.recon.model import FODFFit, SHDModel
 from equidmri.recon.pipeline import prepare
 from equidmri.recon.pretrained import MULTI_SHELL, load_pretrained, pretrained_path
 from equidmri.sims.dataset import phantom_affine, save_gradients
@@ -50,14 +51,30 @@ HCP_SHAPE = (145, 174, 145, 288)
 OURS = "pretrained SHD-TV"  # deconv's default: the shipped model, refined (with the spatial term where underdetermined)
 
 
-def other_tv(default_tv: float) -> float:
-    """The spatial term's weight that deconv's default did not choose (0 where it applied one, else REFINE_TV)."""
-    return 0.0 if default_tv else REFINE_TV
-
-
 def other_name(tv: float) -> str:
     """The name of the rows of ours with ``--refine-tv tv``, beside deconv's default (:data:`OURS`)."""
     return f"{OURS}, --refine-tv {tv:g}"
+
+
+class Refined(NamedTuple):
+    """One prediction of :func:`default_and_other`: the spatial term's weight applied, the fit, its seconds."""
+
+    tv: float
+    fit: FODFFit
+    seconds: float
+
+
+def default_and_other(model: SHDModel, dwi: np.ndarray, mask: np.ndarray, **options: Any) -> tuple[Refined, Refined]:
+    """``model.predict(dwi, mask, **options)`` as deconv runs it (the spatial term where a voxel's fit is
+    underdetermined), then with the other choice of ``--refine-tv``: 0 where the default applied the term, else
+    :data:`~equidmri.recon.config.REFINE_TV`."""
+    start = time.perf_counter()
+    fit = model.predict(dwi, mask, **options)
+    default = Refined(fit.refinement["tv"], fit, time.perf_counter() - start)
+    tv = 0.0 if default.tv else REFINE_TV
+    start = time.perf_counter()
+    fit = model.predict(dwi, mask, refine_tv=tv, **options)
+    return default, Refined(tv, fit, time.perf_counter() - start)
 
 
 def _peaks(sh: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,14 +93,9 @@ def _compare(phantom, protocol, volumes, voxels, model_path, index, resolution) 
     gtab = make_gtab(protocol.bvals[volumes], protocol.bvecs[volumes])
     responses = estimate_responses(dwi, gtab, phantom.mask, find_shells(gtab.bvals))
     model = load_pretrained(gtab, responses, model_path)
-    results, applied = {}, {}
-    start = time.perf_counter()
-    fit = model.predict(dwi, phantom.mask)  # deconv's default
-    results[OURS], applied[OURS] = (fit.sh(8), time.perf_counter() - start), fit.refinement["tv"]
-    tv = other_tv(applied[OURS])
-    start = time.perf_counter()
-    results[other_name(tv)] = (model.predict(dwi, phantom.mask, refine_tv=tv).sh(8), time.perf_counter() - start)
-    applied[other_name(tv)] = tv
+    default, other = default_and_other(model, dwi, phantom.mask)
+    results = {OURS: (default.fit.sh(8), default.seconds), other_name(other.tv): (other.fit.sh(8), other.seconds)}
+    applied = {OURS: default.tv, other_name(other.tv): other.tv}
     for lmax in (6, 8):
         start = time.perf_counter()
         sh = fit_csd(dwi, gtab, responses.dipy_wm_response(), phantom.mask, lmax=lmax)
@@ -128,21 +140,19 @@ def accuracy(settings: dict[str, Any], model_path: Path) -> list[dict[str, Any]]
 
 def small64d(model_path: Path, draws: int) -> dict[str, Any]:
     """Section 2: main peaks of the pretrained model within 25° of dipy CSD lmax 8 on small_64D (FA > 0.4), as
-    ``deconv`` runs it and with the other choice of ``--refine-tv`` (:func:`other_tv`); then the volume read at 29
-    of its 64 directions (``draws`` random draws) against CSD lmax 8 on all 64, for ours (both choices) and CSD
-    lmax 6/8 on the subset."""
+    ``deconv`` runs it and with the other choice of ``--refine-tv`` (:func:`default_and_other`); then the volume
+    read at 29 of its 64 directions (``draws`` random draws) against CSD lmax 8 on all 64, for ours (both choices)
+    and CSD lmax 6/8 on the subset."""
     prepared = prepare(load_real_volume("small_64D"))
     dwi, mask, gtab = prepared.data.dwi, prepared.mask, prepared.gtab
     csd = fit_csd(dwi, gtab, prepared.responses.dipy_wm_response(), mask, lmax=8)
     fa = fit_dti_fa(dwi, gtab, mask)
     voxels, reference = mask & (fa > FA_THRESHOLD), find_peaks(csd, mask)[0]
     model = load_pretrained(gtab, prepared.responses, model_path)
-    fit = model.predict(dwi, mask)  # deconv's default
-    tv = other_tv(fit.refinement["tv"])
-    record = {"mask_voxels": int(mask.sum()), **main_peak_agreement(fit.peaks()[0], reference, voxels)}
-    record["refine_tv"] = fit.refinement["tv"]
-    other = model.predict(dwi, mask, refine_tv=tv).peaks()[0]
-    record["other"] = {"refine_tv": tv, **main_peak_agreement(other, reference, voxels)}
+    default, other = default_and_other(model, dwi, mask)
+    record = {"mask_voxels": int(mask.sum()), **main_peak_agreement(default.fit.peaks()[0], reference, voxels)}
+    record["refine_tv"] = default.tv
+    record["other"] = {"refine_tv": other.tv, **main_peak_agreement(other.fit.peaks()[0], reference, voxels)}
     bvals, bvecs = np.asarray(gtab.bvals), np.asarray(gtab.bvecs)
     b0, weighted = np.flatnonzero(bvals <= B0_THRESHOLD), np.flatnonzero(bvals > B0_THRESHOLD)
     subset: dict[str, list[float]] = {}
@@ -152,10 +162,9 @@ def small64d(model_path: Path, draws: int) -> dict[str, Any]:
         sub_dwi, sub_gtab = dwi[..., volumes], make_gtab(bvals[volumes], bvecs[volumes])
         responses = estimate_responses(sub_dwi, sub_gtab, mask, find_shells(sub_gtab.bvals))
         model = load_pretrained(sub_gtab, responses, model_path)
-        fit = model.predict(sub_dwi, mask)  # deconv's default
-        tv = other_tv(fit.refinement["tv"])
-        fits = {OURS: fit.fodf_sh, other_name(tv): model.predict(sub_dwi, mask, refine_tv=tv).fodf_sh}
-        subset_tv = fit.refinement["tv"]
+        default, other = default_and_other(model, sub_dwi, mask)
+        fits = {OURS: default.fit.fodf_sh, other_name(other.tv): other.fit.fodf_sh}
+        subset_tv = default.tv
         for lmax in (6, 8):
             fits[f"dipy CSD lmax {lmax}"] = fit_csd(sub_dwi, sub_gtab, responses.dipy_wm_response(), mask, lmax=lmax)
         for name, sh in fits.items():
@@ -263,6 +272,11 @@ def time_on_speed_volume(
         "b=1000), ellipsoidal brain-shaped mask",
         "runs": runs,
     }
+
+
+def median_results(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """:func:`time_on_speed_volume`'s ``runs`` as its scripts record them: name -> ``median_s`` and ``runs``."""
+    return {name: {"median_s": statistics.median(r["seconds"] for r in rs), "runs": rs} for name, rs in runs.items()}
 
 
 def _child(body: str, threads: int) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from equidmri.bench.options.realdata import QUICK_EPOCHS
-from equidmri.bench.pretrained import other_tv
+from equidmri.bench.pretrained import default_and_other
 from equidmri.bench.report import (
     check_report_outputs,
     fmt,
@@ -178,13 +178,12 @@ def run_methods(prepared: PreparedData, shells: str, args: argparse.Namespace) -
         rows.append(Row(label, shells, fodf, time.perf_counter() - start))
     if out_of_range(prepared.shells) is None:  # a shipped model applies: no training on the volume
         model, layout = load_pretrained(prepared.gtab, prepared.responses), recipe_for(prepared.shells).name
-        tv = None  # deconv's default, then the other choice of the spatial term (as bench pretrained)
-        for label in (f"{SHD_PRETRAINED} ({layout})", None):
-            start = time.perf_counter()
-            fit = model.predict(prepared.data.dwi, prepared.mask, refine_steps=args.refine_steps, refine_tv=tv)
-            label = label or f"{SHD_PRETRAINED} ({layout}, --refine-tv {tv:g})"
-            rows.append(Row(label, shells, fit.shm_coeff, time.perf_counter() - start, fit.fractions, fit.tissues))
-            tv = other_tv(fit.refinement["tv"])
+        default, other = default_and_other(model, prepared.data.dwi, prepared.mask, refine_steps=args.refine_steps)
+        for label, (_, fit, seconds) in (
+            (f"{SHD_PRETRAINED} ({layout})", default),
+            (f"{SHD_PRETRAINED} ({layout}, --refine-tv {other.tv:g})", other),
+        ):
+            rows.append(Row(label, shells, fit.shm_coeff, seconds, fit.fractions, fit.tissues))
     start = time.perf_counter()
     epochs = QUICK_EPOCHS if args.quick else args.epochs
     model = get_method(
