@@ -103,3 +103,47 @@ def test_on_threads_keeps_the_order_the_modes_and_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert results == [(i, 1, True, True) for i in range(7)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matmul_in_on_threads_work_uses_single_threaded_numpy_blas_and_equals_torch(threads):
+    import torch
+    from threadpoolctl import threadpool_info
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 50, 7, generator=generator), torch.randn(3, 7, 5, generator=generator)
+    wide = torch.empty(50, 12)
+    before = torch.get_num_threads()
+
+    def work(i):
+        blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        product = runtime.matmul(a, b)  # broadcast batches
+        runtime.matmul(a[i], b[i], out=wide[:, 3:8])  # into a slice of columns
+        return blas, product, wide[:, 3:8].clone()
+
+    try:
+        torch.set_num_threads(threads)
+        results = runtime.on_threads(work, [0, 1])
+    finally:
+        torch.set_num_threads(before)
+    for i, (blas, product, columns) in enumerate(results):
+        assert blas == {1}
+        torch.testing.assert_close(product, a @ b)
+        torch.testing.assert_close(columns, a[i] @ b[i])
+
+
+def test_matmul_leaves_autograd_and_other_dtypes_to_torch():
+    import torch
+
+    a = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(3, 2)
+
+    def work(_):
+        return runtime.matmul(a, b), runtime.matmul(
+            torch.ones(2, 2, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64)
+        )
+
+    (product, integers), _ = runtime.on_threads(work, [0, 1])
+    product.sum().backward()  # recorded by autograd: torch's product
+    torch.testing.assert_close(a.grad, b.sum(1).expand(4, 3))
+    assert integers.dtype == torch.int64 and integers.tolist() == [[2, 2], [2, 2]]

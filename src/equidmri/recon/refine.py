@@ -35,7 +35,7 @@ from equidmri.dmri.gradients import Shells
 from equidmri.recon.config import REFINE_TV
 from equidmri.recon.forward import iso_operator, wm_sh_operator
 from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, negativity
-from equidmri.runtime import on_threads
+from equidmri.runtime import matmul, on_threads
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
 __all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NN", "REFINE_SPHERE", "REFINE_SPARSITY", "FODFRefiner"]
@@ -185,8 +185,10 @@ class FODFRefiner(nn.Module):
         wm, iso_signal, basis = self.wm_operator, self.iso_signal, self.basis
         n, p = wm.shape[0], basis.shape[0]
         work = self._workspace(len(signal), fodf_sh) if work is None else work
-        torch.addmm(nn.functional.softplus(raw) @ iso_signal - signal, fodf_sh, wm.T, out=work.residual)
-        torch.mm(fodf_sh, basis.T, out=work.values)
+        residual = matmul(fodf_sh, wm.T, out=work.residual).sub_(signal)
+        if len(iso_signal):
+            residual.add_(nn.functional.softplus(raw) @ iso_signal)
+        matmul(fodf_sh, basis.T, out=work.values)
         c_nn, c_s = 2 * self.nonnegativity / p, 4 * self.sparsity / p
         penalty = torch.clamp(work.values, max=0, out=work.penalty)  # d(non-negativity)/dv, up to c_nn
         if c_s:  # d(sparsity)/dv = c_s v / (2 sigma + v^2)
@@ -195,14 +197,15 @@ class FODFRefiner(nn.Module):
                 penalty.addcdiv_(work.values, work.scratch, value=c_s / c_nn)
             else:
                 penalty, c_nn = torch.div(work.values, work.scratch, out=work.penalty), c_s
-        grad_sh = torch.addmm(work.residual @ wm, penalty, basis, beta=2 / n, alpha=c_nn, out=work.grad_sh)
-        grad_raw = (work.residual @ iso_signal.T).mul_(torch.sigmoid(raw)).mul_(2 / n)
+        grad_sh = matmul(penalty, basis, out=work.grad_sh).mul_(c_nn)
+        grad_sh.add_(matmul(residual, wm, out=work.fit), alpha=2 / n)
+        grad_raw = (residual @ iso_signal.T).mul_(torch.sigmoid(raw)).mul_(2 / n)
         return grad_sh, grad_raw
 
     def _workspace(self, m: int, like: Tensor) -> _Workspace:
         """Buffers of :meth:`gradient` for ``m`` voxels (allocated once per chunk, not per step)."""
         p, (n, k) = self.basis.shape[0], self.wm_operator.shape
-        return _Workspace(*(like.new_empty(shape) for shape in ((m, n), (m, p), (m, p), (m, p), (m, k))))
+        return _Workspace(*(like.new_empty(shape) for shape in ((m, n), (m, p), (m, p), (m, p), (m, k), (m, k))))
 
     def forward(
         self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float = REFINE_LR
@@ -246,7 +249,7 @@ class FODFRefiner(nn.Module):
                 return self._adam(fodf_sh[chunk, :k].clone(), iso[chunk].clone(), self.fitted(signal[chunk]), steps, lr)
 
         starts = range(0, len(signal), size)
-        chunks = on_threads(refine, starts) if threads > 1 else [refine(i) for i in starts]
+        chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
         return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
     def _adam(self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float) -> tuple[Tensor, Tensor]:
@@ -335,16 +338,12 @@ class FODFRefiner(nn.Module):
                         grad_sh.addcmul_(c, along, value=2 * tv).addcdiv_(a, norm, value=-2 * tv)
                         state.update((grad_sh, grad_raw), step, lr, chunk)
 
-            def parallel(work) -> None:
-                if n_workers > 1:
-                    on_threads(work, range(n_workers))
-                else:
-                    work(0)
-
             for first in range(1, steps + 1, TV_BLOCK):
-                parallel(normalise)
-                parallel(sum_neighbours)
-                parallel(lambda t, first=first: take_steps(t, first, min(first + TV_BLOCK - 1, steps)))
+                on_threads(normalise, range(n_workers))
+                on_threads(sum_neighbours, range(n_workers))
+                on_threads(
+                    lambda t, first=first: take_steps(t, first, min(first + TV_BLOCK - 1, steps)), range(n_workers)
+                )
             return fodf_sh, nn.functional.softplus(state.raw)
 
 
@@ -401,3 +400,4 @@ class _Workspace(NamedTuple):
     scratch: Tensor  # (m, P)
     penalty: Tensor  # (m, P): d(penalties)/d(values), up to a factor
     grad_sh: Tensor  # (m, K)
+    fit: Tensor  # (m, K): the reconstruction term's part of grad_sh

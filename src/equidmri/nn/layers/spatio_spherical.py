@@ -50,6 +50,7 @@ from equidmri.nn.layers.eigenbasis import EigenbasisTransform
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport, channel_parts, concatenated
+from equidmri.runtime import matmul
 from equidmri.sphere.graph import chebyshev_polynomials, chebyshev_stack, filter_laplacian
 
 KERNEL_FORMS = ("full", "rank1")
@@ -185,7 +186,7 @@ class SpatioSphericalConv(nn.Module):
         b, v = x.shape[:2]
         spectrum = self._spectrum(x).reshape(b, v, -1, x.shape[-1])
         shape = x.shape[:-1] + (self.out_channels,)
-        return [(spectrum @ response).reshape(shape) for response in self._spectral_response(x.dtype)]
+        return [matmul(spectrum, response).reshape(shape) for response in self._spectral_response(x.dtype)]
 
     def _spectral_synthesis(self, y: Tensor) -> Tensor:
         """``(B, V, X, Y, Z, C_out)`` in the eigenbasis -> vertex values, same shape."""
