@@ -112,14 +112,15 @@ def test_matmul_in_on_threads_work_uses_single_threaded_numpy_blas_and_equals_to
 
     generator = torch.Generator().manual_seed(0)
     a, b = torch.randn(3, 50, 7, generator=generator), torch.randn(3, 7, 5, generator=generator)
-    wide = torch.empty(50, 12)
+    wide = torch.empty(50, 14)  # each item writes its own columns (on_threads's work shares no output)
     before = torch.get_num_threads()
 
     def work(i):
         blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
         product = runtime.matmul(a, b)  # broadcast batches
-        runtime.matmul(a[i], b[i], out=wide[:, 3:8])  # into a slice of columns
-        return blas, product, wide[:, 3:8].clone()
+        columns = wide[:, 1 + 7 * i : 6 + 7 * i]
+        runtime.matmul(a[i], b[i], out=columns)  # into a slice of columns
+        return blas, product, columns
 
     try:
         torch.set_num_threads(threads)

@@ -164,12 +164,12 @@ def on_threads(work: Callable[[int], Result], items: Sequence[int]) -> list[Resu
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def run(item: int) -> Result:
-        _ONE_THREAD.active = True
+        outer, _ONE_THREAD.active = getattr(_ONE_THREAD, "active", False), True
         try:
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return work(item)
         finally:
-            _ONE_THREAD.active = False
+            _ONE_THREAD.active = outer
 
     with threadpool_limits(1, user_api="blas"):
         if threads == 1:
