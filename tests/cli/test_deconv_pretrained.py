@@ -23,10 +23,10 @@ def test_default_uses_the_pretrained_model(synthetic, tmp_path):
     assert record["pretrained"]["used"] is True and record["pretrained"]["finetune_epochs"] == 0
     assert record["epochs_trained"] == 0 and "predict" in record["timings"]
     assert (out / "fod.nii.gz").exists() and not (out / "model.pt").exists()
-    # 30 directions: fewer fitted volumes than lmax 8's 45 coefficients, so the spatial term is on
+    # 30 fitted volumes: the spatial term's weight 3e-5 x 29 / 30
     assert record["arguments"]["refine_tv"] is None
-    assert record["refinement"] == {"steps": 100, "tv": 3e-5, "reason": record["refinement"]["reason"]}
-    assert record["refinement"]["reason"].startswith("30 fitted volumes < 45 unknowns per voxel")
+    assert record["refinement"] == {"steps": 100, "tv": 2.9e-5, "reason": record["refinement"]["reason"]}
+    assert record["refinement"]["reason"].startswith("30 fitted volumes: spatial term")
 
 
 def test_train_from_scratch_and_finetune(synthetic, tmp_path):

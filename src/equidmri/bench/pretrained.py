@@ -48,7 +48,7 @@ CONE_DEG = 25.0
 SPEED_DIRECTIONS = 30
 BRAIN_SEMI_AXES = 0.45  # of each edge: the ellipsoidal brain-shaped mask of the speed volume
 HCP_SHAPE = (145, 174, 145, 288)
-OURS = "pretrained SHD-TV"  # deconv's default: the shipped model, refined (with the spatial term where underdetermined)
+OURS = "pretrained SHD-TV"  # deconv's default: the shipped model, refined with the spatial term
 
 
 def other_name(tv: float) -> str:
@@ -65,9 +65,9 @@ class Refined(NamedTuple):
 
 
 def default_and_other(model: SHDModel, dwi: np.ndarray, mask: np.ndarray, **options: Any) -> tuple[Refined, Refined]:
-    """``model.predict(dwi, mask, **options)`` as deconv runs it (the spatial term where a voxel's fit is
-    underdetermined), then with the other choice of ``--refine-tv``: 0 where the default applied the term, else
-    :data:`~equidmri.recon.config.REFINE_TV`."""
+    """``model.predict(dwi, mask, **options)`` as deconv runs it (the spatial term, its weight scaled to the fitted
+    volumes), then with the other choice of ``--refine-tv``: 0 where the default applied the term (always, with
+    refinement steps), else :data:`~equidmri.recon.config.REFINE_TV`."""
     start = time.perf_counter()
     fit = model.predict(dwi, mask, **options)
     default = Refined(fit.refinement["tv"], fit, time.perf_counter() - start)
@@ -323,30 +323,23 @@ def hcp_memory(settings: dict[str, Any], threads: int, device: str, tmp: Path) -
     """Peak RSS of ``deconv`` on the HCP grid (145×174×145) at two direction counts, extrapolated to 288 volumes.
 
     The shipped model accepts at most 150 directions, so the HCP grid is measured with b=0 + 30 and b=0 +
-    150 (``SINGLE_SHELL.directions``; uncompressed NIfTI); memory grows linearly with the volumes (the DWI and
-    its normalised copy), so the line through the two measurements is read at ``HCP_SHAPE[-1]`` volumes. Both are
-    refined voxel by voxel (``--refine-tv 0``), as an input of 288 volumes is (its fit is never underdetermined);
-    ``spatial`` is the 30-direction grid as ``deconv`` runs it by default, with the spatial term over the whole mask.
+    150 (``SINGLE_SHELL.directions``; uncompressed NIfTI), both as ``deconv`` runs them by default (the spatial
+    term over the whole mask); memory grows linearly with the volumes (the DWI, its normalised copy and the
+    refinement's fitted signal), so the line through the two measurements is read at ``HCP_SHAPE[-1]`` volumes.
     """
-    runs, spatial = [], None
+    runs = []
     for directions in settings["hcp_directions"]:
         folder = tmp / f"hcp_{directions}"
         paths = {k: str(v) for k, v in write_speed_volume(folder, settings["hcp_grid"], directions=directions,
                                                           gzip=False).items()}  # fmt: skip
-        per_voxel = deconv_code(paths, folder / "out", threads, device, options=("--refine-tv", "0"))
-        runs.append({**_volume_counts(paths), "volumes": directions + 1, **_child(per_voxel, threads)})
-        if spatial is None:  # the fewest directions: the default adds the spatial term
-            spatial = {
-                "volumes": directions + 1,
-                **_child(deconv_code(paths, folder / "out", threads, device), threads),
-            }
+        code = deconv_code(paths, folder / "out", threads, device)
+        runs.append({**_volume_counts(paths), "volumes": directions + 1, **_child(code, threads)})
         shutil.rmtree(folder)
     (a, b) = runs
     slope = (b["peak_rss_mib"] - a["peak_rss_mib"]) / (b["volumes"] - a["volumes"])  # MiB per volume
     return {
         "grid": settings["hcp_grid"],
         "runs": runs,
-        "spatial": spatial,
         "rss_slope_mib_per_volume": slope,
         "extrapolated_volumes": HCP_SHAPE[-1],
         "extrapolated_rss_mib": b["peak_rss_mib"] + slope * (HCP_SHAPE[-1] - b["volumes"]),
@@ -521,20 +514,16 @@ def _speed_targets(speed_record: dict[str, Any]) -> list[str]:
     speed.append(f"peak RSS of deconv {rss:.0f} MiB (target < 4096: **{'met' if rss < 4096 else 'missed'}**)")
     hcp = speed_record["hcp"]
     grid = "×".join(map(str, hcp["grid"]))
-    measured = ", ".join(f"{r['volumes']} volumes {r['peak_rss_mib'] / 1024:.1f} GiB" for r in hcp["runs"])
+    measured = ", ".join(
+        f"{r['volumes']} volumes {r['peak_rss_mib'] / 1024:.1f} GiB in {r['seconds']:.0f} s" for r in hcp["runs"]
+    )
     bound = hcp["extrapolated_rss_mib"]
     speed.append(
-        f"HCP-sized input {'×'.join(map(str, HCP_SHAPE))}: {bound / 1024:.1f} GiB — measured on the {grid} grid "
-        f"({measured}; {hcp['runs'][-1]['mask_voxels']} mask voxels) and extrapolated linearly in the volumes to "
+        f"HCP-sized input {'×'.join(map(str, HCP_SHAPE))}: {bound / 1024:.1f} GiB — measured on the {grid} grid as "
+        f"deconv runs it by default, the spatial term over the whole mask ({measured}; "
+        f"{hcp['runs'][-1]['mask_voxels']} mask voxels) and extrapolated linearly in the volumes to "
         f"{hcp['extrapolated_volumes']} (target < 24 GiB: **{'met' if bound < 24 * 1024 else 'missed'}**)"
     )
-    if hcp.get("spatial"):
-        spatial = hcp["spatial"]
-        speed.append(
-            f"the {grid} grid with {spatial['volumes']} volumes as deconv runs it by default (the spatial term over "
-            f"the whole mask; the lines above refine voxel by voxel, as 288 volumes are): "
-            f"{spatial['peak_rss_mib'] / 1024:.1f} GiB peak RSS, {spatial['seconds']:.0f} s"
-        )
     return speed
 
 

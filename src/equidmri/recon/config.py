@@ -19,6 +19,7 @@ __all__ = [
     "LEGACY_ARCHITECTURES",
     "REFINE_STEPS",
     "REFINE_TV",
+    "REFINE_TV_VOLUMES",
     "LossWeights",
     "NetworkConfig",
     "TrainConfig",
@@ -35,20 +36,20 @@ DEFAULT_TILE = 24
 # multi-shell volume (issue #23) but not on the phantoms of bench pretrained: 30 steps from lr 0.02, cosine-
 # annealed, gave F1 0.748 / 0.858 (29 / 90 directions) where 100 steps at 0.01 gave 0.842 / 0.890
 REFINE_STEPS = 100
-# Weight of the spatial (TV) term of the refinement: the squared difference of the L2-normalised fODFs (SH
-# coefficients, Parseval) of face neighbours, summed over the mask's neighbour pairs (the form of the training
-# loss's total_variation). Applied by default only where a voxel's fit is underdetermined, fewer fitted volumes
-# than unknowns (FODFRefiner.default_tv: e.g. a single shell of fewer than 45 directions at lmax 8). There, on the
-# phantoms of bench pretrained, it lowers the angular error well below CSD's, and on real series read at 29
-# directions it agrees with the full data about as well as the refinement without it; at higher angular
-# resolution it moves real peaks away from the per-voxel methods' without a measurable gain (docs/pretrained_model.md,
-# "A spatial term in the refinement"). 3e-5 since the b=0 volumes left the WM-only refinement (84844d8): development
-# runs, W = 0 / 1e-5 / 3e-5 / 1e-4, validation phantoms of another seed (24^3) at 29 directions 6.44 / 6.11 / 5.52 /
-# 4.75 deg (CSD lmax 6 6.85), at 90 4.49 / 4.02 / 3.58 / 3.23 deg (CSD lmax 8 4.59); MRtrix3's msmt shells read at
-# 29 directions against MSMT-CSD on all the data (docs/results/pretrained_dwfit/subsets.py), main peaks within 25
-# deg, b=2800 84.5 / 85.2 / 85.5 / 80.2 %, b=1200 81.2 / 81.9 / 82.7 / 78.0 %; small_64D read at 29 of 64 83.1 /
-# 83.0 / 82.8 / 83.8 %: 3e-5 is the largest weight tried that does not lower real low-resolution agreement
+# Weight of the spatial (TV) term of the refinement at REFINE_TV_VOLUMES fitted volumes: the squared difference of
+# the L2-normalised fODFs (SH coefficients, Parseval) of face neighbours, summed over the mask's neighbour pairs
+# (the form of the training loss's total_variation). The refinement's data term is the mean squared residual over
+# a voxel's F fitted volumes, so a prior of fixed strength against the data's sum of squares (MAP with Gaussian
+# noise) has the weight REFINE_TV * REFINE_TV_VOLUMES / F (FODFRefiner.default_tv): 3e-5 at 29 directions, 1.4e-5
+# at 64, 9.7e-6 at 90 (docs/pretrained_model.md, "The spatial term at every angular resolution"). 3e-5 at 29 since
+# the b=0 volumes left the WM-only refinement (84844d8): development runs, W = 0 / 1e-5 / 3e-5 / 1e-4, validation
+# phantoms of another seed (24^3) at 29 directions 6.44 / 6.11 / 5.52 / 4.75 deg (CSD lmax 6 6.85), at 90 4.49 /
+# 4.02 / 3.58 / 3.23 deg (CSD lmax 8 4.59); MRtrix3's msmt shells read at 29 directions against MSMT-CSD on all the
+# data (docs/results/pretrained_dwfit/subsets.py), main peaks within 25 deg, b=2800 84.5 / 85.2 / 85.5 / 80.2 %,
+# b=1200 81.2 / 81.9 / 82.7 / 78.0 %; small_64D read at 29 of 64 83.1 / 83.0 / 82.8 / 83.8 %: 3e-5 is the largest
+# weight tried that does not lower real low-resolution agreement
 REFINE_TV = 3e-5
+REFINE_TV_VOLUMES = 29
 
 
 @dataclass(frozen=True)

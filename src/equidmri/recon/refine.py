@@ -10,9 +10,9 @@ plus the non-negativity penalty of SHD eq. 4 (weighted more, see :data:`REFINE_N
 is available but off by default, see :data:`REFINE_SPARSITY`), over the WM fODF's SH coefficients up to ``lmax``
 and the isotropic fractions (kept >= 0 through a softplus). With the WM as the only tissue the b=0 volumes are
 left out of the fit (they carry no orientation), as dipy's CSD leaves them out. The TV term of SHD-TV, which
-couples neighbours, is added by default only where a voxel's fit is underdetermined (:meth:`FODFRefiner.default_tv`,
-weight :data:`equidmri.recon.config.REFINE_TV`); with it, :meth:`FODFRefiner.refine_volume` refines every voxel of
-the mask together.
+couples neighbours, is added by default with a weight scaled to the number of fitted volumes
+(:meth:`FODFRefiner.default_tv`); with it, :meth:`FODFRefiner.refine_volume` refines every voxel of the mask
+together.
 
 References
 ----------
@@ -32,7 +32,7 @@ from dipy.data import get_sphere
 from torch import Tensor, nn
 
 from equidmri.dmri.gradients import Shells
-from equidmri.recon.config import REFINE_TV
+from equidmri.recon.config import REFINE_TV, REFINE_TV_VOLUMES
 from equidmri.recon.forward import iso_operator, wm_sh_operator
 from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, negativity
 from equidmri.runtime import matmul, on_threads
@@ -136,24 +136,21 @@ class FODFRefiner(nn.Module):
         return signal.index_select(-1, self.fitted_volumes)
 
     def default_tv(self) -> tuple[float, str]:
-        """The weight of the spatial term by default, and why: :data:`equidmri.recon.config.REFINE_TV` where a
-        voxel's fit is underdetermined (fewer fitted volumes than the SH coefficients up to :attr:`lmax` and the
-        isotropic fractions, e.g. a single shell of fewer than 45 directions at lmax 8), else 0.
+        """The weight of the spatial term by default, and why: :data:`~equidmri.recon.config.REFINE_TV` scaled by
+        :data:`~equidmri.recon.config.REFINE_TV_VOLUMES` / F for a voxel's F fitted volumes (3 significant digits).
 
-        Where the data cannot pin the fODF down, SHD-TV's spatial prior does (Elaldi et al., NeurIPS 2024, eq. 4):
-        on bench pretrained's phantoms at 29 directions it lowers the angular error from 0.96x to 0.82x dipy CSD's,
-        and on real series read at 29 directions it agrees with the full data about as well as the per-voxel fit.
-        At higher angular resolution it moves real peaks and crossings away from CSD's without a measured gain
-        (docs/pretrained_model.md, "A spatial term in the refinement").
+        The data term of :meth:`loss` is a mean over the F fitted volumes; against their sum of squares (MAP with
+        Gaussian noise) SHD-TV's spatial prior (Elaldi et al., NeurIPS 2024, eq. 4) then keeps one strength at
+        every angular resolution: 3e-5 at 29 directions, 9.7e-6 at 90. On bench pretrained's phantoms it lowers
+        the angular error below dipy CSD's at 29, 45 and 90 directions; on real data it moves main peaks and
+        crossings by a few points away from per-voxel references (docs/pretrained_model.md, "The spatial term at
+        every angular resolution").
         """
-        fitted, unknowns = len(self.fitted_volumes), n_coeffs(self.lmax) + self.iso_signal.shape[0]
-        if fitted < unknowns:
-            return (
-                REFINE_TV,
-                f"{fitted} fitted volumes < {unknowns} unknowns per voxel (SH lmax {self.lmax}): "
-                f"spatial term {REFINE_TV:g}",
-            )
-        return 0.0, f"{fitted} fitted volumes >= {unknowns} unknowns per voxel (SH lmax {self.lmax}): per voxel"
+        fitted = len(self.fitted_volumes)
+        weight = float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
+        return weight, (
+            f"{fitted} fitted volumes: spatial term {REFINE_TV:g} x {REFINE_TV_VOLUMES} / {fitted} = {weight:g}"
+        )
 
     def loss(self, fodf_sh: Tensor, iso: Tensor, signal: Tensor) -> Tensor:
         """Sum over voxels of each voxel's loss (so voxels do not interact and chunks give the same result).

@@ -7,9 +7,9 @@ Four sections, each ours against the reference on the same input in the same run
    resolution series (b=0 + 29 directions, SHD §4.2.1) and on the full one, against dipy CSD lmax 6 and 8 on the
    same series and the same estimated WM response. Peaks (at most 3) are matched to the ground-truth fibres
    within 25°; F1 and the mean angular error are read at each method's F1-best relative peak threshold. The
-   pretrained model runs as ``deconv`` does (the targets; with the spatial term where a voxel's fit is
-   underdetermined, as at 29 directions) and with the other choice of ``--refine-tv`` (0 or 3e-5; reported
-   beside, in sections 1 and 2).
+   pretrained model runs as ``deconv`` does (the targets; with the spatial term, its weight scaled to the number
+   of fitted volumes: 3e-5 at 29 directions, 9.7e-6 at 90) and with ``--refine-tv 0`` (each voxel on its own;
+   reported beside, in sections 1 and 2).
 2. **Real data**: dipy's ``small_64D`` (b = 1000, 64 directions): main peaks within 25° of dipy CSD (lmax 8) in the
    voxels with FA > 0.4, the demo's measure; then the volume read at 29 random directions of its 64 (4 draws),
    ours and CSD lmax 6/8 on the subset against CSD lmax 8 on all 64.
