@@ -253,11 +253,11 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help="a learned method: weight of a spatial (TV) term in the refinement, the squared difference of the unit-"
         "normalised fODFs of face neighbours (SHD-TV's TV term); every mask voxel is then refined together. 0 "
-        f"refines each voxel on its own. Default: {REFINE_TV:g} x {REFINE_TV_VOLUMES} / F for F fitted volumes "
-        "per voxel (the DW volumes of a single shell; all volumes with GM and CSF), one prior strength against a "
-        f"data term that is a mean over the volumes: {REFINE_TV:g} at {REFINE_TV_VOLUMES} directions, 9.7e-6 at "
-        "90. It lowers the angular error on phantoms at every resolution measured. run.json records the weight "
-        "and why (docs/pretrained_model.md)",
+        f"refines each voxel on its own. Default with the WM alone (a single shell): {REFINE_TV:g} x "
+        f"{REFINE_TV_VOLUMES} / F for F diffusion-weighted volumes, one prior strength against a data term that is "
+        f"a mean over the volumes ({REFINE_TV:g} at {REFINE_TV_VOLUMES} directions, 9.7e-6 at 90; it lowered the "
+        "angular error on phantoms at every resolution measured); with GM and CSF (several shells) 0. run.json "
+        "records the weight and why (docs/pretrained_model.md)",
     )
     group.add_argument(
         "--relative-peak-threshold",

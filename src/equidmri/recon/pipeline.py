@@ -272,7 +272,8 @@ def run_deconv(
         Adam steps of the per-voxel refinement of the network's answer (:meth:`SHDModel.fit`).
     refine_tv : float, optional
         Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone; default:
-        scaled to the number of fitted volumes, :meth:`~equidmri.recon.refine.FODFRefiner.default_tv`).
+        with the WM alone, scaled to the number of fitted volumes;
+        :meth:`~equidmri.recon.refine.FODFRefiner.default_tv`).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.

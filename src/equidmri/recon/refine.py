@@ -10,7 +10,7 @@ plus the non-negativity penalty of SHD eq. 4 (weighted more, see :data:`REFINE_N
 is available but off by default, see :data:`REFINE_SPARSITY`), over the WM fODF's SH coefficients up to ``lmax``
 and the isotropic fractions (kept >= 0 through a softplus). With the WM as the only tissue the b=0 volumes are
 left out of the fit (they carry no orientation), as dipy's CSD leaves them out. The TV term of SHD-TV, which
-couples neighbours, is added by default with a weight scaled to the number of fitted volumes
+couples neighbours, is added by default with the WM alone, its weight scaled to the number of fitted volumes
 (:meth:`FODFRefiner.default_tv`); with it, :meth:`FODFRefiner.refine_volume` refines every voxel of the mask
 together.
 
@@ -136,17 +136,21 @@ class FODFRefiner(nn.Module):
         return signal.index_select(-1, self.fitted_volumes)
 
     def default_tv(self) -> tuple[float, str]:
-        """The weight of the spatial term by default, and why: :data:`~equidmri.recon.config.REFINE_TV` scaled by
-        :data:`~equidmri.recon.config.REFINE_TV_VOLUMES` / F for a voxel's F fitted volumes (3 significant digits).
+        """The weight of the spatial term by default, and why. With the WM alone (single-shell scans):
+        :data:`~equidmri.recon.config.REFINE_TV` scaled by :data:`~equidmri.recon.config.REFINE_TV_VOLUMES` / F
+        for a voxel's F fitted volumes (3 significant digits); with GM and CSF (multi-shell scans): 0.
 
         The data term of :meth:`loss` is a mean over the F fitted volumes; against their sum of squares (MAP with
         Gaussian noise) SHD-TV's spatial prior (Elaldi et al., NeurIPS 2024, eq. 4) then keeps one strength at
-        every angular resolution: 3e-5 at 29 directions, 9.7e-6 at 90. On bench pretrained's phantoms it lowers
-        the angular error below dipy CSD's at 29, 45 and 90 directions; on real data it moves main peaks and
-        crossings by a few points away from per-voxel references (docs/pretrained_model.md, "The spatial term at
-        every angular resolution").
+        every angular resolution: 3e-5 at 29 directions, 9.7e-6 at 90. On bench pretrained's single-shell
+        phantoms it lowers the angular error and raises F1 at 29, 45 and 90 directions. With GM and CSF the same
+        rule gave mixed results on the multi-shell phantoms (F1 lower at 30 directions per shell) and moved real
+        peaks and crossings away from MSMT-CSD's, so there each voxel is refined on its own
+        (docs/pretrained_model.md, "The spatial term at every angular resolution").
         """
         fitted = len(self.fitted_volumes)
+        if self.iso_signal.shape[0]:
+            return 0.0, f"{fitted} fitted volumes with GM and CSF: per voxel"
         weight = float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
         return weight, (
             f"{fitted} fitted volumes: spatial term {REFINE_TV:g} x {REFINE_TV_VOLUMES} / {fitted} = {weight:g}"

@@ -23,8 +23,9 @@ SHD-TV is trained once per shell selection and reported twice: the network's ans
 amortised inference, ``--refine-steps 0``) and refined per voxel under the same loss (the default of
 ``equidmri deconv``; :mod:`equidmri.recon.refine`). Where a shipped pretrained model accepts the shell
 selection (:mod:`equidmri.recon.pretrained`: one shell of b = 700-3000 s/mm² with 20-150 directions, or three
-shells), it is reported too, refined as ``deconv`` does (the spatial term, its weight scaled to the number of
-fitted volumes) and with ``--refine-tv 0``, without training on the volume. The multi-tissue run of each volume
+shells), it is reported too, refined as ``deconv`` does (the single-shell model with the spatial term, its weight
+scaled to the number of fitted volumes; the multi-shell one per voxel) and with the other choice of ``--refine-tv``
+(0, or 3e-5 where the default is per voxel), without training on the volume. The multi-tissue run of each volume
 also gets a figure, ``OUT/realdata_<volume>.png``: its peaks over the mean b=0 image and its WM/GM/CSF fraction
 maps.
 """
