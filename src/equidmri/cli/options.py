@@ -256,8 +256,8 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         f"refines each voxel on its own. Default with the WM alone (a single shell): {REFINE_TV:g} x "
         f"{REFINE_TV_VOLUMES} / F for F diffusion-weighted volumes, one prior strength against a data term that is "
         f"a mean over the volumes ({REFINE_TV:g} at {REFINE_TV_VOLUMES} directions, 9.7e-6 at 90; it lowered the "
-        "angular error on phantoms at every resolution measured); with GM and CSF (several shells) 0. run.json "
-        "records the weight and why (docs/pretrained_model.md)",
+        "angular error on phantoms at every resolution measured); with GM and CSF (several shells) 3e-5 only where "
+        "a voxel's fit is underdetermined, else 0. run.json records the weight and why (docs/pretrained_model.md)",
     )
     group.add_argument(
         "--relative-peak-threshold",

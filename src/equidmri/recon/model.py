@@ -359,7 +359,8 @@ class SHDModel:
             Weight of the spatial (TV) term in the refinement (:meth:`FODFRefiner.refine_volume`; every mask voxel
             is then refined together; 0 refines each voxel on its own). Default: :meth:`FODFRefiner.default_tv`,
             with the WM alone :data:`~equidmri.recon.config.REFINE_TV` scaled to the number of fitted volumes
-            (3e-5 at 29 directions, 9.7e-6 at 90), with GM and CSF 0.
+            (3e-5 at 29 directions, 9.7e-6 at 90); with GM and CSF 3e-5 where the fit is
+            underdetermined, else 0.
 
         Raises
         ------

@@ -138,19 +138,27 @@ class FODFRefiner(nn.Module):
     def default_tv(self) -> tuple[float, str]:
         """The weight of the spatial term by default, and why. With the WM alone (single-shell scans):
         :data:`~equidmri.recon.config.REFINE_TV` scaled by :data:`~equidmri.recon.config.REFINE_TV_VOLUMES` / F
-        for a voxel's F fitted volumes (3 significant digits); with GM and CSF (multi-shell scans): 0.
+        for a voxel's F fitted volumes (3 significant digits); with GM and CSF (multi-shell scans) as before
+        ``3ad2dfe``: :data:`~equidmri.recon.config.REFINE_TV` where the fit is underdetermined (fewer fitted volumes
+        than the SH coefficients up to :attr:`lmax` and the fractions), else 0.
 
         The data term of :meth:`loss` is a mean over the F fitted volumes; against their sum of squares (MAP with
         Gaussian noise) SHD-TV's spatial prior (Elaldi et al., NeurIPS 2024, eq. 4) then keeps one strength at
         every angular resolution: 3e-5 at 29 directions, 9.7e-6 at 90. On bench pretrained's single-shell
         phantoms it lowers the angular error and raises F1 at 29, 45 and 90 directions. With GM and CSF the same
         rule gave mixed results on the multi-shell phantoms (F1 lower at 30 directions per shell) and moved real
-        peaks and crossings away from MSMT-CSD's, so there each voxel is refined on its own
+        peaks and crossings away from MSMT-CSD's, so there the term stays where the data cannot pin the fODF down
         (docs/pretrained_model.md, "The spatial term at every angular resolution").
         """
         fitted = len(self.fitted_volumes)
-        if self.iso_signal.shape[0]:
-            return 0.0, f"{fitted} fitted volumes with GM and CSF: per voxel"
+        if self.iso_signal.shape[0]:  # GM and CSF: the rule before 3ad2dfe
+            unknowns = n_coeffs(self.lmax) + self.iso_signal.shape[0]
+            if fitted < unknowns:
+                return (
+                    REFINE_TV,
+                    f"{fitted} fitted volumes < {unknowns} unknowns (GM and CSF): spatial term {REFINE_TV:g}",
+                )
+            return 0.0, f"{fitted} fitted volumes >= {unknowns} unknowns (GM and CSF): per voxel"
         weight = float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
         return weight, (
             f"{fitted} fitted volumes: spatial term {REFINE_TV:g} x {REFINE_TV_VOLUMES} / {fitted} = {weight:g}"

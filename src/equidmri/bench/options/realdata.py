@@ -24,10 +24,10 @@ amortised inference, ``--refine-steps 0``) and refined per voxel under the same 
 ``equidmri deconv``; :mod:`equidmri.recon.refine`). Where a shipped pretrained model accepts the shell
 selection (:mod:`equidmri.recon.pretrained`: one shell of b = 700-3000 s/mm² with 20-150 directions, or three
 shells), it is reported too, refined as ``deconv`` does (the single-shell model with the spatial term, its weight
-scaled to the number of fitted volumes; the multi-shell one per voxel) and with the other choice of ``--refine-tv``
-(0, or 3e-5 where the default is per voxel), without training on the volume. The multi-tissue run of each volume
-also gets a figure, ``OUT/realdata_<volume>.png``: its peaks over the mean b=0 image and its WM/GM/CSF fraction
-maps.
+scaled to the number of fitted volumes; the multi-shell one per voxel where its fit is determined) and with the
+other choice of ``--refine-tv`` (0, or 3e-5 where the default is per voxel), without training on the volume. The
+multi-tissue run of each volume also gets a figure, ``OUT/realdata_<volume>.png``: its peaks over the mean b=0 image
+and its WM/GM/CSF fraction maps.
 """
 
 from __future__ import annotations
