@@ -16,9 +16,9 @@ from equidmri.bench.machine import machine_info
 from equidmri.bench.realdata import CLEAR_WM, NPEAKS, PEAK_THRESHOLD, Row, folder_volume, score, select_shell
 from equidmri.dmri.io import load_dwi, load_fod
 from equidmri.dmri.peaks import find_peaks
-from equidmri.recon.config import REFINE_TV, REFINE_TV_VOLUMES
 from equidmri.recon.pipeline import prepare
 from equidmri.recon.pretrained import load_pretrained, out_of_range, recipe_for
+from equidmri.recon.refine import scaled_tv
 
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
 with tempfile.TemporaryDirectory() as scratch:
@@ -37,7 +37,7 @@ for shells, prepared in selections.items():
         continue
     model = load_pretrained(prepared.gtab, prepared.responses)
     fitted = len(model.refiner.fitted_volumes)
-    scaled = float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
+    scaled = scaled_tv(fitted)
     for label, tv in (("--refine-tv 0", 0.0), (f"3e-5 x 29 / {fitted} = {scaled:g}", scaled), ("default", None)):
         start = time.perf_counter()
         fit = model.predict(prepared.data.dwi, prepared.mask, refine_tv=tv)

@@ -65,9 +65,10 @@ class Refined(NamedTuple):
 
 
 def default_and_other(model: SHDModel, dwi: np.ndarray, mask: np.ndarray, **options: Any) -> tuple[Refined, Refined]:
-    """``model.predict(dwi, mask, **options)`` as deconv runs it (the spatial term, its weight scaled to the fitted
-    volumes), then with the other choice of ``--refine-tv``: 0 where the default applied the term (always, with
-    refinement steps), else :data:`~equidmri.recon.config.REFINE_TV`."""
+    """``model.predict(dwi, mask, **options)`` as deconv runs it
+    (:meth:`~equidmri.recon.refine.FODFRefiner.default_tv`: with the WM alone the spatial term, its weight scaled to
+    the fitted volumes), then with the other choice of ``--refine-tv``: 0 where the default applied the term, else
+    :data:`~equidmri.recon.config.REFINE_TV`."""
     start = time.perf_counter()
     fit = model.predict(dwi, mask, **options)
     default = Refined(fit.refinement["tv"], fit, time.perf_counter() - start)

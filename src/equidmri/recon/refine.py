@@ -38,7 +38,7 @@ from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, neg
 from equidmri.runtime import matmul, on_threads
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
-__all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NN", "REFINE_SPHERE", "REFINE_SPARSITY", "FODFRefiner"]
+__all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NN", "REFINE_SPHERE", "REFINE_SPARSITY", "FODFRefiner", "scaled_tv"]
 
 REFINE_LMAX = 8  # SH degree of the refined fODF: that of fod.nii.gz and of the peaks (lmax 18: 90 % vs 93 % above)
 # dipy sphere whose hemisphere carries the penalties: 181 directions. Development runs (validation phantoms of
@@ -74,6 +74,13 @@ CHUNK = 2048
 # 0.861; 90 directions 3.95 / 3.97 deg, 0.896 / 0.896 (10: 5.56 deg; 25: 5.63 deg)
 TV_BLOCK = 5
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+def scaled_tv(fitted: int) -> float:
+    """The spatial term's weight for ``fitted`` volumes per voxel: :data:`~equidmri.recon.config.REFINE_TV` x
+    :data:`~equidmri.recon.config.REFINE_TV_VOLUMES` / ``fitted``, to 3 significant digits (the default with the WM
+    alone, :meth:`FODFRefiner.default_tv`)."""
+    return float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
 
 
 class FODFRefiner(nn.Module):
@@ -159,7 +166,7 @@ class FODFRefiner(nn.Module):
                     f"{fitted} fitted volumes < {unknowns} unknowns (GM and CSF): spatial term {REFINE_TV:g}",
                 )
             return 0.0, f"{fitted} fitted volumes >= {unknowns} unknowns (GM and CSF): per voxel"
-        weight = float(f"{REFINE_TV * REFINE_TV_VOLUMES / fitted:.3g}")
+        weight = scaled_tv(fitted)
         return weight, (
             f"{fitted} fitted volumes: spatial term {REFINE_TV:g} x {REFINE_TV_VOLUMES} / {fitted} = {weight:g}"
         )
