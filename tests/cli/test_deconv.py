@@ -31,7 +31,7 @@ RUN_KEYS = {
     "device",
     "threads",
 }
-STAGES = {"load", "mask", "response", "build", "fit", "peaks_and_fa", "write", "qc", "total"}
+STAGES = {"load", "mask", "response", "build", "fit", "peaks", "write", "qc", "total"}
 
 
 def _read(inputs: Inputs) -> dict:

@@ -76,3 +76,23 @@ def test_three_shells_use_the_multi_shell_model(tmp_path):
     record = _run(out)["pretrained"]
     assert record["used"] is True and record["model"] == "multi-shell" and record["file"] == "shd_tv_multi_shell.pt"
     assert (out / "fractions.nii.gz").exists()  # WM/GM/CSF
+
+
+def test_qc_background_is_dti_fa_on_the_shown_views(synthetic, tmp_path, monkeypatch):
+    """The QC figure's FA is fitted only on the voxels of its three views, and there equals the whole mask's."""
+    import equidmri.cli.common as common
+    from equidmri.dmri.baselines import fit_dti_fa
+    from equidmri.dmri.io import load_dwi
+    from equidmri.recon.pipeline import prepare
+    from equidmri.viz.qc import qc_centre, views_mask
+
+    drawn = {}
+    monkeypatch.setattr(common, "plot_peaks_qc", lambda path, background, peak_dirs, *a, **k: drawn.update(
+        background=background, peak_dirs=peak_dirs, slice_index=k["slice_index"]))  # fmt: skip
+    assert run_main(["deconv", *synthetic.args(), "--out", str(tmp_path / "out"), *FAST]) == 0
+    prepared = prepare(load_dwi(synthetic.dwi, synthetic.bvals, synthetic.bvecs, synthetic.mask))
+    shown = prepared.mask & views_mask(prepared.mask.shape, qc_centre(drawn["peak_dirs"]))
+    assert drawn["slice_index"] == qc_centre(drawn["peak_dirs"])[2] and 0 < shown.sum() < prepared.mask.sum()
+    whole = fit_dti_fa(prepared.data.dwi, prepared.gtab, prepared.mask)
+    np.testing.assert_allclose(drawn["background"][shown], whole[shown], atol=1e-6)
+    assert not drawn["background"][~shown].any()

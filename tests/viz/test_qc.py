@@ -7,7 +7,16 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from equidmri.viz.qc import DPI, PEAK_HALF_LENGTH, busiest_slice, peak_segments, plot_peaks_qc, qc_figure
+from equidmri.viz.qc import (
+    DPI,
+    PEAK_HALF_LENGTH,
+    busiest_slice,
+    peak_segments,
+    plot_peaks_qc,
+    qc_centre,
+    qc_figure,
+    views_mask,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 10_000  # sanity floor; measured 27.5 KB for the figure below (26.7 KB with no peak)
@@ -106,6 +115,16 @@ def test_busiest_slice_counts_peaks():
     assert busiest_slice(peak_dirs) == 2
     assert busiest_slice(peak_dirs, axis=0) == 0 and busiest_slice(peak_dirs, axis=1) == 0
     assert busiest_slice(np.zeros((2, 2, 5, 1, 3))) == 2  # no peak: the middle slice
+
+
+def test_qc_centre_and_the_voxels_the_views_show():
+    peak_dirs = np.zeros((3, 4, 5, 2, 3))
+    peak_dirs[2, 1, 3, 0] = [1.0, 0.0, 0.0]
+    assert qc_centre(peak_dirs) == (2, 1, 3)
+    assert qc_centre(peak_dirs, slice_index=0) == (2, 1, 0)
+    shown = views_mask((3, 4, 5), (2, 1, 3))
+    x, y, z = np.indices((3, 4, 5))
+    np.testing.assert_array_equal(shown, (x == 2) | (y == 1) | (z == 3))
 
 
 def test_peak_segments_geometry_and_dec_colours():

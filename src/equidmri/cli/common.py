@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from equidmri import __version__
+from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.io import load_dwi, prepare_out_dir, save_json
 from equidmri.methods import Method, find_method, get_method
 from equidmri.methods.registry import DEFAULT_METHOD
@@ -34,7 +35,7 @@ from equidmri.recon.pipeline import (
 )
 from equidmri.recon.pretrained import load_pretrained
 from equidmri.runtime import default_threads
-from equidmri.viz.qc import plot_peaks_qc
+from equidmri.viz.qc import plot_peaks_qc, qc_centre, views_mask
 
 logger = logging.getLogger(__name__)
 
@@ -294,11 +295,14 @@ def finish(
         write_outputs(args.out, result, prepared.data.affine, force=True)
     with timed(timings, "qc"):
         label = "" if result.trained else ", predicted"
+        centre = qc_centre(result.peak_dirs)
+        shown = prepared.mask & views_mask(prepared.mask.shape, centre)  # DTI FA only where the figure shows it
         plot_peaks_qc(
             args.out / OUTPUT_NAMES["qc"],
-            result.fa,
+            fit_dti_fa(prepared.data.dwi, prepared.gtab, shown),
             result.peak_dirs,
             result.peak_values,
+            slice_index=centre[2],
             title=f"{result.method} fODF peaks{label}",
             **multi_tissue_maps(result.fit),
         )

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Deconvolve ``small_64D``, fit CSD, compare the main peaks and write ``demo.json``."""
     from equidmri.cli.common import deconvolve, peak_kwargs, report_success  # torch: after the parse
     from equidmri.data import real_volume_paths
+    from equidmri.dmri.baselines import fit_dti_fa
     from equidmri.dmri.io import save_json, save_peaks
     from equidmri.eval.agreement import main_peak_agreement
     from equidmri.methods import get_method
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         csd_dirs, csd_values = csd.peaks(**peak_kwargs(args))
     timings["total"] = round(timings.pop("total") + timings["csd"], 3)  # keeps "total" last
     save_peaks(args.out / CSD_PEAKS, args.out / CSD_PEAK_VALUES, csd_dirs, csd_values, prepared.data.affine, force=True)
-    agreement = main_peak_agreement(result.peak_dirs, csd_dirs, prepared.mask & (result.fa > AGREEMENT_FA))
+    fa = fit_dti_fa(prepared.data.dwi, prepared.gtab, prepared.mask)
+    agreement = main_peak_agreement(result.peak_dirs, csd_dirs, prepared.mask & (fa > AGREEMENT_FA))
     summary = {
         "data": DEMO_DATA,
         "out": args.out,

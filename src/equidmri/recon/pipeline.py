@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ import numpy as np
 import torch
 from dipy.core.gradients import GradientTable
 
-from equidmri.dmri.baselines import fit_dti_fa
 from equidmri.dmri.gradients import Shells, check_shell_sampling, find_shells
 from equidmri.dmri.io import DWIData, save_fod, save_json, save_nifti, save_peaks
 from equidmri.dmri.mask import compute_mask
@@ -177,8 +175,6 @@ class DeconvResult:
         Unit peak directions of the fODF at ``fit.lmax``, zeros where there is no peak.
     peak_values : ndarray, shape ``(X, Y, Z, P)``
         Peak amplitudes, fODF units.
-    fa : ndarray, shape ``(X, Y, Z)``
-        DTI fractional anisotropy (dimensionless), zero outside the mask.
     trained : bool
         True when the method was fitted to this volume (``run_deconv``, ``run_method``), False for a
         prediction with a trained network.
@@ -194,7 +190,6 @@ class DeconvResult:
     shell_lmax: tuple[int, ...]
     peak_dirs: np.ndarray
     peak_values: np.ndarray
-    fa: np.ndarray
     trained: bool
     timings: dict[str, float]
 
@@ -207,24 +202,15 @@ def _finish(
     progress: bool,
     **described: Any,
 ) -> DeconvResult:
-    """Peaks (at ``fit.lmax``) and DTI FA of a fit; ``described`` are the other fields of :class:`DeconvResult`.
-
-    Side by side (timed together as ``peaks_and_fa``): the tensor fit in a thread of this process while dipy's
-    peak search runs in ``torch.get_num_threads()`` worker processes (:func:`~equidmri.dmri.peaks.find_peaks`,
-    a large mask) or in this one (its Python code holds the interpreter; numpy's products in the tensor fit
-    release it). On the 2-core machine, ``deconv`` of a 100x100x60 brain-shaped volume (229 280 mask voxels):
-    peaks 5.8 s and FA 2.9 s in turn, 7.0-7.6 s side by side with the peaks in 2 new worker processes
-    (development measurements).
-    """
-    with timed(timings, "peaks_and_fa"), ThreadPoolExecutor(1) as pool:
-        tensor_fit = pool.submit(fit_dti_fa, prepared.data.dwi, prepared.gtab, prepared.mask)
+    """The peaks (at ``fit.lmax``) of a fit, timed as ``peaks``, in ``torch.get_num_threads()`` worker processes
+    for a large mask (:func:`~equidmri.dmri.peaks.find_peaks`); ``described`` are the other fields of
+    :class:`DeconvResult`."""
+    with timed(timings, "peaks"):
         peak_dirs, peak_values = fit.peaks(progress=progress, jobs=torch.get_num_threads(), **peak_kwargs)
-        fa = tensor_fit.result()
     return DeconvResult(
         fit=fit,
         peak_dirs=peak_dirs,
         peak_values=peak_values,
-        fa=fa,
         timings={**prepared.timings, **timings},
         **described,
     )
@@ -283,7 +269,7 @@ def run_deconv(
     Returns
     -------
     DeconvResult
-        ``timings`` holds ``mask``, ``response``, ``fit`` (training and inference), ``peaks_and_fa``.
+        ``timings`` holds ``mask``, ``response``, ``fit`` (training and inference), ``peaks``.
 
     Raises
     ------
@@ -361,7 +347,7 @@ def run_method(
     Returns
     -------
     DeconvResult
-        ``timings`` holds ``mask``, ``response``, ``fit``, ``peaks_and_fa``.
+        ``timings`` holds ``mask``, ``response``, ``fit``, ``peaks``.
     """
     timings: dict[str, float] = {}
     with timed(timings, "fit"):

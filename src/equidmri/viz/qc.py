@@ -76,6 +76,21 @@ def busiest_slice(peak_dirs: np.ndarray, axis: int = 2) -> int:
     return int(np.argmax(counts)) if counts.any() else peak_dirs.shape[axis] // 2
 
 
+def qc_centre(peak_dirs: np.ndarray, slice_index: int | None = None) -> tuple[int, int, int]:
+    """The voxel ``(x, y, z)`` the QC figure's three views pass through: the busiest slice along each axis
+    (:func:`busiest_slice`), ``z`` = ``slice_index`` when given."""
+    x, y, z = (busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
+    return x, y, z if slice_index is None else int(slice_index)
+
+
+def views_mask(shape: tuple[int, int, int], centre: tuple[int, int, int]) -> np.ndarray:
+    """``(X, Y, Z)`` bool: the voxels of the three views through ``centre`` (the only ones of the background the
+    figure shows, so a costly background such as DTI FA need only be computed there)."""
+    shown = np.zeros(shape, dtype=bool)
+    shown[centre[0]], shown[:, centre[1]], shown[:, :, centre[2]] = True, True, True
+    return shown
+
+
 def peak_segments(
     peak_dirs: np.ndarray, peak_values: np.ndarray | None, in_plane: tuple[int, int] = (0, 1)
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +240,8 @@ def plot_peaks_qc(
         Output ``.png`` file; its directory must exist. Written atomically (temporary file in the
         same directory, then ``os.replace``); an existing file is replaced.
     background : ndarray, shape ``(X, Y, Z)``
-        Scalar map behind the peaks (e.g. FA, dimensionless).
+        Scalar map behind the peaks (e.g. FA, dimensionless); only its voxels on the three views are drawn
+        (:func:`views_mask` of :func:`qc_centre`).
     peak_dirs : ndarray, shape ``(X, Y, Z, P, 3)``
         Peak directions in the voxel-axis frame, zeros where there is no peak.
     peak_values : ndarray, shape ``(X, Y, Z, P)``, optional
@@ -265,8 +281,7 @@ def plot_peaks_qc(
             f"fractions must have shape {background.shape + (len(tissues),)} (one map per tissue), "
             f"got {np.shape(fractions)}"
         )
-    x, y, z = (busiest_slice(peak_dirs, axis) for axis in (0, 1, 2))
-    centre = (x, y, z if slice_index is None else int(slice_index))
+    centre = qc_centre(peak_dirs, slice_index)
     figure = qc_figure(
         background,
         peak_dirs,
