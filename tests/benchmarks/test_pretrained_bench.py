@@ -31,6 +31,11 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     assert all(0.0 <= row["f1"] <= 1.0 for row in record["accuracy"])
     cases = record["speed"]["cases"]
     assert len(cases) == 3 and all(c["median_s"] > 0 and c["peak_rss_mib"] > 0 for c in cases.values())
+    ours = cases["equidmri deconv (pretrained), end to end"]["seconds"]
+    for name, case in cases.items():  # dipy's rows: their time over ours in each round
+        if name.startswith("dipy"):
+            assert case["round_ratios"] == [theirs / mine for theirs, mine in zip(case["seconds"], ours)]
+            assert len(case["round_ratios"]) == len(ours) == record["settings"]["repeats"]
     hcp = record["speed"]["hcp"]
     assert [r["volumes"] for r in hcp["runs"]] == [31, 61] and hcp["extrapolated_volumes"] == 288
     assert all(r["shape"] == [20, 24, 20, r["volumes"]] and r["peak_rss_mib"] > 0 for r in hcp["runs"])
@@ -39,6 +44,7 @@ def test_quick_bench_writes_the_other_sections(tmp_path, monkeypatch):
     assert all(0.0 <= row["f1"] <= 1.0 and row["directions_per_shell"] == 90 for row in multi.values())
     page = (tmp_path / "r" / "pretrained.md").read_text()
     assert page.count("**met**") + page.count("**missed**") == 7
+    assert page.count("; per round ") == 2 and "rounds, each running the cases in turn" in page
     assert "## 4. Multi-shell phantoms" in page and "(no target; " in page and " vs MSMT-CSD " in page
     assert page.count("default (`--refine-tv 3e-05` here), low:") == 1
     assert page.count("default (`--refine-tv 9.67e-06` here), high:") == 1

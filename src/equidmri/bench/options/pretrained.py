@@ -16,7 +16,8 @@ Four sections, each ours against the reference on the same input in the same run
 3. **Speed and memory** on a whole-brain-sized volume (100×100×60 voxels, an ellipsoidal brain-shaped mask, b=0 +
    30 directions of b = 1000; a phantom tiled to that size): ``equidmri deconv`` end to end (load, mask, response,
    inference, peaks, write, QC) against dipy CSD fit + peaks (serial, and ``engine="joblib"`` on the machine's
-   cores), each in a fresh process, median of repeats, with each process's peak RSS. The peak RSS of ``deconv`` on
+   cores), each in a fresh process, the three in turn in each of the repeats (rounds), with the medians, each
+   round's ratio and each process's peak RSS. The peak RSS of ``deconv`` on
    the HCP grid (145×174×145) with b=0 + 30 and b=0 + 150 directions (the model's maximum), read on the line
    through them at 288 volumes, bounds an HCP-sized input (145×174×145×288).
 4. **Multi-shell phantoms**: the shipped multi-shell model against dipy MSMT-CSD (lmax 8) on phantoms with b=0 +
