@@ -159,6 +159,10 @@ def test_run_json_records_the_run(synthetic_run):
     record = json.loads((synthetic_run / "run.json").read_text())
     assert RUN_KEYS <= set(record)
     assert STAGES <= set(record["timings"])
+    timings = record["timings"]  # the QC figure is drawn beside the writes: the total counts the pair once
+    sequential = sum(t for stage, t in timings.items() if stage not in ("write", "qc", "total"))
+    assert sequential + max(timings["write"], timings["qc"]) - 0.01 <= timings["total"]
+    assert timings["total"] <= sequential + timings["write"] + timings["qc"] + 0.01
     assert record["data_shape"] == [*SHAPE, 31]
     assert record["mask_voxels"] == np.prod(SHAPE)
     assert record["mask_source"] == "given"

@@ -44,8 +44,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Validate the inputs, train, deconvolve and write the outputs."""
-    from equidmri.cli.common import deconvolve, report_success  # torch: after the parse
+    from equidmri.dmri.peak_workers import start_peak_workers, volume_voxels
+    from equidmri.runtime import default_threads
 
-    _, _, record = deconvolve(args, args.dwi, args.bvals, args.bvecs, args.mask, resume=args.resume)
-    report_success(record, args.out)
+    # the peak search's processes start during the imports below, on the core they leave idle
+    workers = start_peak_workers(args.threads or default_threads(), volume_voxels(args.dwi))
+    try:
+        from equidmri.cli.common import deconvolve, report_success  # torch: after the parse
+
+        _, _, record = deconvolve(args, args.dwi, args.bvals, args.bvecs, args.mask, resume=args.resume)
+        report_success(record, args.out)
+    finally:
+        if workers is not None:
+            workers.join()
     return EXIT_OK

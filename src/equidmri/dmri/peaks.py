@@ -20,7 +20,13 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from equidmri.dmri.mask import check_mask
-from equidmri.dmri.peak_defaults import MAX_SEPARATION_ANGLE, MIN_SEPARATION_ANGLE, NPEAKS, RELATIVE_PEAK_THRESHOLD
+from equidmri.dmri.peak_defaults import (
+    MAX_SEPARATION_ANGLE,
+    MIN_SEPARATION_ANGLE,
+    NPEAKS,
+    PARALLEL_MIN_VOXELS,
+    RELATIVE_PEAK_THRESHOLD,
+)
 from equidmri.sphere.sh import lmax_from_n_coeffs, sh_matrix
 
 logger = logging.getLogger(__name__)
@@ -41,10 +47,6 @@ PEAK_SPHERE_SUBDIVISIONS = 1  # dipy's 362-vertex default_sphere (7.3-8.1 deg sp
 # 1445 vertices, 3.6-4.0 deg spacing; halves the peak error on noiseless lmax-8 crossings
 # (max 4.8 -> 2.4 deg at 90 deg, 6.0 -> 3.8 deg at 60 deg) for 1.7x the time (measured, equidmri)
 CHUNK_VOXELS = 2048  # voxels evaluated per matrix product: 2048 x 1445 float64 = 24 MB
-# Fewest mask voxels for which find_peaks(jobs > 1) starts worker processes. dipy's search costs about 30 us
-# per voxel in Python; starting 2 joblib (loky) workers and importing dipy in them about 1.2 s (measured on
-# 2 cores, 229 280 voxels: 8.5 s in turn, 4.4 s in 2 new processes, 3.3 s in warm ones)
-PARALLEL_MIN_VOXELS = 100_000
 BATCHES_PER_JOB = 4  # voxel batches per worker process (the progress bar moves batch by batch)
 
 
