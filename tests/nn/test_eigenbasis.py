@@ -107,3 +107,27 @@ def test_spectral_conv_in_float32_is_the_float64_dense_computation_to_1e_5(nside
     expected_grads = torch.autograd.grad(expected, (x64,) + tuple(conv.parameters()), grad.double())
     for got, want in zip(torch.autograd.grad(out, inputs, grad), expected_grads):
         assert ((got.double() - want).abs().max() / want.abs().max()).item() < 1e-5
+
+
+@pytest.mark.parametrize("path", ("tiled", "default"))
+def test_orbit_order_transforms_are_the_grid_order_ones_reindexed(path, request):
+    """Default path: nside 8 (384 vertices) in one tile, the synthesis written in place; tiled: several tiles
+    per call, each copied."""
+    if path == "tiled":
+        request.getfixturevalue("tiled")
+    grid = SphereGrid(8 if path == "default" else 2, True)
+    plain, ordered = eigenbasis.EigenbasisTransform(grid), eigenbasis.EigenbasisTransform(grid, orbit_order=True)
+    order = eigenbasis.orbit_vertex_order(grid)
+    assert sorted(order.tolist()) == list(range(grid.n_vertices))
+    x = torch.randn(2, grid.n_vertices, 31, dtype=torch.float64)
+    torch.testing.assert_close(ordered.analysis(x[:, order]), plain.analysis(x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(ordered.synthesis(x), plain.synthesis(x)[:, order], atol=1e-12, rtol=0)
+
+
+def test_orbit_order_needs_the_block_transform():
+    grid = SphereGrid(4, True)  # 96 vertices: the dense transform
+    assert eigenbasis.orbit_vertex_order(grid) is None
+    with pytest.raises(ValueError, match="orbit order needs the block transform"):
+        eigenbasis.EigenbasisTransform(grid, orbit_order=True)
+    with pytest.raises(ValueError, match="orbit_order needs method 'spectral'"):
+        SpatioSphericalConv(3, 2, SphereGrid(8, True), method="chebyshev", orbit_order=True)

@@ -165,3 +165,26 @@ def test_every_method_gives_the_unet_the_same_float32_outputs(hemi):
         got_fodf, got_iso = net(x)
         torch.testing.assert_close(got_fodf, fodf, rtol=1e-5, atol=1e-5 * fodf.abs().max().item())
         torch.testing.assert_close(got_iso, iso, rtol=1e-5, atol=1e-5 * iso.abs().max().item())
+
+
+@pytest.mark.parametrize("hemi", [True, False])
+def test_the_finest_level_in_orbit_order_changes_no_output(hemi):
+    """nside 8 (384 or 768 vertices): the spectral network keeps its finest maps in the eigenbasis's orbit order;
+    its outputs, whole and masked, are the Chebyshev network's in the grid's order."""
+    options = dict(nside=8, kernel_sizes=(1, 3, 1))
+    reference = _randomise(_net(hemi, "chebyshev", **options))
+    net = _net(hemi, "spectral", **options).eval()
+    net.load_state_dict(reference.state_dict())
+    assert reference.vertex_order is None
+    assert sorted(net.vertex_order.tolist()) == list(range(net.grid.n_vertices))
+    assert not torch.equal(net.vertex_order, torch.arange(net.grid.n_vertices))  # a real reordering
+    x = torch.rand(1, 2, 3, 4, 3, net.grid.n_vertices)
+    fodf, iso = reference(x)
+    got_fodf, got_iso = net(x)
+    torch.testing.assert_close(got_fodf, fodf, rtol=1e-5, atol=1e-5 * fodf.abs().max().item())
+    torch.testing.assert_close(got_iso, iso, rtol=1e-5, atol=1e-5 * iso.abs().max().item())
+    mask = torch.rand(3, 4, 3) > 0.5
+    with torch.inference_mode():
+        masked_fodf, masked_iso = net.forward_masked(x, mask)
+    torch.testing.assert_close(masked_fodf[0], got_fodf[0][mask], rtol=1e-5, atol=1e-5 * fodf.abs().max().item())
+    torch.testing.assert_close(masked_iso[0], got_iso[0][mask], rtol=1e-5, atol=1e-5 * iso.abs().max().item())

@@ -35,6 +35,17 @@ class _Transform(torch.autograd.Function):
         return _Transform.apply(grad, ctx.basis, not ctx.adjoint), None, None
 
 
+def orbit_vertex_order(grid: SphereGrid, sigma: float | None = None) -> Tensor | None:
+    """The vertex order of the block transform's gathered layout on ``grid`` (``None`` below
+    :data:`BLOCK_MIN_VERTICES`, where the dense transform needs none): position ``i`` holds vertex ``order[i]``,
+    the regular orbits ``(g, orbit)`` g-major, then the vertices on symmetry axes. Maps kept in this order
+    (``EigenbasisTransform(..., orbit_order=True)``) skip a gather per analysis and a scatter per synthesis."""
+    if grid.n_vertices < BLOCK_MIN_VERTICES:
+        return None
+    basis = symmetric_eigh(grid.nside, sigma, grid.hemisphere)
+    return torch.cat([torch.tensor(basis.orbit_vertices.T).reshape(-1), torch.tensor(basis.axis_vertices)])
+
+
 class EigenbasisTransform(nn.Module):
     """Analysis ``U^T x`` and synthesis ``U y`` over the vertices of ``(B, V, M)`` tensors.
 
@@ -44,6 +55,14 @@ class EigenbasisTransform(nn.Module):
         Sphere (V) or hemisphere (V+); U diagonalises ``graph.filter_laplacian(nside, sigma, hemisphere)``.
     sigma : float, optional
         Graph kernel width (default ``0.8 / nside``).
+    orbit_order : bool
+        Vertex values in :func:`orbit_vertex_order`'s order instead of the grid's (on and off the same coefficients);
+        only with the block transform (V >= :data:`BLOCK_MIN_VERTICES`).
+
+    Raises
+    ------
+    ValueError
+        If ``orbit_order`` is asked for on a grid with fewer than :data:`BLOCK_MIN_VERTICES` vertices.
 
     Attributes
     ----------
@@ -51,11 +70,15 @@ class EigenbasisTransform(nn.Module):
         Eigenvalue of each spectral coefficient (spectral order of ``symmetry.SymmetricEigenbasis``).
     """
 
-    def __init__(self, grid: SphereGrid, sigma: float | None = None) -> None:
+    def __init__(self, grid: SphereGrid, sigma: float | None = None, orbit_order: bool = False) -> None:
         super().__init__()
         basis = symmetric_eigh(grid.nside, sigma, grid.hemisphere)
-        self.eigvals = basis.eigvals
+        self.eigvals, self.orbit_order = basis.eigvals, orbit_order
         if grid.n_vertices < BLOCK_MIN_VERTICES:
+            if orbit_order:
+                raise ValueError(
+                    f"orbit order needs the block transform (V >= {BLOCK_MIN_VERTICES}), V = {grid.n_vertices}"
+                )
             self.register_buffer("eigvecs", torch.tensor(basis.eigenvectors()), persistent=False)
             self._transform = self._dense_transform
             return
@@ -68,8 +91,7 @@ class EigenbasisTransform(nn.Module):
             (starts[k], basis.block_sizes[k], starts[len(BLOCKS) + k], basis.block_regular[k], sum(axis_sizes[:k]))
             for k in range(len(BLOCKS))
         ]
-        order = torch.cat([torch.tensor(basis.orbit_vertices.T).reshape(-1), torch.tensor(basis.axis_vertices)])
-        self.register_buffer("order", order, persistent=False)  # gathered layout: (g, orbit) g-major, then axis
+        self.register_buffer("order", orbit_vertex_order(grid, sigma), persistent=False)  # gathered layout
         self.register_buffer("orbit_transform", torch.tensor(basis.orbit_transform), persistent=False)
         self.register_buffer("axis_transform", torch.tensor(basis.axis_transform), persistent=False)
         for k, eigvecs in enumerate(basis.block_eigvecs[:-1]):  # the E2 block reuses E1's eigenvectors
@@ -105,7 +127,8 @@ class EigenbasisTransform(nn.Module):
         return out
 
     def _analysis_tile(self, tile, out, n_regular, orbit_transform, axis_transform, eigvecs) -> None:
-        gathered, width = tile.index_select(0, self.order), tile.shape[1]
+        gathered = tile.contiguous() if self.orbit_order else tile.index_select(0, self.order)
+        width = tile.shape[1]
         regular = matmul(orbit_transform, gathered[:n_regular].view(8, self.n_regular * width)).view(n_regular, width)
         axis = matmul(axis_transform.T, gathered[n_regular:])
         for (start, size, regular_start, n_block_regular, axis_start), w in zip(self.blocks, eigvecs):
@@ -121,7 +144,11 @@ class EigenbasisTransform(nn.Module):
             coefficients = tile[start : start + size]
             matmul(w[:n_block_regular], coefficients, out=regular[regular_start : regular_start + n_block_regular])
             matmul(w[n_block_regular:], coefficients, out=axis[axis_start : axis_start + size - n_block_regular])
-        gathered, shape = tile.new_empty(tile.shape), (8, self.n_regular * width)
+        direct = self.orbit_order and out.is_contiguous()  # a whole map in orbit order: written in place
+        gathered, shape = out if direct else tile.new_empty(tile.shape), (8, self.n_regular * width)
         matmul(orbit_transform.T, regular.view(shape), out=gathered[:n_regular].view(shape))
         matmul(axis_transform, axis, out=gathered[n_regular:])
-        out.index_copy_(0, self.order, gathered)
+        if self.orbit_order and not direct:
+            out.copy_(gathered)
+        elif not self.orbit_order:
+            out.index_copy_(0, self.order, gathered)

@@ -12,12 +12,19 @@ from equidmri.nn.layers.grid import SphereGrid
 
 
 class SphericalPool(nn.Module):
-    """Mean over the 4 NESTED children: ``(B, V, ...)`` at nside -> ``(B, V/4, ...)`` at nside/2."""
+    """Mean over the 4 NESTED children: ``(B, V, ...)`` at nside -> ``(B, V/4, ...)`` at nside/2.
 
-    def __init__(self, grid: SphereGrid) -> None:
+    ``order``, optional: the input's vertex axis holds grid vertex ``order[i]`` at position ``i`` (e.g. the orbit
+    order of :func:`~equidmri.nn.layers.eigenbasis.orbit_vertex_order`); default the grid's order.
+    """
+
+    def __init__(self, grid: SphereGrid, order: Tensor | None = None) -> None:
         super().__init__()
         self.grid = grid
-        self.register_buffer("index", torch.as_tensor(grid.pool_index()), persistent=False)
+        index = torch.as_tensor(grid.pool_index())
+        if order is not None:  # the fine map's vertex i is grid vertex order[i]
+            index = torch.argsort(order)[index]
+        self.register_buffer("index", index, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] != self.grid.n_vertices:
@@ -29,12 +36,17 @@ class SphericalPool(nn.Module):
 
 
 class SphericalUnpool(nn.Module):
-    """Copy each parent to its children: ``(B, V/4, ...)`` at nside/2 -> ``(B, V, ...)`` at nside."""
+    """Copy each parent to its children: ``(B, V/4, ...)`` at nside/2 -> ``(B, V, ...)`` at nside.
 
-    def __init__(self, grid: SphereGrid) -> None:
+    ``order``, optional: the output's vertex axis holds grid vertex ``order[i]`` at position ``i``; default the
+    grid's order.
+    """
+
+    def __init__(self, grid: SphereGrid, order: Tensor | None = None) -> None:
         super().__init__()
         self.grid = grid
-        self.register_buffer("index", torch.as_tensor(grid.unpool_index()), persistent=False)
+        index = torch.as_tensor(grid.unpool_index())
+        self.register_buffer("index", index if order is None else index[order], persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] != self.grid.coarser().n_vertices:

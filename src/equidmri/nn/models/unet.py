@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from equidmri.nn.blocks.conv_block import ConvBlock
 from equidmri.nn.defaults import DEFAULT_KERNEL_SIZES, DEFAULT_WIDTHS, REFERENCE_WIDTHS
+from equidmri.nn.layers.eigenbasis import orbit_vertex_order
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.pooling import SphericalPool, SphericalUnpool
 from equidmri.nn.layers.spatial import neighbours_as_channels
@@ -93,6 +94,9 @@ class SHDUNet(UNetBackbone):
         if nside < 2 ** (len(widths) - 1):
             raise ValueError(f"nside {nside} cannot be halved {len(widths) - 1} times")
         grids = [SphereGrid(nside // 2**level, hemisphere) for level in range(len(widths))]
+        # the finest level's maps keep their vertices in the eigenbasis's orbit order (its transforms then need no
+        # gather or scatter): lift reads the input in that order, readout gives the fODF back in the grid's
+        order = orbit_vertex_order(grids[0], sigma) if method == "spectral" else None
 
         def block(c_in: int, c_out: int, level: int) -> ConvBlock:
             return ConvBlock(
@@ -105,12 +109,19 @@ class SHDUNet(UNetBackbone):
                 sigma=sigma,
                 method=method,
                 spatial=spatial,
+                orbit_order=level == 0 and order is not None,
             )
 
+        def pool(level: int) -> SphericalPool:
+            return SphericalPool(grids[level], order if level == 0 else None)
+
+        def unpool(level: int) -> SphericalUnpool:
+            return SphericalUnpool(grids[level], order if level == 0 else None)
+
         first = in_channels * (NEIGHBOURHOOD if concat_neighbours else 1)
-        super().__init__(
-            first, widths, kernel_sizes, block, lambda i: SphericalPool(grids[i]), lambda i: SphericalUnpool(grids[i])
-        )
+        super().__init__(first, widths, kernel_sizes, block, pool, unpool)
+        self.register_buffer("vertex_order", order, persistent=False)  # None: the grid's order throughout
+        self.register_buffer("vertex_position", None if order is None else torch.argsort(order), persistent=False)
         self.in_channels, self.n_iso, self.nside, self.grid = in_channels, n_iso, nside, grids[0]
         self.cheb_order, self.hemisphere, self.concat_neighbours = cheb_order, hemisphere, concat_neighbours
         self.head = SpatioSphericalConv(
@@ -122,6 +133,7 @@ class SHDUNet(UNetBackbone):
             sigma=sigma,
             method=method,
             spatial=spatial,
+            orbit_order=order is not None,
         )
         with torch.no_grad():
             self.head.weight.mul_(HEAD_INIT_SCALE)
@@ -133,18 +145,25 @@ class SHDUNet(UNetBackbone):
         return self.features_radius + int(self.concat_neighbours)
 
     def lift(self, x: Tensor) -> Tensor:
-        """Map ``(B, C_in, X, Y, Z, V)`` to the first feature map ``(B, V, X, Y, Z, C)`` of :meth:`features`."""
+        """Map ``(B, C_in, X, Y, Z, V)`` to the first feature map ``(B, V, X, Y, Z, C)`` of :meth:`features` (vertices
+        in :attr:`vertex_order`, the finest grid's orbit order, when it is set)."""
         self.check_input(x)
-        x = x.permute(0, 5, 2, 3, 4, 1).contiguous()  # vertex-major, channels last (see SpatioSphericalConv)
+        x = x.permute(0, 5, 2, 3, 4, 1)  # vertex-major, channels last (see SpatioSphericalConv)
+        x = x.contiguous() if self.vertex_order is None else x.index_select(1, self.vertex_order)
         return neighbours_as_channels(x) if self.concat_neighbours else x
 
     def embed(self, x: Tensor) -> Tensor:
-        """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, V, X, Y, Z, widths[0])`` before the head."""
+        """Map ``(B, C_in, X, Y, Z, V)`` to the last feature map ``(B, V, X, Y, Z, widths[0])`` before the head
+        (vertices in :attr:`vertex_order` when it is set)."""
         return self.features(self.lift(x))
 
     def readout(self, out: Tensor) -> tuple[Tensor, Tensor]:
-        """Head output ``(B, V, X, Y, Z, 1 + n_iso)`` -> fODF ``(B, X, Y, Z, V)``, fractions ``(B, X, Y, Z, n_iso)``."""
-        fodf = nn.functional.softplus(out[..., 0]).permute(0, 2, 3, 4, 1)
+        """Head output ``(B, V, X, Y, Z, 1 + n_iso)`` -> fODF ``(B, X, Y, Z, V)`` (in the grid's vertex order),
+        fractions ``(B, X, Y, Z, n_iso)``."""
+        fodf = nn.functional.softplus(out[..., 0])
+        if self.vertex_position is not None:  # back to the grid's order
+            fodf = fodf.index_select(1, self.vertex_position)
+        fodf = fodf.permute(0, 2, 3, 4, 1)
         iso = nn.functional.softplus(out[..., 1:].mean(dim=1))
         return fodf, iso
 
