@@ -7,7 +7,9 @@ orthonormal eigenbasis gives the same filter, because the spectral response depe
 import pytest
 import torch
 
-from equidmri.nn.layers import SpatioSphericalConv, SphereGrid, eigenbasis, isotropic_stencil
+from equidmri.nn.layers import SpatioSphericalConv, SphereGrid, SphericalUnpool, eigenbasis, isotropic_stencil
+from equidmri.nn.layers.pooling import Unpooled
+from equidmri.nn.layers.support import channel_parts
 from equidmri.sphere.graph import chebyshev_polynomials, laplacian_eigh
 from equidmri.sphere.symmetry import symmetric_eigh
 
@@ -131,3 +133,30 @@ def test_orbit_order_needs_the_block_transform():
         eigenbasis.EigenbasisTransform(grid, orbit_order=True)
     with pytest.raises(ValueError, match="orbit_order needs method 'spectral'"):
         SpatioSphericalConv(3, 2, SphereGrid(8, True), method="chebyshev", orbit_order=True)
+
+
+@pytest.mark.parametrize(("nside", "orbit_order"), [(4, False), (8, False), (8, True)])
+def test_forward_parts_is_forward_of_the_concatenation(nside, orbit_order):
+    """The unpooled part read through U^T P from the coarse map, the skip part analysed: the convolution of their
+    concatenation (nside 4: the dense transform; 8: the block one, in the grid's or the orbit order)."""
+    grid = SphereGrid(nside, True)
+    order = eigenbasis.orbit_vertex_order(grid) if orbit_order else None
+    conv = SpatioSphericalConv(3, 2, grid, cheb_order=5, kernel_size=1, orbit_order=orbit_order).double()
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(torch.randn_like(p))
+    unpool = SphericalUnpool(grid, order).double()
+    coarse = torch.randn(1, grid.coarser().n_vertices, 5, 1, 1, 2, dtype=torch.float64)
+    skip = torch.randn(1, grid.n_vertices, 5, 1, 1, 1, dtype=torch.float64)
+    parts = (Unpooled(coarse, unpool), skip)
+    [unpooled, _] = channel_parts(parts)
+    torch.testing.assert_close(unpooled, unpool(coarse), atol=0, rtol=0)
+    with torch.inference_mode():
+        got = conv.forward_parts(parts)
+    torch.testing.assert_close(got, conv(torch.cat([unpool(coarse), skip], dim=-1)), atol=1e-12, rtol=0)
+
+
+def test_forward_parts_needs_a_voxel_wise_spectral_convolution():
+    conv = SpatioSphericalConv(2, 2, SphereGrid(4, True), kernel_size=3)
+    with pytest.raises(ValueError, match="forward_parts needs kernel_size 1"):
+        conv.forward_parts([torch.zeros(1, 96, 2, 1, 1, 2)])

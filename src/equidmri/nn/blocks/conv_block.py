@@ -37,8 +37,11 @@ class ConvBlock(nn.Module):
     def forward_on(self, x: Tensor | Sequence[Tensor], support: MaskSupport, k: int) -> tuple[Tensor, int]:
         """Masked execution (inference): ``x`` compact on ``mask (+) k`` -> ``(output, k')``, the output compact
         on ``mask (+) k'`` (``k' = k - 1`` after a 3x3x3 convolution, else ``k``). ``x`` may be a sequence of
-        maps to be read as their concatenation along the channels."""
+        maps to be read as their concatenation along the channels (an :class:`~equidmri.nn.layers.pooling.Unpooled`
+        part among them)."""
         if self.conv.kernel_size == 1:
+            if isinstance(self.conv, SpatioSphericalConv) and self.conv.method == "spectral" and not torch.is_tensor(x):
+                return self._activate(self.conv.forward_parts(x), inplace=True), k
             return self._activate(self.conv(concatenated(x)), inplace=True), k
         return self._activate(self.conv.forward_on(x, support, k), inplace=True), k - 1
 

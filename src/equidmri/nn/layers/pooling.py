@@ -5,6 +5,8 @@ The vertex axis is axis 1, as in the networks' ``(B, V, X, Y, Z, C)`` layout.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -55,3 +57,19 @@ class SphericalUnpool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"nside={self.grid.nside // 2}->{self.grid.nside}, hemisphere={self.grid.hemisphere}"
+
+
+class Unpooled(NamedTuple):
+    """A coarse map and the unpooling that lifts it to the finer grid, not yet applied.
+
+    A decoder's unpooled input in masked inference: a voxel-wise spectral convolution reads its spectrum straight
+    from the coarse map (:meth:`~equidmri.nn.layers.spatio_spherical.SpatioSphericalConv.forward_parts`), and
+    anything else asks for :meth:`materialise`.
+    """
+
+    coarse: Tensor  # (B, V/4, ..., C) at nside/2
+    unpool: nn.Module  # SphericalUnpool, or nn.Identity on one-vertex (SH) maps
+
+    def materialise(self) -> Tensor:
+        """The unpooled map ``(B, V, ..., C)``."""
+        return self.unpool(self.coarse)

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from equidmri.nn.layers.eigenbasis import EigenbasisTransform
 from equidmri.nn.layers.grid import SphereGrid
+from equidmri.nn.layers.pooling import Unpooled
 from equidmri.nn.layers.stencil import isotropic_stencil
 from equidmri.nn.layers.support import MaskSupport, channel_parts, concatenated
 from equidmri.runtime import matmul
@@ -149,6 +150,7 @@ class SpatioSphericalConv(nn.Module):
             self.weight = nn.Parameter(torch.randn(cheb_order, in_channels, 1, out_channels) * std)
             self.weight_iso = nn.Parameter(torch.ones(1, in_channels, n_classes, out_channels))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._unpooling_spectra: dict = {}  # forward_parts: U^T P per (unpooling, dtype, device), geometry only
 
     def class_weight(self) -> Tensor:
         """Weights per Chebyshev order, input channel, distance class and output, ``(K_cheb, C_in, R, C_out)``."""
@@ -179,6 +181,46 @@ class SpatioSphericalConv(nn.Module):
         out = support.convolve([self._spectrum(part) for part in parts], response, self.out_channels, k)
         out = self._spectral_synthesis(out)
         return out if self.bias is None else out.add_(self.bias)  # a new tensor: add in place
+
+    def forward_parts(self, parts: Sequence[Tensor | Unpooled]) -> Tensor:
+        """A voxel-wise spectral convolution (``kernel_size=1``) of the concatenation of ``parts`` along the channels,
+        without building it: each part is analysed and mixed on its own, and an
+        :class:`~equidmri.nn.layers.pooling.Unpooled` part straight from its coarse map, through the spectrum of
+        the unpooling (``U^T P``, ``(V, V/4)``, :meth:`_unpooling_spectrum`) instead of the unpooled map's
+        analysis. Parts ``(B, V, X, Y, Z, C_i)`` (``sum_i C_i = C_in``) -> ``(B, V, X, Y, Z, C_out)``, as
+        :meth:`forward` of their concatenation. Inference only.
+
+        Raises
+        ------
+        ValueError
+            Unless ``kernel_size`` is 1 and ``method`` is ``"spectral"``.
+        """
+        if self.kernel_size != 1 or self.method != "spectral":
+            raise ValueError("forward_parts needs kernel_size 1 and method 'spectral'")
+        dtype = parts[0].coarse.dtype if isinstance(parts[0], Unpooled) else parts[0].dtype
+        response = self._spectral_response(dtype)[0]  # (V, C_in, C_out): one distance class
+        mixed, start = None, 0
+        for part in parts:
+            if isinstance(part, Unpooled):
+                coarse = part.coarse
+                spectrum = matmul(self._unpooling_spectrum(part.unpool, coarse), coarse.reshape(*coarse.shape[:2], -1))
+                shape = (coarse.shape[0], spectrum.shape[1]) + coarse.shape[2:]
+            else:
+                spectrum, shape = self._spectrum(part), part.shape
+            c = shape[-1]
+            term = matmul(spectrum.reshape(shape[0], shape[1], -1, c), response[:, start : start + c].contiguous())
+            mixed, start = term if mixed is None else mixed.add_(term), start + c
+        out = self._spectral_synthesis(mixed.reshape(shape[:-1] + (self.out_channels,)))
+        return out if self.bias is None else out.add_(self.bias)
+
+    def _unpooling_spectrum(self, unpool: nn.Module, like: Tensor) -> Tensor:
+        """``U^T P`` ``(V, V/4)`` of ``unpool`` (``P``: its copy of each parent to its children), in ``like``'s dtype
+        and device; computed once (the eigenbasis's analysis of the unpooled identity) and kept."""
+        key = (unpool, like.dtype, like.device)
+        if key not in self._unpooling_spectra:
+            eye = torch.eye(unpool.grid.coarser().n_vertices, dtype=like.dtype, device=like.device)
+            self._unpooling_spectra[key] = self.eigenbasis.analysis(unpool(eye[None]))[0]
+        return self._unpooling_spectra[key]
 
     def _spectrum(self, x: Tensor) -> Tensor:
         """``U^T x`` of ``(B, V, X, Y, Z, C)`` vertex values, same shape."""

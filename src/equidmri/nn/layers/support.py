@@ -21,17 +21,21 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from equidmri.nn.layers.pooling import Unpooled
 from equidmri.nn.layers.stencil import class_sums, neighbour_sum
 
 
-def channel_parts(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    """A feature map given whole or as the parts of its concatenation along the channels -> the parts."""
-    return [x] if isinstance(x, Tensor) else list(x)
+def channel_parts(x: Tensor | Sequence[Tensor | Unpooled]) -> list[Tensor]:
+    """A feature map given whole or as the parts of its concatenation along the channels -> the parts (an
+    :class:`~equidmri.nn.layers.pooling.Unpooled` part unpooled)."""
+    if isinstance(x, Tensor):
+        return [x]
+    return [part.materialise() if isinstance(part, Unpooled) else part for part in x]
 
 
-def concatenated(x: Tensor | Sequence[Tensor]) -> Tensor:
+def concatenated(x: Tensor | Sequence[Tensor | Unpooled]) -> Tensor:
     """A feature map given whole or as the parts of its concatenation along the channels -> the whole map."""
-    return x if isinstance(x, Tensor) else torch.cat(list(x), dim=-1)
+    return x if isinstance(x, Tensor) else torch.cat(channel_parts(x), dim=-1)
 
 
 # elements of one dense class map per chunk of the vertex axis in `MaskSupport.convolve` (2 M float32 = 8 MiB): the

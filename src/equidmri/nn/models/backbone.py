@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
 
+from equidmri.nn.layers.pooling import Unpooled
 from equidmri.nn.layers.support import MaskSupport
 from equidmri.runtime import on_threads
 
@@ -129,7 +130,8 @@ class UNetBackbone(nn.Module):
         for level in reversed(range(len(self.decoders))):
             with stage(f"level {level} decoder"):
                 skip, k_skip = skips[level]
-                x = (self.unpools[level](x), support.restrict(skip, k_skip, k))  # read as their concatenation
+                # read as their concatenation; the unpooling left to the block (a spectral one skips it)
+                x = (Unpooled(x, self.unpools[level]), support.restrict(skip, k_skip, k))
                 for block in self.decoders[level]:
                     x, k = block.forward_on(x, support, k)
         return x
