@@ -154,6 +154,8 @@ def test_forward_parts_is_forward_of_the_concatenation(nside, orbit_order):
     with torch.inference_mode():
         got = conv.forward_parts(parts)
     torch.testing.assert_close(got, conv(torch.cat([unpool(coarse), skip], dim=-1)), atol=1e-12, rtol=0)
+    [analysis] = conv._unpooling_spectra.values()
+    assert len(analysis.blocks) == (6 if nside == 8 else 1)  # block-diagonal through the coarse eigenbasis at nside 8
 
 
 def test_forward_parts_needs_a_voxel_wise_spectral_convolution():

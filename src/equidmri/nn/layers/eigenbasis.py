@@ -152,3 +152,55 @@ class EigenbasisTransform(nn.Module):
             out.copy_(gathered)
         elif not self.orbit_order:
             out.index_copy_(0, self.order, gathered)
+
+
+class UnpoolingAnalysis:
+    """``U^T P x``: the analysis on a grid of coarse maps ``x`` ``(B, V/4, M)`` unpooled to it (``P``, a
+    :class:`~equidmri.nn.layers.pooling.SphericalUnpool`), without building ``P x`` (a decoder's input in masked
+    inference, :meth:`~equidmri.nn.layers.spatio_spherical.SpatioSphericalConv.forward_parts`).
+
+    With the block transform the product is factored as ``(U^T P W) (W^T x)``, ``W`` the coarse grid's
+    symmetry-adapted eigenbasis: ``P`` commutes with the grids' D4 symmetries, so ``U^T P W`` is block-diagonal
+    by D4 block (at nside 8 on V+ about 7 000 multiply-adds per column, with ``W^T x`` 16 000, against 37 000 for
+    the dense ``U^T P`` and 30 000 for analysing ``P x``). Below :data:`BLOCK_MIN_VERTICES` the dense ``U^T P``.
+
+    Parameters
+    ----------
+    transform : EigenbasisTransform
+        The finer grid's analysis (its vertex order, orbit or grid, is the unpooling's output order).
+    unpool : SphericalUnpool
+    dtype, device
+        Of the maps it will be applied to.
+    """
+
+    def __init__(self, transform: EigenbasisTransform, unpool: nn.Module, dtype: torch.dtype, device) -> None:
+        coarse = unpool.grid.coarser()
+        dense = transform.analysis(unpool(torch.eye(coarse.n_vertices, dtype=torch.float64)[None]))[0]  # U^T P
+        self.coarse_basis, self.blocks = (
+            None,
+            [(0, dense.shape[0], 0, dense.shape[1], dense.to(device=device, dtype=dtype))],
+        )
+        if not hasattr(transform, "blocks"):  # the dense transform: no D4 blocks to follow
+            return
+        eigvecs = torch.tensor(symmetric_eigh(coarse.nside, None, coarse.hemisphere).eigenvectors())
+        factor = dense @ eigvecs  # (V, V/4), block-diagonal up to rounding
+        nonzero = factor.abs() > 1e-9 * factor.abs().max()
+        blocks = []
+        for start, size, *_ in transform.blocks:
+            columns = torch.nonzero(nonzero[start : start + size].any(dim=0)).flatten()
+            first, last = (int(columns.min()), int(columns.max()) + 1) if len(columns) else (0, 0)
+            if len(columns) != last - first:  # not a contiguous block: keep the dense product
+                return
+            blocks.append(
+                (start, size, first, last, factor[start : start + size, first:last].to(device=device, dtype=dtype))
+            )
+        self.coarse_basis, self.blocks = eigvecs.T.to(device=device, dtype=dtype).contiguous(), blocks
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``(B, V/4, M)`` coarse vertex values -> ``(B, V, M)`` coefficients of their unpooling (spectral order)."""
+        if self.coarse_basis is not None:
+            x = matmul(self.coarse_basis, x)  # W^T x
+        out = x.new_empty(x.shape[0], sum(size for _, size, *_ in self.blocks), x.shape[2])
+        for start, size, first, last, block in self.blocks:
+            matmul(block, x[:, first:last], out=out[:, start : start + size])
+        return out

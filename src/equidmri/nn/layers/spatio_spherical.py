@@ -46,7 +46,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from equidmri.nn.layers.eigenbasis import EigenbasisTransform
+from equidmri.nn.layers.eigenbasis import EigenbasisTransform, UnpoolingAnalysis
 from equidmri.nn.layers.grid import SphereGrid
 from equidmri.nn.layers.pooling import Unpooled
 from equidmri.nn.layers.stencil import isotropic_stencil
@@ -150,7 +150,7 @@ class SpatioSphericalConv(nn.Module):
             self.weight = nn.Parameter(torch.randn(cheb_order, in_channels, 1, out_channels) * std)
             self.weight_iso = nn.Parameter(torch.ones(1, in_channels, n_classes, out_channels))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._unpooling_spectra: dict = {}  # forward_parts: U^T P per (unpooling, dtype, device), geometry only
+        self._unpooling_spectra: dict = {}  # forward_parts: UnpoolingAnalysis per (unpooling, dtype, device)
 
     def class_weight(self) -> Tensor:
         """Weights per Chebyshev order, input channel, distance class and output, ``(K_cheb, C_in, R, C_out)``."""
@@ -186,8 +186,8 @@ class SpatioSphericalConv(nn.Module):
         """A voxel-wise spectral convolution (``kernel_size=1``) of the concatenation of ``parts`` along the channels,
         without building it: each part is analysed and mixed on its own, and an
         :class:`~equidmri.nn.layers.pooling.Unpooled` part straight from its coarse map, through the spectrum of
-        the unpooling (``U^T P``, ``(V, V/4)``, :meth:`_unpooling_spectrum`) instead of the unpooled map's
-        analysis. Parts ``(B, V, X, Y, Z, C_i)`` (``sum_i C_i = C_in``) -> ``(B, V, X, Y, Z, C_out)``, as
+        the unpooling (``U^T P``, :class:`~equidmri.nn.layers.eigenbasis.UnpoolingAnalysis`) instead of the
+        unpooled map's analysis. Parts ``(B, V, X, Y, Z, C_i)`` (``sum_i C_i = C_in``) -> ``(B, V, X, Y, Z, C_out)``, as
         :meth:`forward` of their concatenation. Inference only.
 
         Raises
@@ -203,7 +203,7 @@ class SpatioSphericalConv(nn.Module):
         for part in parts:
             if isinstance(part, Unpooled):
                 coarse = part.coarse
-                spectrum = matmul(self._unpooling_spectrum(part.unpool, coarse), coarse.reshape(*coarse.shape[:2], -1))
+                spectrum = self._unpooling_spectrum(part.unpool, coarse)(coarse.reshape(*coarse.shape[:2], -1))
                 shape = (coarse.shape[0], spectrum.shape[1]) + coarse.shape[2:]
             else:
                 spectrum, shape = self._spectrum(part), part.shape
@@ -213,13 +213,12 @@ class SpatioSphericalConv(nn.Module):
         out = self._spectral_synthesis(mixed.reshape(shape[:-1] + (self.out_channels,)))
         return out if self.bias is None else out.add_(self.bias)
 
-    def _unpooling_spectrum(self, unpool: nn.Module, like: Tensor) -> Tensor:
-        """``U^T P`` ``(V, V/4)`` of ``unpool`` (``P``: its copy of each parent to its children), in ``like``'s dtype
-        and device; computed once (the eigenbasis's analysis of the unpooled identity) and kept."""
+    def _unpooling_spectrum(self, unpool: nn.Module, like: Tensor) -> UnpoolingAnalysis:
+        """``x -> U^T P x`` for ``unpool`` (``P``: its copy of each parent to its children) in ``like``'s dtype and
+        device (:class:`~equidmri.nn.layers.eigenbasis.UnpoolingAnalysis`), built once and kept."""
         key = (unpool, like.dtype, like.device)
         if key not in self._unpooling_spectra:
-            eye = torch.eye(unpool.grid.coarser().n_vertices, dtype=like.dtype, device=like.device)
-            self._unpooling_spectra[key] = self.eigenbasis.analysis(unpool(eye[None]))[0]
+            self._unpooling_spectra[key] = UnpoolingAnalysis(self.eigenbasis, unpool, like.dtype, like.device)
         return self._unpooling_spectra[key]
 
     def _spectrum(self, x: Tensor) -> Tensor:
