@@ -24,16 +24,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["start_peak_workers", "volume_voxels", "warm_up"]
 
 
-def warm_up(lock: str | None = None) -> int:
+def warm_up(lock: str) -> int:
     """Import the peak search and build its sphere in this process (a worker's first task); return the pid.
 
-    With ``lock`` (a file path), the workers take turns (an exclusive ``flock`` on it), so that they share the one
-    idle core instead of both taking a share of the busy one."""
-    from contextlib import nullcontext
-
-    with open(lock, "rb") if lock else nullcontext() as held:
-        if held is not None:
-            fcntl.flock(held, fcntl.LOCK_EX)
+    The workers take turns (an exclusive ``flock`` on the file ``lock``), so that they share the one idle core
+    instead of both taking a share of the busy one."""
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         from equidmri.dmri.peaks import peak_sphere
 
         peak_sphere()
