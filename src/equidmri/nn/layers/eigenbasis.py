@@ -174,15 +174,16 @@ class UnpoolingAnalysis:
     """
 
     def __init__(self, transform: EigenbasisTransform, unpool: nn.Module, dtype: torch.dtype, device) -> None:
-        coarse = unpool.grid.coarser()
-        dense = transform.analysis(unpool(torch.eye(coarse.n_vertices, dtype=torch.float64)[None]))[0]  # U^T P
+        coarse = unpool.grid.coarser()  # built in float64 on the maps' device, where the transform's buffers are
+        eye = torch.eye(coarse.n_vertices, dtype=torch.float64, device=device)
+        dense = transform.analysis(unpool(eye[None]))[0]  # U^T P
         self.coarse_basis, self.blocks = (
             None,
             [(0, dense.shape[0], 0, dense.shape[1], dense.to(device=device, dtype=dtype))],
         )
         if not hasattr(transform, "blocks"):  # the dense transform: no D4 blocks to follow
             return
-        eigvecs = torch.tensor(symmetric_eigh(coarse.nside, None, coarse.hemisphere).eigenvectors())
+        eigvecs = torch.tensor(symmetric_eigh(coarse.nside, None, coarse.hemisphere).eigenvectors(), device=device)
         factor = dense @ eigvecs  # (V, V/4), block-diagonal up to rounding
         nonzero = factor.abs() > 1e-9 * factor.abs().max()
         blocks = []
