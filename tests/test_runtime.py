@@ -148,3 +148,17 @@ def test_matmul_leaves_autograd_and_other_dtypes_to_torch():
     product.sum().backward()  # recorded by autograd: torch's product
     torch.testing.assert_close(a.grad, b.sum(1).expand(4, 3))
     assert integers.dtype == torch.int64 and integers.tolist() == [[2, 2], [2, 2]]
+
+
+def test_product_dtype_is_bfloat16_on_auto_only_where_the_cpu_multiplies_it_natively(monkeypatch):
+    import torch
+
+    assert runtime.product_dtype("float32") == torch.float32
+    assert runtime.product_dtype("bfloat16", "cuda") == torch.bfloat16
+    for native in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert runtime.product_dtype("auto") == (torch.bfloat16 if native else torch.float32)
+        assert runtime.product_dtype("auto", "cuda") == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, got 'half'"):
+        runtime.product_dtype("half")
