@@ -26,7 +26,7 @@ from equidmri.recon.config import (
     NetworkConfig,
     TrainConfig,
 )
-from equidmri.runtime import THREADS_ENV
+from equidmri.runtime import PRECISIONS, THREADS_ENV
 
 THREADS_HELP = (
     f"CPU threads for torch, and worker processes for the peak search of a large mask (default: "
@@ -258,6 +258,16 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         f"a mean over the volumes ({REFINE_TV:g} at {REFINE_TV_VOLUMES} directions, 9.7e-6 at 90; it lowered the "
         "angular error on phantoms at every resolution measured); with GM and CSF (several shells) 3e-5 only where "
         "a voxel's fit is underdetermined, else 0. run.json records the weight and why (docs/pretrained_model.md)",
+    )
+    group.add_argument(
+        "--refine-precision",
+        choices=PRECISIONS,
+        default=PRECISIONS[0],
+        help="a learned method: precision of the refinement's products with the SH basis on the penalty directions "
+        "(two thirds of its work). auto: bfloat16 (8-bit mantissa) on a CPU that multiplies it natively "
+        "(AVX512-BF16 or AMX), where it made the refinement about 1.25x as fast; float32 anywhere else. With "
+        "float32 every machine gives the same answer up to float32 rounding. run.json records the one used "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--relative-peak-threshold",

@@ -236,6 +236,7 @@ def run_deconv(
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
     refine_tv: float | None = None,
+    refine_precision: str = "auto",
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -260,6 +261,8 @@ def run_deconv(
         Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone; default:
         with the WM alone, scaled to the number of fitted volumes;
         :meth:`~equidmri.recon.refine.FODFRefiner.default_tv`).
+    refine_precision : str
+        Of the refinement's penalty products (:meth:`SHDModel.fit`).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
@@ -289,6 +292,7 @@ def run_deconv(
             tile=tile,
             refine_steps=refine_steps,
             refine_tv=refine_tv,
+            refine_precision=refine_precision,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
@@ -301,6 +305,7 @@ def run_predict(
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
     refine_tv: float | None = None,
+    refine_precision: str = "auto",
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -319,6 +324,7 @@ def run_predict(
             progress=progress,
             refine_steps=refine_steps,
             refine_tv=refine_tv,
+            refine_precision=refine_precision,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
 
