@@ -131,6 +131,20 @@ def test_penalty_products_in_bfloat16_stay_close_to_float32(setup):
         refiner(start, iso, signal, steps=1, precision="float16")
 
 
+def test_column_major_inputs_give_the_c_order_result(setup):
+    """The network's fractions come column-major: the refinement (torch's fused Adam, per voxel and with the spatial
+    term) gives what C-order inputs give."""
+    refiner, mask, start, iso, signal = _tv_problem(setup)
+    iso = torch.rand(8, 2, generator=torch.Generator().manual_seed(2)) * 0.4
+    columns = iso.t().contiguous().t()  # column-major
+    wide = torch.cat([start, torch.zeros(8, 10)], 1).t().contiguous().t()
+    assert not columns.is_contiguous()
+    for refine_ in (lambda *a: refiner(*a, steps=10), lambda *a: refiner.refine_volume(*a, mask, 10, 0.02)):
+        expected = refine_(start, iso, signal)
+        for got, want in zip(refine_(wide, columns, signal), expected):
+            assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_chunks_on_threads_give_the_single_threaded_result(setup, monkeypatch):
     bvecs, shells, refiner = setup
     _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=8, seed=4)

@@ -283,7 +283,7 @@ class FODFRefiner(nn.Module):
             # normal tensors are cloned out of inference tensors (tiled inference runs under inference_mode)
             with torch.inference_mode(False), torch.no_grad():
                 chunk = slice(i, i + size)
-                start, fractions = fodf_sh[chunk, :k].clone(), iso[chunk].clone()
+                start, fractions = fodf_sh[chunk, :k].contiguous().clone(), iso[chunk].clone()
                 return self._adam(start, fractions, self.fitted(signal[chunk]), steps, lr, dtype)
 
         starts = range(0, len(signal), size)
@@ -349,7 +349,7 @@ class FODFRefiner(nn.Module):
             return self(fodf_sh, iso, signal, steps, lr, precision)
         k = n_coeffs(self.lmax)
         with torch.inference_mode(False), torch.no_grad():
-            fodf_sh, iso, signal = fodf_sh[:, :k].clone(), iso.clone(), self.fitted(signal)
+            fodf_sh, iso, signal = fodf_sh[:, :k].contiguous().clone(), iso.clone(), self.fitted(signal)
             neighbours = _neighbours(mask).to(fodf_sh.device)
             raw = _softplus_parameters(iso)
             threads = torch.get_num_threads() if signal.device.type == "cpu" else 1
@@ -416,15 +416,20 @@ def _neighbours(mask) -> Tensor:
 
 
 def _softplus_parameters(iso: Tensor) -> Tensor:
-    """The parameters whose softplus are the isotropic fractions ``iso`` (floored at :data:`MIN_FRACTION`)."""
-    return torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION)))
+    """The parameters whose softplus are the isotropic fractions ``iso`` (floored at :data:`MIN_FRACTION`), C order
+    (:func:`_adam`)."""
+    return torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))).contiguous()
 
 
 def _adam(params: tuple[Tensor, ...], lr: float) -> torch.optim.Adam:
     """``torch.optim.Adam`` with its defaults (Kingma & Ba 2015) over ``params``, its fused kernel where torch has
-    one (CPU, CUDA). On one thread of the benchmarks' AMD EPYC a step of ``(2048, 45)`` coefficients took 38 ns
-    per voxel, against 68-107 for the unfused update written out before (development measurements)."""
-    return torch.optim.Adam(params, lr=lr, fused=params[0].device.type in ("cpu", "cuda"))
+    one (CPU, CUDA) and every parameter is in C order. On one thread of the benchmarks' AMD EPYC a step of
+    ``(2048, 45)`` coefficients took 38 ns per voxel, against 68-107 for the unfused update written out before
+    (development measurements). torch 2.13's fused CPU kernel pairs a parameter's elements with its gradient's in
+    memory order: a column-major parameter (the network's fractions come so) with a C-order gradient got its
+    elements' steps swapped, so such parameters take the unfused update."""
+    fused = params[0].device.type in ("cpu", "cuda") and all(p.is_contiguous() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
 def _step(optimiser: torch.optim.Adam, params: tuple[Tensor, ...], grads: tuple[Tensor, ...]) -> None:
