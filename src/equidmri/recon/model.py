@@ -42,7 +42,7 @@ from equidmri.recon.infer import predict_volume
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.refine import FODFRefiner
 from equidmri.recon.train import train
-from equidmri.runtime import product_dtype
+from equidmri.runtime import product_dtype, products_in
 from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
 logger = logging.getLogger(__name__)
@@ -490,9 +490,10 @@ class SHDModel:
                 return self.refiner(model.fodf_sh(fodf), iso, signal, per_voxel, precision=precision)
             return model.fodf_sh(fodf), iso
 
-        fodf_sh, iso = predict_volume(
-            self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
-        )  # on the mask voxels only, (M, ...)
+        with products_in(getattr(torch, precision)):
+            fodf_sh, iso = predict_volume(
+                self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
+            )  # on the mask voxels only, (M, ...)
         if refine_steps and refine_tv:
             signal = inputs.signal(tuple(slice(0, n) for n in mask.shape), mask).to(device)
             fodf_sh, iso = self.refiner.refine_volume(

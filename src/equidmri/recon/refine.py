@@ -63,6 +63,7 @@ REFINE_NN = 1.0
 # 0.844 (6.01 vs 6.10 deg), small_64D 97.3 % vs 98.0 % of main peaks within 25 deg of CSD; 2e-4 and 1e-3 lost on all
 REFINE_SPARSITY = 0.0
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 # Most voxels refined together, in a number of chunks that is a multiple of torch's threads (an equal share each).
 # Measured on 2 cores, 181 penalty directions, the per-voxel refinement of a 100x100x60 brain-shaped mask in tiles
 # of 9000 voxels, 100 steps (medians of 3): 8192 -> 18.1 s, 2048 -> 14.3 s, 1024 -> 16.1 s; a chunk's buffers
@@ -293,13 +294,13 @@ class FODFRefiner(nn.Module):
     def _adam(
         self, fodf_sh: Tensor, iso: Tensor, signal: Tensor, steps: int, lr: float, dtype: torch.dtype
     ) -> tuple[Tensor, Tensor]:
-        """Adam steps (:func:`_adam`) on ``fodf_sh`` and ``iso``'s softplus parameters with :meth:`gradient` (its
+        """:class:`_AdamState` steps on ``fodf_sh`` and ``iso``'s softplus parameters with :meth:`gradient` (its
         penalty products in ``dtype``)."""
-        params = (fodf_sh, _softplus_parameters(iso))
-        optimiser, work = _adam(params, lr), self._workspace(len(signal), fodf_sh, dtype)
-        for _ in range(steps):
-            _step(optimiser, params, self.gradient(*params, signal, work))
-        return fodf_sh, nn.functional.softplus(params[1])
+        state = _AdamState.start(fodf_sh, iso)
+        work = self._workspace(len(signal), fodf_sh, dtype)
+        for step in range(1, steps + 1):
+            state.update(self.gradient(fodf_sh, state.raw, signal, work), step, lr)
+        return fodf_sh, nn.functional.softplus(state.raw)
 
     def refine_volume(
         self,
@@ -351,15 +352,13 @@ class FODFRefiner(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             fodf_sh, iso, signal = fodf_sh[:, :k].contiguous().clone(), iso.clone(), self.fitted(signal)
             neighbours = _neighbours(mask).to(fodf_sh.device)
-            raw = _softplus_parameters(iso)
+            state = _AdamState.start(fodf_sh, iso)
             threads = torch.get_num_threads() if signal.device.type == "cpu" else 1
             size, dtype = _chunk_size(len(signal), threads), product_dtype(precision, signal.device)
             chunks = [slice(i, min(i + size, len(signal))) for i in range(0, len(signal), size)]
             n_workers = min(threads, len(chunks))
             works = [self._workspace(size, fodf_sh, dtype) for _ in range(n_workers)]
             norms = [fodf_sh.new_empty(size, 1) for _ in range(n_workers)]
-            params = [(fodf_sh[chunk], raw[chunk]) for chunk in chunks]  # views, updated in place
-            optimisers = [_adam(p, lr) for p in params]
             unit = fodf_sh.new_zeros(len(signal) + 1, k)  # at the block's start; the last row: no neighbour (zero)
             around = fodf_sh.new_empty(len(signal), k)  # sum of each voxel's neighbours' unit fODFs, over the block
 
@@ -377,17 +376,16 @@ class FODFRefiner(nn.Module):
                         total.add_(unit.index_select(0, direction[chunk]))
 
             def take_steps(t: int, first: int, last: int) -> None:
-                for i in range(t, len(chunks), n_workers):
-                    chunk, (c, r) = chunks[i], params[i]
+                for chunk in chunks[t::n_workers]:
                     m = chunk.stop - chunk.start
-                    a, norm, work = around[chunk], norms[t][:m], works[t].rows(m)
-                    for _ in range(first, last + 1):
+                    c, a, norm, work = fodf_sh[chunk], around[chunk], norms[t][:m], works[t].rows(m)
+                    for step in range(first, last + 1):
                         # dT/dc = -2 (I - u u^T) a / |c| with u = c / |c| (the own term cancels: (I - u u^T) u = 0)
                         torch.linalg.vector_norm(c, dim=1, keepdim=True, out=norm).add_(NORM_EPS)
                         along = torch.linalg.vecdot(c, a).unsqueeze_(1).div_(norm.pow(3))
-                        grad_sh, grad_raw = self.gradient(c, r, signal[chunk], work)
+                        grad_sh, grad_raw = self.gradient(c, state.raw[chunk], signal[chunk], work)
                         grad_sh.addcmul_(c, along, value=2 * tv).addcdiv_(a, norm, value=-2 * tv)
-                        _step(optimisers[i], params[i], (grad_sh, grad_raw))
+                        state.update((grad_sh, grad_raw), step, lr, chunk)
 
             for first in range(1, steps + 1, TV_BLOCK):
                 on_threads(normalise, range(n_workers))
@@ -395,7 +393,7 @@ class FODFRefiner(nn.Module):
                 on_threads(
                     lambda t, first=first: take_steps(t, first, min(first + TV_BLOCK - 1, steps)), range(n_workers)
                 )
-            return fodf_sh, nn.functional.softplus(raw)
+            return fodf_sh, nn.functional.softplus(state.raw)
 
 
 def _chunk_size(m: int, threads: int) -> int:
@@ -415,28 +413,53 @@ def _neighbours(mask) -> Tensor:
     return torch.from_numpy(np.stack(rows))
 
 
-def _softplus_parameters(iso: Tensor) -> Tensor:
-    """The parameters whose softplus are the isotropic fractions ``iso`` (floored at :data:`MIN_FRACTION`), C order
-    (:func:`_adam`)."""
-    return torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))).contiguous()
+class _AdamState:
+    """Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on the SH coefficients and the softplus parameters
+    ``raw`` of the isotropic fractions, in place, with given gradients, by blocks of rows.
 
+    A step is torch's fused Adam kernel (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` runs): on one
+    thread of the benchmarks' AMD EPYC, 23 ns per voxel for ``(2048, 45)`` coefficients against 68-107 for the
+    update written out in torch ops before. ``torch.optim.Adam`` itself is not used: its first step imports
+    ``torch._dynamo``, 1.1 s. The kernel pairs a parameter's elements with its gradient's in memory order (in torch
+    2.13 a column-major parameter with a C-order gradient got its elements' steps swapped; the network's fractions
+    come column-major), so the parameters are held in C order.
+    """
 
-def _adam(params: tuple[Tensor, ...], lr: float) -> torch.optim.Adam:
-    """``torch.optim.Adam`` with its defaults (Kingma & Ba 2015) over ``params``, its fused kernel where torch has
-    one (CPU, CUDA) and every parameter is in C order. On one thread of the benchmarks' AMD EPYC a step of
-    ``(2048, 45)`` coefficients took 38 ns per voxel, against 68-107 for the unfused update written out before
-    (development measurements). torch 2.13's fused CPU kernel pairs a parameter's elements with its gradient's in
-    memory order: a column-major parameter (the network's fractions come so) with a C-order gradient got its
-    elements' steps swapped, so such parameters take the unfused update."""
-    fused = params[0].device.type in ("cpu", "cuda") and all(p.is_contiguous() for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fused)
+    def __init__(self, fodf_sh: Tensor, raw: Tensor) -> None:
+        if not (fodf_sh.is_contiguous() and raw.is_contiguous()):
+            raise ValueError("the parameters of _AdamState must be in C order (contiguous)")
+        self.params = (fodf_sh, raw)
+        self.first = [torch.zeros_like(p) for p in self.params]
+        self.second = [torch.zeros_like(p) for p in self.params]
 
+    @property
+    def raw(self) -> Tensor:
+        """The softplus parameters of the isotropic fractions (updated in place)."""
+        return self.params[1]
 
-def _step(optimiser: torch.optim.Adam, params: tuple[Tensor, ...], grads: tuple[Tensor, ...]) -> None:
-    """One step of ``optimiser`` with the given gradients of its ``params``."""
-    for param, grad in zip(params, grads):
-        param.grad = grad
-    optimiser.step()
+    @classmethod
+    def start(cls, fodf_sh: Tensor, iso: Tensor) -> _AdamState:
+        """From the fODF's coefficients (updated in place) and the isotropic fractions (floored at
+        :data:`MIN_FRACTION`)."""
+        return cls(fodf_sh, torch.log(torch.expm1(iso.clamp_min(MIN_FRACTION))).contiguous())
+
+    def update(self, grads: tuple[Tensor, Tensor], step: int, lr: float, rows: slice = slice(None)) -> None:
+        """The ``step``-th Adam step (from 1) of the parameters' ``rows`` (all by default) with their gradients."""
+        torch._fused_adam_(
+            [p[rows] for p in self.params],
+            [g.contiguous() for g in grads],
+            [m[rows] for m in self.first],
+            [v[rows] for v in self.second],
+            [],
+            [torch.full((), float(step), device=p.device) for p in self.params],
+            lr=lr,
+            beta1=ADAM_BETAS[0],
+            beta2=ADAM_BETAS[1],
+            weight_decay=0.0,
+            eps=ADAM_EPS,
+            amsgrad=False,
+            maximize=False,
+        )
 
 
 class _Workspace(NamedTuple):
