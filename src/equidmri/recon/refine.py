@@ -13,7 +13,8 @@ left out of the fit (they carry no orientation), as dipy's CSD leaves them out. 
 couples neighbours, is added by default with the WM alone, its weight scaled to the number of fitted volumes
 (:meth:`FODFRefiner.default_tv`); with it, :meth:`FODFRefiner.refine_volume` refines every voxel of the mask
 together. The two products with the penalty directions' SH basis, two thirds of a step's work, run in bfloat16
-where the CPU multiplies it natively (``precision``, :func:`equidmri.runtime.product_dtype`).
+where the CPU multiplies it natively (``precision``, :func:`equidmri.runtime.product_dtype`); the data term's stay
+float32 (the residual is a small difference of large terms), also inside :func:`equidmri.runtime.products_in`.
 
 References
 ----------
@@ -36,7 +37,7 @@ from equidmri.dmri.gradients import Shells
 from equidmri.recon.config import REFINE_TV, REFINE_TV_VOLUMES
 from equidmri.recon.forward import iso_operator, wm_sh_operator
 from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, negativity
-from equidmri.runtime import matmul, on_threads, product_dtype
+from equidmri.runtime import matmul, on_threads, product_dtype, products_in
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
 __all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NN", "REFINE_SPHERE", "REFINE_SPARSITY", "FODFRefiner", "scaled_tv"]
@@ -63,7 +64,6 @@ REFINE_NN = 1.0
 # 0.844 (6.01 vs 6.10 deg), small_64D 97.3 % vs 98.0 % of main peaks within 25 deg of CSD; 2e-4 and 1e-3 lost on all
 REFINE_SPARSITY = 0.0
 MIN_FRACTION = 1e-4  # floor of the initial isotropic fractions (the softplus parameters stay finite)
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 # Most voxels refined together, in a number of chunks that is a multiple of torch's threads (an equal share each).
 # Measured on 2 cores, 181 penalty directions, the per-voxel refinement of a 100x100x60 brain-shaped mask in tiles
 # of 9000 voxels, 100 steps (medians of 3): 8192 -> 18.1 s, 2048 -> 14.3 s, 1024 -> 16.1 s; a chunk's buffers
@@ -75,6 +75,7 @@ CHUNK = 2048
 # term 16.9 s); validation phantoms of another seed (24^3, W 3e-5): 29 directions 5.52 / 5.54 deg, F1 0.862 /
 # 0.861; 90 directions 3.95 / 3.97 deg, 0.896 / 0.896 (10: 5.56 deg; 25: 5.63 deg)
 TV_BLOCK = 5
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 def scaled_tv(fitted: int) -> float:
@@ -288,7 +289,8 @@ class FODFRefiner(nn.Module):
                 return self._adam(start, fractions, self.fitted(signal[chunk]), steps, lr, dtype)
 
         starts = range(0, len(signal), size)
-        chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
+        with products_in(None):  # the data term in float32, also inside the network's inference (to_sh)
+            chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
         return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
     def _adam(
@@ -349,7 +351,7 @@ class FODFRefiner(nn.Module):
         if not tv or not steps:
             return self(fodf_sh, iso, signal, steps, lr, precision)
         k = n_coeffs(self.lmax)
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), products_in(None):  # the data term in float32
             fodf_sh, iso, signal = fodf_sh[:, :k].contiguous().clone(), iso.clone(), self.fitted(signal)
             neighbours = _neighbours(mask).to(fodf_sh.device)
             state = _AdamState.start(fodf_sh, iso)
