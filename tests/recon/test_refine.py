@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from equidmri import runtime
 from equidmri.dmri.gradients import find_shells
 from equidmri.dmri.response import TissueResponses
-from equidmri import runtime
 from equidmri.recon import refine
 from equidmri.recon.forward import FODF_LMAX, iso_operator, wm_sh_operator
 from equidmri.recon.refine import FODFRefiner
