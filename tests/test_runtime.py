@@ -162,34 +162,3 @@ def test_product_dtype_is_bfloat16_on_auto_only_where_the_cpu_multiplies_it_nati
         assert runtime.product_dtype("auto", "cuda") == torch.float32
     with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, got 'half'"):
         runtime.product_dtype("half")
-
-
-def test_products_in_bfloat16_rounds_the_larger_products_in_on_threads_work_too():
-    """Inside products_in(bfloat16), a product whose a-matrices have at least LOW_PRECISION_MIN rows and columns is
-    the bfloat16 product (float32 out, in place or new), smaller ones and autograd's stay float32; outside, and with
-    float32, nothing changes."""
-    import torch
-
-    n = runtime.LOW_PRECISION_MIN
-    generator = torch.Generator().manual_seed(0)
-    big_a, big_b = torch.randn(n, n, generator=generator), torch.randn(2, n, 300, generator=generator)
-    small_a, small_b = torch.randn(n - 1, n, generator=generator), torch.randn(n, 300, generator=generator)
-    rounded = torch.matmul(big_a.bfloat16(), big_b.bfloat16()).float()
-
-    def work(_):
-        out = torch.empty(2, n, 300)
-        return runtime.matmul(big_a, big_b), runtime.matmul(big_a, big_b, out=out), runtime.matmul(small_a, small_b)
-
-    with runtime.products_in(torch.bfloat16):
-        for new, into, small in runtime.on_threads(work, [0, 1]):
-            assert new.dtype == into.dtype == torch.float32
-            assert torch.equal(new, rounded) and torch.equal(into, rounded)
-            torch.testing.assert_close(small, small_a @ small_b)
-        tracked = big_a.clone().requires_grad_(True)
-        torch.testing.assert_close(runtime.matmul(tracked, big_b), big_a @ big_b)  # autograd's: float32
-        with runtime.products_in(torch.float32):
-            torch.testing.assert_close(runtime.matmul(big_a, big_b), big_a @ big_b)
-        assert torch.equal(runtime.matmul(big_a, big_b), rounded)  # restored on leaving the inner block
-    exact = runtime.matmul(big_a, big_b)
-    torch.testing.assert_close(exact, big_a @ big_b)
-    assert not torch.equal(exact, rounded)

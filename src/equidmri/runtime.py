@@ -13,7 +13,7 @@ once when other processes slow the run down.
 Matrix products: :func:`matmul` runs the CPU products of inference through numpy's BLAS (OpenBLAS), which was
 measured faster than torch's (MKL) for the small and batched products of the refinement and the spherical layers.
 :func:`product_dtype` says in which precision products that tolerate bfloat16 run: in it where the CPU multiplies
-bfloat16 natively; :func:`products_in` has :func:`matmul` run the larger products of a block of code in it.
+bfloat16 natively.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -58,12 +57,6 @@ MEMORY_FIELDS = {  # /proc/self/status (Linux, proc(5)) field -> name in memory_
 PRECISIONS = ("auto", "float32", "bfloat16")  # choices of product_dtype
 Result = TypeVar("Result")  # what on_threads's work returns
 _ONE_THREAD = threading.local()  # .active: this thread runs on_threads's work, single-threaded (see matmul)
-_PRODUCTS = threading.local()  # .dtype: the low precision of matmul's larger float32 products (products_in), or None
-# Rows and inner size of ``a``'s matrices from which matmul runs a float32 product in products_in's precision: on
-# one thread of the benchmarks' AMD EPYC, bfloat16 with the casts against float32 (OpenBLAS) was 1.8x as fast for
-# the spherical layers' (96, 96) @ (96, 4096), 1.6x for (92, 80) @ (80, 2048), 1.3x for (24, 24) @ (24, 8192), even
-# for (12, 92) @ (92, 2048), and slower for (8, 8) @ (8, 81920) and the (384, 512, 4) @ (384, 4, 4) channel mixing
-LOW_PRECISION_MIN = 24
 
 
 def retain_freed_memory() -> bool:
@@ -151,10 +144,10 @@ def on_threads(work: Callable[[int], Result], items: Sequence[int]) -> list[Resu
     waiting (:func:`set_passive_wait`) every op pays for waking the threads, and spinning ones compete with other
     processes. Items side by side, one per thread, avoid both (measured on 2 cores: the per-voxel refinement of
     a whole-brain-sized volume 2x as fast, the voxel-wise network 1.7x, see their callers). The caller's grad
-    and inference modes (thread-local in torch) and :func:`products_in`'s precision hold in the worker threads;
-    torch's thread count is restored on return. With one thread, or one item, the items run in turn on the
-    calling thread. Numpy's BLAS runs single-threaded meanwhile, and :func:`matmul` uses it in the items' work
-    (not with one item on several threads, which runs as it would without on_threads).
+    and inference modes (thread-local in torch) hold in the worker threads; torch's thread count is restored
+    on return. With one thread, or one item, the items run in turn on the calling thread. Numpy's BLAS runs
+    single-threaded meanwhile, and :func:`matmul` uses it in the items' work (not with one item on several
+    threads, which runs as it would without on_threads).
 
     Parameters
     ----------
@@ -173,12 +166,11 @@ def on_threads(work: Callable[[int], Result], items: Sequence[int]) -> list[Resu
     if threads > 1 and len(items) <= 1:
         return [work(i) for i in items]
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-    low = getattr(_PRODUCTS, "dtype", None)
 
     def run(item: int) -> Result:
         outer, _ONE_THREAD.active = getattr(_ONE_THREAD, "active", False), True
         try:
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad), products_in(low):
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
                 return work(item)
         finally:
             _ONE_THREAD.active = outer
@@ -206,10 +198,6 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     is single-threaded; anywhere else (torch's threads busy on the same products, a product autograd records, a
     non-CPU device, integer tensors) the product is torch's.
 
-    Inside :func:`products_in` with bfloat16, a product of float32 tensors whose ``a`` has matrices of at least
-    :data:`LOW_PRECISION_MIN` rows and columns (outside autograd) is torch's of the operands rounded to bfloat16,
-    accumulated and returned in float32 (relative error about 3e-3 on random operands).
-
     Parameters
     ----------
     a, b : Tensor
@@ -225,16 +213,6 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     import numpy as np
     import torch  # not at the top: set_passive_wait must run before torch is imported
 
-    low = getattr(_PRODUCTS, "dtype", None)
-    if (
-        low is not None
-        and a.dtype == b.dtype == torch.float32
-        and a.dim() >= 2
-        and min(a.shape[-2:]) >= LOW_PRECISION_MIN
-        and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-    ):
-        product = torch.matmul(a.to(low), b.to(low))
-        return product.float() if out is None else out.copy_(product)
     if (
         not getattr(_ONE_THREAD, "active", False)
         or a.device.type != "cpu"
@@ -246,21 +224,6 @@ def matmul(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
         return torch.matmul(a, b, out=out)
     product = np.matmul(a.detach().numpy(), b.detach().numpy(), out=None if out is None else out.numpy())
     return out if out is not None else torch.from_numpy(product)
-
-
-@contextmanager
-def products_in(dtype: torch.dtype | None) -> Iterator[None]:
-    """Within the block, and in the work of :func:`on_threads` that it starts, :func:`matmul` runs its larger float32
-    products (:data:`LOW_PRECISION_MIN`) in ``dtype`` (bfloat16; :func:`product_dtype` chooses); float32 and None
-    change nothing. Thread-local, like torch's inference mode."""
-    import torch  # not at the top: set_passive_wait must run before torch is imported
-
-    outer = getattr(_PRODUCTS, "dtype", None)
-    _PRODUCTS.dtype = None if dtype in (None, torch.float32) else dtype
-    try:
-        yield
-    finally:
-        _PRODUCTS.dtype = outer
 
 
 def product_dtype(precision: str, device: torch.device | str = "cpu") -> torch.dtype:

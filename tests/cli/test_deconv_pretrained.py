@@ -30,19 +30,20 @@ def test_default_uses_the_pretrained_model(synthetic, tmp_path):
     assert record["arguments"]["refine_tv"] is None
     assert record["refinement"] == {**record["refinement"], "steps": 100, "tv": 2.9e-5}
     assert record["refinement"]["reason"].startswith("30 fitted volumes: spatial term")
-    assert record["precision"] == str(product_dtype("auto")).removeprefix("torch.")
+    assert record["refinement"]["precision"] == str(product_dtype("auto")).removeprefix("torch.")
 
 
-def test_precision_float32_is_recorded_and_close_to_the_default(synthetic, tmp_path):
-    """--precision float32 against the default (bfloat16 products where the CPU has them): the same fODFs within
-    2 % (relative L2 over the volume)."""
+def test_refine_precision_float32_is_recorded_and_close_to_the_default(synthetic, tmp_path):
+    """--refine-precision float32 against the default (bfloat16 penalty products where the CPU has them): the
+    same fODFs within 2 % (relative L2 over the volume)."""
     default, full = tmp_path / "default", tmp_path / "full"
     assert run_main(["deconv", *synthetic.args(), "--out", str(default), *FAST]) == 0
-    assert run_main(["deconv", *synthetic.args(), "--out", str(full), "--precision", "float32", *FAST]) == 0
-    assert _run(full)["precision"] == "float32" and _run(full)["arguments"]["precision"] == "float32"
+    assert run_main(["deconv", *synthetic.args(), "--out", str(full), "--refine-precision", "float32", *FAST]) == 0
+    assert _run(full)["refinement"]["precision"] == "float32"
+    assert _run(full)["arguments"]["refine_precision"] == "float32"
     a, b = (np.asarray(nib.load(out / "fod.nii.gz").dataobj) for out in (default, full))
     assert np.linalg.norm(a - b) <= 0.02 * np.linalg.norm(b)
-    assert run_main(["deconv", *synthetic.args(), "--out", str(tmp_path / "x"), "--precision", "half"]) == 2
+    assert run_main(["deconv", *synthetic.args(), "--out", str(tmp_path / "x"), "--refine-precision", "half"]) == 2
 
 
 def test_train_from_scratch_and_finetune(synthetic, tmp_path):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from equidmri import runtime
 from equidmri.dmri.gradients import find_shells
 from equidmri.dmri.response import TissueResponses
 from equidmri.recon import refine
@@ -146,23 +145,6 @@ def test_column_major_inputs_give_the_c_order_result(setup):
         expected = refine_(start, iso, signal)
         for got, want in zip(refine_(wide, columns, signal), expected):
             assert torch.allclose(got, want, atol=1e-6)
-
-
-def test_the_refinement_keeps_its_precision_inside_products_in(setup):
-    """Run inside the network's bfloat16 products (the per-voxel refinement is, in tiled inference), the refinement's
-    data term stays float32: the same answer as outside."""
-    bvecs, shells, refiner = setup
-    mask = np.ones((4, 4, 3), dtype=bool)  # 48 voxels: products of at least LOW_PRECISION_MIN rows
-    _, _, fodf, signal = _crossing_voxels(bvecs, shells, n=48, seed=7)
-    start = fodf + 0.05 * torch.randn(fodf.shape, generator=torch.Generator().manual_seed(3))
-    iso = torch.full((48, 2), 0.2)
-    runs = [lambda: refiner(start, iso, signal, 5, precision="float32")]
-    runs.append(lambda: refiner.refine_volume(start, iso, signal, mask, 5, 0.02, precision="float32"))
-    for run in runs:
-        outside = run()
-        with runtime.products_in(torch.bfloat16):
-            inside = run()
-        assert all(torch.equal(a, b) for a, b in zip(inside, outside))
 
 
 def test_chunks_on_threads_give_the_single_threaded_result(setup, monkeypatch):

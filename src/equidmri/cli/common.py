@@ -212,7 +212,7 @@ def deconvolve(
             tile=args.tile,
             refine_steps=args.refine_steps,
             refine_tv=args.refine_tv,
-            precision=args.precision,
+            refine_precision=args.refine_precision,
             peak_kwargs=peak_kwargs(args),
             method=method.name,
         )
@@ -226,7 +226,7 @@ def deconvolve(
         tile=args.tile,
         refine_steps=args.refine_steps,
         refine_tv=args.refine_tv,
-        precision=args.precision,
+        refine_precision=args.refine_precision,
         peak_kwargs=peak_kwargs(args),
         method=method.name,
     )

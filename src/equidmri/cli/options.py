@@ -260,13 +260,14 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
         "a voxel's fit is underdetermined, else 0. run.json records the weight and why (docs/pretrained_model.md)",
     )
     group.add_argument(
-        "--precision",
+        "--refine-precision",
         choices=PRECISIONS,
         default=PRECISIONS[0],
-        help="a learned method: precision of inference's larger matrix products, the network's and the refinement's "
-        "(training stays float32). auto: bfloat16 (8-bit mantissa, float32 sums) on a CPU that multiplies it "
-        "natively (AVX512-BF16 or AMX), float32 anywhere else. float32 gives every machine the same answer up to "
-        "float32 rounding. run.json records the one used (default: %(default)s)",
+        help="a learned method: precision of the refinement's products with the SH basis on the penalty directions "
+        "(two thirds of its work). auto: bfloat16 (8-bit mantissa) on a CPU that multiplies it natively "
+        "(AVX512-BF16 or AMX), where it made the refinement about 1.25x as fast; float32 anywhere else. With "
+        "float32 every machine gives the same answer up to float32 rounding. run.json records the one used "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--relative-peak-threshold",

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
         refine_steps=args.refine_steps,
         refine_tv=args.refine_tv,
-        precision=args.precision,
+        refine_precision=args.refine_precision,
         peak_kwargs=peak_kwargs(args),
     )
     report_success(finish(args, prepared, result, timings), args.out)
@@ -126,7 +126,7 @@ def run_cohort(args: argparse.Namespace) -> int:
             tile=args.tile,
             refine_steps=args.refine_steps,
             refine_tv=args.refine_tv,
-            precision=args.precision,
+            refine_precision=args.refine_precision,
             peak_kwargs=peak_kwargs(args),
         )
         finish(argparse.Namespace(**{**vars(args), "out": out}), prepared, result, timings)

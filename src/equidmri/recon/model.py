@@ -42,7 +42,7 @@ from equidmri.recon.infer import predict_volume
 from equidmri.recon.inputs import SampledInputs
 from equidmri.recon.refine import FODFRefiner
 from equidmri.recon.train import train
-from equidmri.runtime import product_dtype, products_in
+from equidmri.runtime import product_dtype
 from equidmri.sphere.sh import check_lmax, lmax_from_n_coeffs, n_coeffs, sh_matrix
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,8 @@ class FODFFit:
         Degree of the method's output: :attr:`shm_coeff`, the peaks and ``fod.nii.gz`` (default 8).
     refinement : dict or None
         A learned method's refinement of the network's answer: ``steps`` (Adam steps), ``tv`` (the spatial term's
-        weight) and ``reason`` (why that weight); None for the iterative methods.
-    precision : str or None
-        A learned method's inference products, ``"float32"`` or ``"bfloat16"`` (the network's larger ones and the
-        refinement's penalty products, :meth:`SHDModel.predict`); None for the iterative methods.
+        weight), ``reason`` (why that weight) and ``precision`` (the dtype of its penalty products, ``"float32"``
+        or ``"bfloat16"``); None for the iterative methods.
     """
 
     fodf_sh: np.ndarray
@@ -97,7 +95,6 @@ class FODFFit:
     sh_basis: str = "descoteaux07"
     lmax: int = OUTPUT_LMAX
     refinement: dict[str, Any] | None = None
-    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.fodf_sh.shape[-1] < n_coeffs(check_lmax(self.lmax)):
@@ -341,7 +338,7 @@ class SHDModel:
         tile: int = DEFAULT_TILE,
         refine_steps: int = REFINE_STEPS,
         refine_tv: float | None = None,
-        precision: str = "auto",
+        refine_precision: str = "auto",
     ) -> FODFFit:
         """Train (unsupervised) to reconstruct ``dwi`` from ``input_dwi``, then deconvolve ``input_dwi``.
 
@@ -367,11 +364,10 @@ class SHDModel:
             with the WM alone :data:`~equidmri.recon.config.REFINE_TV` scaled to the number of fitted volumes
             (3e-5 at 29 directions, 9.7e-6 at 90); with GM and CSF 3e-5 where the fit is
             underdetermined, else 0.
-        precision : str
-            Of inference's larger matrix products, the network's (:func:`equidmri.runtime.products_in`) and the
-            refinement's with the penalty directions' SH basis: ``"auto"`` is bfloat16 on a CPU that multiplies it
-            natively, else float32 (:func:`equidmri.runtime.product_dtype`); ``"float32"``; ``"bfloat16"``.
-            Training is float32.
+        refine_precision : str
+            Of the refinement's products with the penalty directions' SH basis (``"auto"``: bfloat16 on a CPU that
+            multiplies it natively, else float32; ``"float32"``; ``"bfloat16"``;
+            :func:`equidmri.runtime.product_dtype`).
 
         Raises
         ------
@@ -385,7 +381,7 @@ class SHDModel:
         """
         inputs, target = self._prepare(dwi, mask, self.responses.s0[0], input_dwi)
         history = self._train(inputs, target, mask, checkpoint_path, resume, progress)
-        return self._deconvolve(inputs, mask, history, tile, progress, refine_steps, refine_tv, precision)
+        return self._deconvolve(inputs, mask, history, tile, progress, refine_steps, refine_tv, refine_precision)
 
     def train_network(
         self,
@@ -434,7 +430,7 @@ class SHDModel:
         progress: bool = False,
         refine_steps: int = REFINE_STEPS,
         refine_tv: float | None = None,
-        precision: str = "auto",
+        refine_precision: str = "auto",
     ) -> FODFFit:
         """Deconvolve ``dwi`` with the trained network (no training).
 
@@ -446,7 +442,7 @@ class SHDModel:
         mask : ndarray, shape ``(X, Y, Z)`` bool
         s0_wm : float, optional
             Normalises the signal (the new volume's WM b=0 response, scanner units; default the model's).
-        tile, refine_steps, refine_tv, precision : see :meth:`fit`.
+        tile, refine_steps, refine_tv, refine_precision : see :meth:`fit`.
 
         Raises
         ------
@@ -454,7 +450,7 @@ class SHDModel:
             If ``dwi`` does not have one volume per row of ``input_gtab`` or ``mask`` has another shape.
         """
         inputs = self._inputs(dwi, mask, self.responses.s0[0] if s0_wm is None else s0_wm, "dwi")
-        return self._deconvolve(inputs, mask, [], tile, progress, refine_steps, refine_tv, precision)
+        return self._deconvolve(inputs, mask, [], tile, progress, refine_steps, refine_tv, refine_precision)
 
     def _deconvolve(
         self,
@@ -465,7 +461,7 @@ class SHDModel:
         progress: bool,
         refine_steps: int,
         refine_tv: float | None = None,
-        precision: str = "auto",
+        refine_precision: str = "auto",
     ) -> FODFFit:
         if refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
@@ -473,7 +469,7 @@ class SHDModel:
             raise ValueError(f"refine_tv must be >= 0, got {refine_tv}")
         model = self.input_signal_model
         device = model.grid_to_sh.device
-        dtype = product_dtype(precision, device)  # ValueError if unknown
+        precision = str(product_dtype(refine_precision, device)).removeprefix("torch.")  # ValueError if unknown
         if not refine_steps:
             refine_tv, reason = 0.0, "no refinement steps"
         elif refine_tv is None:
@@ -481,7 +477,8 @@ class SHDModel:
             logger.info("refinement: %d Adam steps; %s (--refine-tv sets the weight)", refine_steps, reason)
         else:
             reason = "given"
-        logger.info("inference: larger matrix products in %s (--precision %s)", _name(dtype), precision)
+        if refine_steps:
+            logger.info("refinement: penalty products in %s (--refine-precision %s)", precision, refine_precision)
         per_voxel = refine_steps if not refine_tv else 0  # with TV, the whole mask is refined after inference
 
         def to_sh(fodf: torch.Tensor, iso: torch.Tensor, grown: tuple[slice, ...], wanted: torch.Tensor):
@@ -490,17 +487,16 @@ class SHDModel:
             signal = inputs.signal(grown, wanted.numpy()).to(device)
             fodf, iso = model.complete(fodf.to(device), iso.to(device), inputs.b0(signal), signal)
             if per_voxel:
-                return self.refiner(model.fodf_sh(fodf), iso, signal, per_voxel, precision=_name(dtype))
+                return self.refiner(model.fodf_sh(fodf), iso, signal, per_voxel, precision=precision)
             return model.fodf_sh(fodf), iso
 
-        with products_in(dtype):
-            fodf_sh, iso = predict_volume(
-                self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
-            )  # on the mask voxels only, (M, ...)
+        fodf_sh, iso = predict_volume(
+            self.net, inputs, torch.from_numpy(mask), tile=tile, progress=progress, reduce=to_sh
+        )  # on the mask voxels only, (M, ...)
         if refine_steps and refine_tv:
             signal = inputs.signal(tuple(slice(0, n) for n in mask.shape), mask).to(device)
             fodf_sh, iso = self.refiner.refine_volume(
-                fodf_sh.to(device), iso.to(device), signal, mask, refine_steps, refine_tv, precision=_name(dtype)
+                fodf_sh.to(device), iso.to(device), signal, mask, refine_steps, refine_tv, precision=precision
             )
             fodf_sh, iso = fodf_sh.cpu(), iso.cpu()
         wm_fraction = fodf_sh[:, :1] * math.sqrt(4 * math.pi)  # integral of the fODF
@@ -510,14 +506,8 @@ class SHDModel:
             tissues=self.responses.tissues,
             mask=mask.copy(),
             history=history,
-            refinement={"steps": refine_steps, "tv": refine_tv, "reason": reason},
-            precision=_name(dtype),
+            refinement={"steps": refine_steps, "tv": refine_tv, "reason": reason, "precision": precision},
         )
-
-
-def _name(dtype: torch.dtype) -> str:
-    """``"float32"`` for ``torch.float32``."""
-    return str(dtype).removeprefix("torch.")
 
 
 def on_volume(values: torch.Tensor, mask: np.ndarray) -> np.ndarray:

@@ -236,7 +236,7 @@ def run_deconv(
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
     refine_tv: float | None = None,
-    precision: str = "auto",
+    refine_precision: str = "auto",
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -261,8 +261,8 @@ def run_deconv(
         Weight of the refinement's spatial (TV) term (:meth:`SHDModel.fit`; 0 refines each voxel alone; default:
         with the WM alone, scaled to the number of fitted volumes;
         :meth:`~equidmri.recon.refine.FODFRefiner.default_tv`).
-    precision : str
-        Of inference's larger matrix products, the network's and the refinement's (:meth:`SHDModel.fit`).
+    refine_precision : str
+        Of the refinement's penalty products (:meth:`SHDModel.fit`).
     peak_kwargs : dict, optional
         ``relative_peak_threshold``, ``min_separation_angle`` (degrees), ``npeaks`` for
         :func:`equidmri.dmri.peaks.find_peaks`.
@@ -292,7 +292,7 @@ def run_deconv(
             tile=tile,
             refine_steps=refine_steps,
             refine_tv=refine_tv,
-            precision=precision,
+            refine_precision=refine_precision,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=True, **_network_fields(model, method))
 
@@ -305,7 +305,7 @@ def run_predict(
     tile: int = DEFAULT_TILE,
     refine_steps: int = REFINE_STEPS,
     refine_tv: float | None = None,
-    precision: str = "auto",
+    refine_precision: str = "auto",
     peak_kwargs: dict[str, Any] | None = None,
     method: str | None = None,
 ) -> DeconvResult:
@@ -324,7 +324,7 @@ def run_predict(
             progress=progress,
             refine_steps=refine_steps,
             refine_tv=refine_tv,
-            precision=precision,
+            refine_precision=refine_precision,
         )
     return _finish(fit, prepared, timings, peak_kwargs or {}, progress, trained=False, **_network_fields(model, method))
 
@@ -455,8 +455,7 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
         ``shell_lmax``, ``tissues``, ``method``, ``network`` and ``train`` (None for iterative methods),
         ``epochs_trained``, ``final_loss`` (the last epoch's loss terms, None for a prediction), ``history``
         (loss terms per epoch), ``refinement`` (a learned method's refinement steps, TV weight and why; None for
-        iterative methods), ``precision`` (a learned method's inference products, ``"float32"`` or ``"bfloat16"``;
-        None for iterative methods), ``timings`` (s).
+        iterative methods), ``timings`` (s).
     """
     history = result.fit.history
     return {
@@ -474,6 +473,5 @@ def run_summary(prepared: PreparedData, result: DeconvResult) -> dict[str, Any]:
         "final_loss": history[-1] if history else None,
         "history": history,
         "refinement": result.fit.refinement,
-        "precision": result.fit.precision,
         "timings": dict(result.timings),
     }

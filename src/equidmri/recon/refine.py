@@ -14,7 +14,7 @@ couples neighbours, is added by default with the WM alone, its weight scaled to 
 (:meth:`FODFRefiner.default_tv`); with it, :meth:`FODFRefiner.refine_volume` refines every voxel of the mask
 together. The two products with the penalty directions' SH basis, two thirds of a step's work, run in bfloat16
 where the CPU multiplies it natively (``precision``, :func:`equidmri.runtime.product_dtype`); the data term's stay
-float32 (the residual is a small difference of large terms), also inside :func:`equidmri.runtime.products_in`.
+float32 (the residual is a small difference of large terms).
 
 References
 ----------
@@ -37,7 +37,7 @@ from equidmri.dmri.gradients import Shells
 from equidmri.recon.config import REFINE_TV, REFINE_TV_VOLUMES
 from equidmri.recon.forward import iso_operator, wm_sh_operator
 from equidmri.recon.losses import NORM_EPS, SPARSITY_SIGMA, cauchy_sparsity, negativity
-from equidmri.runtime import matmul, on_threads, product_dtype, products_in
+from equidmri.runtime import matmul, on_threads, product_dtype
 from equidmri.sphere.sh import n_coeffs, sh_matrix
 
 __all__ = ["REFINE_LMAX", "REFINE_LR", "REFINE_NN", "REFINE_SPHERE", "REFINE_SPARSITY", "FODFRefiner", "scaled_tv"]
@@ -289,8 +289,7 @@ class FODFRefiner(nn.Module):
                 return self._adam(start, fractions, self.fitted(signal[chunk]), steps, lr, dtype)
 
         starts = range(0, len(signal), size)
-        with products_in(None):  # the data term in float32, also inside the network's inference (to_sh)
-            chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
+        chunks = on_threads(refine, starts) if signal.device.type == "cpu" else [refine(i) for i in starts]
         return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
     def _adam(
@@ -351,7 +350,7 @@ class FODFRefiner(nn.Module):
         if not tv or not steps:
             return self(fodf_sh, iso, signal, steps, lr, precision)
         k = n_coeffs(self.lmax)
-        with torch.inference_mode(False), torch.no_grad(), products_in(None):  # the data term in float32
+        with torch.inference_mode(False), torch.no_grad():
             fodf_sh, iso, signal = fodf_sh[:, :k].contiguous().clone(), iso.clone(), self.fitted(signal)
             neighbours = _neighbours(mask).to(fodf_sh.device)
             state = _AdamState.start(fodf_sh, iso)
