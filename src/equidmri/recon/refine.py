@@ -285,7 +285,8 @@ class FODFRefiner(nn.Module):
             # normal tensors are cloned out of inference tensors (tiled inference runs under inference_mode)
             with torch.inference_mode(False), torch.no_grad():
                 chunk = slice(i, i + size)
-                start, fractions = fodf_sh[chunk, :k].contiguous().clone(), iso[chunk].clone()
+                start = fodf_sh[chunk, :k].clone(memory_format=torch.contiguous_format)  # C order: _AdamState
+                fractions = iso[chunk].clone()
                 return self._adam(start, fractions, self.fitted(signal[chunk]), steps, lr, dtype)
 
         starts = range(0, len(signal), size)
@@ -351,7 +352,8 @@ class FODFRefiner(nn.Module):
             return self(fodf_sh, iso, signal, steps, lr, precision)
         k = n_coeffs(self.lmax)
         with torch.inference_mode(False), torch.no_grad():
-            fodf_sh, iso, signal = fodf_sh[:, :k].contiguous().clone(), iso.clone(), self.fitted(signal)
+            fodf_sh = fodf_sh[:, :k].clone(memory_format=torch.contiguous_format)  # C order: _AdamState
+            iso, signal = iso.clone(), self.fitted(signal)
             neighbours = _neighbours(mask).to(fodf_sh.device)
             state = _AdamState.start(fodf_sh, iso)
             threads = torch.get_num_threads() if signal.device.type == "cpu" else 1
